@@ -1,0 +1,30 @@
+# The two commands of the quick start: `make demo` and `make test`. Both set the machine up first.
+SHELL := /bin/bash
+NODE_TEST := node --test --test-concurrency=2 --test-reporter=spec
+
+.PHONY: setup build demo test test-unit lint typecheck bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+
+demo: setup
+	@node packages/mindseye/dist/cli/main.js demo
+
+typecheck: setup
+	npx tsc -b packages/torch packages/mindseye
+
+lint: setup
+	npx eslint packages bench
+
+# Test files are compiled next to their sources (dist/**/*.test.js). Two processes at most, each
+# with one intra-op thread (MINDSEYE_NUM_THREADS), so the suite does not oversubscribe 2 cores.
+test: setup typecheck lint
+	@shopt -s globstar; MINDSEYE_NUM_THREADS=1 MINDSEYE_BLAS_THREADS=1 $(NODE_TEST) packages/*/dist/**/*.test.js
+
+bench: setup
+	npm run bench:engine
+
+clean:
+	rm -rf packages/*/dist packages/*/*.tsbuildinfo packages/torch/native/build

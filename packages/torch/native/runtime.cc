@@ -1,0 +1,113 @@
+// The runtime: threads, BLAS, build facts (for `mindseye doctor`), CUDA availability, module init.
+#include "common.h"
+
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+#include <dlfcn.h>
+#include <link.h>
+
+#include <string>
+
+namespace mindseye {
+
+// OpenBLAS keeps its own pthread pool, separate from ATen's OpenMP intra-op threads. Its entry
+// points are looked up at run time so the addon also loads against MKL or reference BLAS.
+using GetIntFn = int (*)();
+using SetIntFn = void (*)(int);
+using GetStrFn = char* (*)();
+
+template <typename Fn>
+static Fn Lookup(const char* name) {
+  return reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, name));
+}
+
+static Napi::Value setNumThreads(const Napi::CallbackInfo& info) {
+  at::set_num_threads(static_cast<int>(I(info, 0)));
+  return info.Env().Undefined();
+}
+static Napi::Value getNumThreads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), at::get_num_threads());
+}
+static Napi::Value setBlasThreads(const Napi::CallbackInfo& info) {
+  auto fn = Lookup<SetIntFn>("openblas_set_num_threads");
+  if (!fn) return Napi::Boolean::New(info.Env(), false);
+  fn(static_cast<int>(I(info, 0)));
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+static int CollectLibrary(struct dl_phdr_info* phdr, size_t, void* data) {
+  auto* libs = static_cast<std::vector<std::string>*>(data);
+  if (phdr->dlpi_name && *phdr->dlpi_name) libs->emplace_back(phdr->dlpi_name);
+  return 0;
+}
+
+// Everything `mindseye doctor` reports that only the native side knows.
+static Napi::Value buildInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto out = Napi::Object::New(env);
+  out.Set("torchVersion", TORCH_VERSION);
+  out.Set("intraOpThreads", at::get_num_threads());
+  out.Set("interOpThreads", at::get_num_interop_threads());
+  out.Set("parallelInfo", at::get_parallel_info());
+  out.Set("config", at::show_config());
+  out.Set("cudaAvailable", torch::cuda::is_available());
+  out.Set("cudaDeviceCount", static_cast<double>(torch::cuda::device_count()));
+#ifdef MINDSEYE_WITH_CUDA
+  out.Set("builtWithCuda", true);
+#else
+  out.Set("builtWithCuda", false);
+#endif
+  auto blasThreads = Lookup<GetIntFn>("openblas_get_num_threads");
+  auto blasConfig = Lookup<GetStrFn>("openblas_get_config");
+  auto blasCore = Lookup<GetStrFn>("openblas_get_corename");
+  out.Set("blasThreads", blasThreads ? Napi::Value(Napi::Number::New(env, blasThreads())) : env.Null());
+  out.Set("blasConfig", blasConfig ? Napi::Value(Napi::String::New(env, blasConfig())) : env.Null());
+  out.Set("blasCore", blasCore ? Napi::Value(Napi::String::New(env, blasCore())) : env.Null());
+  std::vector<std::string> libs;
+  dl_iterate_phdr(CollectLibrary, &libs);
+  auto loaded = Napi::Array::New(env);
+  uint32_t n = 0;
+  for (const auto& lib : libs) {
+    if (lib.find("torch") != std::string::npos || lib.find("c10") != std::string::npos ||
+        lib.find("blas") != std::string::npos || lib.find("lapack") != std::string::npos ||
+        lib.find("mkl") != std::string::npos || lib.find("omp") != std::string::npos) {
+      loaded.Set(n++, lib);
+    }
+  }
+  out.Set("libraries", loaded);
+  return out;
+}
+
+// Synchronises the device (for timing GPU work); a no-op on CPU.
+static Napi::Value synchronize(const Napi::CallbackInfo& info) {
+#ifdef MINDSEYE_WITH_CUDA
+  if (torch::cuda::is_available()) torch::cuda::synchronize();
+#endif
+  return info.Env().Undefined();
+}
+
+// A no-op native call, for measuring the cost of crossing the boundary.
+static Napi::Value noop(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
+
+void InitRuntime(Napi::Env env, Napi::Object exports) {
+  MINDSEYE_EXPORT(exports, setNumThreads);
+  MINDSEYE_EXPORT(exports, getNumThreads);
+  MINDSEYE_EXPORT(exports, setBlasThreads);
+  MINDSEYE_EXPORT(exports, buildInfo);
+  MINDSEYE_EXPORT(exports, synchronize);
+  MINDSEYE_EXPORT(exports, noop);
+}
+
+}  // namespace mindseye
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
+  mindseye::InitTensor(env, exports);
+  mindseye::InitOps(env, exports);
+  mindseye::InitNnOps(env, exports);
+  mindseye::InitRuntime(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(mindseye_torch, InitAddon)
