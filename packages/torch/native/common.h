@@ -1,10 +1,12 @@
 // Shared pieces of the @mindseye/torch addon: how a tensor crosses the N-API boundary,
 // argument decoding, and the error guard every exported function runs under.
 //
-// A tensor is handed to JavaScript as a napi External pointing at a heap TensorBox. The
-// JavaScript Tensor class holds that External; `dispose` drops the box's reference at once,
-// and the External's finalizer (a safety net, run by the garbage collector) deletes the box.
-// An External costs far less than an ObjectWrap instance, which keeps per-op overhead small.
+// A tensor crosses to JavaScript as a number: a slot index in a native table plus a
+// generation count (handle = generation * 2^24 + slot). Numbers cost nothing to create and need
+// no per-object native finalizer: Node-API defers such finalizers to the event loop, so a
+// synchronous training loop would pile them up. `dispose` frees a slot at once and bumps its
+// generation, so a stale handle is an error, never an alias of a newer tensor. The JavaScript
+// side adds a FinalizationRegistry as the safety net for tensors never disposed.
 #pragma once
 
 #include <napi.h>
@@ -15,28 +17,13 @@
 
 namespace mindseye {
 
-struct TensorBox {
-  at::Tensor t;
-};
-
-// Live-tensor accounting for torch.memory() and the leak test.
-void RegisterBox(TensorBox* box);
-void UnregisterBox(TensorBox* box);
-
 Napi::Value Wrap(Napi::Env env, at::Tensor t);
 Napi::Value WrapList(Napi::Env env, const std::vector<at::Tensor>& ts);
 
-inline TensorBox* BoxOf(const Napi::Value& v) {
-  return v.As<Napi::External<TensorBox>>().Data();
-}
+// The live tensor behind a handle; throws a JavaScript error for a disposed or stale handle.
+const at::Tensor& Lookup(const Napi::Value& handle);
 
-inline const at::Tensor& T(const Napi::CallbackInfo& info, size_t i) {
-  const at::Tensor& t = BoxOf(info[i])->t;
-  if (!t.defined()) {
-    throw Napi::Error::New(info.Env(), "use of a disposed tensor (it was freed by dispose() or by the end of a torch.scope)");
-  }
-  return t;
-}
+inline const at::Tensor& T(const Napi::CallbackInfo& info, size_t i) { return Lookup(info[i]); }
 
 inline bool IsNullish(const Napi::Value& v) { return v.IsUndefined() || v.IsNull(); }
 

@@ -12,11 +12,17 @@ static at::Tensor WrappedScalar(const Napi::Value& v, const at::Device& device) 
   t.unsafeGetTensorImpl()->set_wrapped_number(true);
   return t;
 }
-static at::Tensor TensorOrScalar(const Napi::Value& v, const at::Device& device) {
-  if (v.IsNumber() || v.IsBoolean()) return WrappedScalar(v, device);
-  const at::Tensor& t = BoxOf(v)->t;
-  if (!t.defined()) throw Napi::Error::New(v.Env(), "use of a disposed tensor");
-  return t;
+// Tensor handles are numbers too, so JavaScript says which number arguments are scalars with a
+// bit mask (bit k set: the k-th operand of the op is a scalar). Booleans are always scalars.
+static bool IsScalar(const Napi::Value& v, uint32_t mask, int bit) {
+  return v.IsBoolean() || (mask >> bit) & 1u;
+}
+static uint32_t Mask(const Napi::CallbackInfo& info, size_t i) {
+  return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().Uint32Value() : 0;
+}
+static at::Tensor TensorOrScalar(const Napi::Value& v, bool scalar, const at::Device& device) {
+  if (scalar) return WrappedScalar(v, device);
+  return Lookup(v);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -63,19 +69,21 @@ static at::Tensor ApplyBinary(BinaryOp op, const at::Tensor& a, const at::Tensor
   throw std::runtime_error("unknown binary op code");
 }
 
+// (code, a, b, scalarMask)
 static Napi::Value binary(const Napi::CallbackInfo& info) {
   auto op = static_cast<BinaryOp>(I(info, 0));
+  uint32_t mask = Mask(info, 3);
+  bool aScalar = IsScalar(info[1], mask, 0), bScalar = IsScalar(info[2], mask, 1);
   // The device comes from whichever operand is a tensor.
-  bool aIsTensor = !(info[1].IsNumber() || info[1].IsBoolean());
-  at::Device dev = aIsTensor ? BoxOf(info[1])->t.device() : T(info, 2).device();
-  return Wrap(info.Env(), ApplyBinary(op, TensorOrScalar(info[1], dev), TensorOrScalar(info[2], dev)));
+  at::Device dev = !aScalar ? T(info, 1).device() : T(info, 2).device();
+  return Wrap(info.Env(), ApplyBinary(op, TensorOrScalar(info[1], aScalar, dev), TensorOrScalar(info[2], bScalar, dev)));
 }
 
-// In-place binary for optimizers and initialisers: (code, self, other[, alpha])
+// In-place binary for optimizers and initialisers: (code, self, other, alpha|null, otherIsScalar)
 static Napi::Value binaryInplace(const Napi::CallbackInfo& info) {
   auto op = static_cast<BinaryOp>(I(info, 0));
   at::Tensor self = T(info, 1);
-  bool scalar = info[2].IsNumber() || info[2].IsBoolean();
+  bool scalar = IsScalar(info[2], Mask(info, 4), 0);
   switch (op) {
     case BinaryOp::add:
       if (scalar) self.add_(ScalarOf(info[2]));
@@ -182,10 +190,12 @@ static Napi::Value clamp_(const Napi::CallbackInfo& info) {
   T(info, 0).clamp_(OptScalar(info, 1), OptScalar(info, 2));
   return info.Env().Undefined();
 }
-// (cond, a, b): a and b tensors or numbers
+// (cond, a, b, scalarMask): a and b tensors or numbers
 static Napi::Value where(const Napi::CallbackInfo& info) {
   const at::Tensor& cond = T(info, 0);
-  return Wrap(info.Env(), at::where(cond, TensorOrScalar(info[1], cond.device()), TensorOrScalar(info[2], cond.device())));
+  uint32_t mask = Mask(info, 3);
+  return Wrap(info.Env(), at::where(cond, TensorOrScalar(info[1], IsScalar(info[1], mask, 0), cond.device()),
+                                    TensorOrScalar(info[2], IsScalar(info[2], mask, 1), cond.device())));
 }
 // (self, exponentBase:number) -> base ** self
 static Napi::Value powScalarBase(const Napi::CallbackInfo& info) {
@@ -367,17 +377,17 @@ static Napi::Value indexSelect(const Napi::CallbackInfo& info) {
 static Napi::Value gather(const Napi::CallbackInfo& info) {
   return Wrap(info.Env(), at::gather(T(info, 0), I(info, 1), T(info, 2)));
 }
-// (self, dim, index, src tensor|number, reduce "none"|"add")
+// (self, dim, index, src tensor|number, reduce "none"|"add", srcIsScalar)
 static Napi::Value scatter(const Napi::CallbackInfo& info) {
   const at::Tensor& self = T(info, 0);
   std::string reduce = S(info, 4);
   if (reduce == "add") return Wrap(info.Env(), at::scatter_add(self, I(info, 1), T(info, 2), T(info, 3)));
-  if (info[3].IsNumber()) return Wrap(info.Env(), at::scatter(self, I(info, 1), T(info, 2), ScalarOf(info[3])));
+  if (IsScalar(info[3], Mask(info, 5), 0)) return Wrap(info.Env(), at::scatter(self, I(info, 1), T(info, 2), ScalarOf(info[3])));
   return Wrap(info.Env(), at::scatter(self, I(info, 1), T(info, 2), T(info, 3)));
 }
-// (self, mask, value tensor|number)
+// (self, mask, value tensor|number, valueIsScalar)
 static Napi::Value maskedFill(const Napi::CallbackInfo& info) {
-  if (info[2].IsNumber() || info[2].IsBoolean()) return Wrap(info.Env(), at::masked_fill(T(info, 0), T(info, 1), ScalarOf(info[2])));
+  if (IsScalar(info[2], Mask(info, 3), 0)) return Wrap(info.Env(), at::masked_fill(T(info, 0), T(info, 1), ScalarOf(info[2])));
   return Wrap(info.Env(), at::masked_fill(T(info, 0), T(info, 1), T(info, 2)));
 }
 static Napi::Value maskedFill_(const Napi::CallbackInfo& info) {
@@ -392,7 +402,7 @@ static c10::List<c10::optional<at::Tensor>> IndexList(const Napi::Value& v) {
   for (uint32_t i = 0; i < arr.Length(); ++i) {
     Napi::Value e = arr.Get(i);
     if (IsNullish(e)) out.push_back(c10::nullopt);
-    else out.push_back(BoxOf(e)->t);
+    else out.push_back(Lookup(e));
   }
   return out;
 }
@@ -400,12 +410,16 @@ static c10::List<c10::optional<at::Tensor>> IndexList(const Napi::Value& v) {
 static Napi::Value index(const Napi::CallbackInfo& info) {
   return Wrap(info.Env(), at::index(T(info, 0), IndexList(info[1])));
 }
-// (self, indices, values, accumulate) -> new tensor
+// (self, indices, values, accumulate, valuesIsScalar) -> new tensor
 static Napi::Value indexPut(const Napi::CallbackInfo& info) {
-  return Wrap(info.Env(), at::index_put(T(info, 0), IndexList(info[1]), TensorOrScalar(info[2], T(info, 0).device()), B(info, 3)));
+  const at::Tensor& self = T(info, 0);
+  at::Tensor values = TensorOrScalar(info[2], IsScalar(info[2], Mask(info, 4), 0), self.device());
+  return Wrap(info.Env(), at::index_put(self, IndexList(info[1]), values.to(self.scalar_type()), B(info, 3)));
 }
 static Napi::Value indexPut_(const Napi::CallbackInfo& info) {
-  T(info, 0).index_put_(IndexList(info[1]), TensorOrScalar(info[2], T(info, 0).device()), B(info, 3));
+  const at::Tensor& self = T(info, 0);
+  at::Tensor values = TensorOrScalar(info[2], IsScalar(info[2], Mask(info, 4), 0), self.device());
+  T(info, 0).index_put_(IndexList(info[1]), values.to(self.scalar_type()), B(info, 3));
   return info.Env().Undefined();
 }
 static Napi::Value triu(const Napi::CallbackInfo& info) { return Wrap(info.Env(), at::triu(T(info, 0), I(info, 1))); }

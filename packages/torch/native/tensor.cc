@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <unordered_set>
 
@@ -15,22 +16,60 @@ namespace mindseye {
 // ---------------------------------------------------------------------------------------------
 // Lifetime and accounting
 
-static std::unordered_set<TensorBox*>& Live() {
-  static std::unordered_set<TensorBox*> live;
-  return live;
-}
-void RegisterBox(TensorBox* box) { Live().insert(box); }
-void UnregisterBox(TensorBox* box) { Live().erase(box); }
+namespace {
+constexpr uint64_t kSlotBits = 24;
+constexpr uint64_t kSlotMask = (uint64_t{1} << kSlotBits) - 1;
 
-static void FinalizeBox(Napi::Env, TensorBox* box) {
-  UnregisterBox(box);
-  delete box;
+// A deque keeps references to existing slots valid while new slots are appended.
+struct SlotTable {
+  std::deque<at::Tensor> tensors;
+  std::deque<uint32_t> generations;
+  std::vector<uint32_t> freeSlots;
+  size_t live = 0;
+};
+SlotTable& Slots() {
+  static SlotTable table;
+  return table;
 }
+
+// Decodes a handle; returns the slot or -1 when the handle is not a live tensor.
+int64_t SlotOf(const Napi::Value& handle) {
+  if (!handle.IsNumber()) return -1;
+  double d = handle.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0)) return -1;
+  auto v = static_cast<uint64_t>(d);
+  uint64_t slot = v & kSlotMask;
+  auto& s = Slots();
+  if (slot >= s.tensors.size() || s.generations[slot] != static_cast<uint32_t>(v >> kSlotBits)) return -1;
+  if (!s.tensors[slot].defined()) return -1;
+  return static_cast<int64_t>(slot);
+}
+}  // namespace
 
 Napi::Value Wrap(Napi::Env env, at::Tensor t) {
-  auto* box = new TensorBox{std::move(t)};
-  RegisterBox(box);
-  return Napi::External<TensorBox>::New(env, box, FinalizeBox);
+  auto& s = Slots();
+  uint32_t slot;
+  if (!s.freeSlots.empty()) {
+    slot = s.freeSlots.back();
+    s.freeSlots.pop_back();
+  } else {
+    if (s.tensors.size() > kSlotMask) throw Napi::Error::New(env, "more than 16M live tensors: dispose tensors or use torch.scope");
+    slot = static_cast<uint32_t>(s.tensors.size());
+    s.tensors.emplace_back();
+    s.generations.push_back(0);
+  }
+  s.tensors[slot] = std::move(t);
+  ++s.live;
+  double handle = static_cast<double>((static_cast<uint64_t>(s.generations[slot]) << kSlotBits) | slot);
+  return Napi::Number::New(env, handle);
+}
+
+const at::Tensor& Lookup(const Napi::Value& handle) {
+  int64_t slot = SlotOf(handle);
+  if (slot < 0) {
+    throw Napi::Error::New(handle.Env(), "use of a disposed tensor (it was freed by dispose() or by the end of a torch.scope)");
+  }
+  return Slots().tensors[static_cast<size_t>(slot)];
 }
 
 Napi::Value WrapList(Napi::Env env, const std::vector<at::Tensor>& ts) {
@@ -53,9 +92,7 @@ std::vector<at::Tensor> TensorList(const Napi::Value& v) {
   std::vector<at::Tensor> out;
   out.reserve(arr.Length());
   for (uint32_t i = 0; i < arr.Length(); ++i) {
-    const at::Tensor& t = BoxOf(arr.Get(i))->t;
-    if (!t.defined()) throw Napi::Error::New(v.Env(), "use of a disposed tensor in a tensor list");
-    out.push_back(t);
+    out.push_back(Lookup(arr.Get(i)));
   }
   return out;
 }
@@ -86,20 +123,25 @@ static Napi::Value Made(const Napi::CallbackInfo& info, size_t gradIdx, at::Tens
   return Wrap(info.Env(), std::move(t));
 }
 
+// Frees the handle's tensor now. Disposing twice (or a stale handle) is a no-op, so the
+// JavaScript safety-net finalizer may run after an explicit dispose.
 static Napi::Value dispose(const Napi::CallbackInfo& info) {
-  TensorBox* box = BoxOf(info[0]);
-  if (box->t.defined()) {
-    box->t.reset();
-    UnregisterBox(box);
+  int64_t slot = SlotOf(info[0]);
+  if (slot >= 0) {
+    auto& s = Slots();
+    s.tensors[slot].reset();
+    ++s.generations[slot];
+    s.freeSlots.push_back(static_cast<uint32_t>(slot));
+    --s.live;
   }
   return info.Env().Undefined();
 }
 
 static Napi::Value isDisposed(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), !BoxOf(info[0])->t.defined());
+  return Napi::Boolean::New(info.Env(), SlotOf(info[0]) < 0);
 }
 
-// { tensors: live wrappers, bytes: distinct storages they (and their .grad) hold }
+// { tensors: live handles, bytes: distinct storages they (and leaf .grad) hold }
 static Napi::Value memory(const Napi::CallbackInfo& info) {
   std::unordered_set<const void*> seen;
   double bytes = 0;
@@ -108,12 +150,12 @@ static Napi::Value memory(const Napi::CallbackInfo& info) {
     const void* key = t.storage().unsafeGetStorageImpl();
     if (seen.insert(key).second) bytes += static_cast<double>(t.storage().nbytes());
   };
-  for (TensorBox* box : Live()) {
-    count(box->t);
-    if (box->t.defined() && box->t.is_leaf() && box->t.grad().defined()) count(box->t.grad());
+  for (const at::Tensor& t : Slots().tensors) {
+    count(t);
+    if (t.defined() && t.is_leaf() && t.grad().defined()) count(t.grad());
   }
   auto out = Napi::Object::New(info.Env());
-  out.Set("tensors", static_cast<double>(Live().size()));
+  out.Set("tensors", static_cast<double>(Slots().live));
   out.Set("bytes", bytes);
   return out;
 }

@@ -139,7 +139,9 @@ const hl = (x: TensorLike) => (x instanceof Tensor ? x._h : x);
 export function cat(tensors: Tensor[], dim = 0): Tensor { return new Tensor(native.cat(hs(tensors), dim)); }
 export function stack(tensors: Tensor[], dim = 0): Tensor { return new Tensor(native.stack(hs(tensors), dim)); }
 /** cond ? a : b elementwise; a and b may be numbers. */
-export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor { return new Tensor(native.where(cond._h, hl(a), hl(b))); }
+export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
+  return new Tensor(native.where(cond._h, hl(a), hl(b), (a instanceof Tensor ? 0 : 1) | (b instanceof Tensor ? 0 : 2)));
+}
 /** Einstein summation, e.g. einsum("bij,bjk->bik", a, b). */
 export function einsum(equation: string, ...tensors: Tensor[]): Tensor { return new Tensor(native.einsum(equation, hs(tensors))); }
 export function matmul(a: Tensor, b: Tensor): Tensor { return a.matmul(b); }

@@ -4,12 +4,13 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-/** An opaque reference to a native tensor (a napi External). */
-export type Handle = { readonly __handle: unique symbol };
+/** An opaque reference to a native tensor: a slot number with a generation (see native/common.h). */
+export type Handle = number & { readonly __handle: unique symbol };
 /** An opaque reference to a native random generator. */
 export type GeneratorHandle = { readonly __generator: unique symbol };
 
 type H = Handle;
+/** A tensor handle or a scalar; which operands are scalars travels in a bit mask. */
 type Num = H | number | boolean;
 type Dims = number[] | null;
 type Opt<T> = T | null;
@@ -85,13 +86,13 @@ export interface NativeAddon {
   multinomial(probs: H, n: number, replacement: boolean, gen: Opt<GeneratorHandle>): H;
   // elementwise
   opCodes(): { binary: Record<string, number>; unary: Record<string, number> };
-  binary(code: number, a: Num, b: Num): H;
-  binaryInplace(code: number, self: H, other: Num, alpha?: number | null): void;
+  binary(code: number, a: Num, b: Num, scalarMask: number): H;
+  binaryInplace(code: number, self: H, other: Num, alpha: number | null, scalarMask: number): void;
   unary(code: number, a: H): H;
   addScaled(a: H, b: H, alpha: number): H;
   clamp(h: H, min: Opt<number>, max: Opt<number>): H;
   clamp_(h: H, min: Opt<number>, max: Opt<number>): void;
-  where(cond: H, a: Num, b: Num): H;
+  where(cond: H, a: Num, b: Num, scalarMask: number): H;
   powScalarBase(exponent: H, base: number): H;
   softplus(h: H, beta: number, threshold: number): H;
   leakyRelu(h: H, slope: number): H;
@@ -149,12 +150,12 @@ export interface NativeAddon {
   select(h: H, dim: number, index: number): H;
   indexSelect(h: H, dim: number, index: H): H;
   gather(h: H, dim: number, index: H): H;
-  scatter(h: H, dim: number, index: H, src: H | number, reduce: string): H;
-  maskedFill(h: H, mask: H, value: Num): H;
+  scatter(h: H, dim: number, index: H, src: H | number, reduce: string, scalarMask: number): H;
+  maskedFill(h: H, mask: H, value: Num, scalarMask: number): H;
   maskedFill_(h: H, mask: H, value: number | boolean): void;
   index(h: H, indices: (H | null)[]): H;
-  indexPut(h: H, indices: (H | null)[], values: Num, accumulate: boolean): H;
-  indexPut_(h: H, indices: (H | null)[], values: Num, accumulate: boolean): void;
+  indexPut(h: H, indices: (H | null)[], values: Num, accumulate: boolean, scalarMask: number): H;
+  indexPut_(h: H, indices: (H | null)[], values: Num, accumulate: boolean, scalarMask: number): void;
   triu(h: H, diagonal: number): H;
   tril(h: H, diagonal: number): H;
   pad(h: H, pad: number[], mode: string, value: number): H;

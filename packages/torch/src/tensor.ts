@@ -7,6 +7,12 @@ import { track, setOwnedPredicate } from "./scope.js";
 export type TensorLike = Tensor | number | boolean;
 
 const h = (x: TensorLike): Handle | number | boolean => (x instanceof Tensor ? x._h : x);
+/** Bit `bit` set when x is a scalar (handles are numbers too; see native/ops.cc). */
+const scalarBit = (x: TensorLike, bit: number): number => (x instanceof Tensor ? 0 : 1 << bit);
+
+// The safety net for tensors never disposed: when a Tensor object is garbage-collected, its
+// native tensor is freed. dispose() unregisters, so disposed tensors leave nothing pending.
+const finalizer = new FinalizationRegistry<Handle>((handle) => native.dispose(handle));
 
 function normDims(dim: number | number[] | undefined | null): number[] | null {
   if (dim === undefined || dim === null) return null;
@@ -25,7 +31,16 @@ export class Tensor {
   /** @internal Wraps a handle; the innermost torch.scope now owns the tensor. */
   constructor(handle: Handle, tracked = true) {
     this._h = handle;
+    finalizer.register(this, handle, this);
     if (tracked) track(this);
+  }
+
+  /** @internal Points this object at another native tensor, freeing the old one (Module.to). */
+  _replaceHandle(handle: Handle): void {
+    finalizer.unregister(this);
+    native.dispose(this._h);
+    this._h = handle;
+    finalizer.register(this, handle, this);
   }
 
   // ----------------------------------------------------------------------------------------
@@ -51,7 +66,10 @@ export class Tensor {
   toString(): string { return native.toString(this._h); }
 
   /** Frees the native tensor now (a view keeps its base's storage alive until it is freed too). */
-  dispose(): void { native.dispose(this._h); }
+  dispose(): void {
+    finalizer.unregister(this);
+    native.dispose(this._h);
+  }
 
   // ----------------------------------------------------------------------------------------
   // Conversion
@@ -197,11 +215,11 @@ export class Tensor {
   // ----------------------------------------------------------------------------------------
   // In place (for optimizers and initialisers; they do not record a graph on leaves)
 
-  add_(other: TensorLike, alpha?: number): this { native.binaryInplace(BINARY.add!, this._h, h(other), alpha ?? null); return this; }
-  sub_(other: TensorLike, alpha?: number): this { native.binaryInplace(BINARY.sub!, this._h, h(other), alpha ?? null); return this; }
-  mul_(other: TensorLike): this { native.binaryInplace(BINARY.mul!, this._h, h(other)); return this; }
-  div_(other: TensorLike): this { native.binaryInplace(BINARY.div!, this._h, h(other)); return this; }
-  pow_(other: TensorLike): this { native.binaryInplace(BINARY.pow!, this._h, h(other)); return this; }
+  add_(other: TensorLike, alpha?: number): this { native.binaryInplace(BINARY.add!, this._h, h(other), alpha ?? null, scalarBit(other, 0)); return this; }
+  sub_(other: TensorLike, alpha?: number): this { native.binaryInplace(BINARY.sub!, this._h, h(other), alpha ?? null, scalarBit(other, 0)); return this; }
+  mul_(other: TensorLike): this { native.binaryInplace(BINARY.mul!, this._h, h(other), null, scalarBit(other, 0)); return this; }
+  div_(other: TensorLike): this { native.binaryInplace(BINARY.div!, this._h, h(other), null, scalarBit(other, 0)); return this; }
+  pow_(other: TensorLike): this { native.binaryInplace(BINARY.pow!, this._h, h(other), null, scalarBit(other, 0)); return this; }
   addcmul_(t1: Tensor, t2: Tensor, value = 1): this { native.addcmul_(this._h, t1._h, t2._h, value); return this; }
   addcdiv_(t1: Tensor, t2: Tensor, value = 1): this { native.addcdiv_(this._h, t1._h, t2._h, value); return this; }
   lerp_(end: Tensor, weight: number): this { native.lerp_(this._h, end._h, weight); return this; }
@@ -220,7 +238,7 @@ export class Tensor {
     native.normal_(this._h, mean, std, generator ? generator._g : null); return this;
   }
   indexPut_(indices: (Tensor | null)[], values: TensorLike, accumulate = false): this {
-    native.indexPut_(this._h, indices.map((t) => (t === null ? null : t._h)), h(values), accumulate);
+    native.indexPut_(this._h, indices.map((t) => (t === null ? null : t._h)), h(values), accumulate, scalarBit(values, 0));
     return this;
   }
 
@@ -341,25 +359,30 @@ export class Tensor {
   indexSelect(dim: number, index: Tensor): Tensor { return new Tensor(native.indexSelect(this._h, dim, index._h)); }
   gather(dim: number, index: Tensor): Tensor { return new Tensor(native.gather(this._h, dim, index._h)); }
   scatter(dim: number, index: Tensor, src: Tensor | number): Tensor {
-    return new Tensor(native.scatter(this._h, dim, index._h, src instanceof Tensor ? src._h : src, "none"));
+    return new Tensor(native.scatter(this._h, dim, index._h, src instanceof Tensor ? src._h : src, "none", scalarBit(src, 0)));
   }
   scatterAdd(dim: number, index: Tensor, src: Tensor): Tensor {
-    return new Tensor(native.scatter(this._h, dim, index._h, src._h, "add"));
+    return new Tensor(native.scatter(this._h, dim, index._h, src._h, "add", 0));
   }
-  maskedFill(mask: Tensor, value: TensorLike): Tensor { return new Tensor(native.maskedFill(this._h, mask._h, h(value))); }
+  maskedFill(mask: Tensor, value: TensorLike): Tensor { return new Tensor(native.maskedFill(this._h, mask._h, h(value), scalarBit(value, 0))); }
   /** Advanced indexing x[i0, i1, ...] by tensors; null keeps a dimension whole (":"). */
   index(indices: (Tensor | null)[]): Tensor {
     return new Tensor(native.index(this._h, indices.map((t) => (t === null ? null : t._h))));
   }
   indexPut(indices: (Tensor | null)[], values: TensorLike, accumulate = false): Tensor {
-    return new Tensor(native.indexPut(this._h, indices.map((t) => (t === null ? null : t._h)), h(values), accumulate));
+    return new Tensor(native.indexPut(this._h, indices.map((t) => (t === null ? null : t._h)), h(values), accumulate, scalarBit(values, 0)));
   }
   triu(diagonal = 0): Tensor { return new Tensor(native.triu(this._h, diagonal)); }
   tril(diagonal = 0): Tensor { return new Tensor(native.tril(this._h, diagonal)); }
 }
 
+/**
+ * Runs fn with values as a tensor. A number becomes a 0-d tensor of self's dtype, as Python's
+ * `x[idx] = 7` does: index_put requires source and destination dtypes to match, so the
+ * wrapped int64 scalar a bare number would make fails on a float tensor.
+ */
 function bin(name: string, a: Tensor, b: TensorLike): Tensor {
-  return new Tensor(native.binary(BINARY[name]!, a._h, h(b)));
+  return new Tensor(native.binary(BINARY[name]!, a._h, h(b), scalarBit(b, 1)));
 }
 function un(name: string, a: Tensor): Tensor {
   return new Tensor(native.unary(UNARY[name]!, a._h));

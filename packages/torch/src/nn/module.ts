@@ -159,8 +159,7 @@ export abstract class Module {
     const convert = (t: Tensor) => {
       const moved = native.to(t._h, target.dtype === undefined ? null : t.isFloatingPoint ? dtypeCodeOf(target.dtype) : null, target.device ?? null, false);
       const wasGrad = t.requiresGrad;
-      native.dispose(t._h);
-      t._h = moved;
+      t._replaceHandle(moved);
       if (wasGrad && !native.requiresGrad(moved)) native.setRequiresGrad(moved, true);
     };
     noGrad(() => {

@@ -1,0 +1,14 @@
+// Checkpoint input and output: safetensors files and Hugging Face sharded checkpoints.
+export {
+  readHeader,
+  loadMetadata,
+  loadFile,
+  saveFile,
+  saveSharded,
+  loadSharded,
+  SafetensorsError,
+  SAFETENSORS_DTYPE,
+  MAX_HEADER_BYTES,
+  DEFAULT_MAX_SHARD_BYTES,
+} from "./safetensors.js";
+export type { TensorInfo, SafetensorsHeader, LoadOptions, ShardOptions, TensorDict } from "./safetensors.js";
