@@ -102,6 +102,16 @@ def cmd_threads(msg):
     return {"threads": torch.get_num_threads()}
 
 
+def cmd_allocator(msg):
+    """The same glibc malloc tuning MindsEye applies (see packages/torch/src/runtime.ts), so the
+    driver can give PyTorch whichever allocator setting is faster for it."""
+    import ctypes
+    libc = ctypes.CDLL("libc.so.6")
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+    ok = all(libc.mallopt(k, v) == 1 for k, v in ((M_MMAP_THRESHOLD, msg["mmap"]), (M_TRIM_THRESHOLD, msg["trim"]), (M_TOP_PAD, msg["topPad"])))
+    return {"ok": ok}
+
+
 def cmd_steps(msg):
     model, opt = state["model"], state["opt"]
     times, losses = [], []
@@ -157,7 +167,7 @@ def cmd_matmul(msg):
     return out
 
 
-COMMANDS = {"init": cmd_init, "threads": cmd_threads, "steps": cmd_steps, "overhead": cmd_overhead, "matmul": cmd_matmul}
+COMMANDS = {"init": cmd_init, "threads": cmd_threads, "allocator": cmd_allocator, "steps": cmd_steps, "overhead": cmd_overhead, "matmul": cmd_matmul}
 
 for line in sys.stdin:
     msg = json.loads(line)

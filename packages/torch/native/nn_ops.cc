@@ -30,10 +30,11 @@ static Napi::Value embedding(const Napi::CallbackInfo& info) {
 static Napi::Value layerNorm(const Napi::CallbackInfo& info) {
   return Wrap(info.Env(), at::layer_norm(T(info, 0), IntList(info[1]), OptT(info, 2), OptT(info, 3), D(info, 4)));
 }
-// (input, weight|null, eps): Qwen2/LLaMA RMSNorm — normalised in float32, cast back, then scaled.
+// (input, weight|null, eps): Qwen2/LLaMA RMSNorm — normalised in at least float32 (float64
+// stays float64), cast back to the input dtype, then scaled by the weight, as HF's Qwen2RMSNorm.
 static Napi::Value rmsNorm(const Napi::CallbackInfo& info) {
   const at::Tensor& x = T(info, 0);
-  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor xf = x.to(at::promote_types(x.scalar_type(), at::kFloat));
   at::Tensor y = xf * at::rsqrt(xf.pow(2).mean({-1}, /*keepdim=*/true) + D(info, 2));
   y = y.to(x.scalar_type());
   auto w = OptT(info, 1);

@@ -7,6 +7,7 @@
 
 #include <dlfcn.h>
 #include <link.h>
+#include <malloc.h>
 
 #include <string>
 
@@ -80,6 +81,23 @@ static Napi::Value buildInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// glibc malloc tuning for training loops: (mmapThreshold, trimThreshold, topPad) in bytes.
+// A training step frees and re-allocates the same large activation buffers every step. With
+// glibc's defaults, blocks above the (dynamic) mmap threshold are mmapped and unmapped each
+// time, and freed heap tops are trimmed back to the OS, so every step pays page faults to zero
+// fresh pages again. Fixed thresholds keep that memory in the process for reuse, as a caching
+// allocator does. Returns false where the C library is not glibc.
+static Napi::Value tuneAllocator(const Napi::CallbackInfo& info) {
+#ifdef __GLIBC__
+  bool ok = mallopt(M_MMAP_THRESHOLD, static_cast<int>(I(info, 0))) == 1;
+  ok = mallopt(M_TRIM_THRESHOLD, static_cast<int>(I(info, 1))) == 1 && ok;
+  ok = mallopt(M_TOP_PAD, static_cast<int>(I(info, 2))) == 1 && ok;
+  return Napi::Boolean::New(info.Env(), ok);
+#else
+  return Napi::Boolean::New(info.Env(), false);
+#endif
+}
+
 // Synchronises the device (for timing GPU work); a no-op on CPU.
 static Napi::Value synchronize(const Napi::CallbackInfo& info) {
 #ifdef MINDSEYE_WITH_CUDA
@@ -96,6 +114,7 @@ void InitRuntime(Napi::Env env, Napi::Object exports) {
   MINDSEYE_EXPORT(exports, getNumThreads);
   MINDSEYE_EXPORT(exports, setBlasThreads);
   MINDSEYE_EXPORT(exports, buildInfo);
+  MINDSEYE_EXPORT(exports, tuneAllocator);
   MINDSEYE_EXPORT(exports, synchronize);
   MINDSEYE_EXPORT(exports, noop);
 }

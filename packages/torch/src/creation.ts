@@ -34,6 +34,7 @@ export function ones(shape: number[], o: CreateOptions = {}): Tensor {
 export function empty(shape: number[], o: CreateOptions = {}): Tensor {
   return new Tensor(native.empty(checkShape(shape, "empty"), dt(o), dev(o), rg(o)));
 }
+/** A tensor filled with value: float32 by default (a JS number cannot say 7 vs 7.0), bool for booleans. */
 export function full(shape: number[], value: number | boolean, o: CreateOptions = {}): Tensor {
   const fallback: DType = typeof value === "boolean" ? "bool" : "float32";
   return new Tensor(native.full(checkShape(shape, "full"), value, dt(o, fallback), dev(o), rg(o)));
@@ -96,7 +97,14 @@ export function tensor(data: Nested | ArrayBufferView, o: CreateOptions & { shap
     const expected = shape.reduce((a, b) => a * b, 1);
     if (flat.length !== expected) throw new RangeError(`tensor(): ragged nested array (shape [${shape.join(", ")}] needs ${expected} elements, got ${flat.length})`);
     const dtype: DType = o.dtype ?? (typeof probe === "boolean" ? "bool" : "float32");
-    t = new Tensor(native.fromBytes(encode(flat, dtype), o.shape ?? shape, dtypeCode(dtype)));
+    if (dtype === "bfloat16" || dtype === "float16") {
+      // Built in float32, then rounded natively (round-to-nearest-even, as torch does).
+      const f = new Tensor(native.fromBytes(encode(flat, "float32"), o.shape ?? shape, dtypeCode("float32")));
+      t = f.to({ dtype });
+      f.dispose();
+    } else {
+      t = new Tensor(native.fromBytes(encode(flat, dtype), o.shape ?? shape, dtypeCode(dtype)));
+    }
   }
   if (o.device !== undefined && o.device !== "cpu") {
     const moved = t.to({ device: o.device });
@@ -121,10 +129,7 @@ function encode(flat: (number | boolean)[], dtype: DType): ArrayBufferView {
     case "int16": return Int16Array.from(nums);
     case "int8": return Int8Array.from(nums);
     case "uint8": case "bool": return Uint8Array.from(nums, (x) => (dtype === "bool" ? (x ? 1 : 0) : x));
-    case "bfloat16": case "float16": {
-      // Build in float32, convert natively (round-to-nearest-even as torch does).
-      throw new TypeError(`tensor(): build ${dtype} tensors from float32 data and convert with .to("${dtype}")`);
-    }
+    case "bfloat16": case "float16": throw new Error("unreachable: 16-bit floats are converted from float32");
   }
 }
 

@@ -7,7 +7,7 @@ import * as creation from "./creation.js";
 import * as random from "./random.js";
 import * as autogradNs from "./autograd.js";
 import { scope, keep, scopeDepth } from "./scope.js";
-import { setThreads, getThreads, defaultThreadSettings } from "./threads.js";
+import { setThreads, getThreads, defaultThreadSettings, allocatorTuned } from "./runtime.js";
 import { native } from "./native.js";
 import { Tensor } from "./tensor.js";
 import { DTYPES } from "./dtype.js";
@@ -37,7 +37,7 @@ export const torch = {
   setThreads,
   getThreads,
   defaultThreadSettings,
-  buildInfo: () => native.buildInfo(),
+  buildInfo: () => ({ ...native.buildInfo(), allocatorTuned }),
   cudaIsAvailable: () => native.buildInfo().cudaAvailable,
   synchronize: () => native.synchronize(),
   Tensor,

@@ -189,6 +189,7 @@ export interface NativeAddon {
   getNumThreads(): number;
   setBlasThreads(n: number): boolean;
   buildInfo(): BuildInfo;
+  tuneAllocator(mmapThreshold: number, trimThreshold: number, topPad: number): boolean;
   synchronize(): void;
   noop(...args: unknown[]): void;
 }

@@ -376,11 +376,6 @@ export class Tensor {
   tril(diagonal = 0): Tensor { return new Tensor(native.tril(this._h, diagonal)); }
 }
 
-/**
- * Runs fn with values as a tensor. A number becomes a 0-d tensor of self's dtype, as Python's
- * `x[idx] = 7` does: index_put requires source and destination dtypes to match, so the
- * wrapped int64 scalar a bare number would make fails on a float tensor.
- */
 function bin(name: string, a: Tensor, b: TensorLike): Tensor {
   return new Tensor(native.binary(BINARY[name]!, a._h, h(b), scalarBit(b, 1)));
 }
