@@ -23,7 +23,8 @@ lint: setup
 test: setup typecheck lint
 	@shopt -s globstar; MINDSEYE_NUM_THREADS=1 MINDSEYE_BLAS_THREADS=1 $(NODE_TEST) packages/*/dist/**/*.test.js
 
-bench: setup
+bench:
+	@MINDSEYE_WITH_PYTORCH=1 bash scripts/setup.sh
 	npm run bench:engine
 
 clean:

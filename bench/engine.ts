@@ -114,6 +114,7 @@ async function main(): Promise<void> {
   // 2. PyTorch at its best setting: 1 or all intra-op threads, with glibc's default allocator
   //    and then with MindsEye's allocator tuning (mallopt cannot be undone, so it goes last).
   const cores = availableParallelism();
+  await py.call({ cmd: "steps", n: 3 }); // first steps are cold (allocations, page faults): not a fair sample
   let best = { threads: 1, allocator: "glibc default", ms: Infinity };
   for (const allocator of ["glibc default", "MindsEye tuning"]) {
     if (allocator !== "glibc default") await py.call({ cmd: "allocator", mmap: 32 << 20, trim: 1 << 30, topPad: 64 << 20 });

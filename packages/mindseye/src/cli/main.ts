@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+// The `mindseye` command.
+import { Command } from "commander";
+import { VERSION } from "../version.js";
+import { printDoctor } from "./doctor.js";
+import { runDemo } from "./demo.js";
+
+const program = new Command()
+  .name("mindseye")
+  .description("Latent-prediction pretraining of vision-language models")
+  .version(VERSION, "-v, --version");
+
+program
+  .command("doctor")
+  .description("report libtorch, BLAS, threads, CUDA and allocator settings")
+  .option("--json", "print as JSON")
+  .action((o: { json?: boolean }) => printDoctor(o.json ?? false));
+
+program
+  .command("demo")
+  .description("a small real training run with its loss curve (the full study arrives with `mindseye experiment`)")
+  .option("--steps <n>", "training steps", "300")
+  .option("--seed <n>", "random seed", "0")
+  .action((o: { steps: string; seed: string }) => {
+    const steps = Number(o.steps), seed = Number(o.seed);
+    if (!Number.isInteger(steps) || steps < 1) throw new Error(`--steps must be a positive integer, got ${o.steps}`);
+    if (!Number.isInteger(seed) || seed < 0) throw new Error(`--seed must be a non-negative integer, got ${o.seed}`);
+    runDemo({ steps, seed, log: (l) => console.log(l) });
+  });
+
+program.parseAsync(process.argv).catch((e: unknown) => {
+  console.error(`mindseye: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(1);
+});
