@@ -375,10 +375,8 @@ static at::Generator GenOrDefault(const Napi::CallbackInfo& info, size_t i) {
 }
 
 static Napi::Value manualSeed(const Napi::CallbackInfo& info) {
-  // Same as torch.manual_seed on CPU: seeds the default CPU generator.
-  auto gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  gen.set_current_seed(static_cast<uint64_t>(I(info, 0)));
+  // As torch.manual_seed: the CPU generator and every CUDA device's.
+  at::manual_seed(static_cast<uint64_t>(I(info, 0)));
   return info.Env().Undefined();
 }
 static Napi::Value newGenerator(const Napi::CallbackInfo& info) {
