@@ -46,9 +46,14 @@ export class Embedding extends Module {
   readonly paddingIdx: number;
   constructor(readonly numEmbeddings: number, readonly embeddingDim: number, o: FactoryOptions & { paddingIdx?: number } = {}) {
     super();
+    // As torch: a negative paddingIdx counts from the end; none means no padding row (-1 natively).
+    const pad = o.paddingIdx;
+    if (pad !== undefined && (!Number.isInteger(pad) || pad >= numEmbeddings || pad < -numEmbeddings)) {
+      throw new RangeError(`Embedding: paddingIdx ${pad} is outside the ${numEmbeddings} embeddings`);
+    }
     this.weight = own(empty([numEmbeddings, embeddingDim], factory(o)));
     init.normal_(this.weight, 0, 1, o.generator);
-    this.paddingIdx = o.paddingIdx ?? -1;
+    this.paddingIdx = pad === undefined ? -1 : pad < 0 ? numEmbeddings + pad : pad;
     if (this.paddingIdx >= 0) {
       const row = this.weight.select(0, this.paddingIdx);
       init.zeros_(row);

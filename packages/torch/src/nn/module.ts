@@ -6,10 +6,13 @@ import { Tensor } from "../tensor.js";
 import { type DType, type Device, dtypeCode as dtypeCodeOf } from "../dtype.js";
 import { noGrad } from "../autograd.js";
 
-/** A trainable tensor owned by a module (outlives every torch.scope). */
+/**
+ * A trainable tensor owned by a module (outlives every torch.scope). As torch.nn.Parameter it
+ * shares data's storage but is a new leaf: data's own autograd history and flags are untouched.
+ */
 export class Parameter extends Tensor {
   constructor(data: Tensor, requiresGrad = true) {
-    super(native.alias(data._h), false);
+    super(native.detach(data._h), false);
     native.setRequiresGrad(this._h, requiresGrad);
   }
 }

@@ -5,9 +5,9 @@ import { scope } from "../scope.js";
 import { stack } from "../creation.js";
 
 /**
- * Scales all gradients so that their joint p-norm is at most maxNorm; returns the norm before
- * clipping (a number; Infinity or NaN when a gradient is not finite, and then nothing is scaled
- * only if errorIfNonfinite asks to throw).
+ * Scales all gradients so that their joint p-norm is at most maxNorm and returns the norm
+ * before clipping. As PyTorch: a non-finite norm (a NaN or Inf gradient) makes every gradient
+ * NaN unless errorIfNonfinite asks for an error instead.
  */
 export function clipGradNorm(params: Tensor[], maxNorm: number, opts: { normType?: number; errorIfNonfinite?: boolean } = {}): number {
   const p = opts.normType ?? 2;
@@ -20,9 +20,9 @@ export function clipGradNorm(params: Tensor[], maxNorm: number, opts: { normType
     if (opts.errorIfNonfinite && !Number.isFinite(totalValue)) {
       throw new Error(`clipGradNorm: the total norm of order ${p} of the gradients is non-finite (${totalValue}); cannot clip`);
     }
-    // As PyTorch: coefficient clamped to 1, applied unconditionally (a no-op when below max).
+    // As PyTorch: the coefficient is clamped to 1 (multiplying by exactly 1 is skipped; NaN is not).
     const coef = Math.min(maxNorm / (totalValue + 1e-6), 1);
-    if (coef < 1) for (const g of grads) g.mul_(coef);
+    if (!(coef >= 1)) for (const g of grads) g.mul_(coef);
     return totalValue;
   }));
 }

@@ -23,6 +23,7 @@ export abstract class Optimizer<H extends { lr: number }> {
   protected readonly steps = new Map<Tensor, number>();
 
   constructor(params: Tensor[] | GroupSpec<H>[], defaults: H) {
+    if (params.length === 0) throw new Error("optimizer got an empty parameter list (is every parameter frozen?)");
     const specs: GroupSpec<H>[] = params.length > 0 && !("params" in (params[0] as object))
       ? [{ params: params as Tensor[] } as GroupSpec<H>]
       : (params as GroupSpec<H>[]);
@@ -91,33 +92,53 @@ export abstract class Optimizer<H extends { lr: number }> {
     return { tensors, meta: { groups, steps } };
   }
 
-  /** Restores hyperparameters, step counts and slots saved by stateDict (same parameter order). */
+  /**
+   * Restores hyperparameters, step counts and slots saved by stateDict (same parameter order),
+   * replacing the current state. The checkpoint is checked in full before anything changes.
+   */
   loadStateDict(state: OptimizerState): void {
     const params = this.allParams();
     const { groups, steps } = state.meta;
+    // 1. check
     if (groups.length !== this.paramGroups.length) {
       throw new Error(`optimizer loadStateDict: checkpoint has ${groups.length} parameter groups, this optimizer has ${this.paramGroups.length}`);
     }
     groups.forEach((g, gi) => {
-      const mine = this.paramGroups[gi]!;
-      const n = (g.params as number[]).length;
-      if (n !== mine.params.length) throw new Error(`optimizer loadStateDict: group ${gi} has ${n} parameters in the checkpoint, ${mine.params.length} here`);
+      const n = (g.params as number[]).length, here = this.paramGroups[gi]!.params.length;
+      if (n !== here) throw new Error(`optimizer loadStateDict: group ${gi} has ${n} parameters in the checkpoint, ${here} here`);
+    });
+    for (const i of Object.keys(steps)) {
+      if (params[Number(i)] === undefined) throw new Error(`optimizer loadStateDict: step count for parameter ${i}, but this optimizer has ${params.length} parameters`);
+    }
+    const loaded = new Map<Tensor, Map<string, Tensor>>();
+    for (const [key, t] of state.tensors) {
+      const m = /^state\.(\d+)\.(\w+)$/.exec(key);
+      const p = m ? params[Number(m[1])] : undefined;
+      if (!m || p === undefined) throw new Error(`optimizer loadStateDict: unexpected tensor '${key}'`);
+      const pShape = p.shape, tShape = t.shape;
+      if (pShape.join(",") !== tShape.join(",")) {
+        throw new Error(`optimizer loadStateDict: '${key}' has shape [${tShape}] but parameter ${m[1]} has shape [${pShape}]`);
+      }
+      if (!loaded.has(p)) loaded.set(p, new Map());
+      loaded.get(p)!.set(m[2]!, t);
+    }
+    // 2. replace: hyperparameters, step counts, slots (slots the checkpoint lacks are freed)
+    groups.forEach((g, gi) => {
       const { params: _ignored, ...hyper } = g;
-      Object.assign(mine, hyper);
+      Object.assign(this.paramGroups[gi]!, hyper);
     });
     this.steps.clear();
     for (const [i, n] of Object.entries(steps)) this.steps.set(params[Number(i)]!, n);
-    noGrad(() => {
-      for (const [key, t] of state.tensors) {
-        const m = /^state\.(\d+)\.(\w+)$/.exec(key);
-        const p = m ? params[Number(m[1])] : undefined;
-        if (!m || p === undefined) throw new Error(`optimizer loadStateDict: unexpected tensor '${key}'`);
-        const pShape = p.shape, tShape = t.shape;
-        if (pShape.join(",") !== tShape.join(",")) {
-          throw new Error(`optimizer loadStateDict: '${key}' has shape [${tShape}] but parameter ${m[1]} has shape [${pShape}]`);
-        }
-        this.slot(p, m[2]!).copy_(t);
+    for (const [p, slots] of this.slots) {
+      for (const [name, t] of slots) {
+        if (loaded.get(p)?.has(name)) continue;
+        t.dispose();
+        slots.delete(name);
       }
+      if (slots.size === 0) this.slots.delete(p);
+    }
+    noGrad(() => {
+      for (const [p, slots] of loaded) for (const [name, t] of slots) this.slot(p, name).copy_(t);
     });
   }
 }

@@ -9,6 +9,7 @@ export function warmupCosine(o: { warmupSteps: number; totalSteps: number; minRa
   const { warmupSteps, totalSteps } = o;
   const minRatio = o.minRatio ?? 0, cycles = o.cycles ?? 0.5;
   check(warmupSteps, totalSteps);
+  if (!(minRatio >= 0 && minRatio <= 1)) throw new RangeError(`schedule: minRatio must be in [0, 1], got ${minRatio}`);
   return (step) => {
     if (step < warmupSteps) return step / Math.max(1, warmupSteps);
     const progress = (step - warmupSteps) / Math.max(1, totalSteps - warmupSteps);
@@ -28,6 +29,7 @@ export function warmupLinear(o: { warmupSteps: number; totalSteps: number }): Sc
 
 /** Linear warmup, then constant. */
 export function warmupConstant(o: { warmupSteps: number }): Schedule {
+  checkWarmup(o.warmupSteps);
   return (step) => (step < o.warmupSteps ? step / Math.max(1, o.warmupSteps) : 1);
 }
 
@@ -40,6 +42,10 @@ export function applySchedule(opt: Optimizer<{ lr: number }>, schedule: Schedule
 }
 
 function check(warmup: number, total: number): void {
-  if (!(Number.isInteger(warmup) && warmup >= 0)) throw new RangeError(`schedule: warmupSteps must be a non-negative integer, got ${warmup}`);
+  checkWarmup(warmup);
   if (!(Number.isInteger(total) && total >= warmup)) throw new RangeError(`schedule: totalSteps (${total}) must be an integer ≥ warmupSteps (${warmup})`);
+}
+
+function checkWarmup(warmup: number): void {
+  if (!(Number.isInteger(warmup) && warmup >= 0)) throw new RangeError(`schedule: warmupSteps must be a non-negative integer, got ${warmup}`);
 }
