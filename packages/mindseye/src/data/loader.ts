@@ -1,0 +1,195 @@
+// The data loader: seeded shuffling per epoch, sharding by rank, batching and collation,
+// prefetching, bad-record accounting, and a cursor that checkpoints save so that a resumed run
+// sees exactly the batches it would have seen.
+//
+//   const loader = new DataLoader(dataset, { batchSize: 32, seed: 0, collate });
+//   for await (const batch of loader.epoch()) { ... ; ckpt.loader = loader.state(); }
+//   // after a crash: loader.load(ckpt.loader) and the same loop continues where it stopped.
+//
+// Prefetching: the next `prefetch` batches' records are requested while the current batch is
+// in use. Record loading is asynchronous (file reads, and image decoding on libuv's thread
+// pool through sharp), so it proceeds off the main thread; collation (which makes tensors)
+// runs on the main thread when a batch is taken.
+
+/** Random access to records; `get` may be async (reading and decoding). */
+export interface Dataset<T> {
+  readonly length: number;
+  get(index: number): T | Promise<T>;
+}
+
+export interface LoaderOptions<T, B> {
+  batchSize: number;
+  /** Makes a batch (tensors, padding, masks) from the records that loaded. */
+  collate: (records: T[], indices: number[]) => B;
+  shuffle?: boolean;
+  /** Base seed; epoch e uses an order derived from (seed, e). */
+  seed?: number;
+  /** Drop the last incomplete batch of an epoch (default true: every step sees batchSize records). */
+  dropLast?: boolean;
+  /** Distributed sharding: this process's rank and the world size. */
+  rank?: number;
+  worldSize?: number;
+  /** Batches requested ahead of the one in use (default 2). */
+  prefetch?: number;
+  /** A run stops when more than this fraction of records failed (after minRecordsForRate). */
+  maxErrorRate?: number;
+  minRecordsForRate?: number;
+}
+
+/** Where the loader is: saved in checkpoints. */
+export interface LoaderCursor {
+  seed: number;
+  epoch: number;
+  /** Batches of this epoch already handed out. */
+  batch: number;
+  rank: number;
+  worldSize: number;
+}
+
+export interface BadRecord {
+  index: number;
+  message: string;
+}
+
+export class LoaderError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "LoaderError";
+  }
+}
+
+/** mulberry32: a small, well-mixed 32-bit PRNG; enough for permutations, and fully seeded. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A seed for (base, epoch) so that consecutive epochs get unrelated orders. */
+function epochSeed(seed: number, epoch: number): number {
+  let h = (seed ^ 0x9e3779b9) >>> 0;
+  h = Math.imul(h ^ (epoch + 0x85ebca6b), 0xc2b2ae35) >>> 0;
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+export class DataLoader<T, B> {
+  private readonly o: Required<Omit<LoaderOptions<T, B>, "collate">> & Pick<LoaderOptions<T, B>, "collate">;
+  private cursor: LoaderCursor;
+  private seen = 0;
+  private readonly bad: BadRecord[] = [];
+  private badCount = 0;
+
+  constructor(private readonly dataset: Dataset<T>, opts: LoaderOptions<T, B>) {
+    this.o = {
+      shuffle: true, seed: 0, dropLast: true, rank: 0, worldSize: 1, prefetch: 2, maxErrorRate: 0.01, minRecordsForRate: 100,
+      ...opts,
+    };
+    const { batchSize, rank, worldSize, prefetch } = this.o;
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new LoaderError(`batchSize must be a positive integer, got ${batchSize}`);
+    if (!Number.isInteger(worldSize) || worldSize < 1 || !Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
+      throw new LoaderError(`rank ${rank} / worldSize ${worldSize}: need 0 <= rank < worldSize`);
+    }
+    if (!Number.isInteger(prefetch) || prefetch < 0) throw new LoaderError(`prefetch must be a non-negative integer, got ${prefetch}`);
+    if (dataset.length < worldSize) throw new LoaderError(`the dataset has ${dataset.length} records, fewer than the ${worldSize} ranks`);
+    this.cursor = { seed: this.o.seed, epoch: 0, batch: 0, rank, worldSize };
+    if (this.batchesPerEpoch() === 0) {
+      throw new LoaderError(`${this.shardSize()} records per rank make no batch of ${batchSize} with dropLast; lower batchSize or set dropLast: false`);
+    }
+  }
+
+  /** Records this rank sees per epoch (the order is padded to a multiple of worldSize, as PyTorch's DistributedSampler). */
+  shardSize(): number {
+    return Math.ceil(this.dataset.length / this.o.worldSize);
+  }
+
+  batchesPerEpoch(): number {
+    const n = this.shardSize();
+    return this.o.dropLast ? Math.floor(n / this.o.batchSize) : Math.ceil(n / this.o.batchSize);
+  }
+
+  /** This rank's record indices for an epoch, in order. */
+  order(epoch: number): number[] {
+    const n = this.dataset.length, { worldSize, rank } = this.o;
+    const all = Array.from({ length: n }, (_, i) => i);
+    if (this.o.shuffle) {
+      const rand = mulberry32(epochSeed(this.o.seed, epoch));
+      for (let i = n - 1; i > 0; i--) {
+        const j = Math.floor(rand() * (i + 1));
+        [all[i], all[j]] = [all[j]!, all[i]!];
+      }
+    }
+    const total = Math.ceil(n / worldSize) * worldSize;
+    for (let i = n; i < total; i++) all.push(all[i - n]!);
+    return all.filter((_, i) => i % worldSize === rank);
+  }
+
+  state(): LoaderCursor {
+    return { ...this.cursor };
+  }
+
+  /** Restores a cursor saved by state(); the dataset size, seed and sharding must match. */
+  load(c: LoaderCursor): void {
+    if (c.seed !== this.o.seed || c.rank !== this.o.rank || c.worldSize !== this.o.worldSize) {
+      throw new LoaderError(`cannot resume: the checkpoint's loader had seed ${c.seed}, rank ${c.rank}/${c.worldSize}; this one has seed ${this.o.seed}, rank ${this.o.rank}/${this.o.worldSize}`);
+    }
+    if (!Number.isInteger(c.batch) || c.batch < 0 || c.batch > this.batchesPerEpoch()) {
+      throw new LoaderError(`cannot resume: batch ${c.batch} is outside an epoch of ${this.batchesPerEpoch()} batches (did the dataset change?)`);
+    }
+    this.cursor = { ...c };
+  }
+
+  /** Records that failed to load so far (the first 100 are kept with their messages). */
+  badRecords(): { count: number; seen: number; first: BadRecord[] } {
+    return { count: this.badCount, seen: this.seen, first: [...this.bad] };
+  }
+
+  /** The remaining batches of the current epoch; the cursor advances as each is handed out. */
+  async *epoch(): AsyncGenerator<B> {
+    const order = this.order(this.cursor.epoch);
+    const nBatches = this.batchesPerEpoch(), bs = this.o.batchSize;
+    const request = (b: number) => {
+      const indices = order.slice(b * bs, Math.min((b + 1) * bs, order.length));
+      return Promise.all(indices.map((i) => this.fetch(i))).then((records) => ({ indices, records }));
+    };
+    const queue: Promise<{ indices: number[]; records: ({ ok: true; value: T } | { ok: false })[] }>[] = [];
+    let next = this.cursor.batch;
+    while (next < nBatches && queue.length <= this.o.prefetch) queue.push(request(next++));
+    while (queue.length > 0) {
+      const { indices, records } = await queue.shift()!;
+      if (next < nBatches) queue.push(request(next++));
+      const kept: T[] = [], keptIdx: number[] = [];
+      records.forEach((r, k) => {
+        if (r.ok) { kept.push(r.value); keptIdx.push(indices[k]!); }
+      });
+      this.checkErrorRate();
+      this.cursor.batch += 1;
+      if (kept.length > 0) yield this.o.collate(kept, keptIdx);
+    }
+    this.cursor = { ...this.cursor, epoch: this.cursor.epoch + 1, batch: 0 };
+  }
+
+  private async fetch(index: number): Promise<{ ok: true; value: T } | { ok: false }> {
+    this.seen += 1;
+    try {
+      return { ok: true, value: await this.dataset.get(index) };
+    } catch (e) {
+      this.badCount += 1;
+      if (this.bad.length < 100) this.bad.push({ index, message: e instanceof Error ? e.message : String(e) });
+      return { ok: false };
+    }
+  }
+
+  private checkErrorRate(): void {
+    if (this.seen < this.o.minRecordsForRate || this.badCount / this.seen <= this.o.maxErrorRate) return;
+    const first = this.bad.slice(0, 5).map((b) => `    record ${b.index}: ${b.message}`).join("\n");
+    throw new LoaderError(
+      `${this.badCount} of ${this.seen} records failed to load (${((100 * this.badCount) / this.seen).toFixed(1)}% > maxErrorRate ${(100 * this.o.maxErrorRate).toFixed(1)}%); the first:\n${first}\n` +
+        "fix or remove the bad records, or raise maxErrorRate if they are expected",
+    );
+  }
+}
