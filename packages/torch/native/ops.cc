@@ -316,6 +316,8 @@ static Napi::Value matmul(const Napi::CallbackInfo& info) { return Wrap(info.Env
 static Napi::Value bmm(const Napi::CallbackInfo& info) { return Wrap(info.Env(), at::bmm(T(info, 0), T(info, 1))); }
 static Napi::Value mm(const Napi::CallbackInfo& info) { return Wrap(info.Env(), at::mm(T(info, 0), T(info, 1))); }
 static Napi::Value outer(const Napi::CallbackInfo& info) { return Wrap(info.Env(), at::outer(T(info, 0), T(info, 1))); }
+// Singular values of [.., M, N], descending (torch.linalg.svdvals).
+static Napi::Value svdvals(const Napi::CallbackInfo& info) { return Wrap(info.Env(), at::linalg_svdvals(T(info, 0))); }
 // (equation, tensors[])
 static Napi::Value einsum(const Napi::CallbackInfo& info) {
   return Wrap(info.Env(), at::einsum(S(info, 0), TensorList(info[1])));
@@ -487,6 +489,7 @@ void InitOps(Napi::Env env, Napi::Object exports) {
   MINDSEYE_EXPORT(exports, mm);
   MINDSEYE_EXPORT(exports, outer);
   MINDSEYE_EXPORT(exports, einsum);
+  MINDSEYE_EXPORT(exports, svdvals);
   MINDSEYE_EXPORT(exports, view);
   MINDSEYE_EXPORT(exports, reshape);
   MINDSEYE_EXPORT(exports, permute);

@@ -151,6 +151,11 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
 export function einsum(equation: string, ...tensors: Tensor[]): Tensor { return new Tensor(native.einsum(equation, hs(tensors))); }
 export function matmul(a: Tensor, b: Tensor): Tensor { return a.matmul(b); }
 export function bmm(a: Tensor, b: Tensor): Tensor { return a.bmm(b); }
+/** torch.linalg: the few linear-algebra routines the framework needs. */
+export const linalg = {
+  /** Singular values of a [.., M, N] matrix, descending (differentiable). */
+  svdvals: (a: Tensor): Tensor => new Tensor(native.svdvals(a._h)),
+};
 export function outer(a: Tensor, b: Tensor): Tensor { return new Tensor(native.outer(a._h, b._h)); }
 export function maximum(a: Tensor, b: TensorLike): Tensor { return a.maximum(b); }
 export function minimum(a: Tensor, b: TensorLike): Tensor { return a.minimum(b); }

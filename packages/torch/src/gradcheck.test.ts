@@ -188,6 +188,7 @@ describe("linear algebra", () => {
   check("mm, outer", (a, b, c) => a.mm(b).add(torch.outer(c, c)), () => [randn([2, 3], 9), randn([3, 2], 10), randn([2], 11)]);
   check("einsum bij,bjk->bik", (a, b) => torch.einsum("bij,bjk->bik", a, b), () => [randn([2, 2, 3], 12), randn([2, 3, 2], 13)]);
   check("einsum trace and row dot", (a, b) => torch.einsum("ii->", a).add(torch.einsum("ij,ij->i", a, b)), () => [randn([3, 3], 14), randn([3, 3], 15)]);
+  check("linalg.svdvals (distinct singular values)", (a) => torch.linalg.svdvals(a), () => [randn([3, 2], 16)]);
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -128,6 +128,7 @@ export interface NativeAddon {
   mm(a: H, b: H): H;
   outer(a: H, b: H): H;
   einsum(eq: string, ts: H[]): H;
+  svdvals(a: H): H;
   // shape and indexing
   view(h: H, shape: number[]): H;
   reshape(h: H, shape: number[]): H;

@@ -547,6 +547,12 @@ describe("linear algebra", () => {
     expectTensor(torch.einsum("bij,bjk->bik", torch.stack([a, b]), torch.stack([b, a])), [2, 2, 2], [19, 22, 43, 50, 23, 34, 31, 46]);
     expectTensor(torch.einsum("ij,ij->i", a, b), [2], [17, 53]);
   });
+
+  test("linalg.svdvals", () => {
+    // diag(3, 2) rotated: singular values stay 3 and 2, descending
+    expectTensor(torch.linalg.svdvals(T([[0, 2], [3, 0]])), [2], [3, 2], 1e-6);
+    expectTensor(torch.linalg.svdvals(T([[1, 1], [1, 1]])), [2], [2, 0], 1e-6);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
