@@ -25,7 +25,7 @@ function own(t: Tensor): Parameter {
 export class Linear extends Module {
   weight: Parameter;
   bias: Parameter | null;
-  constructor(readonly inFeatures: number, readonly outFeatures: number, o: FactoryOptions & { bias?: boolean } = {}) {
+  constructor(public inFeatures: number, public outFeatures: number, o: FactoryOptions & { bias?: boolean } = {}) {
     super();
     this.weight = own(empty([outFeatures, inFeatures], factory(o)));
     init.kaimingUniform_(this.weight, { a: Math.sqrt(5), generator: o.generator });
@@ -43,8 +43,8 @@ export class Linear extends Module {
 /** A lookup table, weight [num, dim] ~ N(0, 1), as torch.nn.Embedding. */
 export class Embedding extends Module {
   weight: Parameter;
-  readonly paddingIdx: number;
-  constructor(readonly numEmbeddings: number, readonly embeddingDim: number, o: FactoryOptions & { paddingIdx?: number } = {}) {
+  paddingIdx: number;
+  constructor(public numEmbeddings: number, public embeddingDim: number, o: FactoryOptions & { paddingIdx?: number } = {}) {
     super();
     // As torch: a negative paddingIdx counts from the end; none means no padding row (-1 natively).
     const pad = o.paddingIdx;
