@@ -13,7 +13,7 @@ demo: setup
 	@node packages/mindseye/dist/cli/main.js demo
 
 typecheck: setup
-	npx tsc -b packages/torch packages/mindseye
+	npx tsc -b packages/torch packages/mindseye bench
 
 lint: setup
 	npx eslint packages bench

@@ -17,12 +17,10 @@ import sharp from "sharp";
 import type { ImageRef } from "./formats/index.js";
 import { messageOf, type RecordSource, type SkipCounter } from "./formats/errors.js";
 
-/** Decoded pixels: `data[(y * width + x) * 3 + c]`, c = R, G, B. */
-export interface RgbImage {
-  readonly data: Uint8Array; // [H, W, 3] uint8
-  readonly width: number;
-  readonly height: number;
-}
+import type { RgbImage } from "../models/processors.js";
+
+/** Decoded pixels (`data[(y * width + x) * 3 + c]`, c = R, G, B), what the model processors take. */
+export type { RgbImage };
 
 /** An image that could not be decoded; the message names it. */
 export class ImageDecodeError extends Error {
