@@ -4,6 +4,7 @@ import { Command } from "commander";
 import { VERSION } from "../version.js";
 import { printDoctor } from "./doctor.js";
 import { runDemo } from "./demo.js";
+import { registerTargetsCommand } from "./targets.js";
 
 const program = new Command()
   .name("mindseye")
@@ -27,6 +28,8 @@ program
     if (!Number.isInteger(seed) || seed < 0) throw new Error(`--seed must be a non-negative integer, got ${o.seed}`);
     runDemo({ steps, seed, log: (l) => console.log(l) });
   });
+
+registerTargetsCommand(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   console.error(`mindseye: ${e instanceof Error ? e.message : String(e)}`);

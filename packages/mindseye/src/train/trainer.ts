@@ -10,7 +10,7 @@ import { torch, nn, optim, type Tensor } from "@mindseye/torch";
 import type { DataLoader } from "../data/loader.js";
 import { MetricsLogger } from "./metrics.js";
 import { saveCheckpoint, latestCheckpoint, loadCheckpoint } from "./checkpoint.js";
-import { Progress } from "./progress.js";
+import { Progress } from "../util/progress.js";
 
 export interface TrainConfig {
   runDir: string;
@@ -141,7 +141,7 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
   process.on("SIGTERM", sigterm);
 
   const metrics = new MetricsLogger(cfg.runDir);
-  const progress = new Progress(cfg.steps, step, opts.quiet ?? false);
+  const progress = new Progress(cfg.steps, step, opts.quiet ?? false, "train", "steps");
   const losses: number[] = [];
   let batches = task.loader.epoch();
   const nextBatch = async (): Promise<B> => {
@@ -190,7 +190,7 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
         samples = 0;
         windowStart = performance.now();
       }
-      progress.update(step, lossSum);
+      progress.update(step, `loss ${lossSum.toFixed(4)}`);
       if (task.evaluate && cfg.evalEvery > 0 && step % cfg.evalEvery === 0) metrics.log(step, await task.evaluate(step), "eval");
       const stopping = stopRequested !== null || step === opts.stopAfter;
       if (step % cfg.checkpointEvery === 0 || step === cfg.steps || stopping) checkpoint();
