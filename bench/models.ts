@@ -1,0 +1,162 @@
+// bench:models — one training step (forward, next-token cross-entropy, backward; no optimizer
+// step) of the Qwen2 `bench` preset (vocab 4096, width 512, 8 layers, GQA 8/2 heads, MLP 1376,
+// tied embeddings; sequence 256, batch 8) in MindsEye (its default settings) and in PyTorch
+// (bench/models_ref.py: HF's Qwen2 in plain PyTorch, same libtorch, same weights and batch, at
+// its best thread and allocator setting), alternating rounds in one run.
+//
+//   npm run bench:models [-- --steps 8 --rounds 8 --profile]
+// Rounds of one step each by default: on a shared 2-core machine, fine alternation keeps bursts of
+// outside load from landing on one side only.
+// Last line: `model step time ratio vs pytorch: R` (median MindsEye step / median PyTorch step).
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir, availableParallelism } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { torch, F, io, type Tensor } from "@mindseye/torch";
+// bench/tsconfig.json references only the engine: build packages/mindseye first (npm run build).
+import { Qwen2ForCausalLM, qwen2Preset, toHfConfig } from "mindseye/dist/models/qwen2.js";
+
+const args = parseArgs({
+  options: {
+    steps: { type: "string", default: "8" },
+    rounds: { type: "string", default: "8" },
+    python: { type: "string", default: "/usr/bin/python3" },
+    profile: { type: "boolean", default: false },
+  },
+}).values;
+const STEPS = Number(args.steps), ROUNDS = Number(args.rounds);
+const CONFIG = qwen2Preset("bench");
+const BATCH = 8, SEQ = 256, V = CONFIG.vocabSize;
+const here = dirname(fileURLToPath(import.meta.url));
+
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]!; };
+const fmt = (x: number, d = 1) => x.toFixed(d);
+
+/** The PyTorch side: bench/models_ref.py, one JSON request and reply per line. */
+class PythonWorker {
+  private proc = spawn(args.python, [join(here, "..", "models_ref.py")], { stdio: ["pipe", "pipe", "inherit"] });
+  private lines = createInterface({ input: this.proc.stdout! })[Symbol.asyncIterator]();
+  async call(msg: Record<string, unknown>): Promise<Record<string, unknown>> {
+    this.proc.stdin!.write(JSON.stringify(msg) + "\n");
+    const { value, done } = await this.lines.next();
+    if (done) throw new Error(`the PyTorch worker (${args.python} bench/models_ref.py) exited; is python3-torch installed? (MINDSEYE_WITH_PYTORCH=1 bash scripts/setup.sh)`);
+    const reply = JSON.parse(value as string) as Record<string, unknown>;
+    if (reply.error) throw new Error(`PyTorch worker: ${String(reply.error)}`);
+    return reply;
+  }
+  close(): void { this.proc.stdin!.write(JSON.stringify({ cmd: "exit" }) + "\n"); }
+}
+
+interface Steps { ms: number[]; forward: number[]; backward: number[]; losses: number[] }
+
+async function main(): Promise<void> {
+  const settings = torch.getThreads();
+  console.log(`MindsEye: libtorch ${torch.buildInfo().torchVersion}, intra-op threads ${settings.intraOp}, BLAS threads ${settings.blas}`);
+
+  // Same weights and batch on both sides: written here, read by the worker.
+  const model = new Qwen2ForCausalLM(CONFIG, { generator: new torch.Generator(0) }).train();
+  const g = new torch.Generator(1);
+  const tokens = torch.randint(0, V, [BATCH, SEQ], { generator: g });
+  const targets = torch.randint(0, V, [BATCH, SEQ], { generator: g });
+  const dir = mkdtempSync(join(tmpdir(), "mindseye-bench-models-"));
+  const weights = join(dir, "init.safetensors");
+  const state = new Map<string, Tensor>([...model.stateDict()].filter(([k]) => !(CONFIG.tieWordEmbeddings && k === "lm_head.weight")));
+  state.set("tokens", tokens).set("targets", targets);
+  io.saveFile(weights, state);
+  const hfConfig = toHfConfig(CONFIG);
+  console.log(`model: Qwen2 bench preset, ${(model.numParameters() / 1e6).toFixed(2)} M parameters, batch ${BATCH} × ${SEQ} tokens, forward + backward (no optimizer step)`);
+
+  let py = new PythonWorker();
+  const init = await py.call({ cmd: "init", config: hfConfig, weights, threads: 1 });
+  console.log(`PyTorch:  ${String(init.torch)} (Python, same libtorch), ${((init.parameters as number) / 1e6).toFixed(2)} M parameters`);
+
+  const mindseyeSteps = (n: number): Steps => {
+    const out: Steps = { ms: [], forward: [], backward: [], losses: [] };
+    for (let i = 0; i < n; i++) {
+      model.zeroGrad();
+      const t0 = performance.now();
+      let t1 = 0;
+      const loss = torch.scope(() => {
+        const logits = model.forward({ inputIds: tokens }).logits; // [B, T, V]
+        const l = F.crossEntropy(logits.view(-1, V), targets.view(-1));
+        t1 = performance.now();
+        l.backward();
+        return l;
+      });
+      const t2 = performance.now();
+      out.ms.push(t2 - t0);
+      out.forward.push(t1 - t0);
+      out.backward.push(t2 - t1);
+      out.losses.push(loss.item());
+      loss.dispose();
+    }
+    return out;
+  };
+  const pySteps = async (n: number): Promise<Steps> => {
+    const r = await py.call({ cmd: "steps", n });
+    return { ms: r.ms as number[], forward: r.forward_ms as number[], backward: r.backward_ms as number[], losses: r.losses as number[] };
+  };
+
+  // 1. Same computation: the first step's loss agrees (same weights, batch and kernels).
+  const first = mindseyeSteps(1).losses[0]!;
+  const pyFirst = (await pySteps(1)).losses[0]!;
+  console.log(`first-step loss: MindsEye ${first.toFixed(6)}, PyTorch ${pyFirst.toFixed(6)}`);
+
+  // 2. PyTorch at its best setting: 1 or all intra-op threads, with glibc's default allocator
+  //    and then with MindsEye's allocator tuning (mallopt cannot be undone, so it goes last).
+  const cores = availableParallelism();
+  await pySteps(1); // the first steps are cold (allocations, page faults)
+  let best = { threads: 1, allocator: "glibc default", ms: Infinity };
+  for (const allocator of ["glibc default", "MindsEye tuning"]) {
+    if (allocator !== "glibc default") await py.call({ cmd: "allocator", mmap: 32 << 20, trim: 1 << 30, topPad: 64 << 20 });
+    for (const threads of [...new Set([1, cores])]) {
+      await py.call({ cmd: "threads", threads });
+      const ms = Math.min(...(await pySteps(2)).ms); // the faster of two: less sensitive to outside load
+      console.log(`PyTorch warm-up, torch.set_num_threads(${threads}), ${allocator} allocator: ${fmt(ms)} ms/step`);
+      if (ms < best.ms) best = { threads, allocator, ms };
+    }
+  }
+  if (best.allocator === "glibc default") {
+    // The tuning is in effect now and cannot be reverted in-process: restart the worker plain.
+    py.close();
+    py = new PythonWorker();
+    await py.call({ cmd: "init", config: hfConfig, weights, threads: best.threads });
+    await pySteps(3);
+  }
+  await py.call({ cmd: "threads", threads: best.threads });
+  mindseyeSteps(3); // warm-up: the first steps grow the heap (page faults), as PyTorch's warm-up steps did
+
+  // 3. Alternating rounds.
+  const mine: Steps = { ms: [], forward: [], backward: [], losses: [] };
+  const theirs: Steps = { ms: [], forward: [], backward: [], losses: [] };
+  const add = (into: Steps, s: Steps) => { into.ms.push(...s.ms); into.forward.push(...s.forward); into.backward.push(...s.backward); };
+  const per = Math.max(1, Math.round(STEPS / ROUNDS));
+  for (let r = 0; r < ROUNDS; r++) {
+    const a = mindseyeSteps(per), b = await pySteps(per);
+    add(mine, a);
+    add(theirs, b);
+    const list = (xs: number[]) => xs.map((x) => fmt(x, 0)).join(", ");
+    console.log(`round ${r + 1}/${ROUNDS}: MindsEye ${list(a.ms)} ms, PyTorch ${list(b.ms)} ms; medians so far ${fmt(median(mine.ms))} / ${fmt(median(theirs.ms))} ms`);
+  }
+  console.log(`forward (incl. loss) / backward medians: MindsEye ${fmt(median(mine.forward))} / ${fmt(median(mine.backward))} ms, PyTorch ${fmt(median(theirs.forward))} / ${fmt(median(theirs.backward))} ms`);
+
+  if (args.profile) {
+    const prof = await py.call({ cmd: "profile", n: 2, rows: 30 });
+    console.log(`PyTorch autograd profiler, 2 steps, by self CPU time:\n${String(prof.table)}`);
+  }
+  py.close();
+  rmSync(dir, { recursive: true, force: true });
+
+  const m = median(mine.ms), p = median(theirs.ms);
+  const tok = BATCH * SEQ;
+  console.log(`median step: MindsEye ${fmt(m)} ms (${fmt(tok / (m / 1000), 0)} tokens/s), PyTorch ${fmt(p)} ms (${fmt(tok / (p / 1000), 0)} tokens/s) with torch.set_num_threads(${best.threads}) and the ${best.allocator} allocator`);
+  console.log(`model step time ratio vs pytorch: ${(m / p).toFixed(3)}`);
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});
