@@ -138,13 +138,16 @@ static Napi::Value scaledDotProductAttention(const Napi::CallbackInfo& info) {
 #else
   double s = scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(-1))));
   at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) * s;  // [.., L, S]
+  // Masks are added as {0, -inf} float tensors (built without grad): an addition costs nothing
+  // in backward, where masked_fill on the scores would add a pass.
+  const double ninf = -std::numeric_limits<double>::infinity();
   if (causal) {
     int64_t L = q.size(-2), S = k.size(-2);
     at::Tensor keep = at::ones({L, S}, q.options().dtype(at::kBool)).tril();
-    scores = scores.masked_fill(keep.logical_not(), -std::numeric_limits<double>::infinity());
+    scores = scores + at::zeros({L, S}, scores.options()).masked_fill(keep.logical_not(), ninf);
   } else if (mask) {
     if (mask->scalar_type() == at::kBool) {
-      scores = scores.masked_fill(mask->logical_not(), -std::numeric_limits<double>::infinity());
+      scores = scores + at::zeros(mask->sizes(), scores.options()).masked_fill(mask->logical_not(), ninf);
     } else {
       scores = scores + *mask;
     }
