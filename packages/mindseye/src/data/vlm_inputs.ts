@@ -1,0 +1,60 @@
+// Turning (images, text, answer) into token ids and labels for a VLM, the same way in training
+// and evaluation: the tokenizer's own chat template renders the user turn (images as
+// <|vision_start|><|image_pad|><|vision_end|>), each image pad is expanded to the number of
+// vision tokens an image becomes, and the assistant's answer is what the loss sees.
+//
+//   const p = buildPrompt(tok, { images: 1, text: "Is there a red circle?\nAnswer the question using a single word or phrase." }, 16);
+//   const ex = buildExample(tok, { images: 1, text: "..." , answer: "yes" }, 16);  // ids, labels (-100 on the prompt)
+import type { Tokenizer } from "./tokenizer.js";
+import { IGNORE_INDEX } from "../objectives/next_token.js";
+
+export interface Turn {
+  /** Images shown before the text, in order. */
+  images: number;
+  text: string;
+}
+
+function required(tok: Tokenizer, name: "imagePad" | "imEnd"): number {
+  const id = tok.specialTokenIds[name];
+  if (id === null) throw new Error(`the tokenizer has no ${name === "imagePad" ? "<|image_pad|>" : "<|im_end|>"} token, which VLM prompts need`);
+  return id;
+}
+
+/** Replaces each image pad with `perImage` copies (as Qwen2-VL's processor does). */
+export function expandImagePads(ids: readonly number[], padId: number, perImage: number): number[] {
+  return ids.flatMap((id) => (id === padId ? Array<number>(perImage).fill(padId) : [id]));
+}
+
+/** The user turn and the assistant's opening, as ids with expanded image pads. */
+export function buildPrompt(tok: Tokenizer, turn: Turn, tokensPerImage: number): number[] {
+  const content = [...Array.from({ length: turn.images }, () => ({ type: "image" })), { type: "text", text: turn.text }];
+  const text = tok.applyChatTemplate([{ role: "user", content }], { addGenerationPrompt: true }) as string;
+  return expandImagePads(tok.encode(text, { addSpecialTokens: false }), required(tok, "imagePad"), tokensPerImage);
+}
+
+/** A training example: the prompt, then the answer and <|im_end|>; labels only on the latter. */
+export function buildExample(tok: Tokenizer, turn: Turn & { answer: string }, tokensPerImage: number): { ids: number[]; labels: number[] } {
+  const prompt = buildPrompt(tok, turn, tokensPerImage);
+  const answer = [...tok.encode(turn.answer, { addSpecialTokens: false }), required(tok, "imEnd")];
+  return { ids: [...prompt, ...answer], labels: [...prompt.map(() => IGNORE_INDEX), ...answer] };
+}
+
+/**
+ * Right-pads examples into int64 rows (training): ids with padId, labels with IGNORE_INDEX,
+ * attention mask 1 on tokens. Returns plain arrays; the caller makes tensors.
+ */
+export function padRight(examples: { ids: number[]; labels: number[] }[], padId: number): { ids: number[][]; labels: number[][]; mask: number[][] } {
+  const T = Math.max(...examples.map((e) => e.ids.length));
+  const fill = <V>(row: V[], v: V) => [...row, ...Array<V>(T - row.length).fill(v)];
+  return {
+    ids: examples.map((e) => fill(e.ids, padId)),
+    labels: examples.map((e) => fill(e.labels, IGNORE_INDEX)),
+    mask: examples.map((e) => fill(e.ids.map(() => 1), 0)),
+  };
+}
+
+/** The generated answer as text: up to <|im_end|>, special tokens dropped. */
+export function decodeAnswer(tok: Tokenizer, tokens: readonly number[]): string {
+  const end = tokens.indexOf(required(tok, "imEnd"));
+  return tok.decode(end >= 0 ? tokens.slice(0, end) : tokens, { skipSpecialTokens: true }).trim();
+}
