@@ -5,6 +5,8 @@ import { VERSION } from "../version.js";
 import { printDoctor } from "./doctor.js";
 import { runDemo } from "./demo.js";
 import { registerTargetsCommand } from "./targets.js";
+import { registerTrainCommand } from "./train.js";
+import { registerWorldCommand } from "./world.js";
 
 const program = new Command()
   .name("mindseye")
@@ -29,7 +31,9 @@ program
     runDemo({ steps, seed, log: (l) => console.log(l) });
   });
 
+registerWorldCommand(program);
 registerTargetsCommand(program);
+registerTrainCommand(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   console.error(`mindseye: ${e instanceof Error ? e.message : String(e)}`);

@@ -32,6 +32,7 @@ export function registerWorldCommand(program: Command): void {
         ...(o.workers === undefined ? {} : { workers: integer("workers", o.workers) }),
         force: o.force ?? false,
         log: (line) => console.log(line),
+        progress: true,
       });
       await generateWorld(opts);
     });

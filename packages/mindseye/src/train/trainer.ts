@@ -51,7 +51,7 @@ export interface TrainTask<B> {
   extraParameters?: nn.Parameter[];
   /** Periodic evaluation (every evalEvery steps and at the end). */
   evaluate?: (step: number) => Promise<Record<string, number>> | Record<string, number>;
-  /** Called after each logging step with the logged values (e.g. collapse monitors). */
+  /** Called at each logging step with the values about to be logged; may add more (e.g. collapse monitors). */
   onLog?: (step: number, values: Record<string, number>) => void;
 }
 
@@ -185,8 +185,8 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
       if (step % cfg.logEvery === 0 || step === cfg.steps) {
         const seconds = (performance.now() - windowStart) / 1000;
         const values = { loss: lossSum, lr: opt.paramGroups[0]!.lr, ...(Number.isNaN(gradNorm) ? {} : { grad_norm: gradNorm }), samples_per_s: samples / seconds, ...logged };
-        metrics.log(step, values);
         task.onLog?.(step, values);
+        metrics.log(step, values);
         samples = 0;
         windowStart = performance.now();
       }

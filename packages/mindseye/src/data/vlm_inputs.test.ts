@@ -1,0 +1,46 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Tokenizer } from "./tokenizer.js";
+import { buildTokenizer } from "../world/tokenizer_json.js";
+import { buildPrompt, buildExample, padRight, decodeAnswer, expandImagePads } from "./vlm_inputs.js";
+import { IGNORE_INDEX } from "../objectives/next_token.js";
+
+function worldTokenizer(): Tokenizer {
+  const dir = mkdtempSync(join(tmpdir(), "mindseye-tok-"));
+  try {
+    const { tokenizer, config } = buildTokenizer(4);
+    writeFileSync(join(dir, "tokenizer.json"), JSON.stringify(tokenizer));
+    writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify(config));
+    return Tokenizer.fromPretrained(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test("prompts expand each image to its vision tokens and end with the assistant's opening", () => {
+  const tok = worldTokenizer();
+  const pad = tok.specialTokenIds.imagePad!;
+  const ids = buildPrompt(tok, { images: 2, text: "Is there a red circle?" }, 3);
+  assert.equal(ids.filter((i) => i === pad).length, 6);
+  assert.match(tok.decode(ids), /<\|vision_start\|> (<\|image_pad\|> ){3}<\|vision_end\|> <\|vision_start\|>/);
+  assert.match(tok.decode(ids), /Is there a red circle \?|Is there a red circle\?/);
+  assert.ok(tok.decode(ids).endsWith("<|im_start|> assistant"));
+  assert.deepEqual(expandImagePads([1, 9, 2], 9, 2), [1, 9, 9, 2]);
+});
+
+test("examples put labels on the answer and <|im_end|> only; padding and decoding", () => {
+  const tok = worldTokenizer();
+  const ex = buildExample(tok, { images: 1, text: "How many circles are there?", answer: "two" }, 2);
+  const answerStart = ex.labels.findIndex((l) => l !== IGNORE_INDEX);
+  assert.deepEqual(ex.labels.slice(answerStart), [tok.tokenToId("two"), tok.specialTokenIds.imEnd]);
+  assert.ok(ex.labels.slice(0, answerStart).every((l) => l === IGNORE_INDEX));
+  assert.equal(decodeAnswer(tok, ex.ids.slice(answerStart)), "two");
+  const short = buildExample(tok, { images: 0, text: "Is it red?", answer: "no" }, 2);
+  const batch = padRight([ex, short], 0);
+  assert.equal(batch.ids[1]!.length, ex.ids.length);
+  assert.deepEqual(batch.mask[1]!.slice(short.ids.length), Array(ex.ids.length - short.ids.length).fill(0));
+  assert.ok(batch.labels[1]!.slice(short.ids.length).every((l) => l === IGNORE_INDEX));
+});

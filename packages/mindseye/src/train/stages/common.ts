@@ -1,0 +1,136 @@
+// What the four stages share: the synthetic world on disk, decoded and preprocessed images
+// held in memory (the world is small), model directories in HF layout, and the recipe sections
+// every stage has.
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { torch, type Tensor } from "@mindseye/torch";
+import { decodeImage } from "../../data/images.js";
+import { preprocess } from "../../data/targets.js";
+import { processorConfigFromHf, type ImageProcessorConfig } from "../../models/processors.js";
+import { Tokenizer } from "../../data/tokenizer.js";
+import type { Scene } from "../../world/scene.js";
+import type { TrainConfig, TrainResult } from "../trainer.js";
+
+/** The `train` section of every recipe (TrainConfig in snake_case, with defaults). */
+export const TrainSection = z.strictObject({
+  steps: z.number().int().positive(),
+  batch_size: z.number().int().positive().default(32),
+  lr: z.number().positive().default(1e-3),
+  min_lr_ratio: z.number().min(0).max(1).default(0.1),
+  warmup_steps: z.number().int().min(0).default(20),
+  schedule: z.enum(["cosine", "linear", "constant"]).default("cosine"),
+  weight_decay: z.number().min(0).default(0.01),
+  grad_accum: z.number().int().positive().default(1),
+  clip_grad_norm: z.number().min(0).default(1),
+  checkpoint_every: z.number().int().positive().default(200),
+  log_every: z.number().int().positive().default(20),
+});
+export type TrainSection = z.output<typeof TrainSection>;
+
+export function trainConfig(runDir: string, t: TrainSection, seed: number): Partial<TrainConfig> & Pick<TrainConfig, "runDir" | "steps"> {
+  return {
+    runDir, steps: t.steps, lr: t.lr, minLrRatio: t.min_lr_ratio, warmupSteps: Math.min(t.warmup_steps, t.steps), schedule: t.schedule,
+    weightDecay: t.weight_decay, gradAccum: t.grad_accum, clipGradNorm: t.clip_grad_norm, checkpointEvery: t.checkpoint_every,
+    logEvery: Math.min(t.log_every, t.steps), seed,
+  };
+}
+
+/** The world directory's scenes (scenes.json). */
+export function readScenes(worldDir: string): Scene[] {
+  const path = join(worldDir, "scenes.json");
+  if (!existsSync(path)) throw new Error(`${worldDir}: no scenes.json (make a world with \`mindseye world generate --out ${worldDir}\`)`);
+  return (JSON.parse(readFileSync(path, "utf8")) as { scenes: Scene[] }).scenes;
+}
+
+/** A SigLIP-style preprocessing for world images: resize to the world's size, scale to [-1, 1]. */
+export function worldPreprocessorJson(size: number): Record<string, unknown> {
+  return {
+    image_processor_type: "SiglipImageProcessor", do_resize: true, size: { height: size, width: size }, resample: 3,
+    do_rescale: true, rescale_factor: 1 / 255, do_normalize: true, image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5],
+  };
+}
+
+export function readPreprocessor(dir: string): ImageProcessorConfig {
+  const path = join(dir, "preprocessor_config.json");
+  if (!existsSync(path)) throw new Error(`${dir}: no preprocessor_config.json`);
+  return processorConfigFromHf(JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>, {}, path);
+}
+
+/**
+ * Images by path, decoded and preprocessed once and kept as one tensor [n, 3, H, W]: the world's
+ * images are small, and every stage reads them many times.
+ */
+export class ImageBank {
+  private readonly index = new Map<string, number>();
+  private pixels: Tensor | null = null;
+
+  static async load(paths: string[], cfg: ImageProcessorConfig): Promise<ImageBank> {
+    const bank = new ImageBank();
+    const unique = [...new Set(paths)];
+    const chunks: Tensor[] = [];
+    for (let i = 0; i < unique.length; i += 256) {
+      const slice = unique.slice(i, i + 256);
+      const images = await Promise.all(slice.map((p) => decodeImage({ kind: "file", path: p })));
+      chunks.push(torch.noGrad(() => preprocess(images, cfg)));
+    }
+    bank.pixels = chunks.length === 1 ? chunks[0]! : torch.cat(chunks, 0);
+    if (chunks.length > 1) chunks.forEach((c) => c.dispose());
+    unique.forEach((p, i) => bank.index.set(p, i));
+    return bank;
+  }
+
+  has(path: string): boolean { return this.index.has(path); }
+
+  /** Pixels of the given images, in order: [n, 3, H, W]. */
+  get(paths: string[]): Tensor {
+    const rows = paths.map((p) => {
+      const i = this.index.get(p);
+      if (i === undefined) throw new Error(`image ${p} was not loaded`);
+      return i;
+    });
+    return torch.scope(() => this.pixels!.indexSelect(0, torch.tensor(rows, { dtype: "int64" })));
+  }
+
+  dispose(): void { this.pixels?.dispose(); }
+}
+
+/** Tokenizer and preprocessing files a model directory carries so that it is self-contained. */
+export const COMPANION_FILES = ["tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"];
+
+/** Copies tokenizer and preprocessor files from `from` dirs (first found wins) into a model dir. */
+export function copyCompanions(modelDir: string, from: string[]): void {
+  for (const f of COMPANION_FILES) {
+    const src = from.map((d) => join(d, f)).find(existsSync);
+    if (src === undefined) throw new Error(`no ${f} in ${from.join(" or ")}: a model directory needs it`);
+    copyFileSync(src, join(modelDir, f));
+  }
+}
+
+export function loadTokenizer(dir: string): Tokenizer {
+  return Tokenizer.fromPretrained(dir);
+}
+
+/** Writes the resolved recipe beside the run's outputs. */
+export function writeResolved(runDir: string, recipe: unknown): void {
+  writeFileSync(join(runDir, "recipe.resolved.json"), JSON.stringify(recipe, null, 2) + "\n");
+}
+
+/** The done-marker of a stage: its outputs exist and were completed. */
+export function isDone(dir: string): boolean {
+  return existsSync(join(dir, "DONE"));
+}
+export function markDone(dir: string, info: Record<string, unknown>): void {
+  writeFileSync(join(dir, "DONE"), JSON.stringify({ finished: new Date().toISOString(), ...info }, null, 2) + "\n");
+}
+
+/** A stage whose training was interrupted (SIGINT/SIGTERM) stops here; rerunning resumes it. */
+export class StageInterrupted extends Error {
+  constructor(runDir: string) {
+    super(`training in ${runDir} was interrupted; its checkpoint is saved — run the same command again to resume`);
+    this.name = "StageInterrupted";
+  }
+}
+export function stopIfInterrupted(result: TrainResult, runDir: string): void {
+  if (result.interrupted) throw new StageInterrupted(runDir);
+}

@@ -1,0 +1,115 @@
+// Stage 4, finetune: image + question → answer, loss on the answer tokens only, on a seeded
+// `fraction` of the world's training questions (all three task families, mixed), with the
+// prompts the evaluation harness will use. Any arm's model (base, text control, latent) starts
+// here; the latent head is not used (the claim under test is that pretraining shaped the LM).
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { torch } from "@mindseye/torch";
+import { MindsEyeVLM, imageTokenCount } from "../../models/vlm.js";
+import { DataLoader } from "../../data/loader.js";
+import { buildExample } from "../../data/vlm_inputs.js";
+import { gqaPrompt, scienceqaPrompt, blinkPrompt, type Harness } from "../../eval/harness.js";
+import { train, type TrainResult } from "../trainer.js";
+import { collateVlm, vlmLoss, type VlmBatch } from "./vlm_base.js";
+import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted } from "./common.js";
+
+export const TASK_FAMILIES = ["gqa", "scienceqa", "jigsaw"] as const;
+
+export const FinetuneRecipe = z.strictObject({
+  stage: z.literal("finetune"),
+  seed: z.number().int().min(0).default(0),
+  world: z.string(),
+  /** The model directory to fine-tune (any arm). */
+  model: z.string(),
+  out: z.string(),
+  /** The seeded fraction of each task family's training questions used (data-efficiency curves). */
+  fraction: z.number().gt(0).max(1).default(1),
+  tasks: z.array(z.enum(TASK_FAMILIES)).min(1).default([...TASK_FAMILIES]),
+  /** Whose prompts the model is trained on (evaluate with the same). */
+  harness: z.enum(["lmms-eval", "vlmevalkit"]).default("lmms-eval"),
+  train: TrainSection,
+});
+export type FinetuneRecipe = z.output<typeof FinetuneRecipe>;
+
+/** A question with its images (paths), prompt text and the answer the assistant gives. */
+export interface QaExample { task: (typeof TASK_FAMILIES)[number]; images: string[]; text: string; answer: string }
+
+/** The world's training questions of each family, as prompts of the given harness. */
+export function worldQuestions(world: string, split: string, tasks: readonly string[], harness: Harness): QaExample[] {
+  const out: QaExample[] = [];
+  const img = (imageId: string) => join(world, "images", `${imageId}.png`);
+  if (tasks.includes("gqa")) {
+    const qs = JSON.parse(readFileSync(join(world, "gqa", `${split}_balanced_questions.json`), "utf8")) as Record<string, { imageId: string; question: string; answer: string }>;
+    for (const q of Object.values(qs)) out.push({ task: "gqa", images: [img(q.imageId)], text: gqaPrompt(q), answer: q.answer });
+  }
+  if (tasks.includes("scienceqa")) {
+    const problems = JSON.parse(readFileSync(join(world, "scienceqa", "problems.json"), "utf8")) as Record<string, { question: string; choices: string[]; answer: number; hint: string; image: string | null }>;
+    const pids = (JSON.parse(readFileSync(join(world, "scienceqa", "pid_splits.json"), "utf8")) as Record<string, string[]>)[split] ?? [];
+    for (const pid of pids) {
+      const p = problems[pid]!;
+      if (p.image === null) continue;
+      out.push({ task: "scienceqa", images: [join(world, "scienceqa", "images", split, pid, p.image)], text: scienceqaPrompt(p, harness), answer: "ABCDE"[p.answer]! });
+    }
+  }
+  if (tasks.includes("jigsaw")) {
+    const dir = join(world, "blink", "Jigsaw");
+    for (const line of readFileSync(join(dir, `${split}.jsonl`), "utf8").split("\n")) {
+      if (!line.trim()) continue;
+      const r = JSON.parse(line) as { image_1: string; image_2: string; image_3: string; choices: string[]; answer: string; prompt: string; question: string };
+      // lmms-eval reads the first letter of the reply: the assistant answers with the letter alone.
+      out.push({ task: "jigsaw", images: [r.image_1, r.image_2, r.image_3].map((p) => join(dir, p)), text: blinkPrompt(r, harness), answer: r.answer.replace(/[()]/g, "") });
+    }
+  }
+  return out;
+}
+
+/** A seeded fraction of each family (so every family stays represented at small fractions). */
+export function sampleFraction(examples: QaExample[], fraction: number, seed: number): QaExample[] {
+  if (fraction >= 1) return examples;
+  const out: QaExample[] = [];
+  for (const task of TASK_FAMILIES) {
+    const family = examples.filter((e) => e.task === task);
+    let s = (seed * 2654435761 + task.length) >>> 0;
+    const rand = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+    const order = family.map((_, i) => i);
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    out.push(...order.slice(0, Math.max(1, Math.round(family.length * fraction))).map((i) => family[i]!));
+  }
+  return out;
+}
+
+export async function runFinetune(r: FinetuneRecipe, opts: { quiet?: boolean } = {}): Promise<{ modelDir: string; result: TrainResult; examples: number }> {
+  mkdirSync(r.out, { recursive: true });
+  writeResolved(r.out, r);
+  const tok = loadTokenizer(r.model);
+  const pre = readPreprocessor(r.model);
+  const model = MindsEyeVLM.fromPretrained(r.model);
+  if (model.latent_head) {
+    model.latent_head.parameters().forEach((p) => p.dispose());
+    model.latent_head = null;
+    model.config = { ...model.config, latentHead: null, latentTokenIds: [] };
+  }
+  model.vision_tower.requiresGrad_(false);
+  const qa = sampleFraction(worldQuestions(r.world, "train", r.tasks, r.harness), r.fraction, r.seed);
+  const bank = await ImageBank.load(qa.flatMap((q) => q.images), pre);
+  const perImage = imageTokenCount(model.config);
+  const examples = qa.map((q) => ({ ...buildExample(tok, { images: q.images.length, text: q.text, answer: q.answer }, perImage), images: q.images }));
+  const loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
+    batchSize: Math.min(r.train.batch_size, examples.length), seed: r.seed, collate: collateVlm(bank, tok.specialTokenIds.pad ?? 0),
+  });
+  torch.manualSeed(r.seed);
+  const result = await train({ model, loader: loader as DataLoader<unknown, VlmBatch>, step: (b) => ({ loss: vlmLoss(model, b) }) },
+    trainConfig(r.out, r.train, r.seed), { resume: true, quiet: opts.quiet ?? false });
+  stopIfInterrupted(result, r.out);
+  const modelDir = join(r.out, "model");
+  model.savePretrained(modelDir);
+  copyCompanions(modelDir, [r.model]);
+  markDone(modelDir, { stage: "finetune", fraction: r.fraction, examples: examples.length, steps: result.steps, lastLoss: result.lastLoss });
+  bank.dispose();
+  model.parameters().forEach((p) => p.dispose());
+  return { modelDir, result, examples: examples.length };
+}

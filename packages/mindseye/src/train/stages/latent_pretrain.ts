@@ -1,0 +1,160 @@
+// Stage 3, latent-pretrain: from vlm-base, the LM reads a caption (no image) followed by K
+// latent query tokens; the head maps its hidden states there to predicted latents, trained
+// against the frozen encoder's pooled features of the captioned image (the target cache), with
+// L = λ_nt·CE + λ_sim·S + λ_align·A. The text control is this recipe with λ_sim = λ_align = 0:
+// the same captions, no latents.
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { torch, nn, type Tensor } from "@mindseye/torch";
+import { MindsEyeVLM } from "../../models/vlm.js";
+import { latentTokens } from "../../models/latent_head.js";
+import { DataLoader } from "../../data/loader.js";
+import { TargetCache, extractTargets, loadEncoder, encoderFingerprint } from "../../data/targets.js";
+import { latentObjective, termValues, collapseStats, pooledCount, parsePool, IGNORE_INDEX, type ObjectiveConfig } from "../../objectives/index.js";
+import { train, type TrainResult } from "../trainer.js";
+import { captionPairs } from "./vlm_base.js";
+import { TrainSection, trainConfig, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted } from "./common.js";
+
+export const LatentPretrainRecipe = z.strictObject({
+  stage: z.literal("latent-pretrain"),
+  seed: z.number().int().min(0).default(0),
+  world: z.string(),
+  /** The frozen encoder whose features are the targets. */
+  encoder: z.string(),
+  /** The vlm-base model directory to start from. */
+  base: z.string(),
+  out: z.string(),
+  /** Where the target cache is (extracted there first if absent). */
+  targets: z.string(),
+  pool: z.string().default("grid:4"),
+  head: z.strictObject({ type: z.enum(["linear", "mlp"]).default("mlp"), hidden_size: z.number().int().positive().optional() }).default({ type: "mlp" }),
+  loss: z.strictObject({
+    lambda_nt: z.number().min(0).default(1),
+    lambda_sim: z.number().min(0).default(1),
+    lambda_align: z.number().min(0).default(0.1),
+    similarity: z.enum(["cosine", "l2", "smooth_l1"]).default("cosine"),
+    target_norm: z.enum(["none", "layernorm", "l2"]).default("layernorm"),
+    alignment: z.enum(["infonce", "siglip", "none"]).default("infonce"),
+    /** InfoNCE temperature (learned when learn_temperature). */
+    temperature: z.number().positive().default(0.1),
+    learn_temperature: z.boolean().default(false),
+    smooth_l1_beta: z.number().positive().default(1),
+  }).default({ lambda_nt: 1, lambda_sim: 1, lambda_align: 0.1, similarity: "cosine", target_norm: "layernorm", alignment: "infonce", temperature: 0.1, learn_temperature: false, smooth_l1_beta: 1 }),
+  train: TrainSection,
+});
+export type LatentPretrainRecipe = z.output<typeof LatentPretrainRecipe>;
+
+interface LatentExample { ids: number[]; labels: number[]; image: string }
+interface LatentBatch { inputIds: Tensor; labels: Tensor; attentionMask: Tensor; targets: Tensor | null }
+
+export async function runLatentPretrain(r: LatentPretrainRecipe, opts: { quiet?: boolean } = {}): Promise<{ modelDir: string; result: TrainResult }> {
+  mkdirSync(r.out, { recursive: true });
+  writeResolved(r.out, r);
+  const latentArm = r.loss.lambda_sim > 0 || (r.loss.lambda_align > 0 && r.loss.alignment !== "none");
+  const tok = loadTokenizer(r.world);
+  const model = MindsEyeVLM.fromPretrained(r.base);
+  model.vision_tower.requiresGrad_(false);
+  const pool = parsePool(r.pool);
+  const grid = model.config.vision.gridSize;
+  const k = pooledCount(pool, grid * grid);
+  const latentIds = latentTokens(k).map((t) => {
+    const id = tok.tokenToId(t);
+    if (id === null) throw new Error(`the tokenizer has no ${t}; pooling ${r.pool} needs ${k} latent tokens (generate the world with --latents ${k} or more)`);
+    return id;
+  });
+
+  // Targets: the frozen encoder's pooled features of each captioned image, from the cache.
+  let cache: TargetCache | null = null;
+  const pairs = await captionPairs(r.world, "train");
+  if (latentArm) {
+    const annotations = join(r.world, "captions_train.json");
+    if (!isCacheComplete(r.targets)) {
+      await extractTargets({ encoderDir: r.encoder, data: { format: "coco", annotations, images: join(r.world, "images") }, out: r.targets, pool: r.pool, quiet: opts.quiet ?? false });
+    }
+    const enc = loadEncoder(r.encoder);
+    const fingerprint = encoderFingerprint(enc.model, enc.config, enc.preprocessing);
+    enc.model.parameters().forEach((p) => p.dispose());
+    cache = new TargetCache(r.targets, { expectFingerprint: fingerprint });
+    if (cache.manifest.pooling !== pool) throw new Error(`${r.targets} holds ${cache.manifest.pooling} targets; this recipe pools ${r.pool}`);
+    torch.manualSeed(r.seed);
+    model.attachLatentHead({ type: r.head.type, inputSize: model.config.text.hiddenSize, hiddenSize: r.head.hidden_size ?? model.config.text.hiddenSize, latentSize: cache.manifest.d, bias: true },
+      latentIds, { generator: new torch.Generator(r.seed) });
+  }
+  const imageIds = imageIdsByPath(r.world);
+
+  // caption tokens, then the K latent queries; CE on the caption only.
+  const examples: LatentExample[] = pairs.map((p) => {
+    const caption = tok.encode(p.caption, { addSpecialTokens: false });
+    const ids = latentArm ? [...caption, ...latentIds] : caption;
+    return { ids, labels: [...caption, ...(latentArm ? latentIds.map(() => IGNORE_INDEX) : [])], image: p.image };
+  });
+  const pad = tok.specialTokenIds.pad ?? 0;
+  const loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
+    batchSize: r.train.batch_size, seed: r.seed,
+    collate: (batch: LatentExample[]): LatentBatch => {
+      // Left padding keeps every sequence's latent queries at the end, where the head reads them.
+      const T = Math.max(...batch.map((b) => b.ids.length));
+      const left = (row: number[], v: number) => [...Array<number>(T - row.length).fill(v), ...row];
+      return {
+        inputIds: torch.tensor(batch.map((b) => left(b.ids, pad)), { dtype: "int64" }),
+        labels: torch.tensor(batch.map((b) => left(b.labels, IGNORE_INDEX)), { dtype: "int64" }),
+        attentionMask: torch.tensor(batch.map((b) => left(b.ids.map(() => 1), 0)), { dtype: "int64" }),
+        targets: cache ? cache.get(batch.map((b) => imageIds.get(b.image)!)) : null,
+      };
+    },
+  });
+
+  const objective: ObjectiveConfig = {
+    lambdaNt: r.loss.lambda_nt, lambdaSim: latentArm ? r.loss.lambda_sim : 0, lambdaAlign: latentArm ? r.loss.lambda_align : 0,
+    similarity: r.loss.similarity, targetNorm: r.loss.target_norm, alignment: r.loss.alignment, smoothL1Beta: r.loss.smooth_l1_beta,
+  };
+  // A learned temperature is parameterised by its log, kept positive (as CLIP's logit scale).
+  const logTemperature = r.loss.learn_temperature ? new nn.Parameter(torch.tensor([Math.log(r.loss.temperature)])) : null;
+  let lastLatents: Tensor | null = null;
+  const result = await train({
+    model,
+    loader: loader as DataLoader<unknown, LatentBatch>,
+    extraParameters: logTemperature ? [logTemperature] : [],
+    step: (b) => {
+      const out = latentArm ? model.predictLatents(b.inputIds, b.attentionMask) : { logits: model.language_model.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask }).logits, latents: null };
+      const temperature = logTemperature ? logTemperature.exp() : r.loss.temperature;
+      const terms = latentObjective(objective, { logits: out.logits, labels: b.labels, pred: out.latents, targets: b.targets }, { temperature, scale: 10, bias: -10 });
+      if (out.latents) {
+        lastLatents?.dispose();
+        lastLatents = torch.keep(out.latents.detach());
+      }
+      const { loss: _loss, ...logged } = termValues(terms);
+      return { loss: terms.loss, metrics: logged };
+    },
+    onLog: (_step, values) => {
+      if (!lastLatents) return;
+      const c = collapseStats(lastLatents);
+      Object.assign(values, { pred_std: c.stdMean, pred_effective_rank: c.effectiveRank, pred_mean_cosine: c.meanPairwiseCosine });
+    },
+  }, trainConfig(r.out, r.train, r.seed), { resume: true, quiet: opts.quiet ?? false });
+  stopIfInterrupted(result, r.out);
+  (lastLatents as Tensor | null)?.dispose();
+  cache?.dispose();
+  logTemperature?.dispose();
+  const modelDir = join(r.out, "model");
+  model.savePretrained(modelDir);
+  copyCompanions(modelDir, [r.base]);
+  markDone(modelDir, { stage: "latent-pretrain", arm: latentArm ? "latent" : "text-control", steps: result.steps, lastLoss: result.lastLoss });
+  model.parameters().forEach((p) => p.dispose());
+  return { modelDir, result };
+}
+
+function isCacheComplete(dir: string): boolean {
+  try {
+    return (JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8")) as { complete?: boolean }).complete === true;
+  } catch {
+    return false;
+  }
+}
+
+/** COCO image ids by image path (the cache is keyed by the COCO image id). */
+function imageIdsByPath(world: string): Map<string, string> {
+  const coco = JSON.parse(readFileSync(join(world, "captions_train.json"), "utf8")) as { images: { id: number; file_name: string }[] };
+  return new Map(coco.images.map((im) => [join(world, "images", im.file_name), String(im.id)]));
+}

@@ -1,0 +1,69 @@
+// The four stages end to end on a tiny world, in seconds: each runs from its recipe, writes what
+// the next one reads, and the frozen encoder stays frozen throughout.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { torch } from "@mindseye/torch";
+import { generateWorld, resolveWorldOptions } from "../../world/generate.js";
+import { loadStageRecipe, runRecipe, Recipe } from "./index.js";
+import { MindsEyeVLM } from "../../models/vlm.js";
+import { VitVisionModel } from "../../models/vit.js";
+import { validate } from "../../config/recipe.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const configs = join(here, "..", "..", "..", "..", "..", "configs"); // dist/train/stages -> repo root
+
+test("world-encoder → vlm-base → latent-pretrain (latent and text control) → finetune, from the shipped recipes", async () => {
+  const root = mkdtempSync(join(tmpdir(), "mindseye-stages-"));
+  try {
+    const world = join(root, "world");
+    await generateWorld(resolveWorldOptions({ out: world, scenes: 240, seed: 3, size: 32, latents: 4, workers: 0, log: () => {} }));
+    const run = (name: string, sets: string[]) => runRecipe(loadStageRecipe(join(configs, `${name}.yaml`), [`world=${world}`, "train.steps=4", "train.batch_size=8", ...sets]), { quiet: true });
+
+    const encoder = await run("world-encoder", [`out=${join(root, "enc")}`]);
+    assert.ok(existsSync(join(encoder, "preprocessor_config.json")) && existsSync(join(encoder, "DONE")));
+    const base = await run("vlm-base", [`encoder=${encoder}`, `out=${join(root, "base")}`]);
+    const stageArgs = [`encoder=${encoder}`, `base=${base}`, `targets=${join(root, "targets")}`];
+    const latent = await run("latent-pretrain", [...stageArgs, `out=${join(root, "latent")}`]);
+    const control = await run("latent-pretrain", [...stageArgs, `out=${join(root, "control")}`, "loss.lambda_sim=0", "loss.lambda_align=0"]);
+    const tuned = await run("finetune", [`model=${latent}`, `out=${join(root, "ft")}`, "fraction=0.25"]);
+
+    const logged = readFileSync(join(root, "latent", "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, number>);
+    const last = logged[logged.length - 1]!;
+    for (const key of ["ce", "sim", "align", "pred_std", "pred_effective_rank", "pred_mean_cosine"]) assert.ok(Number.isFinite(last[key]), `latent run logs ${key}`);
+    const controlLog = readFileSync(join(root, "control", "metrics.jsonl"), "utf8");
+    assert.ok(!controlLog.includes("\"sim\""), "the text control computes no latent terms");
+
+    torch.scope(() => {
+      const enc = VitVisionModel.fromPretrained(encoder);
+      const l = MindsEyeVLM.fromPretrained(latent), c = MindsEyeVLM.fromPretrained(control), t = MindsEyeVLM.fromPretrained(tuned);
+      assert.ok(l.latent_head !== null && c.latent_head === null && t.latent_head === null);
+      // every model carries the frozen encoder unchanged
+      for (const m of [l, c, t]) {
+        const theirs = m.vision_tower.stateDict();
+        for (const [k, v] of enc.stateDict()) assert.equal(torch.scope(() => v.sub(theirs.get(k)!).abs().amax().item()), 0, k);
+      }
+      for (const m of [enc, l, c, t]) m.parameters().forEach((p) => p.dispose());
+    });
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("every shipped recipe validates; unknown keys and wrong types name the dotted key", () => {
+  for (const name of ["world-encoder", "vlm-base", "latent-pretrain", "finetune"]) loadStageRecipe(join(configs, `${name}.yaml`));
+  assert.throws(() => loadStageRecipe(join(configs, "latent-pretrain.yaml"), ["loss.lambda_simm=0"]), /unknown key loss\.lambda_simm \(did you mean loss\.lambda_sim\?\)/);
+  assert.throws(() => loadStageRecipe(join(configs, "finetune.yaml"), ["fraction=two"]), /fraction/);
+  assert.throws(() => validate(Recipe, { stage: "pretrain" }, "inline"), /stage/);
+  assert.throws(() => loadStageRecipe(join(configs, "finetune.yaml"), ["stage=pretrain"]), /stage must be one of world-encoder, vlm-base, latent-pretrain, finetune/);
+  const dir = mkdtempSync(join(tmpdir(), "mindseye-recipe-"));
+  try {
+    writeFileSync(join(dir, "r.yaml"), "stage: finetune\nworld: w\nmodel: m\nout: o\ntrain:\n  steps: 1\n  lr: fast\n");
+    assert.throws(() => loadStageRecipe(join(dir, "r.yaml")), /train\.lr/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,114 @@
+// Stage 2, vlm-base: the standard VLM — the frozen world encoder, a LLaVA projector and a small
+// Qwen2 LM — trained on image captioning (the assistant answers an image with one of its
+// captions). This is the baseline the proposal compares against and the start of the other arms.
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { torch, type Tensor } from "@mindseye/torch";
+import { VitVisionModel } from "../../models/vit.js";
+import { MindsEyeVLM, imageTokenCount, type VlmConfig } from "../../models/vlm.js";
+import { resolveQwen2 } from "../../models/qwen2.js";
+import { DataLoader } from "../../data/loader.js";
+import { buildExample, padRight } from "../../data/vlm_inputs.js";
+import { nextTokenCrossEntropy } from "../../objectives/next_token.js";
+import { readPairs } from "../../data/formats/index.js";
+import { train, type TrainResult } from "../trainer.js";
+import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted } from "./common.js";
+
+export const VlmBaseRecipe = z.strictObject({
+  stage: z.literal("vlm-base"),
+  seed: z.number().int().min(0).default(0),
+  world: z.string(),
+  /** The frozen encoder (stage 1's encoder/ directory, or any HF CLIP/SigLIP vision model). */
+  encoder: z.string(),
+  out: z.string(),
+  lm: z.strictObject({
+    hidden_size: z.number().int().positive().default(96),
+    intermediate_size: z.number().int().positive().default(192),
+    layers: z.number().int().positive().default(3),
+    heads: z.number().int().positive().default(4),
+    kv_heads: z.number().int().positive().default(2),
+  }).default({ hidden_size: 96, intermediate_size: 192, layers: 3, heads: 4, kv_heads: 2 }),
+  /** Hidden state of the encoder fed to the projector (-1: last layer). */
+  vision_feature_layer: z.number().int().default(-1),
+  train: TrainSection,
+});
+export type VlmBaseRecipe = z.output<typeof VlmBaseRecipe>;
+
+export interface CaptionExample { image: string; caption: string }
+
+/** Every (image, caption) pair of a split's COCO-format captions file. */
+export async function captionPairs(world: string, split: string): Promise<CaptionExample[]> {
+  const out: CaptionExample[] = [];
+  for await (const p of readPairs({ format: "coco", annotations: join(world, `captions_${split}.json`), images: join(world, "images") })) {
+    if (p.image.kind !== "file") throw new Error("world captions must point at image files");
+    for (const caption of p.captions) out.push({ image: p.image.path, caption });
+  }
+  return out;
+}
+
+/** A fresh VLM around a frozen encoder, sized by the recipe and the tokenizer. */
+export function buildVlm(encoder: VitVisionModel, vocabSize: number, imageTokenId: number, r: VlmBaseRecipe, seed: number): MindsEyeVLM {
+  const config: VlmConfig = {
+    vision: encoder.config,
+    text: resolveQwen2({
+      vocabSize, hiddenSize: r.lm.hidden_size, intermediateSize: r.lm.intermediate_size, numHiddenLayers: r.lm.layers,
+      numAttentionHeads: r.lm.heads, numKeyValueHeads: r.lm.kv_heads, tieWordEmbeddings: true, maxPositionEmbeddings: 2048,
+    }),
+    visionFeatureLayer: r.vision_feature_layer, visionFeatureSelectStrategy: "default", imageTokenId, latentHead: null, latentTokenIds: [],
+  };
+  const vlm = new MindsEyeVLM(config, { generator: new torch.Generator(seed) });
+  vlm.vision_tower.loadStateDict(encoder.stateDict());
+  return vlm;
+}
+
+/** The collate of image-conditioned examples: ids, labels, mask and the images' pixels. */
+export function collateVlm(bank: ImageBank, padId: number) {
+  return (batch: { ids: number[]; labels: number[]; images: string[] }[]) => {
+    const p = padRight(batch, padId);
+    return {
+      inputIds: torch.tensor(p.ids, { dtype: "int64" }),
+      labels: torch.tensor(p.labels, { dtype: "int64" }),
+      attentionMask: torch.tensor(p.mask, { dtype: "int64" }),
+      pixels: bank.get(batch.flatMap((b) => b.images)),
+    };
+  };
+}
+export type VlmBatch = ReturnType<ReturnType<typeof collateVlm>>;
+
+/** One micro-batch of the VLM's next-token loss (labels mask everything but answers). */
+export function vlmLoss(model: MindsEyeVLM, b: VlmBatch): Tensor {
+  const { logits } = model.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask, ...(b.pixels.shape[0]! > 0 ? { pixelValues: b.pixels } : {}) });
+  return nextTokenCrossEntropy(logits, b.labels);
+}
+
+export async function runVlmBase(r: VlmBaseRecipe, opts: { quiet?: boolean } = {}): Promise<{ modelDir: string; result: TrainResult }> {
+  mkdirSync(r.out, { recursive: true });
+  writeResolved(r.out, r);
+  const tok = loadTokenizer(r.world);
+  const pre = readPreprocessor(r.encoder);
+  const encoder = VitVisionModel.fromPretrained(r.encoder);
+  torch.manualSeed(r.seed);
+  const model = buildVlm(encoder, tok.vocabSize, tok.specialTokenIds.imagePad!, r, r.seed);
+  encoder.parameters().forEach((p) => p.dispose());
+  model.vision_tower.requiresGrad_(false);
+  model.vision_tower.eval();
+
+  const pairs = await captionPairs(r.world, "train");
+  const bank = await ImageBank.load(pairs.map((p) => p.image), pre);
+  const perImage = imageTokenCount(model.config);
+  const examples = pairs.map((p) => ({ ...buildExample(tok, { images: 1, text: "", answer: p.caption }, perImage), images: [p.image] }));
+  const loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
+    batchSize: r.train.batch_size, seed: r.seed, collate: collateVlm(bank, tok.specialTokenIds.pad ?? 0),
+  });
+  const result = await train({ model, loader: loader as DataLoader<unknown, VlmBatch>, step: (b) => ({ loss: vlmLoss(model, b) }) },
+    trainConfig(r.out, r.train, r.seed), { resume: true, quiet: opts.quiet ?? false });
+  stopIfInterrupted(result, r.out);
+  const modelDir = join(r.out, "model");
+  model.savePretrained(modelDir);
+  copyCompanions(modelDir, [r.world, r.encoder]);
+  markDone(modelDir, { stage: "vlm-base", steps: result.steps, lastLoss: result.lastLoss });
+  bank.dispose();
+  model.parameters().forEach((p) => p.dispose());
+  return { modelDir, result };
+}

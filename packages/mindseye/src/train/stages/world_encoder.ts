@@ -1,0 +1,100 @@
+// Stage 1, world-encoder: trains the synthetic world's small ViT to predict each scene's
+// attributes — for each cell of the 3×3 layout, which colours, shapes, sizes and materials are
+// there (multi-label) — so its features encode what and where. It is then saved in HF layout
+// (config.json, model.safetensors, preprocessor_config.json) and frozen for every later stage,
+// exactly as a downloaded SigLIP would be.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { torch, nn, F, type Tensor } from "@mindseye/torch";
+import { VitVisionModel, resolveVitConfig } from "../../models/vit.js";
+import { DataLoader } from "../../data/loader.js";
+import { COLORS, MATERIALS, SHAPES, SIZES, type Scene } from "../../world/scene.js";
+import { train, type TrainResult } from "../trainer.js";
+import { ImageBank, TrainSection, readScenes, trainConfig, worldPreprocessorJson, readPreprocessor, markDone, writeResolved, stopIfInterrupted } from "./common.js";
+
+export const WorldEncoderRecipe = z.strictObject({
+  stage: z.literal("world-encoder"),
+  seed: z.number().int().min(0).default(0),
+  /** The world directory (mindseye world generate --out). */
+  world: z.string(),
+  /** Where the run (and the encoder, under encoder/) goes. */
+  out: z.string(),
+  encoder: z.strictObject({
+    hidden_size: z.number().int().positive().default(64),
+    intermediate_size: z.number().int().positive().default(128),
+    layers: z.number().int().positive().default(3),
+    heads: z.number().int().positive().default(4),
+    patch_size: z.number().int().positive().default(8),
+  }).default({ hidden_size: 64, intermediate_size: 128, layers: 3, heads: 4, patch_size: 8 }),
+  train: TrainSection,
+});
+export type WorldEncoderRecipe = z.output<typeof WorldEncoderRecipe>;
+
+const ATTRIBUTES = [...COLORS, ...SHAPES, ...SIZES, ...MATERIALS];
+const CELLS = 9;
+
+/** Multi-hot [9 × attributes]: attribute a present in cell (row, col). */
+export function sceneTargets(scene: Scene): number[] {
+  const t = new Array<number>(CELLS * ATTRIBUTES.length).fill(0);
+  for (const o of scene.objects) {
+    const cell = o.row * 3 + o.col;
+    for (const a of [o.color, o.shape, o.size, o.material]) t[cell * ATTRIBUTES.length + ATTRIBUTES.indexOf(a)] = 1;
+  }
+  return t;
+}
+
+/** The encoder with a linear read-out of the cell attributes (the read-out is not saved). */
+class EncoderWithProbe extends nn.Module {
+  constructor(readonly encoder: VitVisionModel, readonly probe: nn.Linear) { super(); }
+  /** pixels [B, 3, S, S] -> logits [B, 9 × A] from the mean of the last layer's tokens */
+  forward(pixels: Tensor): Tensor {
+    return this.probe.forward(this.encoder.features(pixels, -1).mean(1));
+  }
+}
+
+export async function runWorldEncoder(r: WorldEncoderRecipe, opts: { quiet?: boolean } = {}): Promise<{ encoderDir: string; result: TrainResult; accuracy: number }> {
+  mkdirSync(r.out, { recursive: true });
+  writeResolved(r.out, r);
+  const scenes = readScenes(r.world);
+  const train_ = scenes.filter((s) => s.split === "train"), val = scenes.filter((s) => s.split === "val");
+  const size = scenes[0]!.width;
+  if (size % r.encoder.patch_size !== 0) throw new Error(`encoder.patch_size ${r.encoder.patch_size} does not divide the world's image size ${size}`);
+  const encoderDir = join(r.out, "encoder");
+  mkdirSync(encoderDir, { recursive: true });
+  writeFileSync(join(encoderDir, "preprocessor_config.json"), JSON.stringify(worldPreprocessorJson(size), null, 2) + "\n");
+  const pre = readPreprocessor(encoderDir);
+  const path = (s: Scene) => join(r.world, "images", s.file_name);
+  const bank = await ImageBank.load([...train_, ...val].map(path), pre);
+
+  torch.manualSeed(r.seed);
+  const config = resolveVitConfig({
+    variant: "siglip", hiddenSize: r.encoder.hidden_size, intermediateSize: r.encoder.intermediate_size, numHiddenLayers: r.encoder.layers,
+    numAttentionHeads: r.encoder.heads, imageSize: size, patchSize: r.encoder.patch_size, useHead: false,
+  });
+  const generator = new torch.Generator(r.seed);
+  const model = new EncoderWithProbe(new VitVisionModel(config, { generator }), new nn.Linear(config.hiddenSize, CELLS * ATTRIBUTES.length, { generator }));
+  const loader = new DataLoader({ length: train_.length, get: (i: number) => train_[i]! }, {
+    batchSize: r.train.batch_size, seed: r.seed,
+    collate: (batch: Scene[]) => ({ pixels: bank.get(batch.map(path)), targets: torch.tensor(batch.map(sceneTargets)) }),
+  });
+  const result = await train({
+    model,
+    loader: loader as DataLoader<unknown, { pixels: Tensor; targets: Tensor }>,
+    step: ({ pixels, targets }) => ({ loss: F.binaryCrossEntropyWithLogits(model.forward(pixels), targets) }),
+  }, trainConfig(r.out, r.train, r.seed), { resume: true, quiet: opts.quiet ?? false });
+  stopIfInterrupted(result, r.out);
+
+  // Held-out read-out accuracy (per attribute-cell bit) on val, as a sanity figure.
+  model.eval();
+  const accuracy = torch.noGrad(() => torch.scope(() => {
+    const logits = model.forward(bank.get(val.map(path)));
+    const truth = torch.tensor(val.map(sceneTargets));
+    return logits.gt(0).float().eq(truth).float().mean().item();
+  }));
+  model.encoder.savePretrained(encoderDir);
+  markDone(encoderDir, { steps: result.steps, valBitAccuracy: accuracy });
+  bank.dispose();
+  model.parameters().forEach((p) => p.dispose());
+  return { encoderDir, result, accuracy };
+}

@@ -1,0 +1,2 @@
+// The world's output format version: bump it when a file's layout or meaning changes.
+export const WORLD_VERSION = "1";
