@@ -9,8 +9,9 @@ setup:
 
 build: setup
 
+# The study on the synthetic world (configs/demo.yaml); resumes if interrupted.
 demo: setup
-	@node packages/mindseye/dist/cli/main.js demo
+	@node packages/mindseye/dist/cli/main.js experiment --config configs/demo.yaml
 
 typecheck: setup
 	npx tsc -b packages/torch packages/mindseye bench

@@ -7,6 +7,8 @@ import { runDemo } from "./demo.js";
 import { registerTargetsCommand } from "./targets.js";
 import { registerTrainCommand } from "./train.js";
 import { registerWorldCommand } from "./world.js";
+import { registerExperimentCommand } from "./experiment.js";
+import { registerEvalCommand } from "./eval.js";
 
 const program = new Command()
   .name("mindseye")
@@ -34,6 +36,8 @@ program
 registerWorldCommand(program);
 registerTargetsCommand(program);
 registerTrainCommand(program);
+registerEvalCommand(program);
+registerExperimentCommand(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   console.error(`mindseye: ${e instanceof Error ? e.message : String(e)}`);

@@ -44,7 +44,7 @@ function meta(url, caption, key, extra = {}) {
   return { ...extra, caption, url, key, status: "success", error_message: null, width: 8, height: 8, original_width: 8, original_height: 8, exif: "{}" };
 }
 
-for (const dir of ["coco", "cc3m", "webdataset", "laion", "gqa", "scienceqa", "blink"]) rmSync(join(ROOT, dir), { recursive: true, force: true });
+for (const dir of ["coco", "cc3m", "webdataset", "laion", "gqa", "scienceqa", "blink", "blink_jsonl"]) rmSync(join(ROOT, dir), { recursive: true, force: true });
 
 // ---- COCO captions (annotations/captions_val2017.json + val2017/) ------------------------------
 write("coco/annotations/captions_val2017.json", JSON.stringify({
@@ -249,4 +249,24 @@ await blinkFile("blink/Jigsaw/val-00000-of-00001.parquet", [
 await blinkFile("blink/Jigsaw/test-00000-of-00001.parquet", [
   { idx: "test_Jigsaw_1", images: [[GREY, RED], [RED, GREEN], [WHITE, BLUE], null], choices: ["the second image", "the third image"], answer: "hidden" },
 ]);
+
+// ---- BLINK as JSON lines with image files (the synthetic world's blink/Jigsaw/{split}.jsonl) ------
+const jsonlRows = [
+  { idx: "val_Jigsaw_1", images: [[RED, BLUE], [GREEN, WHITE], [BLUE, GREY]], answer: "(B)" },
+  { idx: "val_Jigsaw_2", images: [[GREEN, GREY], [RED, WHITE], [GREY, BLUE]], answer: "(A)" },
+  { idx: "val_Jigsaw_3", images: [[BLUE, RED], [WHITE, GREY], [GREEN, RED]], answer: "B" }, // malformed answer
+];
+const jsonlLines = [];
+for (const r of jsonlRows) {
+  const names = [];
+  for (const [i, colours] of r.images.entries()) {
+    names.push(`images/${r.idx}_${i + 1}.png`);
+    write(`blink_jsonl/Jigsaw/images/${r.idx}_${i + 1}.png`, await image("png", ...colours));
+  }
+  jsonlLines.push(JSON.stringify({
+    idx: r.idx, question: JIGSAW_QUESTION, sub_task: "Jigsaw", image_1: names[0], image_2: names[1], image_3: names[2], image_4: null,
+    choices: ["the second image", "the third image"], answer: r.answer, prompt: JIGSAW_PROMPT, explanation: "",
+  }));
+}
+write("blink_jsonl/Jigsaw/val.jsonl", jsonlLines.join("\n") + "\n");
 console.log(`fixtures written under ${ROOT}`);

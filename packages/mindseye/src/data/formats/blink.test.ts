@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { readBlink } from "./blink.js";
+import { readBlink, readBlinkJsonl } from "./blink.js";
 import { DataFormatError, SkipCounter } from "./errors.js";
 
 const FIX = fileURLToPath(new URL("../../../test-fixtures/formats/blink/Jigsaw/", import.meta.url));
@@ -40,4 +40,17 @@ test("BLINK: a config folder reads every split file in name order; test answers 
 test("BLINK: a parquet without BLINK's columns is a DataFormatError listing them", async () => {
   const laion = fileURLToPath(new URL("../../../test-fixtures/formats/laion/laion400m-meta", import.meta.url));
   await assert.rejects(all(readBlink({ files: laion })), (e: unknown) => e instanceof DataFormatError && /missing column\(s\) idx, question, sub_task, image_1/.test(e.message) && /it has URL, TEXT, NSFW, similarity, LICENSE/.test(e.message));
+});
+
+test("BLINK as JSON lines: the same items with image files beside the file; bad lines counted", async () => {
+  const file = fileURLToPath(new URL("../../../test-fixtures/formats/blink_jsonl/Jigsaw/val.jsonl", import.meta.url));
+  const errors = new SkipCounter("blink");
+  const items = await all(readBlinkJsonl({ file }, { errors }));
+  const parquet = await all(readBlink({ files: VAL }, { errors: new SkipCounter("blink") }));
+  const fields = (i: (typeof items)[number]) => [i.id, i.question, i.answer, i.answerIndex, i.choices, i.subTask, i.prompt];
+  assert.deepEqual(items.map(fields), parquet.map(fields));
+  assert.deepEqual(items[0]!.images, [1, 2, 3].map((n) => ({ kind: "file", path: join(file, "..", `images/val_Jigsaw_1_${n}.png`) })));
+  assert.deepEqual(items[0]!.source, { file, record: "line 1 (idx val_Jigsaw_1)" });
+  assert.deepEqual(errors.report().examples.map((e) => `${e.source.record}: ${e.reason}`), ['line 3 (idx val_Jigsaw_3): "answer" must be "(A)", "(B)", … or "hidden", got "B"']);
+  await assert.rejects(all(readBlinkJsonl({ file: join(FIX, "nope.jsonl") })), DataFormatError);
 });

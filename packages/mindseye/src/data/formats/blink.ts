@@ -3,10 +3,15 @@
 // image_1 … image_4 (HF Image features: a struct {bytes, path}, null when unused), choices
 // (list of strings), answer ("(A)", "(B)", …; "hidden" on the test split), prompt (the full model
 // prompt) and explanation. Images come embedded, so items carry their bytes.
+//
+// The same records as JSON lines (readBlinkJsonl), with image_N holding file paths relative to
+// the JSONL file's folder: what the synthetic world writes (DIR/blink/Jigsaw/{split}.jsonl).
+import { dirname, isAbsolute, join } from "node:path";
 import type { BlinkItem, ImageRef } from "./index.js";
-import { MalformedRecord, attempt, counterFor, type ReadOptions, type RecordSource } from "./errors.js";
-import { asObject, optStr, str, strList, letter } from "./fields.js";
+import { MalformedRecord, attempt, counterFor, messageOf, type ReadOptions, type RecordSource } from "./errors.js";
+import { asObject, optStr, str, strList, letter, type Json } from "./fields.js";
 import { openParquet, parquetFiles, parquetRows, requireColumns } from "./parquet.js";
+import { readLines } from "./stream.js";
 
 export interface BlinkOptions {
   /** A BLINK parquet file, or a config's folder of them (Jigsaw/). */
@@ -40,7 +45,24 @@ export async function* readBlink(options: BlinkOptions, read?: ReadOptions): Asy
 }
 
 function toItem(row: Record<string, unknown>, at: RecordSource): BlinkItem {
-  const o = asObject(row, at);
+  return blinkItem(asObject(row, at), at, (o, id, source) => {
+    const images: ImageRef[] = [];
+    for (const column of IMAGE_COLUMNS) {
+      const cell = o[column];
+      if (cell === null || cell === undefined) continue;
+      const image = asObject(cell, source, `"${column}"`);
+      const bytes = image.bytes;
+      if (!(bytes instanceof Uint8Array) || bytes.length === 0) {
+        throw new MalformedRecord(source, `"${column}" has no embedded bytes (path ${JSON.stringify(image.path ?? null)}); expected an HF Image struct {bytes, path}`);
+      }
+      images.push({ kind: "bytes", bytes, name: `${id}/${column}` });
+    }
+    return images;
+  });
+}
+
+/** The fields both layouts share; `images` reads image_1 … image_4 (non-null ones, in order). */
+function blinkItem(o: Json, at: RecordSource, images: (o: Json, id: string, source: RecordSource) => ImageRef[]): BlinkItem {
   const id = str(o, "idx", at);
   const source = { file: at.file, record: `${at.record} (idx ${id})` };
   const choices = strList(o, "choices", source);
@@ -52,23 +74,13 @@ function toItem(row: Record<string, unknown>, at: RecordSource): BlinkItem {
     answerIndex = m[1]!.charCodeAt(0) - 65;
     if (answerIndex >= choices.length) throw new MalformedRecord(source, `"answer" ${published} is past its ${choices.length} choices`);
   }
-  const images: ImageRef[] = [];
-  for (const column of IMAGE_COLUMNS) {
-    const cell = o[column];
-    if (cell === null || cell === undefined) continue;
-    const image = asObject(cell, source, `"${column}"`);
-    const bytes = image.bytes;
-    if (!(bytes instanceof Uint8Array) || bytes.length === 0) {
-      throw new MalformedRecord(source, `"${column}" has no embedded bytes (path ${JSON.stringify(image.path ?? null)}); expected an HF Image struct {bytes, path}`);
-    }
-    images.push({ kind: "bytes", bytes, name: `${id}/${column}` });
-  }
-  if (images.length === 0) throw new MalformedRecord(source, "no image (image_1 … image_4 are all null)");
+  const refs = images(o, id, source);
+  if (refs.length === 0) throw new MalformedRecord(source, "no image (image_1 … image_4 are all null)");
   return {
     dataset: "blink",
     id,
     question: str(o, "question", source),
-    images,
+    images: refs,
     answer: answerIndex === null ? null : letter(answerIndex),
     source,
     choices,
@@ -77,4 +89,42 @@ function toItem(row: Record<string, unknown>, at: RecordSource): BlinkItem {
     prompt: str(o, "prompt", source),
     explanation: optStr(o, "explanation", source),
   };
+}
+
+// ---- JSON lines with image files (the synthetic world's layout) -------------------------------
+
+export interface BlinkJsonlOptions {
+  /** A JSONL file of BLINK records whose image_N are image paths, relative to the file's folder. */
+  readonly file: string;
+}
+
+/**
+ * One item per line, as readBlink gives them, with file images (absolute paths are kept). A line
+ * that is not a BLINK record is skipped and counted; a file that cannot be read is a DataFormatError.
+ * ```ts
+ * for await (const item of readBlinkJsonl({ file: "world/blink/Jigsaw/test.jsonl" })) item.images[0]; // {kind: "file", path: ".../images/test_Jigsaw_1_1.png"}
+ * ```
+ */
+export async function* readBlinkJsonl(options: BlinkJsonlOptions, read?: ReadOptions): AsyncGenerator<BlinkItem> {
+  const errors = counterFor("blink", read);
+  const folder = dirname(options.file);
+  for await (const { line, lineNo } of readLines(options.file)) {
+    if (line.trim() === "") continue;
+    const at = { file: options.file, record: `line ${lineNo}` };
+    const item = await attempt(errors, () => {
+      let row: unknown;
+      try {
+        row = JSON.parse(line);
+      } catch (e) {
+        throw new MalformedRecord(at, `not JSON (${messageOf(e)}); expected one BLINK record {${COLUMNS.join(", ")}} per line`);
+      }
+      return blinkItem(asObject(row, at), at, (o, _id, source) => IMAGE_COLUMNS.flatMap((column): ImageRef[] => {
+        const path = optStr(o, column, source);
+        if (path === null) return [];
+        if (path === "") throw new MalformedRecord(source, `"${column}" is an empty path`);
+        return [{ kind: "file", path: isAbsolute(path) ? path : join(folder, path) }];
+      }));
+    });
+    if (item !== null) yield item;
+  }
 }

@@ -16,6 +16,7 @@ const SPECS: Record<string, { spec: DatasetSpec; records: number }> = {
   gqa: { spec: { format: "gqa", questions: join(X, "gqa/questions1.2/testdev_balanced_questions.json"), images: join(X, "gqa/images") }, records: 3 },
   scienceqa: { spec: { format: "scienceqa", problems: join(X, "scienceqa/data/scienceqa/problems.json"), pidSplits: join(X, "scienceqa/data/scienceqa/pid_splits.json"), images: join(X, "scienceqa/images"), split: "test" }, records: 2 },
   blink: { spec: { format: "blink", files: join(X, "blink/Jigsaw") }, records: 3 },
+  blink_jsonl: { spec: { format: "blink_jsonl", file: join(X, "blink_jsonl/Jigsaw/val.jsonl") }, records: 2 },
 };
 
 async function count(it: AsyncIterable<unknown>): Promise<number> {
@@ -24,7 +25,7 @@ async function count(it: AsyncIterable<unknown>): Promise<number> {
   return n;
 }
 
-test("the registry holds the seven formats, and every one reads its fixture through its spec", async () => {
+test("the registry holds the eight formats, and every one reads its fixture through its spec", async () => {
   assert.deepEqual([...FORMATS.keys()].sort(), Object.keys(SPECS).sort());
   for (const [name, { spec, records }] of Object.entries(SPECS)) {
     const f = getFormat(name);

@@ -14,7 +14,7 @@ import { readWebDataset, type WebDatasetOptions } from "./webdataset.js";
 import { readLaion, type LaionOptions } from "./laion.js";
 import { readGqa, type GqaOptions } from "./gqa.js";
 import { readScienceQa, type ScienceQaOptions } from "./scienceqa.js";
-import { readBlink, type BlinkOptions } from "./blink.js";
+import { readBlink, readBlinkJsonl, type BlinkOptions, type BlinkJsonlOptions } from "./blink.js";
 
 export type { RecordSource } from "./errors.js";
 
@@ -111,8 +111,8 @@ export interface BlinkItem extends TaskItemBase {
 
 export type TaskItem = GqaItem | ScienceQaItem | BlinkItem;
 
-export { readCoco, readCc3m, readWebDataset, readLaion, readGqa, readScienceQa, readBlink };
-export type { CocoOptions, Cc3mOptions, WebDatasetOptions, LaionOptions, GqaOptions, ScienceQaOptions, BlinkOptions };
+export { readCoco, readCc3m, readWebDataset, readLaion, readGqa, readScienceQa, readBlink, readBlinkJsonl };
+export type { CocoOptions, Cc3mOptions, WebDatasetOptions, LaionOptions, GqaOptions, ScienceQaOptions, BlinkOptions, BlinkJsonlOptions };
 export { webDatasetSamples, tarSamples, expandBraces } from "./webdataset.js";
 export type { WebDatasetSample } from "./webdataset.js";
 export { SkipCounter, DataFormatError, ErrorRateExceeded, MalformedRecord, DEFAULT_ERROR_POLICY } from "./errors.js";
@@ -199,6 +199,9 @@ const FORMAT_LIST: readonly Format[] = [
   tasks("blink", "BLINK parquet with embedded images (one config, e.g. Jigsaw)", {
     files: req("path", "a BLINK parquet file or a config's folder (Jigsaw/)"),
   }, (v, o) => readBlink(v as unknown as BlinkOptions, o)),
+  tasks("blink_jsonl", "BLINK records as JSON lines with image files (the synthetic world's blink/Jigsaw/{split}.jsonl)", {
+    file: req("path", "a .jsonl file; image_N are paths relative to its folder"),
+  }, (v, o) => readBlinkJsonl(v as unknown as BlinkJsonlOptions, o)),
 ];
 
 /** Builds a name → format map; two formats with one name are an error. */
@@ -267,8 +270,8 @@ function checkSpec(name: string, fields: Readonly<Record<string, SpecField>>, sp
   return values;
 }
 
-/** ' (did you mean "coco"?)' when a known name is within a few edits, else "". */
-function didYouMean(name: string, known: readonly string[]): string {
+/** ' (did you mean "coco"?)' when a known name is within a few edits, else "". Shared by the other registries. */
+export function didYouMean(name: string, known: readonly string[]): string {
   let best = "", bestD = Infinity;
   for (const k of known) {
     const d = editDistance(name.toLowerCase(), k.toLowerCase());

@@ -1,0 +1,62 @@
+// `mindseye eval --model RUN --task T --data DIR [--harness lmms-eval|vlmevalkit] [--split S]
+// [--limit N] [--batch-size N] [--max-new-tokens N] [--out DIR]`: a model answers a task's
+// questions and the harness's rules score them (eval/run.ts documents the outputs).
+import { join } from "node:path";
+import type { Command } from "commander";
+import { ConfigError } from "../config/errors.js";
+import { evaluate, HARNESSES, MAX_NEW_TOKENS_CAP, type EvalResults } from "../eval/run.js";
+import { TASKS, getTask, resolveSplit } from "../eval/tasks.js";
+import type { Harness } from "../eval/harness.js";
+import type { Interval } from "../eval/stats.js";
+
+/** A positive decimal integer, or a ConfigError naming the option. */
+function positive(name: string, text: string): number {
+  if (!/^\d+$/.test(text.trim()) || Number(text) < 1) throw new ConfigError(`--${name} must be a positive integer, got "${text}"`);
+  return Number(text);
+}
+
+const pct = (x: number) => (100 * x).toFixed(1);
+
+/** The short table the command prints: overall and per-type accuracy with 95% intervals. */
+export function formatResults(r: EvalResults, out: string): string {
+  const rows: [string, Interval][] = [["overall", r.accuracy], ...Object.entries(r.byType)];
+  const w = Math.max(...rows.map(([k]) => k.length), 4);
+  const line = (k: string, n: string, acc: string, ci: string) => `  ${k.padEnd(w)}  ${n.padStart(6)}  ${acc.padStart(8)}  ${ci}`;
+  const skipped = r.skipped.records + r.skipped.images + r.skipped.items > 0
+    ? `skipped: ${r.skipped.records} malformed records, ${r.skipped.images} undecodable images (${r.skipped.items} questions)`
+    : "skipped: none";
+  return [
+    `${r.task} ${r.split} (${r.harness}): ${r.n} questions, ${r.itemsPerSecond.toFixed(1)} items/s, model ${r.model.path} (${r.model.fingerprint.slice(0, 12)})`,
+    line("type", "n", "accuracy", "95% CI"),
+    ...rows.map(([k, v]) => line(k, String(v.n), `${pct(v.mean)}%`, `[${pct(v.low)}, ${pct(v.high)}]`)),
+    `${skipped}; ${r.truncated} answers reached the ${r.generation.maxNewTokens}-token limit`,
+    `predictions.jsonl and results.json in ${out}`,
+  ].join("\n");
+}
+
+export function registerEvalCommand(program: Command): void {
+  program
+    .command("eval")
+    .description("evaluate a VLM on a benchmark task with a public harness's prompts and exact scoring")
+    .requiredOption("--model <dir>", "a MindsEye VLM directory (config.json, model.safetensors, preprocessor_config.json, tokenizer files) or a run folder holding one in model/")
+    .requiredOption("--task <name>", `one of ${[...TASKS.keys()].join(", ")}`)
+    .requiredOption("--data <dir>", "the world directory for world_* tasks; the dataset root for gqa (questions1.2/, images/), scienceqa_img (data/scienceqa) and blink_jigsaw (Jigsaw/*.parquet)")
+    .option("--harness <name>", HARNESSES.join(" | "), "lmms-eval")
+    .option("--split <name>", "default: test (world tasks), testdev (gqa), test (scienceqa_img), val (blink_jigsaw)")
+    .option("--limit <n>", "only the first N questions")
+    .option("--batch-size <n>", "questions per generation batch", "16")
+    .option("--max-new-tokens <n>", `new tokens per answer (default: the harness's, at most ${MAX_NEW_TOKENS_CAP})`)
+    .option("--out <dir>", "output folder (default: MODEL/eval/TASK-SPLIT-HARNESS)")
+    .action(async (o: { model: string; task: string; data: string; harness: string; split?: string; limit?: string; batchSize: string; maxNewTokens?: string; out?: string }) => {
+      if (!(HARNESSES as readonly string[]).includes(o.harness)) throw new ConfigError(`--harness must be ${HARNESSES.join(" or ")}, got "${o.harness}"`);
+      const split = resolveSplit(getTask(o.task), o.split);
+      const out = o.out ?? join(o.model, "eval", `${o.task}-${split}-${o.harness}`);
+      const r = await evaluate({
+        modelDir: o.model, task: o.task, harness: o.harness as Harness, split, dataDir: o.data, out,
+        batchSize: positive("batch-size", o.batchSize),
+        ...(o.limit === undefined ? {} : { limit: positive("limit", o.limit) }),
+        ...(o.maxNewTokens === undefined ? {} : { maxNewTokens: positive("max-new-tokens", o.maxNewTokens) }),
+      });
+      console.log(formatResults(r, out));
+    });
+}

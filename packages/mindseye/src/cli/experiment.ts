@@ -1,0 +1,18 @@
+// `mindseye experiment --config configs/demo.yaml`: the whole study, resumable.
+import type { Command } from "commander";
+import { loadStudy, runStudy } from "../experiment/runner.js";
+
+export function registerExperimentCommand(program: Command): void {
+  program
+    .command("experiment")
+    .description("run the study (world → stages → three arms × fractions × seeds → evaluation → report); skips what is done")
+    .requiredOption("--config <study.yaml>", "the study (configs/demo.yaml)")
+    .option("--set <key=value...>", "override values by dotted key, e.g. --set seeds=[0] out=runs/quick", [])
+    .option("--progress", "show each training run's progress")
+    .action(async (o: { config: string; set: string[]; progress?: boolean }) => {
+      const study = loadStudy(o.config, o.set);
+      const r = await runStudy(study, { quiet: !(o.progress ?? false) });
+      console.log(`\n${r.markdown}\n`);
+      console.log(`study folder: ${r.dir} (results.md, results.csv, results.json; each run's metrics, checkpoints and predictions)`);
+    });
+}

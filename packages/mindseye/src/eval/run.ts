@@ -1,0 +1,276 @@
+// The evaluation runner: a MindsEye VLM answers a task's questions by greedy generation, and the
+// public harness's rules (harness.ts) score the answers.
+//
+//   items ─► decode images (skips counted) ─► the model's preprocessing ─► harness prompt
+//         ─► buildPrompt (the chat template training uses, image pads expanded) ─► left-padded
+//         batches ─► greedy generation until <|im_end|> ─► decodeAnswer ─► harness score
+//
+// Output, in `out`:
+//   predictions.jsonl   one line per question: {id, type, prompt, prediction, answer, choices?, correct}
+//                       (answer as harness.score takes it: GQA's string, ScienceQA's 0-based index,
+//                       BLINK's "(A)"; prompt is the harness's text, without the chat template)
+//   results.json        task, harness, split, n, accuracy overall and per type with bootstrap 95%
+//                       intervals, skipped records/images/items, answers cut at the token limit,
+//                       model path and fingerprint, generation settings, time
+//
+// New tokens: the harness's max_new_tokens (16 for GQA and ScienceQA, 1024 for BLINK), capped at
+// MAX_NEW_TOKENS_CAP = 32 unless `maxNewTokens` says otherwise. A small model that never says
+// <|im_end|> would otherwise generate 1024 tokens per BLINK question. The cap changes no score
+// under lmms-eval: GQA and ScienceQA stay at 16, and lmms-eval reads only BLINK's leading letter.
+// Under VLMEvalKit a BLINK answer longer than 32 tokens could score differently (its option
+// search looks at the last tokens); pass maxNewTokens: 1024 for the harness's exact setting.
+// results.json counts the answers that hit the limit ("truncated").
+import { createHash } from "node:crypto";
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync, appendFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { torch } from "@mindseye/torch";
+import { ConfigError } from "../config/errors.js";
+import { MindsEyeVLM, imageTokenCount } from "../models/vlm.js";
+import { padLeft } from "../models/generation.js";
+import { processorConfigFromHf, type ImageProcessorConfig, type RgbImage } from "../models/processors.js";
+import { preprocess } from "../data/targets.js";
+import { decodeBatch } from "../data/images.js";
+import { Tokenizer } from "../data/tokenizer.js";
+import { buildPrompt, decodeAnswer } from "../data/vlm_inputs.js";
+import { SkipCounter } from "../data/formats/index.js";
+import { Progress } from "../util/progress.js";
+import { GENERATION, type Harness, type TaskKind } from "./harness.js";
+import { accuracyReport, type Interval } from "./stats.js";
+import { getTask, promptFor, resolveSplit, scoreItem, type EvalItem } from "./tasks.js";
+
+export const HARNESSES: readonly Harness[] = ["lmms-eval", "vlmevalkit"];
+/** Default ceiling on new tokens per answer (see the header). */
+export const MAX_NEW_TOKENS_CAP = 32;
+
+export interface EvaluateOptions {
+  /** A MindsEye VLM directory (see resolveModelDir), or a run folder holding one in model/. */
+  modelDir: string;
+  /** A task name (eval/tasks.ts: world_gqa, world_sqa, world_jigsaw, gqa, scienceqa_img, blink_jigsaw). */
+  task: string;
+  /** Whose prompts and scoring: "lmms-eval" (default) or "vlmevalkit" (exact matching, no LLM judge). */
+  harness?: Harness;
+  /** Default: the task's (test for world tasks, testdev for gqa, test for scienceqa_img, val for blink_jigsaw). */
+  split?: string;
+  /** Only the first `limit` questions, in the dataset's order. */
+  limit?: number;
+  /** Questions per generation batch (default 16). */
+  batchSize?: number;
+  /** The world directory, or the dataset root the task names. */
+  dataDir: string;
+  /** Where predictions.jsonl and results.json go (created). */
+  out: string;
+  /** New tokens per answer (default: the harness's, capped at MAX_NEW_TOKENS_CAP). */
+  maxNewTokens?: number;
+  /** No progress output. */
+  quiet?: boolean;
+}
+
+export interface EvalResults {
+  task: string;
+  kind: TaskKind;
+  harness: Harness;
+  split: string;
+  /** Questions scored. */
+  n: number;
+  accuracy: Interval;
+  /** Per question type (GQA types.detailed, ScienceQA category, BLINK sub_task). */
+  byType: Record<string, Interval>;
+  skipped: {
+    /** Malformed records of the task's files. */
+    records: number;
+    /** Images that could not be decoded. */
+    images: number;
+    /** Questions left out because an image of theirs could not be decoded. */
+    items: number;
+  };
+  /** Answers that reached maxNewTokens without <|im_end|>. */
+  truncated: number;
+  model: { path: string; fingerprint: string };
+  data: string;
+  generation: { greedy: true; maxNewTokens: number; harnessMaxNewTokens: number; stopToken: string; batchSize: number };
+  limit: number | null;
+  /** Wall time of the whole call (reading, loading, fingerprint, generation). */
+  seconds: number;
+  /** Questions per second of the decode–generate–score loop. */
+  itemsPerSecond: number;
+  /** ISO time the run ended. */
+  finished: string;
+}
+
+/** One line of predictions.jsonl. */
+export interface PredictionLine {
+  id: string;
+  type: string;
+  prompt: string;
+  prediction: string;
+  answer: string | number;
+  choices?: string[];
+  correct: boolean;
+}
+
+// ---- the model -------------------------------------------------------------------------------
+
+const MODEL_FILES = "config.json (model_type mindseye_vlm), model.safetensors, preprocessor_config.json, tokenizer.json, tokenizer_config.json";
+
+/** The model directory itself when it holds config.json, else its model/ (a run folder). */
+export function resolveModelDir(path: string): string {
+  if (existsSync(join(path, "config.json"))) return path;
+  if (existsSync(join(path, "model", "config.json"))) return join(path, "model");
+  throw new ConfigError(`${path}: neither it nor ${join(path, "model")} holds a config.json; --model takes a MindsEye VLM directory (${MODEL_FILES}) or a run folder with one in model/`);
+}
+
+export interface EvalModel {
+  dir: string;
+  model: MindsEyeVLM;
+  tokenizer: Tokenizer;
+  processor: ImageProcessorConfig;
+}
+
+/** Loads a VLM directory for evaluation (eval mode) and checks that its parts agree. */
+export function loadEvalModel(path: string): EvalModel {
+  const dir = resolveModelDir(path);
+  const ppPath = join(dir, "preprocessor_config.json");
+  if (!existsSync(ppPath)) throw new ConfigError(`${dir}: no preprocessor_config.json; a model directory needs ${MODEL_FILES}`);
+  const processor = processorConfigFromHf(JSON.parse(readFileSync(ppPath, "utf8")) as Record<string, unknown>, {}, ppPath);
+  if (processor.kind === "qwen2_vl") throw new ConfigError(`${ppPath}: a MindsEye VLM takes fixed-size images (CLIP or SigLIP preprocessing), not Qwen2-VL's`);
+  const tokenizer = Tokenizer.fromPretrained(dir);
+  const model = MindsEyeVLM.fromPretrained(dir);
+  model.eval();
+  const ids = tokenizer.specialTokenIds;
+  const problems: string[] = [];
+  if (ids.imEnd === null) problems.push("the tokenizer has no <|im_end|> (the stop token)");
+  if (ids.imagePad !== model.config.imageTokenId) problems.push(`the tokenizer's <|image_pad|> is ${ids.imagePad} but config.json's image_token_index is ${model.config.imageTokenId}`);
+  if (tokenizer.vocabSize > model.config.text.vocabSize) problems.push(`the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary ${model.config.text.vocabSize}`);
+  if (problems.length > 0) {
+    model.parameters().forEach((p) => p.dispose());
+    throw new ConfigError(`${dir}: the tokenizer does not belong to this model: ${problems.join("; ")}`);
+  }
+  return { dir, model, tokenizer, processor };
+}
+
+/** sha256 over the files that decide predictions: config, weights, tokenizer, preprocessing. */
+export async function modelFingerprint(dir: string): Promise<string> {
+  const names = readdirSync(dir).filter((f) => f.endsWith(".safetensors") || f === "model.safetensors.index.json").sort();
+  const h = createHash("sha256");
+  for (const f of ["config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json", ...names]) {
+    if (!existsSync(join(dir, f))) throw new ConfigError(`${dir}: no ${f}; a model directory needs ${MODEL_FILES}`);
+    h.update(`${f}\n`);
+    for await (const chunk of createReadStream(join(dir, f))) h.update(chunk as Buffer);
+  }
+  return h.digest("hex");
+}
+
+// ---- the run ---------------------------------------------------------------------------------
+
+function positiveInt(name: string, v: number | undefined): void {
+  if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new ConfigError(`${name} must be a positive integer, got ${v}`);
+}
+
+/**
+ * Evaluates a model on a task and writes predictions.jsonl and results.json to `out`.
+ * ```ts
+ * const r = await evaluate({ modelDir: "runs/latent/finetune", task: "world_gqa", dataDir: "world", out: "runs/latent/eval/world_gqa" });
+ * console.log(r.accuracy.mean, r.byType);
+ * ```
+ */
+export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
+  const t0 = performance.now();
+  const task = getTask(o.task);
+  const split = resolveSplit(task, o.split);
+  const harness = o.harness ?? "lmms-eval";
+  if (!HARNESSES.includes(harness)) throw new ConfigError(`harness must be ${HARNESSES.join(" or ")}, got ${JSON.stringify(harness)}`);
+  const batchSize = o.batchSize ?? 16;
+  positiveInt("batchSize", batchSize);
+  positiveInt("limit", o.limit);
+  positiveInt("maxNewTokens", o.maxNewTokens);
+  const harnessMaxNewTokens = GENERATION[task.kind].maxNewTokens;
+  const maxNewTokens = o.maxNewTokens ?? Math.min(harnessMaxNewTokens, MAX_NEW_TOKENS_CAP);
+
+  // 1. The questions (all of them, or the first `limit`).
+  const records = new SkipCounter(`${task.name} ${split}`);
+  const items: EvalItem[] = [];
+  for await (const item of task.items(o.dataDir, split, records)) {
+    items.push(item);
+    if (o.limit !== undefined && items.length >= o.limit) break;
+  }
+  if (items.length === 0) throw new Error(`${task.name} ${split} in ${o.dataDir} has no questions to evaluate${records.skipped > 0 ? `\n${records.summary()}` : ""}`);
+
+  // 2. The model.
+  const fingerprint = await modelFingerprint(resolveModelDir(o.modelDir));
+  const { dir, model, tokenizer, processor } = loadEvalModel(o.modelDir);
+  const perImage = imageTokenCount(model.config);
+  const imEnd = tokenizer.specialTokenIds.imEnd!;
+  const padId = tokenizer.specialTokenIds.pad ?? imEnd; // any id will do: the attention mask hides padding
+
+  mkdirSync(o.out, { recursive: true });
+  const predictionsPath = join(o.out, "predictions.jsonl");
+  writeFileSync(predictionsPath, "");
+  const images = new SkipCounter("images");
+  const scored: { correct: boolean; type: string }[] = [];
+  let skippedItems = 0, truncated = 0, done = 0;
+  const progress = new Progress(items.length, 0, o.quiet ?? false, `eval ${task.name}`, "items");
+  const tLoop = performance.now();
+  try {
+    for (let start = 0; start < items.length; start += batchSize) {
+      const batch = items.slice(start, start + batchSize);
+      // 3. Images, decoded; a question with an undecodable image is left out.
+      const decoded = await decodeBatch(batch.flatMap((it) => it.images.map((image) => ({ image, source: it.source }))), { errors: images });
+      const ready: { item: EvalItem; images: RgbImage[] }[] = [];
+      let at = 0;
+      for (const item of batch) {
+        const mine = decoded.slice(at, at + item.images.length);
+        at += item.images.length;
+        if (mine.every((x): x is RgbImage => x !== null)) ready.push({ item, images: mine });
+        else skippedItems++;
+      }
+      if (ready.length > 0) {
+        // 4. Prompts and greedy generation; only plain values leave the scope.
+        const prompts = ready.map((r) => promptFor(r.item, harness));
+        const generated = torch.scope(() => {
+          const ids = ready.map((r, i) => buildPrompt(tokenizer, { images: r.images.length, text: prompts[i]! }, perImage));
+          const { inputIds, attentionMask } = padLeft(ids, padId);
+          const pixelValues = preprocess(ready.flatMap((r) => r.images), processor); // [n, 3, H, W], batch order
+          const size = model.config.vision.imageSize;
+          if (pixelValues.shape[2] !== size || pixelValues.shape[3] !== size) {
+            throw new ConfigError(`${dir}/preprocessor_config.json makes ${pixelValues.shape[3]}×${pixelValues.shape[2]} images but the vision tower takes ${size}×${size}`);
+          }
+          return model.generate({ inputIds, attentionMask, pixelValues, maxNewTokens, stopTokenIds: [imEnd] });
+        });
+        // 5. Answers, scored; one line each.
+        const lines = ready.map((r, i): PredictionLine => {
+          const prediction = decodeAnswer(tokenizer, generated.tokens[i]!);
+          if (generated.finishReasons[i] === "length") truncated++;
+          const correct = scoreItem(r.item, harness, prediction);
+          scored.push({ correct, type: r.item.type });
+          return {
+            id: r.item.id, type: r.item.type, prompt: prompts[i]!, prediction, answer: r.item.answer,
+            ...(r.item.kind === "gqa" ? {} : { choices: [...r.item.choices] }), correct,
+          };
+        });
+        appendFileSync(predictionsPath, lines.map((l) => JSON.stringify(l) + "\n").join(""));
+      }
+      done += batch.length;
+      const right = scored.filter((s) => s.correct).length;
+      progress.update(done, scored.length > 0 ? `acc ${(right / scored.length).toFixed(3)}` : "");
+    }
+  } finally {
+    progress.stop(done);
+    model.parameters().forEach((p) => p.dispose());
+  }
+  if (scored.length === 0) throw new Error(`${task.name} ${split}: no question could be evaluated (every one had an undecodable image)\n${images.summary()}`);
+
+  // 6. Accuracy with intervals, written atomically.
+  const report = accuracyReport(scored);
+  const now = performance.now(), seconds = (now - t0) / 1000;
+  const results: EvalResults = {
+    task: task.name, kind: task.kind, harness, split, n: scored.length, accuracy: report.overall, byType: report.byType,
+    skipped: { records: records.skipped, images: images.skipped, items: skippedItems }, truncated,
+    model: { path: resolve(dir), fingerprint }, data: resolve(o.dataDir),
+    generation: { greedy: true, maxNewTokens, harnessMaxNewTokens, stopToken: "<|im_end|>", batchSize },
+    limit: o.limit ?? null, seconds, itemsPerSecond: items.length / ((now - tLoop) / 1000), finished: new Date().toISOString(),
+  };
+  const tmp = join(o.out, `results.json.tmp-${process.pid}`);
+  writeFileSync(tmp, JSON.stringify(results, null, 2) + "\n");
+  renameSync(tmp, join(o.out, "results.json"));
+  return results;
+}
