@@ -2,14 +2,16 @@
 // `fraction` of the world's training questions (all three task families, mixed), with the
 // prompts the evaluation harness will use. Any arm's model (base, text control, latent) starts
 // here; the latent head is not used (the claim under test is that pretraining shaped the LM).
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { torch } from "@mindseye/torch";
 import { MindsEyeVLM, imageTokenCount } from "../../models/vlm.js";
 import { DataLoader } from "../../data/loader.js";
 import { buildExample } from "../../data/vlm_inputs.js";
-import { gqaPrompt, scienceqaPrompt, blinkPrompt, type Harness } from "../../eval/harness.js";
+import type { Harness } from "../../eval/harness.js";
+import { getTask, promptFor, answerText } from "../../eval/tasks.js";
+import { SkipCounter } from "../../data/formats/index.js";
 import { train, type TrainResult } from "../trainer.js";
 import { collateVlm, vlmLoss, type VlmBatch } from "./vlm_base.js";
 import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted } from "./common.js";
@@ -35,30 +37,23 @@ export type FinetuneRecipe = z.output<typeof FinetuneRecipe>;
 /** A question with its images (paths), prompt text and the answer the assistant gives. */
 export interface QaExample { task: (typeof TASK_FAMILIES)[number]; images: string[]; text: string; answer: string }
 
-/** The world's training questions of each family, as prompts of the given harness. */
-export function worldQuestions(world: string, split: string, tasks: readonly string[], harness: Harness): QaExample[] {
+const WORLD_TASK: Record<(typeof TASK_FAMILIES)[number], string> = { gqa: "world_gqa", scienceqa: "world_sqa", jigsaw: "world_jigsaw" };
+
+/**
+ * A split's questions of each family, read by the evaluation's own task readers, with the
+ * evaluation's prompt (promptFor) and the answer that scores as right (answerText): training
+ * and evaluation cannot drift apart.
+ */
+export async function worldQuestions(world: string, split: string, tasks: readonly (typeof TASK_FAMILIES)[number][], harness: Harness): Promise<QaExample[]> {
   const out: QaExample[] = [];
-  const img = (imageId: string) => join(world, "images", `${imageId}.png`);
-  if (tasks.includes("gqa")) {
-    const qs = JSON.parse(readFileSync(join(world, "gqa", `${split}_balanced_questions.json`), "utf8")) as Record<string, { imageId: string; question: string; answer: string }>;
-    for (const q of Object.values(qs)) out.push({ task: "gqa", images: [img(q.imageId)], text: gqaPrompt(q), answer: q.answer });
-  }
-  if (tasks.includes("scienceqa")) {
-    const problems = JSON.parse(readFileSync(join(world, "scienceqa", "problems.json"), "utf8")) as Record<string, { question: string; choices: string[]; answer: number; hint: string; image: string | null }>;
-    const pids = (JSON.parse(readFileSync(join(world, "scienceqa", "pid_splits.json"), "utf8")) as Record<string, string[]>)[split] ?? [];
-    for (const pid of pids) {
-      const p = problems[pid]!;
-      if (p.image === null) continue;
-      out.push({ task: "scienceqa", images: [join(world, "scienceqa", "images", split, pid, p.image)], text: scienceqaPrompt(p, harness), answer: "ABCDE"[p.answer]! });
-    }
-  }
-  if (tasks.includes("jigsaw")) {
-    const dir = join(world, "blink", "Jigsaw");
-    for (const line of readFileSync(join(dir, `${split}.jsonl`), "utf8").split("\n")) {
-      if (!line.trim()) continue;
-      const r = JSON.parse(line) as { image_1: string; image_2: string; image_3: string; choices: string[]; answer: string; prompt: string; question: string };
-      // lmms-eval reads the first letter of the reply: the assistant answers with the letter alone.
-      out.push({ task: "jigsaw", images: [r.image_1, r.image_2, r.image_3].map((p) => join(dir, p)), text: blinkPrompt(r, harness), answer: r.answer.replace(/[()]/g, "") });
+  for (const task of tasks) {
+    const errors = new SkipCounter(`${WORLD_TASK[task]} ${split}`);
+    for await (const item of getTask(WORLD_TASK[task]).items(world, split, errors)) {
+      const images = item.images.map((ref) => {
+        if (ref.kind !== "file") throw new Error(`${item.id}: world images are files`);
+        return ref.path;
+      });
+      out.push({ task, images, text: promptFor(item, harness), answer: answerText(item) });
     }
   }
   return out;
@@ -94,7 +89,7 @@ export async function runFinetune(r: FinetuneRecipe, opts: { quiet?: boolean } =
     model.config = { ...model.config, latentHead: null, latentTokenIds: [] };
   }
   model.vision_tower.requiresGrad_(false);
-  const qa = sampleFraction(worldQuestions(r.world, "train", r.tasks, r.harness), r.fraction, r.seed);
+  const qa = sampleFraction(await worldQuestions(r.world, "train", r.tasks, r.harness), r.fraction, r.seed);
   const bank = await ImageBank.load(qa.flatMap((q) => q.images), pre);
   const perImage = imageTokenCount(model.config);
   const examples = qa.map((q) => ({ ...buildExample(tok, { images: q.images.length, text: q.text, answer: q.answer }, perImage), images: q.images }));
