@@ -2,6 +2,7 @@
 #include "common.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
 
@@ -98,6 +99,21 @@ static Napi::Value tuneAllocator(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// CUDA autocast (torch.autocast("cuda", dtype)): (enabled, dtype code). Returns the previous
+// state so scopes nest. Leaving the outermost scope clears the cast-weight cache, as PyTorch does.
+static Napi::Value setAutocast(const Napi::CallbackInfo& info) {
+  bool previous = at::autocast::is_enabled();
+  bool enable = B(info, 0);
+  if (enable) {
+    at::autocast::set_autocast_gpu_dtype(Dtype(info, 1));
+    at::autocast::increment_nesting();
+  } else if (at::autocast::decrement_nesting() == 0) {
+    at::autocast::clear_cache();
+  }
+  at::autocast::set_enabled(enable ? true : B(info, 2));
+  return Napi::Boolean::New(info.Env(), previous);
+}
+
 // Synchronises the device (for timing GPU work); a no-op on CPU.
 static Napi::Value synchronize(const Napi::CallbackInfo& info) {
 #ifdef MINDSEYE_WITH_CUDA
@@ -115,6 +131,7 @@ void InitRuntime(Napi::Env env, Napi::Object exports) {
   MINDSEYE_EXPORT(exports, setBlasThreads);
   MINDSEYE_EXPORT(exports, buildInfo);
   MINDSEYE_EXPORT(exports, tuneAllocator);
+  MINDSEYE_EXPORT(exports, setAutocast);
   MINDSEYE_EXPORT(exports, synchronize);
   MINDSEYE_EXPORT(exports, noop);
 }

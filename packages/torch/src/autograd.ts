@@ -1,5 +1,6 @@
 // Gradient-mode scopes and torch.autograd.grad.
 import { native } from "./native.js";
+import { dtypeCode, type DType } from "./dtype.js";
 import { Tensor } from "./tensor.js";
 
 /** Runs fn with gradient recording off (torch.no_grad). */
@@ -35,4 +36,24 @@ export function grad(outputs: Tensor | Tensor[], inputs: Tensor | Tensor[], opts
     opts.retainGraph ?? opts.createGraph ?? false, opts.createGraph ?? false, opts.allowUnused ?? false,
   );
   return r.map((g) => (g === null ? null : new Tensor(g)));
+}
+
+/**
+ * Runs fn under CUDA autocast (torch.autocast("cuda", dtype)): matmuls and convolutions on CUDA
+ * tensors run in dtype (bfloat16 by default), reductions and losses stay float32. Nothing
+ * changes for CPU tensors.
+ * ```ts
+ * const loss = torch.autocast(() => model.forward(batch).loss);
+ * ```
+ */
+export function autocast<R>(fn: () => R, dtype: DType = "bfloat16"): R {
+  const previous = native.setAutocast(true, dtypeCode(dtype), false);
+  try { return fn(); } finally { native.setAutocast(false, 0, previous); }
+}
+
+/** Whether CUDA autocast is on (inside torch.autocast). */
+export function isAutocastEnabled(): boolean {
+  const state = native.setAutocast(true, dtypeCode("bfloat16"), false);
+  native.setAutocast(false, 0, state);
+  return state;
 }

@@ -29,6 +29,8 @@ export const torch = {
   Generator: random.Generator,
   noGrad: autogradNs.noGrad,
   enableGrad: autogradNs.enableGrad,
+  autocast: autogradNs.autocast,
+  isAutocastEnabled: autogradNs.isAutocastEnabled,
   isGradEnabled: autogradNs.isGradEnabled,
   autograd: { grad: autogradNs.grad },
   scope,

@@ -191,6 +191,8 @@ export interface NativeAddon {
   setBlasThreads(n: number): boolean;
   buildInfo(): BuildInfo;
   tuneAllocator(mmapThreshold: number, trimThreshold: number, topPad: number): boolean;
+  /** (enable, dtype code, state to restore when disabling) -> the state before */
+  setAutocast(enable: boolean, dtype: number, restore: boolean): boolean;
   synchronize(): void;
   noop(...args: unknown[]): void;
 }

@@ -1019,6 +1019,21 @@ describe("functional", () => {
 // ---------------------------------------------------------------------------------------------
 
 describe("autograd", () => {
+  test("autocast scopes nest, restore on exit and on error, and leave CPU tensors in float32", () => {
+    assert.equal(torch.isAutocastEnabled(), false);
+    const x = T([[1, 2], [3, 4]]);
+    const y = torch.autocast(() => {
+      assert.equal(torch.isAutocastEnabled(), true);
+      torch.autocast(() => assert.equal(torch.isAutocastEnabled(), true), "float16");
+      assert.equal(torch.isAutocastEnabled(), true, "the inner scope restores the outer state");
+      return x.matmul(x);
+    });
+    assert.equal(y.dtype, "float32");
+    assert.equal(torch.isAutocastEnabled(), false);
+    assert.throws(() => torch.autocast(() => { throw new Error("inside"); }), /inside/);
+    assert.equal(torch.isAutocastEnabled(), false);
+  });
+
   test("backward of a scalar, and with a gradient argument", () => {
     const x = T([1, 2, 3], { requiresGrad: true });
     assert.equal(x.grad, null);

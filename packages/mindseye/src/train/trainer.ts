@@ -34,11 +34,13 @@ export interface TrainConfig {
   logEvery: number;
   evalEvery: number;
   seed: number;
+  /** Mixed precision for CUDA tensors (torch.autocast); CPU work is unaffected. */
+  autocast: "none" | "bfloat16" | "float16";
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, "runDir" | "steps"> = {
   lr: 3e-4, minLrRatio: 0.1, warmupSteps: 0, schedule: "cosine", weightDecay: 0.01, betas: [0.9, 0.999], eps: 1e-8,
-  gradAccum: 1, clipGradNorm: 1, noDecayNormBiasEmbedding: true, checkpointEvery: 500, keepCheckpoints: 2, logEvery: 10, evalEvery: 0, seed: 0,
+  gradAccum: 1, clipGradNorm: 1, noDecayNormBiasEmbedding: true, checkpointEvery: 500, keepCheckpoints: 2, logEvery: 10, evalEvery: 0, seed: 0, autocast: "bfloat16",
 };
 
 /** What a stage supplies: the model, its data, and the loss of one micro-batch. */
@@ -166,7 +168,7 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
       for (let micro = 0; micro < cfg.gradAccum; micro++) {
         const batch = await nextBatch();
         torch.scope(() => {
-          const out = task.step(batch);
+          const out = cfg.autocast === "none" ? task.step(batch) : torch.autocast(() => task.step(batch), cfg.autocast);
           out.loss.div(cfg.gradAccum).backward();
           lossSum += out.loss.item() / cfg.gradAccum;
           for (const [k, v] of Object.entries(out.metrics ?? {})) logged[k] = (logged[k] ?? 0) + (typeof v === "number" ? v : v.item()) / cfg.gradAccum;
