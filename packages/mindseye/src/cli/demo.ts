@@ -3,19 +3,15 @@
 // circle left of a large blue square"), and the loss curve and a greedy sample are printed.
 import { torch, optim, F, type Tensor } from "@mindseye/torch";
 import { ReferenceDecoder } from "@mindseye/torch/testing";
+import { mulberry32 } from "../util/random.js";
 
 const SIZES = ["small", "large"], COLOURS = ["red", "green", "blue", "yellow"], SHAPES = ["circle", "square", "triangle"];
 const RELATIONS = ["left of", "right of", "above", "below"];
 const PAD = 0, IGNORE = -100;
 
-/** A seeded linear congruential generator: the demo's data is reproducible from its seed. */
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
 
 function captions(n: number, seed: number): string[] {
-  const r = lcg(seed);
+  const r = mulberry32(seed);
   const pick = <T>(xs: T[]) => xs[Math.floor(r() * xs.length)]!;
   const obj = () => `a ${pick(SIZES)} ${pick(COLOURS)} ${pick(SHAPES)}`;
   return Array.from({ length: n }, () => `${obj()} ${pick(RELATIONS)} ${obj()} .`);

@@ -11,6 +11,8 @@
 // pool through sharp), so it proceeds off the main thread; collation (which makes tensors)
 // runs on the main thread when a batch is taken.
 
+import { mulberry32, shuffleInPlace } from "../util/random.js";
+
 /** Random access to records; `get` may be async (reading and decoding). */
 export interface Dataset<T> {
   readonly length: number;
@@ -56,18 +58,6 @@ export class LoaderError extends Error {
     super(message);
     this.name = "LoaderError";
   }
-}
-
-/** mulberry32: a small, well-mixed 32-bit PRNG; enough for permutations, and fully seeded. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** A seed for (base, epoch) so that consecutive epochs get unrelated orders. */
@@ -116,13 +106,7 @@ export class DataLoader<T, B> {
   order(epoch: number): number[] {
     const n = this.dataset.length, { worldSize, rank } = this.o;
     const all = Array.from({ length: n }, (_, i) => i);
-    if (this.o.shuffle) {
-      const rand = mulberry32(epochSeed(this.o.seed, epoch));
-      for (let i = n - 1; i > 0; i--) {
-        const j = Math.floor(rand() * (i + 1));
-        [all[i], all[j]] = [all[j]!, all[i]!];
-      }
-    }
+    if (this.o.shuffle) shuffleInPlace(all, mulberry32(epochSeed(this.o.seed, epoch)));
     const total = Math.ceil(n / worldSize) * worldSize;
     for (let i = n; i < total; i++) all.push(all[i - n]!);
     return all.filter((_, i) => i % worldSize === rank);

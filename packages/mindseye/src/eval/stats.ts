@@ -1,16 +1,5 @@
 // Accuracy with bootstrap confidence intervals, overall and per question type.
-
-/** mulberry32, seeded: intervals are reproducible. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from "../util/random.js";
 
 export interface Interval { mean: number; low: number; high: number; n: number }
 
@@ -20,7 +9,7 @@ export function bootstrapMean(values: number[], opts: { resamples?: number; leve
   if (n === 0) return { mean: NaN, low: NaN, high: NaN, n: 0 };
   const mean = values.reduce((a, b) => a + b, 0) / n;
   const B = opts.resamples ?? 2000, level = opts.level ?? 0.95;
-  const rand = rng(opts.seed ?? 0);
+  const rand = mulberry32(opts.seed ?? 0);
   const means = new Float64Array(B);
   for (let b = 0; b < B; b++) {
     let s = 0;

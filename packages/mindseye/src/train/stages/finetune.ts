@@ -12,6 +12,7 @@ import { buildExample } from "../../data/vlm_inputs.js";
 import type { Harness } from "../../eval/harness.js";
 import { getTask, promptFor, answerText } from "../../eval/tasks.js";
 import { SkipCounter } from "../../data/formats/index.js";
+import { mulberry32, shuffleInPlace } from "../../util/random.js";
 import { train, type TrainResult } from "../trainer.js";
 import { collateVlm, vlmLoss, type VlmBatch } from "./vlm_base.js";
 import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted } from "./common.js";
@@ -65,13 +66,7 @@ export function sampleFraction(examples: QaExample[], fraction: number, seed: nu
   const out: QaExample[] = [];
   for (const task of TASK_FAMILIES) {
     const family = examples.filter((e) => e.task === task);
-    let s = (seed * 2654435761 + task.length) >>> 0;
-    const rand = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-    const order = family.map((_, i) => i);
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = Math.floor(rand() * (i + 1));
-      [order[i], order[j]] = [order[j]!, order[i]!];
-    }
+    const order = shuffleInPlace(family.map((_, i) => i), mulberry32(Math.imul(seed + 1, 2654435761) + TASK_FAMILIES.indexOf(task)));
     out.push(...order.slice(0, Math.max(1, Math.round(family.length * fraction))).map((i) => family[i]!));
   }
   return out;
