@@ -134,7 +134,7 @@ test("every fixture image decodes to 8×8 RGB: files, tar members and parquet ce
   const refs = files.map((path) => ({ image: { kind: "file" as const, path }, source: { file: path, record: "" } }));
   for await (const p of readWebDataset({ shards: join(X, "webdataset/{00000..00001}.tar") })) refs.push({ image: p.image as never, source: p.source });
   for await (const item of readBlink({ files: join(X, "blink/Jigsaw") })) for (const image of item.images) refs.push({ image: image as never, source: item.source });
-  assert.equal(refs.length, 15 + 6 + 9, "15 files, 6 tar members, 3 BLINK items × 3 images");
+  assert.equal(refs.length, 24 + 6 + 9, "24 files (9 of them the BLINK JSONL fixture's), 6 tar members, 3 BLINK parquet items × 3 images");
   const errors = new SkipCounter("images");
   const out = await decodeBatch(refs, { errors });
   assert.equal(errors.skipped, 0, errors.summary());
