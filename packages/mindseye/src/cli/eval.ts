@@ -1,11 +1,14 @@
 // `mindseye eval --model RUN --task T --data DIR [--harness lmms-eval|vlmevalkit] [--split S]
 // [--limit N] [--batch-size N] [--max-new-tokens N] [--out DIR]`: a model answers a task's
 // questions and the harness's rules score them (eval/run.ts documents the outputs).
+// `--task world_retrieval [--encoder DIR] [--captions first|all]` ranks images by imagined latents
+// instead (analysis/retrieval.ts).
 import { join } from "node:path";
 import type { Command } from "commander";
 import { ConfigError } from "../config/errors.js";
 import { evaluate, HARNESSES, MAX_NEW_TOKENS_CAP, type EvalResults } from "../eval/run.js";
-import { TASKS, getTask, resolveSplit } from "../eval/tasks.js";
+import { TASKS, RETRIEVAL_TASK, getTask, resolveSplit } from "../eval/tasks.js";
+import { evaluateRetrieval, formatRetrieval } from "../analysis/retrieval.js";
 import type { Harness } from "../eval/harness.js";
 import type { Interval } from "../eval/stats.js";
 
@@ -39,15 +42,28 @@ export function registerEvalCommand(program: Command): void {
     .command("eval")
     .description("evaluate a VLM on a benchmark task with a public harness's prompts and exact scoring")
     .requiredOption("--model <dir>", "a MindsEye VLM directory (config.json, model.safetensors, preprocessor_config.json, tokenizer files) or a run folder holding one in model/")
-    .requiredOption("--task <name>", `one of ${[...TASKS.keys()].join(", ")}`)
+    .requiredOption("--task <name>", `one of ${[...TASKS.keys(), RETRIEVAL_TASK.name].join(", ")}`)
     .requiredOption("--data <dir>", "the world directory for world_* tasks; the dataset root for gqa (questions1.2/, images/), scienceqa_img (data/scienceqa) and blink_jigsaw (Jigsaw/*.parquet)")
     .option("--harness <name>", HARNESSES.join(" | "), "lmms-eval")
     .option("--split <name>", "default: test (world tasks), testdev (gqa), test (scienceqa_img), val (blink_jigsaw)")
     .option("--limit <n>", "only the first N questions")
     .option("--batch-size <n>", "questions per generation batch", "16")
     .option("--max-new-tokens <n>", `new tokens per answer (default: the harness's, at most ${MAX_NEW_TOKENS_CAP})`)
-    .option("--out <dir>", "output folder (default: MODEL/eval/TASK-SPLIT-HARNESS)")
-    .action(async (o: { model: string; task: string; data: string; harness: string; split?: string; limit?: string; batchSize: string; maxNewTokens?: string; out?: string }) => {
+    .option("--out <dir>", "output folder (default: MODEL/eval/TASK-SPLIT-HARNESS; world_retrieval: MODEL/eval/world_retrieval-SPLIT)")
+    .option("--encoder <dir>", "world_retrieval: the frozen encoder of the targets (default: the one the latent-pretrain recipe names)")
+    .option("--captions <which>", "world_retrieval: first | all captions per image", "first")
+    .action(async (o: { model: string; task: string; data: string; harness: string; split?: string; limit?: string; batchSize: string; maxNewTokens?: string; out?: string; encoder?: string; captions: string }) => {
+      if (o.task === RETRIEVAL_TASK.name) {
+        if (o.captions !== "first" && o.captions !== "all") throw new ConfigError(`--captions must be first or all, got "${o.captions}"`);
+        const split = o.split ?? RETRIEVAL_TASK.defaultSplit;
+        const out = o.out ?? join(o.model, "eval", `${o.task}-${split}`);
+        const r = await evaluateRetrieval({
+          modelDir: o.model, dataDir: o.data, split, out, captions: o.captions, batchSize: positive("batch-size", o.batchSize),
+          ...(o.encoder === undefined ? {} : { encoderDir: o.encoder }),
+        });
+        console.log(formatRetrieval(r, out));
+        return;
+      }
       if (!(HARNESSES as readonly string[]).includes(o.harness)) throw new ConfigError(`--harness must be ${HARNESSES.join(" or ")}, got "${o.harness}"`);
       const split = resolveSplit(getTask(o.task), o.split);
       const out = o.out ?? join(o.model, "eval", `${o.task}-${split}-${o.harness}`);

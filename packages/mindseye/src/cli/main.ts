@@ -9,6 +9,8 @@ import { registerTrainCommand } from "./train.js";
 import { registerWorldCommand } from "./world.js";
 import { registerExperimentCommand } from "./experiment.js";
 import { registerEvalCommand } from "./eval.js";
+import { registerImagineCommand } from "./imagine.js";
+import { registerModelCommand } from "./model.js";
 
 const program = new Command()
   .name("mindseye")
@@ -38,6 +40,8 @@ registerTargetsCommand(program);
 registerTrainCommand(program);
 registerEvalCommand(program);
 registerExperimentCommand(program);
+registerImagineCommand(program);
+registerModelCommand(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   console.error(`mindseye: ${e instanceof Error ? e.message : String(e)}`);

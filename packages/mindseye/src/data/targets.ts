@@ -130,7 +130,10 @@ export async function extractTargets(o: ExtractOptions): Promise<TargetManifest>
     if (clash.length) {
       throw new Error(`${o.out} holds a cache made with another ${clash.join(", ")} (${clash.map((k) => `${old[k]} vs ${manifest[k]}`).join("; ")}); use another --out or delete it`);
     }
-    if (old.complete) return old;
+    if (old.complete) {
+      for (const p of model.parameters()) p.dispose();
+      return old;
+    }
     manifest.shards = old.shards.filter((s) => existsSync(join(o.out, s.file)));
     manifest.skipped = old.skipped;
   }

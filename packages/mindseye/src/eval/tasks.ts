@@ -10,6 +10,10 @@
 //                             problems.json, pid_splits.json, images/
 //   blink_jigsaw   blink      the BLINK snapshot root: Jigsaw/*.parquet  val (test hides its answers)
 //
+// world_retrieval is not a generation task and not in this registry: imagined latents of the
+// world's captions rank its images (analysis/retrieval.ts evaluateRetrieval, which `mindseye eval
+// --task world_retrieval` runs). RETRIEVAL_TASK names it so that lookups can point there.
+//
 // Items carry the question type the results break accuracy down by: GQA's types.detailed (the
 // world's stats.json uses the same), ScienceQA's category, BLINK's sub_task.
 import { existsSync, readdirSync } from "node:fs";
@@ -202,6 +206,12 @@ export function createTaskRegistry(list: readonly EvalTask[]): ReadonlyMap<strin
 /** Every evaluation task, by name. */
 export const TASKS: ReadonlyMap<string, EvalTask> = createTaskRegistry(TASK_LIST);
 
+/** The retrieval task (not a generation task: analysis/retrieval.ts runs it). */
+export const RETRIEVAL_TASK = {
+  name: "world_retrieval", summary: "imagined latents of the world's captions rank its images (recall@k)", data: WORLD_DATA,
+  splits: WORLD_SPLITS as readonly string[], defaultSplit: "test",
+} as const;
+
 /**
  * The task called `name`; an unknown name is a ConfigError that suggests the closest one.
  * ```ts
@@ -211,7 +221,11 @@ export const TASKS: ReadonlyMap<string, EvalTask> = createTaskRegistry(TASK_LIST
  */
 export function getTask(name: string): EvalTask {
   const t = TASKS.get(name);
-  if (t === undefined) throw new ConfigError(`unknown evaluation task "${name}"${didYouMean(name, [...TASKS.keys()])}; known tasks: ${[...TASKS.keys()].join(", ")}`);
+  if (name === RETRIEVAL_TASK.name) throw new ConfigError(`${name} is not a generation task: run it with \`mindseye eval --task ${name}\` or evaluateRetrieval (analysis/retrieval.ts)`);
+  if (t === undefined) {
+    const known = [...TASKS.keys(), RETRIEVAL_TASK.name];
+    throw new ConfigError(`unknown evaluation task "${name}"${didYouMean(name, known)}; known tasks: ${known.join(", ")}`);
+  }
   return t;
 }
 

@@ -96,6 +96,7 @@ export function writeReport(dir: string, runs: EvalRun[], meta: Record<string, u
     table,
     "",
     `Seeds: ${JSON.stringify(meta.seeds)}; fractions of the training questions: ${JSON.stringify(meta.fractions)}; harness: ${String(meta.harness)}.`,
+    ...retrievalLines(meta.retrieval as RetrievalSummary | undefined),
   ].join("\n");
   writeFileSync(join(dir, "results.md"), markdown + "\n");
   writeFileSync(join(dir, "results.json"), JSON.stringify({ ...meta, cells, comparisons }, null, 2) + "\n");
@@ -103,4 +104,20 @@ export function writeReport(dir: string, runs: EvalRun[], meta: Record<string, u
   csv.push("", "task,fraction,comparison,difference,low,high", ...comparisons.map((c) => `${c.task},${c.fraction},${c.a}-${c.b},${c.difference.mean},${c.difference.low},${c.difference.high}`));
   writeFileSync(join(dir, "results.csv"), csv.join("\n") + "\n");
   return { markdown };
+}
+
+interface RetrievalSummary { n: number; recall: Record<string, Interval>; chance: Record<string, number>; medianRank: number; galleryImages: number }
+
+/** The latent arm's alignment: test images retrieved from their captions' imagined latents. */
+function retrievalLines(r: RetrievalSummary | undefined): string[] {
+  if (!r) return [];
+  const ks = Object.keys(r.recall);
+  return [
+    "",
+    `Alignment (latent arm, before fine-tuning): each of ${r.n} test captions imagines latents, and its image is ranked among ${r.galleryImages} test images.`,
+    "",
+    `| ${ks.map((k) => `recall@${k.replace(/^\D*/, "")}`).join(" | ")} | median rank |`,
+    `|${ks.map(() => "---|").join("")}---|`,
+    `| ${ks.map((k) => `${interval(r.recall[k]!)} (chance ${pct(r.chance[k] ?? NaN)})`).join(" | ")} | ${r.medianRank} |`,
+  ];
 }

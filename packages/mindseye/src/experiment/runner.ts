@@ -15,6 +15,7 @@ import { generateWorld, resolveWorldOptions } from "../world/generate.js";
 import { runWorldEncoder, runVlmBase, runLatentPretrain, runFinetune, WorldEncoderRecipe, VlmBaseRecipe, LatentPretrainRecipe, FinetuneRecipe } from "../train/stages/index.js";
 import { isDone } from "../train/stages/common.js";
 import { evaluate } from "../eval/run.js";
+import { evaluateRetrieval, type RetrievalResults } from "../analysis/retrieval.js";
 import { writeReport, ARMS, type Arm, type EvalRun } from "./report.js";
 
 const common = { stage: true, world: true, out: true, seed: true } as const;
@@ -90,6 +91,12 @@ export async function runStudy(c: StudyConfig, opts: { log?: (line: string) => v
   for (const arm of ["control", "latent"] as const) {
     await step(`stage 3: latent-pretrain, ${arm === "control" ? "text control (λ_sim = λ_align = 0)" : "latent (full loss)"}`, isDone(join(stages, `pretrain-${arm}`, "model")), () => runLatentPretrain(pretrain(arm), { quiet }));
   }
+  // Alignment of the latent arm: retrieval of each test image from its imagined latents.
+  const retrievalDir = join(dir, "eval", "retrieval-test");
+  await step("eval: world_retrieval of the latent arm (test captions)", existsSync(join(retrievalDir, "results.json")), () =>
+    evaluateRetrieval({ modelDir: join(stages, "pretrain-latent", "model"), dataDir: world, encoderDir: encoder, out: retrievalDir, cacheRoot: join(dir, "gallery"), quiet }));
+  const retrieval = JSON.parse(readFileSync(join(retrievalDir, "results.json"), "utf8")) as RetrievalResults;
+
   const start: Record<Arm, string> = { baseline: base, control: join(stages, "pretrain-control", "model"), latent: join(stages, "pretrain-latent", "model") };
 
   // 3. Fine-tune every arm × fraction × seed, and evaluate each.
@@ -116,7 +123,11 @@ export async function runStudy(c: StudyConfig, opts: { log?: (line: string) => v
   }
 
   // 4. The report.
-  const { markdown } = writeReport(dir, runs, { name: c.name, seeds: c.seeds, fractions: c.fractions, harness: c.finetune.harness, tasks: c.eval.tasks, splits: c.eval.splits, seconds: (performance.now() - t0) / 1000 });
+  const { markdown } = writeReport(dir, runs, {
+    name: c.name, seeds: c.seeds, fractions: c.fractions, harness: c.finetune.harness, tasks: c.eval.tasks, splits: c.eval.splits,
+    retrieval: { n: retrieval.n, recall: retrieval.recall, chance: retrieval.chance, medianRank: retrieval.medianRank, galleryImages: retrieval.gallery.images },
+    seconds: (performance.now() - t0) / 1000,
+  });
   log(`study finished in ${elapsed()}: ${runs.length} evaluations`);
   return { dir, markdown, evaluations: runs.length };
 }

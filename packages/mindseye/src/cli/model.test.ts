@@ -1,0 +1,106 @@
+// `mindseye model inspect` on a tiny saved model of each family: the counts are the models' own
+// numParameters, the per-module rows add up, and the files are listed with their sizes.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { nn, torch } from "@mindseye/torch";
+import { ConfigError } from "../config/errors.js";
+import { Qwen2ForCausalLM, qwen2Preset } from "../models/qwen2.js";
+import { Qwen2_5_VLForConditionalGeneration, qwen2_5_vlPreset } from "../models/qwen2_5_vl.js";
+import { VitVisionModel, vitPreset } from "../models/vit.js";
+import { MindsEyeVLM, type VlmConfig } from "../models/vlm.js";
+import { FAMILIES, formatBytes, formatInspect, inspectModel, type InspectReport } from "./model.js";
+
+let tmp = "";
+/** Fresh models saved under tmp/<name>, with the parameter count each had. */
+const saved = new Map<string, { total: number; frozen: number }>();
+
+function save(name: string, m: nn.Module & { savePretrained(dir: string, o?: { dtype?: "bfloat16" }): void }, o: { frozen?: number; dtype?: "bfloat16" } = {}): void {
+  m.savePretrained(join(tmp, name), o.dtype ? { dtype: o.dtype } : {});
+  saved.set(name, { total: m.numParameters(), frozen: o.frozen ?? 0 });
+  m.parameters().forEach((p) => p.dispose());
+}
+
+before(() => {
+  tmp = mkdtempSync(join(tmpdir(), "mindseye-inspect-"));
+  const g = () => ({ generator: new torch.Generator(0) });
+  save("qwen2", new Qwen2ForCausalLM(qwen2Preset("tiny"), g()));
+  save("qwen2-tied", new Qwen2ForCausalLM(qwen2Preset("tiny", { tieWordEmbeddings: true }), g()));
+  save("qwen2-bf16", new Qwen2ForCausalLM(qwen2Preset("tiny"), g()), { dtype: "bfloat16" });
+  save("qwen2_5_vl", new Qwen2_5_VLForConditionalGeneration(qwen2_5_vlPreset("tiny"), g()));
+  save("clip", new VitVisionModel(vitPreset("clip-tiny"), g()));
+  save("siglip", new VitVisionModel(vitPreset("siglip-tiny"), g()));
+  const text = qwen2Preset("tiny");
+  const config: VlmConfig = {
+    vision: vitPreset("siglip-tiny"), text, visionFeatureLayer: -1, visionFeatureSelectStrategy: "default", imageTokenId: 90,
+    latentHead: { type: "mlp", inputSize: text.hiddenSize, hiddenSize: 48, latentSize: 32, bias: true }, latentTokenIds: [91, 92, 93, 94],
+  };
+  const vlm = new MindsEyeVLM(config, g());
+  save("vlm", vlm, { frozen: vlm.vision_tower.numParameters() });
+  mkdirSync(join(tmp, "unknown"));
+  writeFileSync(join(tmp, "unknown", "config.json"), JSON.stringify({ model_type: "qwen2_vl" }));
+});
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** Rows add up to the total, children to their parent, and the files are the directory's. */
+function checkReport(r: InspectReport, name: string): void {
+  const want = saved.get(name)!;
+  assert.equal(r.parameters.total, want.total, `${name}: total = the model's numParameters`);
+  assert.equal(r.parameters.frozen, want.frozen, `${name}: frozen`);
+  assert.equal(r.parameters.trainable, want.total - want.frozen);
+  assert.equal(r.modules.reduce((a, m) => a + m.parameters, 0), r.parameters.total, `${name}: top-level rows add up`);
+  assert.equal(r.modules.reduce((a, m) => a + m.trainable, 0), r.parameters.trainable);
+  for (const m of r.modules) {
+    if (m.children.length > 0) assert.equal(m.children.reduce((a, c) => a + c.parameters, 0), m.parameters, `${name}: ${m.name}'s children add up`);
+    for (const c of m.children) assert.ok(c.name.startsWith(`${m.name}.`));
+  }
+  const dir = join(tmp, name);
+  assert.deepEqual(r.files.map((f) => [f.name, f.bytes]), readdirSync(dir).sort().map((f) => [f, statSync(join(dir, f)).size]));
+  assert.ok(formatInspect(r).includes(`parameters: ${r.parameters.total.toLocaleString("en-US")} (`));
+}
+
+test("every family: counts equal numParameters, per module and one level down; architecture numbers from config.json", () => {
+  const qwen = inspectModel(join(tmp, "qwen2"));
+  checkReport(qwen, "qwen2");
+  assert.deepEqual([qwen.modelType, qwen.family, qwen.loadedAs, qwen.dtypes, qwen.tied], ["qwen2", "Qwen2ForCausalLM", "float32", ["float32"], []]);
+  assert.deepEqual(qwen.modules.map((m) => m.name), ["model", "lm_head"]);
+  assert.deepEqual(qwen.modules[0]!.children.map((c) => c.name), ["model.embed_tokens", "model.layers", "model.norm"]);
+  assert.equal(qwen.architecture.text!.num_key_value_heads, 2);
+  assert.equal(qwen.files.find((f) => f.name === "model.safetensors")!.tensors!.F32, 2 * 12 + 3);
+
+  const tied = inspectModel(join(tmp, "qwen2-tied"));
+  checkReport(tied, "qwen2-tied");
+  assert.deepEqual(tied.tied, ["lm_head.weight = model.embed_tokens.weight"]);
+  assert.equal(tied.parameters.total, qwen.parameters.total - 99 * 32, "the tied output embedding is counted once");
+
+  const vl = inspectModel(join(tmp, "qwen2_5_vl"));
+  checkReport(vl, "qwen2_5_vl");
+  assert.deepEqual([vl.family, vl.architecture.vision!.depth, vl.architecture.multimodal!.mrope_section], ["Qwen2_5_VLForConditionalGeneration", 3, [2, 3, 3]]);
+  assert.deepEqual(vl.modules[0]!.children.map((c) => c.name).sort(), ["model.language_model", "model.visual"]);
+
+  for (const name of ["clip", "siglip"]) {
+    const r = inspectModel(join(tmp, name));
+    checkReport(r, name);
+    assert.deepEqual([r.modelType, r.architecture.vision!.variant, r.architecture.vision!.class_token], [`${name}_vision_model`, name, name === "clip"]);
+  }
+
+  const vlm = inspectModel(join(tmp, "vlm"));
+  checkReport(vlm, "vlm");
+  assert.deepEqual(vlm.modules.map((m) => [m.name, m.trainable === 0]), [["vision_tower", true], ["multi_modal_projector", false], ["language_model", false], ["latent_head", false]]);
+  assert.deepEqual(vlm.architecture.latent_head, { type: "mlp", input_size: 32, hidden_size: 48, latent_size: 32, latents: 4 });
+  assert.match(formatInspect(vlm), /frozen [\d,]+: vision_tower/);
+});
+
+test("a bf16 checkpoint is inspected in bf16; unknown model types suggest the closest known one", () => {
+  const r = inspectModel(join(tmp, "qwen2-bf16"));
+  checkReport(r, "qwen2-bf16");
+  assert.deepEqual([r.loadedAs, r.dtypes], ["bfloat16", ["bfloat16"]]);
+  assert.deepEqual(Object.keys(r.files.find((f) => f.name === "model.safetensors")!.tensors!), ["BF16"]);
+  assert.throws(() => inspectModel(join(tmp, "unknown")), (e: unknown) => e instanceof ConfigError &&
+    /model_type "qwen2_vl" is not a family MindsEye loads \(did you mean "qwen2_5_vl"\?\); known model types: qwen2, qwen2_5_vl, clip, siglip, clip_vision_model, siglip_vision_model, mindseye_vlm/.test(e.message));
+  assert.throws(() => inspectModel(join(tmp, "nothing")), /no config\.json/);
+  assert.deepEqual([...FAMILIES.keys()].length, 7);
+  assert.deepEqual([formatBytes(512), formatBytes(1536), formatBytes(5 * 1024 ** 3)], ["512 B", "1.5 KiB", "5.0 GiB"]);
+});
