@@ -555,7 +555,10 @@ export class Qwen2Model extends nn.Module {
     const hiddenStates: Tensor[] | undefined = input.outputHiddenStates ? [] : undefined;
     for (const layer of this.layers) {
       hiddenStates?.push(h);
-      h = layer.forward(h, { positionEmbeddings: rope, attentionMask: mask, pastKeyValues: cache });
+      // Each layer's intermediates are freed when it returns (Python frees them as they go out of
+      // use); under autograd the graph keeps what backward needs.
+      const x = h;
+      h = torch.scope(() => layer.forward(x, { positionEmbeddings: rope, attentionMask: mask, pastKeyValues: cache }));
     }
     const last = this.norm.forward(h);
     hiddenStates?.push(last);
