@@ -16,8 +16,6 @@
 // --profile adds where the time of one extraction goes: every native call MindsEye makes (count,
 // total ms) beside PyTorch's autograd profiler table.
 // Last line: `target extraction ratio vs pytorch: R` (median MindsEye batch / median PyTorch batch).
-import { spawn } from "node:child_process";
-import { createInterface } from "node:readline";
 import { createRequire } from "node:module";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir, availableParallelism } from "node:os";
@@ -25,6 +23,7 @@ import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import sharp from "sharp";
+import { PythonWorker, median, fmt } from "./common.js";
 import { torch, io, type Tensor } from "@mindseye/torch";
 // bench/tsconfig.json references packages/mindseye: `tsc -b bench` builds it first.
 import { generateWorld, resolveWorldOptions } from "mindseye/dist/world/generate.js";
@@ -49,25 +48,8 @@ const WORLD_SIZE = 64;
 const ENCODER = vitPreset("clip-vit-b16");
 const PROCESSOR = PROCESSOR_PRESETS["clip-224"];
 const POOL = "grid:4" as const;
-const here = dirname(fileURLToPath(import.meta.url));
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]!; };
-const fmt = (x: number, d = 1) => x.toFixed(d);
 
-/** The PyTorch side: bench/data_ref.py, one JSON request and reply per line. */
-class PythonWorker {
-  private proc = spawn(args.python, [join(here, "..", "data_ref.py")], { stdio: ["pipe", "pipe", "inherit"] });
-  private lines = createInterface({ input: this.proc.stdout! })[Symbol.asyncIterator]();
-  async call(msg: Record<string, unknown>): Promise<Record<string, unknown>> {
-    this.proc.stdin!.write(JSON.stringify(msg) + "\n");
-    const { value, done } = await this.lines.next();
-    if (done) throw new Error(`the PyTorch worker (${args.python} bench/data_ref.py) exited; is python3-torch installed? (MINDSEYE_WITH_PYTORCH=1 bash scripts/setup.sh)`);
-    const reply = JSON.parse(value as string) as Record<string, unknown>;
-    if (reply.error) throw new Error(`PyTorch worker: ${String(reply.error)}`);
-    return reply;
-  }
-  close(): void { this.proc.stdin!.write(JSON.stringify({ cmd: "exit" }) + "\n"); }
-}
 
 // ---------------------------------------------------------------------------------------------
 // (b) Test images
@@ -252,7 +234,7 @@ async function main(): Promise<void> {
       return ms;
     };
 
-    let py = new PythonWorker();
+    let py = new PythonWorker("data_ref.py", args.python);
     const init = { cmd: "init", config: vitConfigToHf(ENCODER), weights, pool: POOL };
     const info = await py.call({ ...init, threads: 1 });
     console.log(`PyTorch:  ${String(info.torch)} (Python, same libtorch)`);
@@ -286,7 +268,7 @@ async function main(): Promise<void> {
     if (bestSetting.allocator === "glibc default") {
       // The tuning is in effect now and cannot be reverted in-process: restart the worker plain.
       py.close();
-      py = new PythonWorker();
+      py = new PythonWorker("data_ref.py", args.python);
       await py.call({ ...init, threads: bestSetting.threads });
       await pyRuns(2);
     }

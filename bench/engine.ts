@@ -6,13 +6,11 @@
 //
 //   npm run bench:engine [-- --steps 20 --rounds 5]
 // Last line: `engine step time ratio vs pytorch: R` (median MindsEye step / median PyTorch step).
-import { spawn } from "node:child_process";
-import { createInterface } from "node:readline";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir, availableParallelism } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { PythonWorker, median, fmt } from "./common.js";
 import { torch, optim, io, type Tensor } from "@mindseye/torch";
 import { ReferenceDecoder, type DecoderConfig } from "@mindseye/torch/testing";
 
@@ -20,25 +18,8 @@ const args = parseArgs({ options: { steps: { type: "string", default: "20" }, ro
 const STEPS = Number(args.steps), ROUNDS = Number(args.rounds);
 const CONFIG: DecoderConfig = { vocabSize: 1024, width: 256, layers: 4, heads: 4, maxSeq: 128 };
 const BATCH = 16, LR = 1e-3, WEIGHT_DECAY = 0.01;
-const here = dirname(fileURLToPath(import.meta.url));
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]!; };
-const fmt = (x: number, d = 1) => x.toFixed(d);
 
-/** The PyTorch side: bench/engine_ref.py, one JSON request and reply per line. */
-class PythonWorker {
-  private proc = spawn(args.python, [join(here, "..", "engine_ref.py")], { stdio: ["pipe", "pipe", "inherit"] });
-  private lines = createInterface({ input: this.proc.stdout! })[Symbol.asyncIterator]();
-  async call(msg: Record<string, unknown>): Promise<Record<string, unknown>> {
-    this.proc.stdin!.write(JSON.stringify(msg) + "\n");
-    const { value, done } = await this.lines.next();
-    if (done) throw new Error(`the PyTorch worker (${args.python} bench/engine_ref.py) exited; is python3-torch installed? (MINDSEYE_WITH_PYTORCH=1 bash scripts/setup.sh)`);
-    const reply = JSON.parse(value as string) as Record<string, unknown>;
-    if (reply.error) throw new Error(`PyTorch worker: ${String(reply.error)}`);
-    return reply;
-  }
-  close(): void { this.proc.stdin!.write(JSON.stringify({ cmd: "exit" }) + "\n"); }
-}
 
 function timeOverhead(n: number): { addUs: number; viewUs: number; noopUs: number } {
   const a = torch.ones([1]), b = torch.ones([1]), x = torch.ones([4, 8]);
@@ -84,7 +65,7 @@ async function main(): Promise<void> {
   io.saveFile(weights, state);
   const opt = new optim.AdamW(model.parameters(), { lr: LR, weightDecay: WEIGHT_DECAY });
 
-  let py = new PythonWorker();
+  let py = new PythonWorker("engine_ref.py", args.python);
   const init = await py.call({ cmd: "init", config: CONFIG, weights, lr: LR, weightDecay: WEIGHT_DECAY, threads: 1 });
   console.log(`PyTorch:  ${String(init.torch)} (Python, same libtorch)`);
 
@@ -128,7 +109,7 @@ async function main(): Promise<void> {
   if (best.allocator === "glibc default") {
     // The tuning is in effect now and cannot be reverted in-process: restart the worker plain.
     py.close();
-    py = new PythonWorker();
+    py = new PythonWorker("engine_ref.py", args.python);
     await py.call({ cmd: "init", config: CONFIG, weights, lr: LR, weightDecay: WEIGHT_DECAY, threads: best.threads });
     await py.call({ cmd: "steps", n: 2 });
   }

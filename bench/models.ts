@@ -8,13 +8,11 @@
 // Rounds of one step each by default: on a shared 2-core machine, fine alternation keeps bursts of
 // outside load from landing on one side only.
 // Last line: `model step time ratio vs pytorch: R` (median MindsEye step / median PyTorch step).
-import { spawn } from "node:child_process";
-import { createInterface } from "node:readline";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir, availableParallelism } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { PythonWorker, median, fmt } from "./common.js";
 import { torch, F, io, type Tensor } from "@mindseye/torch";
 // bench/tsconfig.json references only the engine: build packages/mindseye first (npm run build).
 import { Qwen2ForCausalLM, qwen2Preset, toHfConfig } from "mindseye/dist/models/qwen2.js";
@@ -30,25 +28,8 @@ const args = parseArgs({
 const STEPS = Number(args.steps), ROUNDS = Number(args.rounds);
 const CONFIG = qwen2Preset("bench");
 const BATCH = 8, SEQ = 256, V = CONFIG.vocabSize;
-const here = dirname(fileURLToPath(import.meta.url));
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]!; };
-const fmt = (x: number, d = 1) => x.toFixed(d);
 
-/** The PyTorch side: bench/models_ref.py, one JSON request and reply per line. */
-class PythonWorker {
-  private proc = spawn(args.python, [join(here, "..", "models_ref.py")], { stdio: ["pipe", "pipe", "inherit"] });
-  private lines = createInterface({ input: this.proc.stdout! })[Symbol.asyncIterator]();
-  async call(msg: Record<string, unknown>): Promise<Record<string, unknown>> {
-    this.proc.stdin!.write(JSON.stringify(msg) + "\n");
-    const { value, done } = await this.lines.next();
-    if (done) throw new Error(`the PyTorch worker (${args.python} bench/models_ref.py) exited; is python3-torch installed? (MINDSEYE_WITH_PYTORCH=1 bash scripts/setup.sh)`);
-    const reply = JSON.parse(value as string) as Record<string, unknown>;
-    if (reply.error) throw new Error(`PyTorch worker: ${String(reply.error)}`);
-    return reply;
-  }
-  close(): void { this.proc.stdin!.write(JSON.stringify({ cmd: "exit" }) + "\n"); }
-}
 
 interface Steps { ms: number[]; forward: number[]; backward: number[]; losses: number[] }
 
@@ -69,7 +50,7 @@ async function main(): Promise<void> {
   const hfConfig = toHfConfig(CONFIG);
   console.log(`model: Qwen2 bench preset, ${(model.numParameters() / 1e6).toFixed(2)} M parameters, batch ${BATCH} × ${SEQ} tokens, forward + backward (no optimizer step)`);
 
-  let py = new PythonWorker();
+  let py = new PythonWorker("models_ref.py", args.python);
   const init = await py.call({ cmd: "init", config: hfConfig, weights, threads: 1 });
   console.log(`PyTorch:  ${String(init.torch)} (Python, same libtorch), ${((init.parameters as number) / 1e6).toFixed(2)} M parameters`);
 
@@ -122,7 +103,7 @@ async function main(): Promise<void> {
   if (best.allocator === "glibc default") {
     // The tuning is in effect now and cannot be reverted in-process: restart the worker plain.
     py.close();
-    py = new PythonWorker();
+    py = new PythonWorker("models_ref.py", args.python);
     await py.call({ cmd: "init", config: hfConfig, weights, threads: best.threads });
     await pySteps(3);
   }

@@ -12,14 +12,13 @@
 // --profile counts and times the ops of one step: every native call MindsEye makes beside
 // PyTorch's autograd profiler (at these sizes per-op overhead is most of the step).
 // Last line: `latent step time ratio vs pytorch: R` (median MindsEye step / median PyTorch step).
-import { spawn } from "node:child_process";
-import { createInterface } from "node:readline";
 import { createRequire } from "node:module";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir, availableParallelism } from "node:os";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { PythonWorker, median, fmt } from "./common.js";
 import { torch, optim, io, type Tensor } from "@mindseye/torch";
 // bench/tsconfig.json references packages/mindseye: `tsc -b bench` builds it first.
 import { loadStudy } from "mindseye/dist/experiment/runner.js";
@@ -46,23 +45,7 @@ const args = parseArgs({
 const STEPS = Number(args.steps), ROUNDS = Number(args.rounds);
 const here = dirname(fileURLToPath(import.meta.url));
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]!; };
-const fmt = (x: number, d = 1) => x.toFixed(d);
 
-/** The PyTorch side: bench/train_ref.py, one JSON request and reply per line. */
-class PythonWorker {
-  private proc = spawn(args.python, [join(here, "..", "train_ref.py")], { stdio: ["pipe", "pipe", "inherit"] });
-  private lines = createInterface({ input: this.proc.stdout! })[Symbol.asyncIterator]();
-  async call(msg: Record<string, unknown>): Promise<Record<string, unknown>> {
-    this.proc.stdin!.write(JSON.stringify(msg) + "\n");
-    const { value, done } = await this.lines.next();
-    if (done) throw new Error(`the PyTorch worker (${args.python} bench/train_ref.py) exited; is python3-torch installed? (MINDSEYE_WITH_PYTORCH=1 bash scripts/setup.sh)`);
-    const reply = JSON.parse(value as string) as Record<string, unknown>;
-    if (reply.error) throw new Error(`PyTorch worker: ${String(reply.error)}`);
-    return reply;
-  }
-  close(): void { this.proc.stdin!.write(JSON.stringify({ cmd: "exit" }) + "\n"); }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Per-native-call profile (--profile)
@@ -254,7 +237,7 @@ async function main(): Promise<void> {
       return s;
     };
 
-    let py = new PythonWorker();
+    let py = new PythonWorker("train_ref.py", args.python);
     const init = {
       cmd: "init", config: toHfConfig(text), weights, latentIds, lr, weightDecay,
       loss: { lambdaNt: objective.lambdaNt, lambdaSim: objective.lambdaSim, lambdaAlign: objective.lambdaAlign, temperature: lp.loss.temperature },
@@ -293,7 +276,7 @@ async function main(): Promise<void> {
     if (best.allocator === "glibc default") {
       // The tuning is in effect now and cannot be reverted in-process: restart the worker plain.
       py.close();
-      py = new PythonWorker();
+      py = new PythonWorker("train_ref.py", args.python);
       await py.call({ ...init, threads: best.threads });
       await pySteps(5);
     }
