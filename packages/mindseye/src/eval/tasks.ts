@@ -92,10 +92,10 @@ function noAnswer(item: TaskItem): never {
   throw new DataFormatError(`${item.source.file} ${item.source.record}: no gold answer (this split hides its answers, so it cannot be scored here; evaluate a split with answers, e.g. GQA testdev or BLINK val)`);
 }
 
-function fromGqa(item: TaskItem, images: readonly ImageRef[]): EvalItem {
+function fromGqa(item: TaskItem): EvalItem {
   if (item.dataset !== "gqa") throw new Error(`expected a GQA item, got ${item.dataset}`);
   if (item.answer === null) noAnswer(item);
-  return { kind: "gqa", id: item.id, images, type: item.types.detailed ?? "(none)", source: item.source, question: item.question, answer: item.answer };
+  return { kind: "gqa", id: item.id, images: item.images, type: item.types.detailed ?? "(none)", source: item.source, question: item.question, answer: item.answer };
 }
 
 function fromScienceQa(item: TaskItem): EvalItem {
@@ -134,10 +134,9 @@ const TASK_LIST: readonly EvalTask[] = [
     splits: WORLD_SPLITS, defaultSplit: "test",
     async *items(dir, split, errors) {
       const questions = requirePath(join(dir, "gqa", `${split}_balanced_questions.json`), "world_gqa", WORLD_DATA);
-      // The world's images are PNGs in DIR/images, where GQA's reader expects {imageId}.jpg.
-      for await (const item of readTasks({ format: "gqa", questions, images: join(dir, "images") }, { errors })) {
+      for await (const item of readTasks({ format: "gqa", questions, images: join(dir, "images"), imageExtension: "png" }, { errors })) {
         if (item.dataset !== "gqa") continue;
-        yield fromGqa(item, [{ kind: "file", path: join(dir, "images", `${item.imageId}.png`) }]);
+        yield fromGqa(item);
       }
     },
   },
@@ -169,7 +168,7 @@ const TASK_LIST: readonly EvalTask[] = [
           errors.omit("not balanced");
           continue;
         }
-        yield fromGqa(item, item.images);
+        yield fromGqa(item);
       }
     },
   },

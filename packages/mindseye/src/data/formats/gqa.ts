@@ -13,8 +13,10 @@ import { jsonObjectEntries, parseJsonValue } from "./stream.js";
 export interface GqaOptions {
   /** A questions file (testdev_balanced_questions.json) or a folder of chunk files (train_all_questions/). */
   readonly questions: string;
-  /** The image folder, holding {imageId}.jpg. */
+  /** The image folder, holding {imageId}.{imageExtension}. */
   readonly images: string;
+  /** The images' extension: "jpg" as GQA publishes them (the synthetic world writes "png"). */
+  readonly imageExtension?: string;
 }
 
 const EXPECTED = "GQA questions JSON: {questionId: {imageId, question, answer, isBalanced, …}}";
@@ -31,13 +33,13 @@ export async function* readGqa(options: GqaOptions, read?: ReadOptions): AsyncGe
   for (const file of await questionFiles(options.questions)) {
     for await (const entry of jsonObjectEntries(file, EXPECTED)) {
       const source = { file, record: `question ${entry.key}` };
-      const item = await attempt(errors, () => toItem(entry.key, parseJsonValue(entry.json, source), options.images, source));
+      const item = await attempt(errors, () => toItem(entry.key, parseJsonValue(entry.json, source), options.images, options.imageExtension ?? "jpg", source));
       if (item !== null) yield item;
     }
   }
 }
 
-function toItem(id: string, value: unknown, images: string, source: RecordSource): GqaItem {
+function toItem(id: string, value: unknown, images: string, extension: string, source: RecordSource): GqaItem {
   const o = asObject(value, source);
   const imageId = str(o, "imageId", source);
   const question = str(o, "question", source);
@@ -48,7 +50,7 @@ function toItem(id: string, value: unknown, images: string, source: RecordSource
     dataset: "gqa",
     id,
     question,
-    images: [{ kind: "file", path: join(images, `${imageId}.jpg`) }],
+    images: [{ kind: "file", path: join(images, `${imageId}.${extension}`) }],
     answer: optStr(o, "answer", source),
     source,
     imageId,

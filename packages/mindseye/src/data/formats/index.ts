@@ -189,6 +189,7 @@ const FORMAT_LIST: readonly Format[] = [
   tasks("gqa", "GQA questions JSON + image folder", {
     questions: req("path", "questions1.2/testdev_balanced_questions.json, or a folder of chunk files"),
     images: req("path", "the folder holding {imageId}.jpg"),
+    imageExtension: opt("string", "the images' extension (default jpg; the synthetic world's are png)"),
   }, (v, o) => readGqa(v as unknown as GqaOptions, o)),
   tasks("scienceqa", "ScienceQA problems.json + pid_splits.json, problems with an image", {
     problems: req("path", "data/scienceqa/problems.json"),
