@@ -157,7 +157,8 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
     lastCheckpoint = saveCheckpoint(cfg.runDir, model, opt, { step, loader: task.loader.state(), fingerprint }, cfg.keepCheckpoints);
   };
 
-  let samples = 0, windowStart = performance.now();
+  let samples = 0, windowStart = performance.now(), samplesSeen = 0;
+  const runStart = performance.now();
   try {
     while (step < cfg.steps) {
       // 1. schedule (a pure function of the step)
@@ -173,7 +174,9 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
           lossSum += out.loss.item() / cfg.gradAccum;
           for (const [k, v] of Object.entries(out.metrics ?? {})) logged[k] = (logged[k] ?? 0) + (typeof v === "number" ? v : v.item()) / cfg.gradAccum;
         });
-        samples += batchSize(batch);
+        const n = batchSize(batch);
+        samples += n;
+        samplesSeen += n;
         disposeTensors(batch); // batches are made outside any scope: free them now, not at GC
       }
       if (!Number.isFinite(lossSum)) throw new NonFiniteLossError(step + 1, lossSum, lastCheckpoint);
@@ -192,7 +195,7 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
         samples = 0;
         windowStart = performance.now();
       }
-      progress.update(step, `loss ${lossSum.toFixed(4)}`);
+      progress.update(step, `loss ${lossSum.toFixed(4)} | ${(samplesSeen / ((performance.now() - runStart) / 1000)).toFixed(1)} samples/s`);
       if (task.evaluate && cfg.evalEvery > 0 && step % cfg.evalEvery === 0) metrics.log(step, await task.evaluate(step), "eval");
       const stopping = stopRequested !== null || step === opts.stopAfter;
       if (step % cfg.checkpointEvery === 0 || step === cfg.steps || stopping) checkpoint();
