@@ -1,6 +1,6 @@
 // Tensor creation and the free functions of the torch namespace (torch.cat, torch.where, ...).
 import { native } from "./native.js";
-import { type DType, type Device, dtypeCode, dtypeOfTypedArray } from "./dtype.js";
+import { type DType, type Device, ELEMENT_SIZE, dtypeCode, dtypeOfTypedArray } from "./dtype.js";
 import { Tensor, type TensorLike } from "./tensor.js";
 import type { Generator } from "./random.js";
 
@@ -87,7 +87,7 @@ export function tensor(data: Nested | ArrayBufferView, o: CreateOptions & { shap
   let t: Tensor;
   if (ArrayBuffer.isView(data)) {
     const dtype = o.dtype ?? dtypeOfTypedArray(data);
-    const shape = o.shape ?? [data.byteLength / bytesPer(dtype)];
+    const shape = o.shape ?? [data.byteLength / ELEMENT_SIZE[dtype]];
     t = new Tensor(native.fromBytes(data, shape, dtypeCode(dtype)));
   } else {
     const shape: number[] = [];
@@ -113,10 +113,6 @@ export function tensor(data: Nested | ArrayBufferView, o: CreateOptions & { shap
   }
   if (o.requiresGrad) t.requiresGrad_(true);
   return t;
-}
-
-function bytesPer(d: DType): number {
-  return { float32: 4, float64: 8, bfloat16: 2, float16: 2, int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1 }[d];
 }
 
 function encode(flat: (number | boolean)[], dtype: DType): ArrayBufferView {
