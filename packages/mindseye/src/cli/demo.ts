@@ -1,4 +1,4 @@
-// `mindseye demo` — until the study (issue 6) exists, a small real training run: the engine's
+// `mindseye demo` — a one-minute smoke run of the engine: the engine's
 // reference decoder learns to continue captions of the synthetic world's kind ("a small red
 // circle left of a large blue square"), and the loss curve and a greedy sample are printed.
 import { torch, optim, F, type Tensor } from "@mindseye/torch";

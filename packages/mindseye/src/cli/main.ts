@@ -25,7 +25,7 @@ program
 
 program
   .command("demo")
-  .description("a small real training run with its loss curve (the full study arrives with `mindseye experiment`)")
+  .description("a one-minute engine smoke run: a small decoder learns world-style captions (the study is `mindseye experiment`)")
   .option("--steps <n>", "training steps", "300")
   .option("--seed <n>", "random seed", "0")
   .action((o: { steps: string; seed: string }) => {
