@@ -16,14 +16,12 @@
 // --profile adds where the time of one extraction goes: every native call MindsEye makes (count,
 // total ms) beside PyTorch's autograd profiler table.
 // Last line: `target extraction ratio vs pytorch: R` (median MindsEye batch / median PyTorch batch).
-import { createRequire } from "node:module";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir, availableParallelism } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import sharp from "sharp";
-import { PythonWorker, median, fmt } from "./common.js";
+import { PythonWorker, NativeProfiler, median, fmt } from "./common.js";
 import { torch, io, type Tensor } from "@mindseye/torch";
 // bench/tsconfig.json references packages/mindseye: `tsc -b bench` builds it first.
 import { generateWorld, resolveWorldOptions } from "mindseye/dist/world/generate.js";
@@ -32,6 +30,7 @@ import { SkipCounter } from "mindseye/dist/data/formats/errors.js";
 import { processClip, PROCESSOR_PRESETS, type RgbImage } from "mindseye/dist/models/processors.js";
 import { VitVisionModel, vitPreset, vitConfigToHf } from "mindseye/dist/models/vit.js";
 import { poolFeatures } from "mindseye/dist/objectives/pooling.js";
+import { mulberry32 } from "mindseye/dist/util/random.js";
 
 const args = parseArgs({
   options: {
@@ -49,26 +48,12 @@ const ENCODER = vitPreset("clip-vit-b16");
 const PROCESSOR = PROCESSOR_PRESETS["clip-224"];
 const POOL = "grid:4" as const;
 
-
-
 // ---------------------------------------------------------------------------------------------
 // (b) Test images
 
-/** mulberry32: a seeded stream of uniform numbers in [0, 1). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A photo-like test image (smooth gradients, a few discs, mild noise), so codecs work as on real photos. */
 function syntheticPhoto(width: number, height: number, seed: number): RgbImage {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const data = new Uint8Array(width * height * 3);
   const base = [r() * 255, r() * 255, r() * 255], slope = [r() - 0.5, r() - 0.5, r() - 0.5];
   const discs = Array.from({ length: 6 }, () => ({ x: r() * width, y: r() * height, rad: 20 + r() * 120, c: [r() * 255, r() * 255, r() * 255] }));
@@ -127,61 +112,6 @@ async function runPipeline(paths: string[]): Promise<PipelineTimes> {
     if (i === 0) firstBatch = ok;
   }
   return { decodeS, processS, firstBatch };
-}
-
-// ---------------------------------------------------------------------------------------------
-// (c) Per-native-call profile (--profile)
-
-type NativeStats = Map<string, { calls: number; ms: number }>;
-
-/**
- * Every MindsEye op is one call into the addon, so wrapping the addon's functions times each op
- * as JavaScript sees it (kernel + boundary). Elementwise ops are named by their op code.
- * `run(fn)` profiles fn; the wrappers stay installed but record nothing outside it.
- */
-function nativeProfiler(): { run: (fn: () => void) => { stats: NativeStats; totalMs: number } } {
-  const addonPath = join(dirname(fileURLToPath(import.meta.resolve("@mindseye/torch"))), "..", "native", "build", "Release", "mindseye_torch.node");
-  const addon = createRequire(import.meta.url)(addonPath) as Record<string, unknown>; // the same module object the engine loaded
-  const codes = (addon.opCodes as () => { binary: Record<string, number>; unary: Record<string, number> })();
-  const invert = (m: Record<string, number>) => new Map(Object.entries(m).map(([k, v]) => [v, k]));
-  const byCode: Record<string, Map<number, string>> = { binary: invert(codes.binary), binaryInplace: invert(codes.binary), unary: invert(codes.unary) };
-  let stats: NativeStats | null = null;
-  for (const [name, fn] of Object.entries(addon)) {
-    if (typeof fn !== "function") continue;
-    const f = fn as (...a: unknown[]) => unknown;
-    addon[name] = (...a: unknown[]) => {
-      if (stats === null) return f(...a);
-      const label = byCode[name] ? `${name}:${byCode[name].get(a[0] as number) ?? a[0]}` : name;
-      const t0 = performance.now();
-      try {
-        return f(...a);
-      } finally {
-        const e = stats.get(label) ?? { calls: 0, ms: 0 };
-        e.calls++;
-        e.ms += performance.now() - t0;
-        stats.set(label, e);
-      }
-    };
-  }
-  return {
-    run: (fn) => {
-      stats = new Map();
-      const t0 = performance.now();
-      fn();
-      const totalMs = performance.now() - t0;
-      const out = stats;
-      stats = null;
-      return { stats: out, totalMs };
-    },
-  };
-}
-
-function formatNativeStats(s: NativeStats, totalMs: number, rows: number): string {
-  const list = [...s].sort((a, b) => b[1].ms - a[1].ms);
-  const inNative = list.reduce((a, [, e]) => a + e.ms, 0), calls = list.reduce((a, [, e]) => a + e.calls, 0);
-  const lines = list.slice(0, rows).map(([k, e]) => `  ${k.padEnd(34)} ${String(e.calls).padStart(6)} ${fmt(e.ms, 2).padStart(10)} ${fmt((100 * e.ms) / totalMs).padStart(6)}%`);
-  return [`  ${"native call".padEnd(34)} ${"calls".padStart(6)} ${"total ms".padStart(10)} ${"share".padStart(7)}`, ...lines,
-    `  ${calls} native calls, ${fmt(inNative, 2)} ms inside them, ${fmt(totalMs - inNative, 2)} ms in JavaScript around them (of ${fmt(totalMs, 2)} ms)`].join("\n");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -285,9 +215,9 @@ async function main(): Promise<void> {
     }
 
     if (args.profile) {
-      const profiler = nativeProfiler();
-      const run = profiler.run(() => extract().dispose());
-      console.log(`MindsEye native calls, one batch (${fmt(run.totalMs)} ms with timing on):\n${formatNativeStats(run.stats, run.totalMs, 25)}`);
+      const profiler = new NativeProfiler();
+      profiler.run(() => extract().dispose());
+      console.log(`MindsEye native calls, one batch (${fmt(profiler.totalMs)} ms with timing on):\n${profiler.report(25, { msDigits: 2, phases: false })}`);
       const prof = await py.call({ cmd: "profile", n: 1, rows: 25 });
       console.log(`PyTorch autograd profiler, one batch, by self CPU time (${String(prof.top_level)} ops called from Python):\n${String(prof.table)}`);
     }

@@ -4,33 +4,17 @@ The model is the engine's ReferenceDecoder (packages/torch/src/testing/decoder.t
 identically here: same parameter names, same initial weights (read from the safetensors file the
 driver writes), same batch, AdamW with the same hyperparameters.
 Run by the driver with Debian's PyTorch: /usr/bin/python3 bench/engine_ref.py
+The protocol (one JSON request and reply per line), the `threads` and `allocator` commands and the
+safetensors reader are bench/ref_common.py's.
 """
-import json
 import math
-import struct
-import sys
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-DTYPES = {"F32": torch.float32, "I64": torch.int64}
-
-
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = info["data_offsets"]
-        t = torch.frombuffer(bytearray(data[b:e]), dtype=DTYPES[info["dtype"]]) if e > b else torch.empty(0, dtype=DTYPES[info["dtype"]])
-        out[name] = t.reshape(info["shape"]).clone()
-    return out
+from ref_common import gflops, load_safetensors, serve
 
 
 class Attention(nn.Module):
@@ -88,28 +72,13 @@ state = {}
 def cmd_init(msg):
     cfg = msg["config"]
     torch.set_num_threads(msg.get("threads", 1))
-    tensors = load_safetensors(msg["weights"])
+    tensors, _ = load_safetensors(msg["weights"])
     model = Decoder(cfg["vocabSize"], cfg["width"], cfg["layers"], cfg["heads"], cfg["maxSeq"])
     model.load_state_dict({k: v for k, v in tensors.items() if k not in ("tokens", "targets")})
     state["model"] = model
     state["tokens"], state["targets"] = tensors["tokens"], tensors["targets"]
     state["opt"] = torch.optim.AdamW(model.parameters(), lr=msg["lr"], weight_decay=msg["weightDecay"])
     return {"threads": torch.get_num_threads(), "torch": torch.__version__}
-
-
-def cmd_threads(msg):
-    torch.set_num_threads(msg["threads"])
-    return {"threads": torch.get_num_threads()}
-
-
-def cmd_allocator(msg):
-    """The same glibc malloc tuning MindsEye applies (see packages/torch/src/runtime.ts), so the
-    driver can give PyTorch whichever allocator setting is faster for it."""
-    import ctypes
-    libc = ctypes.CDLL("libc.so.6")
-    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
-    ok = all(libc.mallopt(k, v) == 1 for k, v in ((M_MMAP_THRESHOLD, msg["mmap"]), (M_TRIM_THRESHOLD, msg["trim"]), (M_TOP_PAD, msg["topPad"])))
-    return {"ok": ok}
 
 
 def cmd_steps(msg):
@@ -143,16 +112,6 @@ def cmd_overhead(msg):
     return {"add_us": add_us, "view_us": view_us}
 
 
-def gflops(fn, n, reps):
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
-
-
 def cmd_matmul(msg):
     n = msg["n"]
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -167,15 +126,5 @@ def cmd_matmul(msg):
     return out
 
 
-COMMANDS = {"init": cmd_init, "threads": cmd_threads, "allocator": cmd_allocator, "steps": cmd_steps, "overhead": cmd_overhead, "matmul": cmd_matmul}
-
-for line in sys.stdin:
-    msg = json.loads(line)
-    if msg["cmd"] == "exit":
-        break
-    try:
-        reply = COMMANDS[msg["cmd"]](msg)
-    except Exception as e:
-        reply = {"error": f"{type(e).__name__}: {e}"}
-    sys.stdout.write(json.dumps(reply) + "\n")
-    sys.stdout.flush()
+if __name__ == "__main__":
+    serve({"init": cmd_init, "steps": cmd_steps, "overhead": cmd_overhead, "matmul": cmd_matmul})

@@ -14,7 +14,6 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { PythonWorker, median, fmt } from "./common.js";
 import { torch, F, io, type Tensor } from "@mindseye/torch";
-// bench/tsconfig.json references only the engine: build packages/mindseye first (npm run build).
 import { Qwen2ForCausalLM, qwen2Preset, toHfConfig } from "mindseye/dist/models/qwen2.js";
 
 const args = parseArgs({

@@ -6,34 +6,16 @@ there so the golden test and the benchmark share one reference. Same weights and
 MindsEye side (read from the safetensors file the driver writes); one step is forward, next-token
 cross-entropy and backward, gradients set to None before each step, no optimizer step.
 Run by the driver with Debian's PyTorch: /usr/bin/python3 bench/models_ref.py
+The protocol (one JSON request and reply per line), the `threads` and `allocator` commands and the
+safetensors reader are bench/ref_common.py's.
 """
-import json
-import os
-import struct
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "models"))
-from make_qwen2_golden import Qwen2ForCausalLM  # noqa: E402
-
-DTYPES = {"F32": torch.float32, "I64": torch.int64}
-
-
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = info["data_offsets"]
-        out[name] = torch.frombuffer(bytearray(data[b:e]), dtype=DTYPES[info["dtype"]]).reshape(info["shape"]).clone()
-    return out
+from ref_common import load_safetensors, self_cpu_table, serve
+from make_qwen2_golden import Qwen2ForCausalLM  # fixtures/models, on sys.path by ref_common
 
 
 state = {}
@@ -42,7 +24,7 @@ state = {}
 def cmd_init(msg):
     torch.set_num_threads(msg.get("threads", 1))
     cfg = msg["config"]  # HF config.json fields
-    tensors = load_safetensors(msg["weights"])
+    tensors, _ = load_safetensors(msg["weights"])
     model = Qwen2ForCausalLM(cfg)
     weights = {k: v for k, v in tensors.items() if k not in ("tokens", "targets")}
     missing, unexpected = model.load_state_dict(weights, strict=False)
@@ -52,20 +34,6 @@ def cmd_init(msg):
     model.train()
     state.update(model=model, vocab=cfg["vocab_size"], tokens=tensors["tokens"], targets=tensors["targets"])
     return {"threads": torch.get_num_threads(), "torch": torch.__version__, "parameters": sum(p.numel() for p in model.parameters())}
-
-
-def cmd_threads(msg):
-    torch.set_num_threads(msg["threads"])
-    return {"threads": torch.get_num_threads()}
-
-
-def cmd_allocator(msg):
-    """The same glibc malloc tuning MindsEye applies (packages/torch/src/runtime.ts)."""
-    import ctypes
-    libc = ctypes.CDLL("libc.so.6")
-    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
-    ok = all(libc.mallopt(k, v) == 1 for k, v in ((M_MMAP_THRESHOLD, msg["mmap"]), (M_TRIM_THRESHOLD, msg["trim"]), (M_TOP_PAD, msg["topPad"])))
-    return {"ok": ok}
 
 
 def step():
@@ -97,19 +65,9 @@ def cmd_profile(msg):
     with torch.autograd.profiler.profile() as prof:
         for _ in range(msg["n"]):
             step()
-    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=msg.get("rows", 25))
+    table = self_cpu_table(prof, msg.get("rows", 25))
     return {"table": table}
 
 
-COMMANDS = {"init": cmd_init, "threads": cmd_threads, "allocator": cmd_allocator, "steps": cmd_steps, "profile": cmd_profile}
-
-for line in sys.stdin:
-    msg = json.loads(line)
-    if msg["cmd"] == "exit":
-        break
-    try:
-        reply = COMMANDS[msg["cmd"]](msg)
-    except Exception as e:
-        reply = {"error": f"{type(e).__name__}: {e}"}
-    sys.stdout.write(json.dumps(reply) + "\n")
-    sys.stdout.flush()
+if __name__ == "__main__":
+    serve({"init": cmd_init, "steps": cmd_steps, "profile": cmd_profile})

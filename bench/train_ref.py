@@ -16,38 +16,21 @@ plain PyTorch:
   LM's and the head's parameters, gradients set to None before each step.
 Same weights, batch and targets as the MindsEye side (read from the safetensors file the driver writes).
 Run by the driver with Debian's PyTorch: /usr/bin/python3 bench/train_ref.py
+The protocol (one JSON request and reply per line), the `threads` and `allocator` commands and the
+safetensors reader are bench/ref_common.py's.
 """
 import contextlib
-import json
-import os
-import struct
-import sys
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "models"))
-from make_qwen2_golden import Qwen2ForCausalLM, positions_from_mask  # noqa: E402
+from ref_common import load_safetensors, self_cpu_table, serve
+from make_qwen2_golden import Qwen2ForCausalLM, positions_from_mask  # fixtures/models, on sys.path by ref_common
 
-DTYPES = {"F32": torch.float32, "I64": torch.int64}
 IGNORE_INDEX = -100
 BATCH_NAMES = ("input_ids", "labels", "attention_mask", "targets")
-
-
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = info["data_offsets"]
-        out[name] = torch.frombuffer(bytearray(data[b:e]), dtype=DTYPES[info["dtype"]]).reshape(info["shape"]).clone()
-    return out
 
 
 class LatentHead(nn.Module):
@@ -100,7 +83,7 @@ def cmd_init(msg):
     torch.set_num_threads(msg.get("threads", 1))
     torch.manual_seed(0)  # module constructors draw weights that are overwritten below
     cfg = msg["config"]  # HF config.json fields of the LM
-    tensors = load_safetensors(msg["weights"])
+    tensors, _ = load_safetensors(msg["weights"])
     lm = Qwen2ForCausalLM(cfg)
     lm_weights = {k: v for k, v in tensors.items() if k not in BATCH_NAMES and not k.startswith("latent_head.")}
     missing, unexpected = lm.load_state_dict(lm_weights, strict=False)
@@ -167,20 +150,6 @@ def cmd_steps(msg):
     return out
 
 
-def cmd_threads(msg):
-    torch.set_num_threads(msg["threads"])
-    return {"threads": torch.get_num_threads()}
-
-
-def cmd_allocator(msg):
-    """The same glibc malloc tuning MindsEye applies (packages/torch/src/runtime.ts)."""
-    import ctypes
-    libc = ctypes.CDLL("libc.so.6")
-    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
-    ok = all(libc.mallopt(k, v) == 1 for k, v in ((M_MMAP_THRESHOLD, msg["mmap"]), (M_TRIM_THRESHOLD, msg["trim"]), (M_TOP_PAD, msg["topPad"])))
-    return {"ok": ok}
-
-
 def cmd_profile(msg):
     """The ops of one step (torch.autograd.profiler): the table by self CPU time, and per phase the
     ops issued: called from Python in the forward, autograd nodes run by backward, called by
@@ -188,7 +157,7 @@ def cmd_profile(msg):
     timed_step()
     with torch.autograd.profiler.profile() as prof:
         total_ms = timed_step(torch.autograd.profiler.record_function)[0]
-    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=msg.get("rows", 25))
+    table = self_cpu_table(prof, msg.get("rows", 25))
 
     phases = []
     for e in prof.function_events:
@@ -199,15 +168,5 @@ def cmd_profile(msg):
     return {"table": table, "phases": phases, "total_ms": total_ms}
 
 
-COMMANDS = {"init": cmd_init, "first": cmd_first, "steps": cmd_steps, "threads": cmd_threads, "allocator": cmd_allocator, "profile": cmd_profile}
-
-for line in sys.stdin:
-    msg = json.loads(line)
-    if msg["cmd"] == "exit":
-        break
-    try:
-        reply = COMMANDS[msg["cmd"]](msg)
-    except Exception as e:
-        reply = {"error": f"{type(e).__name__}: {e}"}
-    sys.stdout.write(json.dumps(reply) + "\n")
-    sys.stdout.flush()
+if __name__ == "__main__":
+    serve({"init": cmd_init, "first": cmd_first, "steps": cmd_steps, "profile": cmd_profile})
