@@ -2,23 +2,16 @@
 // equal per-sequence runs, stop tokens, seeded sampling, HF's top-k/top-p semantics, no leaks.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { torch, nn, type Tensor } from "@mindseye/torch";
+import { torch, type Tensor } from "@mindseye/torch";
 import { Qwen2ForCausalLM, qwen2Preset } from "./qwen2.js";
 import { generate, chooseNext, padLeft } from "./generation.js";
+import { wellConditionedQwen2 } from "./test_helpers.js";
 
 const cfg = qwen2Preset("tiny");
 
 /** The tiny model with weights of O(1) effect, so greedy paths are far from ties. */
 function newModel(seed = 0): Qwen2ForCausalLM {
-  const generator = new torch.Generator(seed);
-  const model = new Qwen2ForCausalLM(cfg, { generator }).eval();
-  for (const [name, p] of model.namedParameters()) {
-    if (name.endsWith("norm.weight")) nn.init.normal_(p, 1, 0.2, generator);
-    else if (name.endsWith("bias")) nn.init.normal_(p, 0, 0.2, generator);
-    else if (name.includes("embed_tokens")) nn.init.normal_(p, 0, 1, generator);
-    else nn.init.normal_(p, 0, 1 / Math.sqrt(p.shape[1]!), generator);
-  }
-  return model;
+  return wellConditionedQwen2(cfg, seed);
 }
 const model = newModel();
 const PROMPTS = [[5, 17, 33, 8, 61, 12], [44, 9], [70, 71, 72, 3]];

@@ -6,8 +6,9 @@ import { mkdtempSync, rmSync, readdirSync, existsSync, writeFileSync, readFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { torch, nn, F, io, type Tensor } from "@mindseye/torch";
+import { torch, F, io, type Tensor } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
+import { wellConditionedQwen2 } from "./test_helpers.js";
 import {
   Qwen2ForCausalLM, KVCache, QWEN2_PRESETS, qwen2Preset, resolveQwen2, fromHfConfig, toHfConfig,
   rotaryEmbeddings, positionIdsFromMask, type ResolvedQwen2Config,
@@ -24,15 +25,7 @@ const tiny = qwen2Preset("tiny");
  * which would let mask and position tests pass for the wrong reason), as the golden fixture's.
  */
 function newModel(cfg: ResolvedQwen2Config = tiny, seed = 0): Qwen2ForCausalLM {
-  const generator = new torch.Generator(seed);
-  const model = new Qwen2ForCausalLM(cfg, { generator }).eval();
-  for (const [name, p] of model.namedParameters()) {
-    if (name.endsWith("norm.weight")) nn.init.normal_(p, 1, 0.2, generator);
-    else if (name.endsWith("bias")) nn.init.normal_(p, 0, 0.2, generator);
-    else if (name.includes("embed_tokens")) nn.init.normal_(p, 0, 1, generator);
-    else nn.init.normal_(p, 0, 1 / Math.sqrt(p.shape[1]!), generator);
-  }
-  return model;
+  return wellConditionedQwen2(cfg, seed);
 }
 const ids = (rows: number[][]) => torch.tensor(rows, { dtype: "int64" });
 
