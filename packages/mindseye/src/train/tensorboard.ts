@@ -2,7 +2,7 @@
 // buffers (tensorflow/core/util/event.proto). Each record is
 //   uint64 length | uint32 masked_crc32c(length) | data | uint32 masked_crc32c(data)
 // and the first event carries file_version "brain.Event:2".
-import { openSync, writeSync, fsyncSync, closeSync } from "node:fs";
+import { openSync, writeSync, fsyncSync, closeSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { crc32c } from "@aws-crypto/crc32c";
@@ -83,9 +83,8 @@ export class TensorBoardWriter {
   }
 }
 
-/** Reads back scalar events (for tests and `mindseye` reports): [{ step, tag, value }]. */
-export function readScalars(bytes: Uint8Array): { step: number; tag: string; value: number }[] {
-  const out: { step: number; tag: string; value: number }[] = [];
+/** The records of an event file: each event's bytes and where its record ends. */
+function* records(bytes: Uint8Array): Generator<{ data: Uint8Array; start: number; end: number }> {
   let off = 0;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   while (off < bytes.length) {
@@ -93,10 +92,48 @@ export function readScalars(bytes: Uint8Array): { step: number; tag: string; val
     if (view.getUint32(off + 8, true) !== maskedCrc(bytes.subarray(off, off + 8))) throw new Error(`event file: bad length CRC at byte ${off}`);
     const data = bytes.subarray(off + 12, off + 12 + len);
     if (view.getUint32(off + 12 + len, true) !== maskedCrc(data)) throw new Error(`event file: bad data CRC at byte ${off}`);
-    out.push(...decodeEvent(data));
+    yield { data, start: off, end: off + 16 + len };
     off += 16 + len;
   }
+}
+
+/** Reads back scalar events (for tests and `mindseye` reports): [{ step, tag, value }]. */
+export function readScalars(bytes: Uint8Array): { step: number; tag: string; value: number }[] {
+  const out: { step: number; tag: string; value: number }[] = [];
+  for (const r of records(bytes)) out.push(...decodeEvent(r.data));
   return out;
+}
+
+/**
+ * Drops the events after `maxStep` from the event files in `dir` (a resumed run replays those
+ * steps, and TensorBoard would show both). Files left with no scalars are removed.
+ */
+export function truncateEventFiles(dir: string, maxStep: number): void {
+  for (const name of readdirSync(dir).filter((f) => f.startsWith("events.out.tfevents."))) {
+    const path = join(dir, name);
+    const bytes = readFileSync(path);
+    const kept: Uint8Array[] = [];
+    let dropped = false, scalars = false;
+    for (const r of records(bytes)) {
+      const { step, hasSummary } = eventHeader(r.data);
+      if (hasSummary && step > maxStep) { dropped = true; continue; }
+      scalars ||= hasSummary;
+      kept.push(bytes.subarray(r.start, r.end));
+    }
+    if (!dropped) continue;
+    if (!scalars) { rmSync(path); continue; }
+    writeFileSync(`${path}.tmp-${process.pid}`, Buffer.concat(kept));
+    renameSync(`${path}.tmp-${process.pid}`, path);
+  }
+}
+
+function eventHeader(data: Uint8Array): { step: number; hasSummary: boolean } {
+  let step = 0, hasSummary = false;
+  walk(data, (field, wire, v) => {
+    if (field === 2 && wire === 0) step = Number(v);
+    if (field === 5 && wire === 2) hasSummary = true;
+  });
+  return { step, hasSummary };
 }
 
 function decodeEvent(data: Uint8Array): { step: number; tag: string; value: number }[] {

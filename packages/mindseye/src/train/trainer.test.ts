@@ -1,47 +1,16 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync, readdirSync, rmSync, existsSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
-import { torch, nn, F, type Tensor } from "@mindseye/torch";
+import { torch, nn, optim, type Tensor } from "@mindseye/torch";
 import { ReferenceDecoder } from "@mindseye/torch/testing";
-import { DataLoader, type Dataset } from "../data/loader.js";
-import { train, parameterGroups, NonFiniteLossError, type TrainTask } from "./trainer.js";
+import { train, parameterGroups, NonFiniteLossError, DivergenceError } from "./trainer.js";
+import { readTrainerState, type TrainerState } from "./checkpoint.js";
+import { RunLockedError } from "./run_lock.js";
 import { readScalars } from "./tensorboard.js";
-
-const CFG = { vocabSize: 32, width: 16, layers: 1, heads: 2, maxSeq: 8 };
-
-/** Sequences of 8 tokens following a fixed rule, so the loss can fall. */
-const sequences: Dataset<number[]> = {
-  length: 64,
-  get: (i) => Array.from({ length: 8 }, (_, t) => (i * 3 + t * 5) % 32),
-};
-
-function makeTask(opts: { noisy?: boolean; poison?: number } = {}): TrainTask<{ tokens: Tensor }> & { model: ReferenceDecoder } {
-  torch.manualSeed(123); // identical initial weights for every run of a test
-  const model = new ReferenceDecoder(CFG);
-  const loader = new DataLoader(sequences, { batchSize: 4, seed: 9, collate: (recs: number[][]) => ({ tokens: torch.tensor(recs, { dtype: "int64" }) }) });
-  let calls = 0;
-  return {
-    model,
-    loader: loader as DataLoader<unknown, { tokens: Tensor }>,
-    step: ({ tokens }) => {
-      calls += 1;
-      const inputs = tokens.slice(1, 0, -1), targets = tokens.slice(1, 1);
-      let logits = model.forward(inputs);
-      // Random noise makes the loss depend on the RNG: an exact resume must restore it.
-      if (opts.noisy) logits = logits.add(torch.randn(logits.shape).mul(0.1));
-      let loss = F.crossEntropy(logits.reshape(-1, CFG.vocabSize), targets.reshape(-1));
-      if (opts.poison !== undefined && calls >= opts.poison) loss = loss.mul(NaN);
-      return { loss, metrics: { tokens: targets.numel() } };
-    },
-  };
-}
-
-function tempRun(): string {
-  return mkdtempSync(join(tmpdir(), "mindseye-train-"));
-}
-const free = (m: nn.Module) => m.parameters().forEach((p) => p.dispose());
+import { CFG, makeTask, tempRun, free } from "./test_helpers.js";
 
 test("a run killed and resumed produces the same loss curve as an uninterrupted one", async () => {
   const dirA = tempRun(), dirB = tempRun();
@@ -100,7 +69,7 @@ test("a non-finite loss stops the run and points at the last good checkpoint", a
   try {
     const task = makeTask({ poison: 4 });
     await assert.rejects(train(task, { runDir: dir, steps: 6, checkpointEvery: 2 }, { quiet: true }), (e: Error) =>
-      e instanceof NonFiniteLossError && /became NaN at step 4/.test(e.message) && /step-000002/.test(e.message));
+      e instanceof NonFiniteLossError && /diverged at step 4: the loss became NaN/.test(e.message) && /step-000002/.test(e.message));
     free(task.model);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -134,8 +103,11 @@ test("SIGTERM saves a checkpoint and ends the run cleanly", async () => {
     let n = 0;
     task.step = (b) => { if (++n === 2) process.emit("SIGTERM"); return inner(b); };
     const r = await train(task, { runDir: dir, steps: 10, checkpointEvery: 100 }, { quiet: true });
+    assert.equal(process.exitCode, 143); // what the process would report; this test runner must exit 0
+    process.exitCode = 0;
     assert.equal(r.steps, 2);
     assert.ok(r.interrupted);
+    assert.equal(r.signal, "SIGTERM");
     assert.ok(existsSync(join(dir, "checkpoints", "step-000002", "model.safetensors")));
     free(task.model);
   } finally {
@@ -153,4 +125,187 @@ test("parameter groups: no weight decay on norms, biases and embeddings", () => 
   assert.equal(noDecay!.weightDecay, 0);
   assert.ok(noDecay!.params.map((p) => names.get(p)).includes("tok_emb.weight"));
   free(model);
+});
+
+test("parameter groups: extra parameters (a learned temperature) land in the no-decay group only", async () => {
+  torch.manualSeed(0);
+  const model = new ReferenceDecoder(CFG);
+  const logTemperature = new nn.Parameter(torch.tensor([Math.log(0.1)]));
+  const groups = parameterGroups(model, [logTemperature], { weightDecay: 0.1, noDecayNormBiasEmbedding: true });
+  assert.deepEqual(groups.map((g) => g.params.filter((p) => p === logTemperature).length), [0, 1]);
+  assert.doesNotThrow(() => new optim.AdamW(groups, { lr: 1e-3 })); // threw "a parameter appears in more than one group"
+  // and a run with it trains the temperature
+  const dir = tempRun();
+  try {
+    const task = makeTask();
+    const inner = task.step;
+    task.step = (b) => { const out = inner(b); return { loss: out.loss.mul(logTemperature.exp().mul(10)) }; };
+    task.extraParameters = [logTemperature];
+    const before = logTemperature.item();
+    await train(task, { runDir: dir, steps: 2, checkpointEvery: 100 }, { quiet: true });
+    assert.notEqual(logTemperature.item(), before);
+    free(task.model);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    free(model);
+    logTemperature.dispose();
+  }
+});
+
+const trainerJson = (dir: string, name: string): TrainerState => readTrainerState(join(dir, "checkpoints", name));
+const latest = (dir: string) => readFileSync(join(dir, "checkpoints", "latest"), "utf8").trim();
+
+test("divergence at lr=1e18 names a checkpoint whose weights trained healthily, and a resume with --override lr works", async () => {
+  const dir = tempRun();
+  const config = { runDir: dir, steps: 6, lr: 1e18, warmupSteps: 2, checkpointEvery: 1, logEvery: 1, batchSize: 4 };
+  try {
+    // Step 1 runs at lr 0 (warmup) and step 2 at 5e17, so the weights of step 2 are huge and step 3's loss is NaN.
+    // Step-2's checkpoint holds the weights that produced the NaN: the healthy one is step 1.
+    const t1 = makeTask();
+    await assert.rejects(train(t1, config, { quiet: true, resume: true }), (e: Error) =>
+      e instanceof NonFiniteLossError && e.step === 3 && e.checkpoint === join(dir, "checkpoints", "step-000001") &&
+      /--override lr=1e17 /.test(e.message));
+    free(t1.model);
+    assert.equal(latest(dir), "step-000001");
+    assert.equal(trainerJson(dir, "step-000001").health.weightsFinite, true);
+    assert.match(trainerJson(dir, "step-000002").health.diverged!, /step 3: the loss became NaN/);
+
+    // A changed lr without an override is refused, and the run's recorded settings stay as they were.
+    const recorded = readFileSync(join(dir, "train_config.json"), "utf8");
+    const t2 = makeTask();
+    await assert.rejects(train(t2, { ...config, lr: 1e-2 }, { quiet: true, resume: true }), /lr was 1000000000000000000, now 0.01.*--override lr=/);
+    assert.equal(readFileSync(join(dir, "train_config.json"), "utf8"), recorded);
+    free(t2.model);
+
+    // The advised resume: the same settings with an lr override, from step 1.
+    const t3 = makeTask();
+    const r3 = await train(t3, config, { quiet: true, resume: true, overrides: { lr: 1e-2 }, stopAfter: 4 });
+    assert.equal(r3.steps, 4);
+    assert.ok(r3.losses.every(Number.isFinite));
+    free(t3.model);
+    const state = trainerJson(dir, "step-000004");
+    assert.deepEqual(state.overrides, { lr: 1e-2 });
+    assert.deepEqual(state.resumes.map((r) => [r.step, r.overrides]), [[1, { lr: 1e-2 }]]);
+    assert.equal(state.fingerprint.lr, 1e18); // the run's own settings stay its fingerprint
+    const cfg = JSON.parse(readFileSync(join(dir, "train_config.json"), "utf8")) as { lr: number; overrides: unknown };
+    assert.equal(cfg.lr, 1e-2);
+    assert.deepEqual(cfg.overrides, { lr: 1e-2 });
+    assert.ok(!existsSync(join(dir, "checkpoints", "step-000006")), "the diverged continuation is gone");
+
+    // Rerunning the same command later keeps the override.
+    const t4 = makeTask();
+    const r4 = await train(t4, config, { quiet: true, resume: true });
+    assert.equal(r4.steps, 6);
+    assert.ok(r4.losses.every(Number.isFinite));
+    free(t4.model);
+    const rows = readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { step: number; lr: number });
+    assert.deepEqual(rows.map((r) => r.step), [1, 2, 3, 4, 5, 6]);
+    assert.ok(rows.slice(1).every((r) => r.lr <= 1e-2), "steps after the resume ran with the override");
+    assert.deepEqual(trainerJson(dir, "step-000006").resumes.map((r) => [r.step, r.overrides]), [[1, { lr: 1e-2 }], [4, {}]]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("an exploding gradient norm stops the run before that step is applied", async () => {
+  const dir = tempRun();
+  try {
+    const task = makeTask({ blowUp: { call: 14, factor: 1e6 } }); // finite, but 1e6× the gradients
+    await assert.rejects(train(task, { runDir: dir, steps: 20, checkpointEvery: 4, logEvery: 1 }, { quiet: true }), (e: Error) =>
+      e instanceof DivergenceError && e.step === 14 && /gradient norm jumped/.test(e.message) && e.checkpoint === join(dir, "checkpoints", "step-000012"));
+    free(task.model);
+    assert.equal(latest(dir), "step-000012");
+    const rows = readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { step: number });
+    assert.equal(rows.at(-1)!.step, 13);
+    assert.equal(trainerJson(dir, "step-000012").gradNorms.length, 12);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a fresh start in a folder holding an earlier run's checkpoints is refused (pruning would delete the new ones)", async () => {
+  const dir = tempRun();
+  try {
+    const t1 = makeTask();
+    await train(t1, { runDir: dir, steps: 4, checkpointEvery: 2 }, { quiet: true, resume: true });
+    free(t1.model);
+    rmSync(join(dir, "checkpoints", "latest")); // "start over"
+    const t2 = makeTask();
+    await assert.rejects(train(t2, { runDir: dir, steps: 4, checkpointEvery: 2 }, { quiet: true, resume: true }),
+      /holds checkpoints of an earlier run \(step-000002, step-000004\).*To start over, delete .*checkpoints/);
+    free(t2.model);
+    assert.deepEqual(readdirSync(join(dir, "checkpoints")).sort(), ["step-000002", "step-000004"]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a resume with another batch size is refused, and a refused resume leaves train_config.json as it was", async () => {
+  const dir = tempRun();
+  try {
+    const t1 = makeTask();
+    await train(t1, { runDir: dir, steps: 4, checkpointEvery: 100, batchSize: 4 }, { quiet: true, resume: true, stopAfter: 2 });
+    free(t1.model);
+    const recorded = readFileSync(join(dir, "train_config.json"), "utf8");
+    const t2 = makeTask();
+    await assert.rejects(train(t2, { runDir: dir, steps: 4, checkpointEvery: 100, batchSize: 8 }, { quiet: true, resume: true }), /batchSize was 4, now 8/);
+    await assert.rejects(train(t2, { runDir: dir, steps: 4, checkpointEvery: 100, batchSize: 4, lr: 1 }, { quiet: true, resume: true }), /lr was 0.0003, now 1/);
+    assert.equal(readFileSync(join(dir, "train_config.json"), "utf8"), recorded);
+    free(t2.model);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a resume drops the metrics and TensorBoard events of the steps it replays, and stale temporary checkpoint folders", async () => {
+  const dir = tempRun();
+  const config = { runDir: dir, steps: 10, checkpointEvery: 5, logEvery: 1 };
+  try {
+    const t1 = makeTask();
+    await train(t1, config, { quiet: true, resume: true, stopAfter: 7 });
+    free(t1.model);
+    // As if killed after step 7 was logged (before its checkpoint), during the write of another.
+    const ckpts = join(dir, "checkpoints");
+    rmSync(join(ckpts, "step-000007"), { recursive: true });
+    writeFileSync(join(ckpts, "latest"), "step-000005\n");
+    const dead = spawnSync(process.execPath, ["-e", ""]).pid!; // a pid that is gone
+    mkdirSync(join(ckpts, `step-000007.tmp-${dead}`));
+    writeFileSync(join(ckpts, `latest.tmp-${dead}`), "step-000007\n");
+    mkdirSync(join(ckpts, `step-000009.tmp-${process.ppid}`)); // a live process's write stays
+    const t2 = makeTask();
+    await train(t2, config, { quiet: true, resume: true });
+    free(t2.model);
+    const rows = readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { step: number });
+    assert.deepEqual(rows.map((r) => r.step), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    const events = readdirSync(dir).filter((f) => f.startsWith("events.out.tfevents."));
+    const loss = events.flatMap((f) => readScalars(readFileSync(join(dir, f)))).filter((e) => e.tag === "train/loss");
+    assert.deepEqual(loss.map((e) => e.step).sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert.deepEqual(readdirSync(ckpts).sort(), ["latest", "step-000009.tmp-" + process.ppid, "step-000010", "step-000005"].sort());
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the run folder's lock: a live owner is named and refused, a stale one taken over, and it is released after an error", async () => {
+  const dir = tempRun();
+  const lock = join(dir, "train.lock");
+  try {
+    writeFileSync(lock, JSON.stringify({ pid: process.ppid, hostname: hostname(), started: "2020-01-01T00:00:00.000Z" }));
+    const t1 = makeTask();
+    await assert.rejects(train(t1, { runDir: dir, steps: 2 }, { quiet: true }), (e: Error) =>
+      e instanceof RunLockedError && e.message.includes(`pid ${process.ppid} on ${hostname()}`));
+    writeFileSync(lock, JSON.stringify({ pid: process.pid, hostname: "another-host", started: "2020-01-01T00:00:00.000Z" }));
+    await assert.rejects(train(t1, { runDir: dir, steps: 2 }, { quiet: true }), /in use by pid \d+ on another-host/);
+
+    const dead = spawnSync(process.execPath, ["-e", ""]).pid!;
+    writeFileSync(lock, JSON.stringify({ pid: dead, hostname: hostname(), started: "2020-01-01T00:00:00.000Z" }));
+    const inner = t1.step;
+    t1.step = () => { throw new Error("a failing step"); };
+    await assert.rejects(train(t1, { runDir: dir, steps: 2 }, { quiet: true }), /a failing step/); // took the stale lock, then failed
+    assert.ok(!existsSync(lock), "the lock is released after an error");
+    t1.step = inner;
+    free(t1.model);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -1,16 +1,34 @@
 // The trainer: a flat loop (STYLE.md §7) — forward → loss → backward → clip → step → schedule →
 // log — with gradient accumulation, parameter groups, checkpoints that resume exactly, a clean
-// stop on SIGINT/SIGTERM, and a hard stop on a non-finite loss.
+// stop on SIGINT/SIGTERM, and a stop before the first divergent step is applied.
 //
 //   const result = await train(task, { runDir: "runs/x", steps: 1000, lr: 3e-4 }, { resume: true });
+//
+// The run folder:
+//   train.lock          one run at a time (run_lock.ts)
+//   train_config.json   the settings in effect (written once a resume is accepted)
+//   metrics.jsonl, events.out.tfevents.*   each step once: a resume drops what it replays
+//   checkpoints/        see checkpoint.ts
+//
+// Signals: the first SIGINT/SIGTERM stops after the current step with a checkpoint; train()
+// returns { interrupted: true, signal } and sets process.exitCode to 128 + the signal number
+// (130 SIGINT, 143 SIGTERM), what a shell reports for a process the signal ended. A second signal
+// exits at once with that code. Rerunning the same command resumes from the checkpoint.
 import { createHash } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { constants as osConstants } from "node:os";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { torch, nn, optim, type Tensor } from "@mindseye/torch";
 import type { DataLoader } from "../data/loader.js";
 import { MetricsLogger } from "./metrics.js";
-import { saveCheckpoint, latestCheckpoint, loadCheckpoint } from "./checkpoint.js";
+import {
+  saveCheckpoint, latestCheckpoint, loadCheckpoint, readTrainerState, listCheckpoints, removeStaleTemps, pointLatest, markDiverged,
+  type ResumeOverrides, type ResumeRecord, type TrainerState,
+} from "./checkpoint.js";
+import { lockRun } from "./run_lock.js";
 import { Progress } from "../util/progress.js";
+
+export type { ResumeOverrides } from "./checkpoint.js";
 
 export interface TrainConfig {
   runDir: string;
@@ -36,12 +54,37 @@ export interface TrainConfig {
   seed: number;
   /** Mixed precision for CUDA tensors (torch.autocast); CPU work is unaffected. */
   autocast: "none" | "bfloat16" | "float16";
+  /** Stop when a step's grad norm exceeds this multiple of the median of the recent ones (a blow-up); 0 disables. */
+  gradSpikeFactor: number;
+  /**
+   * Examples per micro-batch (the loader's batchSize), so that a resume with another batch size
+   * is refused. The DataLoader does not expose it: the caller passes it; unset, it is not checked.
+   */
+  batchSize?: number;
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, "runDir" | "steps"> = {
   lr: 3e-4, minLrRatio: 0.1, warmupSteps: 0, schedule: "cosine", weightDecay: 0.01, betas: [0.9, 0.999], eps: 1e-8,
   gradAccum: 1, clipGradNorm: 1, noDecayNormBiasEmbedding: true, checkpointEvery: 500, keepCheckpoints: 2, logEvery: 10, evalEvery: 0, seed: 0, autocast: "bfloat16",
+  gradSpikeFactor: 100,
 };
+
+/** Grad norms kept for the spike check, and how many it needs before it judges. */
+const GRAD_HISTORY = 100, GRAD_HISTORY_MIN = 10;
+
+export interface TrainOptions {
+  /** Continue from the run folder's latest checkpoint when there is one (what `mindseye train` does). */
+  resume?: boolean;
+  /** Stop with a checkpoint after this step, as an interruption would (tests). */
+  stopAfter?: number;
+  quiet?: boolean;
+  /**
+   * Settings changed on purpose when resuming (e.g. a lower lr after a divergence): accepted
+   * although they differ from the checkpoint's, kept for the rest of the run, and recorded in
+   * trainer.json `resumes` and train_config.json. `mindseye train --override lr=1e-4`.
+   */
+  overrides?: ResumeOverrides;
+}
 
 /** What a stage supplies: the model, its data, and the loss of one micro-batch. */
 export interface TrainTask<B> {
@@ -60,21 +103,43 @@ export interface TrainTask<B> {
 export interface TrainResult {
   steps: number;
   interrupted: boolean;
+  /** The signal that stopped the run, or null. */
+  signal: NodeJS.Signals | null;
   lastLoss: number;
   losses: number[];
   checkpoint: string | null;
 }
 
-export class NonFiniteLossError extends Error {
-  constructor(step: number, value: number, checkpoint: string | null) {
-    super(`the loss became ${value} at step ${step}; the run stopped. ${checkpoint ? `The last good checkpoint is ${checkpoint} (resume from it with a lower lr or more warmup).` : "No checkpoint was written yet."}`);
+/** An lr as one types it: 0.003, 3e-5, 1e17. */
+export function formatLr(lr: number): string {
+  return lr >= 1e4 || lr < 1e-3 ? lr.toExponential(1).replace(".0e", "e").replace("e+", "e") : String(Number(lr.toPrecision(2)));
+}
+
+/**
+ * Training diverged: a non-finite loss, a non-finite or exploding grad norm, or non-finite
+ * weights. Nothing of the failing step was saved; `checkpoint` is the newest checkpoint whose
+ * weights then trained healthily (checkpoints/latest names it), or null.
+ */
+export class DivergenceError extends Error {
+  constructor(readonly step: number, readonly reason: string, readonly checkpoint: string | null, readonly runDir: string, readonly suggestedLr: number) {
+    const lr = formatLr(suggestedLr);
+    super(`training diverged at step ${step}: ${reason}; the run stopped before applying that step. ` + (checkpoint
+      ? `The last healthy checkpoint is ${checkpoint} (checkpoints/latest now names it). To resume from it with a lower lr, rerun the same \`mindseye train\` command with --override lr=${lr} (in code: train(task, config, { resume: true, overrides: { lr: ${lr} } })).`
+      : `No healthy checkpoint was written. To start over with a lower lr, delete ${join(runDir, "checkpoints")} and rerun with a lower lr (e.g. --set train.lr=${lr}).`));
+    this.name = "DivergenceError";
+  }
+}
+
+export class NonFiniteLossError extends DivergenceError {
+  constructor(step: number, value: number, checkpoint: string | null, runDir: string, suggestedLr: number) {
+    super(step, `the loss became ${value}`, checkpoint, runDir, suggestedLr);
     this.name = "NonFiniteLossError";
   }
 }
 
-/** AdamW groups: decay on matrices, none on norms, biases and embeddings (when configured). */
+/** AdamW groups: decay on matrices, none on norms, biases, embeddings (when configured) and extra parameters. */
 export function parameterGroups(model: nn.Module, extra: nn.Parameter[], cfg: Pick<TrainConfig, "weightDecay" | "noDecayNormBiasEmbedding">): optim.GroupSpec<optim.AdamWOptions>[] {
-  const noDecay = new Set<Tensor>();
+  const noDecay = new Set<Tensor>(extra);
   if (cfg.noDecayNormBiasEmbedding) {
     for (const [, m] of model.namedModules()) {
       if (m instanceof nn.LayerNorm || m instanceof nn.RMSNorm || m instanceof nn.Embedding) for (const p of m.namedParameters({ recurse: false })) noDecay.add(p[1]);
@@ -84,7 +149,7 @@ export function parameterGroups(model: nn.Module, extra: nn.Parameter[], cfg: Pi
   const trainable = [...model.parameters(), ...extra].filter((p) => p.requiresGrad);
   const groups = [
     { params: trainable.filter((p) => !noDecay.has(p)), weightDecay: cfg.weightDecay },
-    { params: trainable.filter((p) => noDecay.has(p) || extra.includes(p)), weightDecay: 0 },
+    { params: trainable.filter((p) => noDecay.has(p)), weightDecay: 0 },
   ];
   return groups.filter((g) => g.params.length > 0);
 }
@@ -107,110 +172,215 @@ function schedule(cfg: TrainConfig): optim.Schedule {
   return optim.schedules.warmupConstant(o);
 }
 
-export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> & Pick<TrainConfig, "runDir" | "steps">, opts: { resume?: boolean; stopAfter?: number; quiet?: boolean } = {}): Promise<TrainResult> {
-  const cfg: TrainConfig = { ...TRAIN_DEFAULTS, ...config };
-  if (!Number.isInteger(cfg.steps) || cfg.steps < 1) throw new RangeError(`train: steps must be a positive integer, got ${cfg.steps}`);
-  if (!Number.isInteger(cfg.gradAccum) || cfg.gradAccum < 1) throw new RangeError(`train: gradAccum must be a positive integer, got ${cfg.gradAccum}`);
-  mkdirSync(cfg.runDir, { recursive: true });
-  writeFileSync(join(cfg.runDir, "train_config.json"), JSON.stringify(cfg, null, 2) + "\n");
+/** The settings a resume must share with its checkpoint (lr and warmupSteps may be overridden). */
+function fingerprintOf(cfg: TrainConfig): Record<string, unknown> {
+  return { steps: cfg.steps, lr: cfg.lr, schedule: cfg.schedule, warmupSteps: cfg.warmupSteps, gradAccum: cfg.gradAccum, seed: cfg.seed, batchSize: cfg.batchSize ?? null };
+}
 
-  const model = task.model;
-  model.train();
-  const extra = task.extraParameters ?? [];
-  const opt = new optim.AdamW(parameterGroups(model, extra, cfg), { lr: cfg.lr, betas: cfg.betas, eps: cfg.eps });
-  const sched = schedule(cfg);
-  const fingerprint = { steps: cfg.steps, lr: cfg.lr, schedule: cfg.schedule, warmupSteps: cfg.warmupSteps, gradAccum: cfg.gradAccum, seed: cfg.seed };
-  const frozenAtStart = frozenHash(model);
-
-  let step = 0;
-  let lastCheckpoint: string | null = null;
-  const existing = opts.resume ? latestCheckpoint(cfg.runDir) : null;
-  if (existing) {
-    const state = loadCheckpoint(existing, model, opt);
-    const mismatch = Object.entries(fingerprint).filter(([k, v]) => JSON.stringify(state.fingerprint[k]) !== JSON.stringify(v));
-    if (mismatch.length) throw new Error(`cannot resume from ${existing}: ${mismatch.map(([k, v]) => `${k} was ${JSON.stringify(state.fingerprint[k])}, now ${JSON.stringify(v)}`).join("; ")}`);
-    task.loader.load(state.loader);
-    step = state.step;
-    lastCheckpoint = existing;
-  } else {
-    torch.manualSeed(cfg.seed);
+/**
+ * Checks a resume: each fingerprint setting must equal the checkpoint's, or the value a past
+ * resume overrode it with, or be overridden now. Returns the overrides in effect from now on.
+ */
+function checkResume(cfg: TrainConfig, from: string, state: TrainerState, overrides: ResumeOverrides): ResumeOverrides {
+  const recorded: Record<string, unknown> = { ...state.overrides };
+  const same = (a: unknown, b: unknown) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+  const mismatch = Object.entries(fingerprintOf(cfg)).filter(([k, v]) => !(k in overrides) && !same(state.fingerprint[k], v) && !(k in recorded && same(recorded[k], v)));
+  if (mismatch.length > 0) {
+    const what = mismatch.map(([k, v]) => `${k} was ${JSON.stringify(state.fingerprint[k] ?? null)}${k in recorded ? ` (overridden to ${JSON.stringify(recorded[k])})` : ""}, now ${JSON.stringify(v)}`).join("; ");
+    throw new Error(`cannot resume from ${from}: ${what}. Resume with the run's settings; to change lr or warmupSteps on purpose, rerun with --override lr=<value> / --override warmup_steps=<n> (train options: overrides); to start over, delete ${join(cfg.runDir, "checkpoints")}`);
   }
+  return { ...state.overrides, ...overrides };
+}
 
-  let stopRequested: string | null = null;
-  const onSignal = (sig: string) => { stopRequested = sig; };
-  const sigint = () => onSignal("SIGINT"), sigterm = () => onSignal("SIGTERM");
-  process.on("SIGINT", sigint);
-  process.on("SIGTERM", sigterm);
+/** A fresh start needs a folder without checkpoints: they would mix with the new ones, and pruning (by step) would delete the new ones. */
+function refuseOldCheckpoints(runDir: string, resume: boolean): void {
+  const old = listCheckpoints(runDir);
+  if (old.length === 0) return;
+  const root = join(runDir, "checkpoints"), names = old.map((c) => c.name).join(", ");
+  const why = resume ? "but no checkpoints/latest names one to resume from" : "and resume is off";
+  throw new Error(`${root} holds checkpoints of an earlier run (${names}) ${why}; a fresh run here would mix with them. ` +
+    `To start over, delete ${root} (rm -r ${root}); to resume, ${resume ? `write the name of the checkpoint to resume into ${join(root, "latest")} (e.g. echo ${old.at(-1)!.name} > ${join(root, "latest")})` : "train with resume: true"}.`);
+}
 
-  const metrics = new MetricsLogger(cfg.runDir);
-  const progress = new Progress(cfg.steps, step, opts.quiet ?? false, "train", "steps");
-  const losses: number[] = [];
-  let batches = task.loader.epoch();
-  const nextBatch = async (): Promise<B> => {
-    for (;;) {
-      const r = await batches.next();
-      if (!r.done) return r.value;
-      batches = task.loader.epoch();
-    }
-  };
-  const checkpoint = () => {
-    lastCheckpoint = saveCheckpoint(cfg.runDir, model, opt, { step, loader: task.loader.state(), fingerprint }, cfg.keepCheckpoints);
-  };
+function validateOverrides(o: ResumeOverrides, steps: number): void {
+  for (const k of Object.keys(o)) if (k !== "lr" && k !== "warmupSteps") throw new RangeError(`train: overrides.${k} is not a setting a resume can change (lr, warmupSteps)`);
+  if (o.lr !== undefined && !(Number.isFinite(o.lr) && o.lr > 0)) throw new RangeError(`train: overrides.lr must be a positive number, got ${o.lr}`);
+  if (o.warmupSteps !== undefined && !(Number.isInteger(o.warmupSteps) && o.warmupSteps >= 0 && o.warmupSteps <= steps)) {
+    throw new RangeError(`train: overrides.warmupSteps must be an integer in [0, steps=${steps}], got ${o.warmupSteps}`);
+  }
+}
 
-  let samples = 0, windowStart = performance.now(), samplesSeen = 0;
-  const runStart = performance.now();
+function allFinite(params: Tensor[]): boolean {
+  return torch.noGrad(() => torch.scope(() => torch.stack(params.map((p) => p.isfinite().all())).all().item())) === 1;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> & Pick<TrainConfig, "runDir" | "steps">, opts: TrainOptions = {}): Promise<TrainResult> {
+  const given: TrainConfig = { ...TRAIN_DEFAULTS, ...config };
+  if (!Number.isInteger(given.steps) || given.steps < 1) throw new RangeError(`train: steps must be a positive integer, got ${given.steps}`);
+  if (!Number.isInteger(given.gradAccum) || given.gradAccum < 1) throw new RangeError(`train: gradAccum must be a positive integer, got ${given.gradAccum}`);
+  validateOverrides(opts.overrides ?? {}, given.steps);
+  const runDir = given.runDir;
+  mkdirSync(runDir, { recursive: true });
+  const releaseLock = lockRun(runDir);
   try {
-    while (step < cfg.steps) {
-      // 1. schedule (a pure function of the step)
-      optim.schedules.applySchedule(opt, sched, step);
-      // 2. forward / loss / backward over gradAccum micro-batches
-      let lossSum = 0;
-      const logged: Record<string, number> = {};
-      for (let micro = 0; micro < cfg.gradAccum; micro++) {
-        const batch = await nextBatch();
-        torch.scope(() => {
-          const out = cfg.autocast === "none" ? task.step(batch) : torch.autocast(() => task.step(batch), cfg.autocast);
-          out.loss.div(cfg.gradAccum).backward();
-          lossSum += out.loss.item() / cfg.gradAccum;
-          for (const [k, v] of Object.entries(out.metrics ?? {})) logged[k] = (logged[k] ?? 0) + (typeof v === "number" ? v : v.item()) / cfg.gradAccum;
-        });
-        const n = batchSize(batch);
-        samples += n;
-        samplesSeen += n;
-        disposeTensors(batch); // batches are made outside any scope: free them now, not at GC
+    for (const d of removeStaleTemps(runDir)) console.error(`${runDir}: removed ${d}, the unfinished checkpoint of a process that is gone`);
+
+    // Resume: check the checkpoint's settings before anything in the run folder changes.
+    const existing = opts.resume ? latestCheckpoint(runDir) : null;
+    if (existing === null) refuseOldCheckpoints(runDir, opts.resume ?? false);
+    if (existing === null && opts.overrides !== undefined) throw new Error(`train: overrides apply when resuming, and ${runDir} has no checkpoint; set the values in the config instead`);
+    const resumed = existing === null ? null : readTrainerState(existing);
+    const overrides = resumed === null ? {} : checkResume(given, existing!, resumed, opts.overrides ?? {});
+    const cfg: TrainConfig = { ...given, ...overrides }; // the settings in effect
+    const fingerprint = resumed?.fingerprint ?? fingerprintOf(given);
+    const resumes: ResumeRecord[] = resumed === null ? [] : [...(resumed.resumes ?? []), { step: resumed.step, from: existing!, time: new Date().toISOString(), overrides: opts.overrides ?? {} }];
+    writeFileSync(join(runDir, "train_config.json"), JSON.stringify({ ...cfg, overrides, resumes }, null, 2) + "\n");
+
+    const model = task.model;
+    model.train();
+    const extra = task.extraParameters ?? [];
+    const opt = new optim.AdamW(parameterGroups(model, extra, cfg), { lr: cfg.lr, betas: cfg.betas, eps: cfg.eps });
+    const params = opt.paramGroups.flatMap((g) => g.params);
+    const sched = schedule(cfg);
+    const frozenAtStart = frozenHash(model);
+
+    let step = 0;
+    let lastCheckpoint: string | null = null;
+    let gradNorms: number[] = [];
+    if (existing !== null) {
+      const state = loadCheckpoint(existing, model, opt);
+      for (const g of opt.paramGroups) g.initialLr = cfg.lr; // the checkpoint's groups carry the lr it was written with
+      task.loader.load(state.loader);
+      step = state.step;
+      gradNorms = state.gradNorms;
+      lastCheckpoint = existing;
+      // Checkpoints after this one belong to a continuation that is being replaced (e.g. one that diverged).
+      for (const c of listCheckpoints(runDir).filter((c) => c.step > step)) {
+        rmSync(c.dir, { recursive: true, force: true });
+        console.error(`${runDir}: removed ${c.name}, later than the resumed step ${step}`);
       }
-      if (!Number.isFinite(lossSum)) throw new NonFiniteLossError(step + 1, lossSum, lastCheckpoint);
-      // 3. clip, step
-      const gradNorm = cfg.clipGradNorm > 0 ? optim.clipGradNorm(opt.paramGroups.flatMap((g) => g.params), cfg.clipGradNorm) : NaN;
-      opt.step();
-      opt.zeroGrad();
-      step += 1;
-      losses.push(lossSum);
-      // 4. log, evaluate, checkpoint
-      if (step % cfg.logEvery === 0 || step === cfg.steps) {
-        const seconds = (performance.now() - windowStart) / 1000;
-        const values = { loss: lossSum, lr: opt.paramGroups[0]!.lr, ...(Number.isNaN(gradNorm) ? {} : { grad_norm: gradNorm }), samples_per_s: samples / seconds, ...logged };
-        task.onLog?.(step, values);
-        metrics.log(step, values);
-        samples = 0;
-        windowStart = performance.now();
-      }
-      progress.update(step, `loss ${lossSum.toFixed(4)} | ${(samplesSeen / ((performance.now() - runStart) / 1000)).toFixed(1)} samples/s`);
-      if (task.evaluate && cfg.evalEvery > 0 && step % cfg.evalEvery === 0) metrics.log(step, await task.evaluate(step), "eval");
-      const stopping = stopRequested !== null || step === opts.stopAfter;
-      if (step % cfg.checkpointEvery === 0 || step === cfg.steps || stopping) checkpoint();
-      if (stopping) break;
+    } else {
+      torch.manualSeed(cfg.seed);
     }
-    if (step === cfg.steps && task.evaluate && cfg.evalEvery > 0 && cfg.steps % cfg.evalEvery !== 0) metrics.log(step, await task.evaluate(step), "eval");
+
+    let stopRequested: NodeJS.Signals | null = null;
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (stopRequested !== null) {
+        console.error(`\n${sig} again: exiting now without a checkpoint of this step (${lastCheckpoint === null ? "none was written yet" : `the last one is ${lastCheckpoint}`})`);
+        process.exit(128 + osConstants.signals[sig]);
+      }
+      stopRequested = sig;
+      console.error(`\n${sig}: stopping after this step with a checkpoint (${sig} again exits at once)`);
+    };
+    const sigint = () => onSignal("SIGINT"), sigterm = () => onSignal("SIGTERM");
+    process.on("SIGINT", sigint);
+    process.on("SIGTERM", sigterm);
+
+    const metrics = new MetricsLogger(runDir, step);
+    const progress = new Progress(cfg.steps, step, opts.quiet ?? false, "train", "steps");
+    const losses: number[] = [];
+    let batches = task.loader.epoch();
+    const nextBatch = async (): Promise<B> => {
+      for (;;) {
+        const r = await batches.next();
+        if (!r.done) return r.value;
+        batches = task.loader.epoch();
+      }
+    };
+    let lastGradNorm = NaN, lastMedian: number | null = null;
+    const checkpoint = () => {
+      const health = { weightsFinite: true, gradNorm: lastGradNorm, gradNormMedian: lastMedian };
+      lastCheckpoint = saveCheckpoint(runDir, model, opt, { step, loader: task.loader.state(), fingerprint, overrides, resumes, gradNorms, health }, cfg.keepCheckpoints);
+    };
+    // Training diverged on the weights of `step`: a checkpoint of them is suspect, so the last healthy
+    // one is older. `latest` is pointed at it and the suspect ones are marked.
+    const diverged = (reason: string, make = (healthy: string | null) => new DivergenceError(step + 1, reason, healthy, runDir, cfg.lr / 10)) => {
+      const all = listCheckpoints(runDir);
+      const healthy = all.filter((c) => c.step < step && !readTrainerState(c.dir).health?.diverged).at(-1) ?? null;
+      for (const c of all.filter((c) => c.step >= step)) markDiverged(c.dir, `step ${step + 1}: ${reason}`);
+      pointLatest(runDir, healthy?.name ?? null);
+      return make(healthy?.dir ?? null);
+    };
+
+    let samples = 0, windowStart = performance.now(), samplesSeen = 0;
+    const runStart = performance.now();
+    try {
+      while (step < cfg.steps) {
+        // 0. yield to the event loop, so that a SIGINT/SIGTERM handler can run (batches from memory never await)
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        // 1. schedule (a pure function of the step)
+        optim.schedules.applySchedule(opt, sched, step);
+        // 2. forward / loss / backward over gradAccum micro-batches
+        let lossSum = 0;
+        const logged: Record<string, number> = {};
+        for (let micro = 0; micro < cfg.gradAccum; micro++) {
+          const batch = await nextBatch();
+          torch.scope(() => {
+            const out = cfg.autocast === "none" ? task.step(batch) : torch.autocast(() => task.step(batch), cfg.autocast);
+            out.loss.div(cfg.gradAccum).backward();
+            lossSum += out.loss.item() / cfg.gradAccum;
+            for (const [k, v] of Object.entries(out.metrics ?? {})) logged[k] = (logged[k] ?? 0) + (typeof v === "number" ? v : v.item()) / cfg.gradAccum;
+          });
+          const n = batchSize(batch);
+          samples += n;
+          samplesSeen += n;
+          disposeTensors(batch); // batches are made outside any scope: free them now, not at GC
+        }
+        if (!Number.isFinite(lossSum)) throw diverged(`the loss became ${lossSum}`, (h) => new NonFiniteLossError(step + 1, lossSum, h, runDir, cfg.lr / 10));
+        // 3. clip (the norm is measured either way), check for divergence before stepping, step
+        const gradNorm = optim.clipGradNorm(params, cfg.clipGradNorm > 0 ? cfg.clipGradNorm : Infinity);
+        const med = gradNorms.length >= GRAD_HISTORY_MIN ? median(gradNorms) : null;
+        if (!Number.isFinite(gradNorm)) throw diverged(`the gradient norm became ${gradNorm}`);
+        if (cfg.gradSpikeFactor > 0 && med !== null && gradNorm > cfg.gradSpikeFactor * med) {
+          throw diverged(`the gradient norm jumped to ${gradNorm.toPrecision(3)}, ${(gradNorm / med).toFixed(0)}× the median ${med.toPrecision(3)} of the last ${gradNorms.length} steps (gradSpikeFactor ${cfg.gradSpikeFactor})`);
+        }
+        gradNorms = [...gradNorms, gradNorm].slice(-GRAD_HISTORY);
+        lastGradNorm = gradNorm;
+        lastMedian = med;
+        opt.step();
+        opt.zeroGrad();
+        step += 1;
+        losses.push(lossSum);
+        // 4. log, evaluate, checkpoint (never one with non-finite weights)
+        if (step % cfg.logEvery === 0 || step === cfg.steps) {
+          const seconds = (performance.now() - windowStart) / 1000;
+          const values = { loss: lossSum, lr: opt.paramGroups[0]!.lr, grad_norm: gradNorm, samples_per_s: samples / seconds, ...logged };
+          task.onLog?.(step, values);
+          metrics.log(step, values);
+          samples = 0;
+          windowStart = performance.now();
+        }
+        progress.update(step, `loss ${lossSum.toFixed(4)} | ${(samplesSeen / ((performance.now() - runStart) / 1000)).toFixed(1)} samples/s`);
+        if (task.evaluate && cfg.evalEvery > 0 && step % cfg.evalEvery === 0) metrics.log(step, await task.evaluate(step), "eval");
+        const stopping = stopRequested !== null || step === opts.stopAfter;
+        if (step % cfg.checkpointEvery === 0 || step === cfg.steps || stopping) {
+          if (!allFinite(params)) throw diverged(`the weights became non-finite`);
+          checkpoint();
+        }
+        if (stopping) break;
+      }
+      if (step === cfg.steps && task.evaluate && cfg.evalEvery > 0 && cfg.steps % cfg.evalEvery !== 0) metrics.log(step, await task.evaluate(step), "eval");
+    } finally {
+      progress.stop();
+      metrics.close();
+      process.off("SIGINT", sigint);
+      process.off("SIGTERM", sigterm);
+    }
+    if (frozenHash(model) !== frozenAtStart) throw new Error("frozen parameters changed during training (a frozen module was updated): the run is not what its recipe says");
+    const signal: NodeJS.Signals | null = stopRequested;
+    if (signal !== null) {
+      process.exitCode = 128 + osConstants.signals[signal];
+      console.error(`${signal}: stopped at step ${step} of ${cfg.steps}; saved ${lastCheckpoint}. To resume, run the same command again: \`mindseye train\` continues from the latest checkpoint in ${runDir} (in code: train(..., { resume: true })).`);
+    }
+    return { steps: step, interrupted: step < cfg.steps, signal, lastLoss: losses[losses.length - 1] ?? NaN, losses, checkpoint: lastCheckpoint };
   } finally {
-    progress.stop();
-    metrics.close();
-    process.off("SIGINT", sigint);
-    process.off("SIGTERM", sigterm);
+    releaseLock();
   }
-  if (frozenHash(model) !== frozenAtStart) throw new Error("frozen parameters changed during training (a frozen module was updated): the run is not what its recipe says");
-  if (stopRequested) console.error(`\n${stopRequested}: saved ${lastCheckpoint}; resume with --resume`);
-  return { steps: step, interrupted: step < cfg.steps, lastLoss: losses[losses.length - 1] ?? NaN, losses, checkpoint: lastCheckpoint };
 }
 
 /** Frees the tensors of a batch (a tensor, or an object or array of them). */
