@@ -30,8 +30,9 @@ import { MindsEyeVLM } from "../models/vlm.js";
 import { Tokenizer } from "../data/tokenizer.js";
 import { TargetCache, extractTargets, loadEncoder, encoderFingerprint } from "../data/targets.js";
 import { readPairs, didYouMean } from "../data/formats/index.js";
-import { normalizeTargets, parsePool, type PoolSpec, type TargetNorm } from "../objectives/index.js";
+import { collapseStats, normalizeTargets, parsePool, type CollapseStats, type PoolSpec, type TargetNorm, type TargetStats } from "../objectives/index.js";
 import { LatentPretrainRecipe } from "../train/stages/index.js";
+import { latentInput, readTargetStats } from "../train/stages/latent_pretrain.js";
 import { bootstrapMean, type Interval } from "../eval/stats.js";
 import { modelFingerprint } from "../eval/run.js";
 import { RETRIEVAL_TASK } from "../eval/tasks.js";
@@ -144,9 +145,9 @@ export function disposeImaginer(im: Imaginer): void {
   im.model.parameters().forEach((p) => p.dispose());
 }
 
-/** A caption's input ids as latent pretraining builds them: its tokens (no special tokens), then the K latent queries. */
+/** A caption's input ids as latent pretraining builds them (latentInput: the chat template, then the K latent queries). */
 export function imagineInput(im: Pick<Imaginer, "tokenizer" | "latentIds">, caption: string): number[] {
-  return [...im.tokenizer.encode(caption, { addSpecialTokens: false }), ...im.latentIds];
+  return latentInput(im.tokenizer, caption, im.latentIds).ids;
 }
 
 /**
@@ -313,6 +314,8 @@ export function defaultCacheRoot(run: LatentRun): string {
  */
 export async function loadGallery(o: {
   spec: GallerySpec; encoderDir: string; pool: PoolSpec; targetNorm: TargetNorm; cacheRoot: string; checkEncoder?: (fingerprint: string) => void; quiet?: boolean;
+  /** The model's training-target statistics (target_norm standardize). */
+  targetStats?: TargetStats;
 }): Promise<Gallery> {
   const enc = loadEncoder(o.encoderDir);
   const fingerprint = encoderFingerprint(enc.model, enc.config, enc.preprocessing);
@@ -341,7 +344,7 @@ export async function loadGallery(o: {
       paths.push(p.image.path);
     }
     if (ids.length === 0) throw new Error(`gallery ${o.spec.name}: no image could be read (${cache.manifest.skipped} skipped)`);
-    const latents = torch.scope(() => normalizeTargets(cache.get(ids), o.targetNorm).contiguous()); // [N, K, D]
+    const latents = torch.scope(() => normalizeTargets(cache.get(ids), o.targetNorm, o.targetStats).contiguous()); // [N, K, D]
     return { ids, paths, latents, encoderFingerprint: fingerprint, cacheDir, skipped: cache.manifest.skipped };
   } finally {
     cache.dispose();
@@ -400,11 +403,21 @@ export interface RetrievalResults {
   similarity: string;
   gallery: { images: number; skipped: number; cache: string };
   latents: { k: number; d: number; pool: PoolSpec; targetNorm: TargetNorm };
+  /** Collapse monitors (each caption's or image's K latents as one sample) of imagined and real latents. */
+  collapse: { predicted: CollapseSummary; targets: CollapseSummary };
   model: { path: string; fingerprint: string };
   encoder: { path: string; fingerprint: string };
   data: string;
   seconds: number;
   finished: string;
+}
+
+export interface CollapseSummary { effectiveRank: number; meanPairwiseCosine: number; stdMean: number }
+const collapseSummary = (c: CollapseStats): CollapseSummary => ({ effectiveRank: c.effectiveRank, meanPairwiseCosine: c.meanPairwiseCosine, stdMean: c.stdMean });
+
+/** The standardisation statistics of a latent run (target_norm standardize), else none. */
+export function runTargetStats(run: LatentRun): { targetStats?: TargetStats } {
+  return run.targetNorm === "standardize" ? { targetStats: readTargetStats(run.modelDir) } : {};
 }
 
 /** One line of predictions.jsonl. */
@@ -434,7 +447,7 @@ export async function evaluateRetrieval(o: RetrievalOptions): Promise<RetrievalR
   const spec = worldGallery(o.dataDir, split);
   const gallery = await loadGallery({
     spec, encoderDir: run.encoderDir, pool: run.pool, targetNorm: run.targetNorm, cacheRoot: o.cacheRoot ?? defaultCacheRoot(run),
-    checkEncoder: (fp) => checkTrainingEncoder(run, fp), quiet: o.quiet ?? false,
+    checkEncoder: (fp) => checkTrainingEncoder(run, fp), quiet: o.quiet ?? false, ...runTargetStats(run),
   });
   let im: Imaginer | null = null;
   try {
@@ -457,12 +470,13 @@ export async function evaluateRetrieval(o: RetrievalOptions): Promise<RetrievalR
     const predictionsPath = join(o.out, "predictions.jsonl");
     writeFileSync(predictionsPath, "");
     const ranks: number[] = [], cosines: number[] = [];
+    const predictions: Tensor[] = [];
     const progress = new Progress(queries.length, 0, o.quiet ?? false, `eval ${RETRIEVAL_TASK.name}`, "captions");
     for (let start = 0; start < queries.length; start += batchSize) {
       const batch = queries.slice(start, start + batchSize);
       const pred = imagineLatents(imaginer, batch.map((q) => q.caption));
       const s = scoreRetrieval(pred, gallery.latents, batch.map((q) => q.truth));
-      pred.dispose();
+      predictions.push(pred);
       ranks.push(...s.ranks);
       cosines.push(...s.cosines);
       appendFileSync(predictionsPath, batch.map((q, i): string => JSON.stringify({
@@ -472,13 +486,19 @@ export async function evaluateRetrieval(o: RetrievalOptions): Promise<RetrievalR
     }
     progress.stop(ranks.length);
 
-    // 3. Metrics with intervals, written atomically.
+    // 3. Metrics with intervals, written atomically; collapse monitors of the imagined latents
+    // (one sample per caption, its K latents flattened) next to the real ones'.
     const m = retrievalMetrics(ranks, cosines);
+    const perImage = (x: Tensor) => x.reshape(x.shape[0]!, -1);
+    const all = torch.cat(predictions, 0);
+    predictions.forEach((p) => p.dispose());
+    const collapse = { predicted: collapseSummary(collapseStats(perImage(all))), targets: collapseSummary(collapseStats(perImage(gallery.latents))) };
+    all.dispose();
     const results: RetrievalResults = {
       task: RETRIEVAL_TASK.name, split, captions: which, n: m.n, recall: m.recall,
       chance: Object.fromEntries(RECALL_AT.map((k) => [String(k), Math.min(1, k / N)])), medianRank: m.medianRank, meanCosine: m.meanCosine,
       similarity: SIMILARITY_TEXT, gallery: { images: N, skipped: gallery.skipped, cache: resolve(gallery.cacheDir) },
-      latents: { k: K, d: D, pool: run.pool, targetNorm: run.targetNorm },
+      latents: { k: K, d: D, pool: run.pool, targetNorm: run.targetNorm }, collapse,
       model: { path: resolve(run.modelDir), fingerprint }, encoder: { path: resolve(run.encoderDir), fingerprint: gallery.encoderFingerprint },
       data: resolve(o.dataDir), seconds: (performance.now() - t0) / 1000, finished: new Date().toISOString(),
     };

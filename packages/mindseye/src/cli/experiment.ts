@@ -9,9 +9,10 @@ export function registerExperimentCommand(program: Command): void {
     .requiredOption("--config <study.yaml>", "the study (configs/demo.yaml)")
     .option("--set <key=value...>", "override values by dotted key, e.g. --set seeds=[0] out=runs/quick", [])
     .option("--progress", "show each training run's progress")
-    .action(async (o: { config: string; set: string[]; progress?: boolean }) => {
+    .option("--force", "redo steps whose settings (or the steps they read) changed since they ran, and every step after them")
+    .action(async (o: { config: string; set: string[]; progress?: boolean; force?: boolean }) => {
       const study = loadStudy(o.config, o.set);
-      const r = await runStudy(study, { quiet: !(o.progress ?? false) });
+      const r = await runStudy(study, { quiet: !(o.progress ?? false), force: o.force ?? false });
       console.log(`\n${r.markdown}\n`);
       console.log(`study folder: ${r.dir} (results.md, results.csv, results.json; each run's metrics, checkpoints and predictions)`);
     });

@@ -16,7 +16,7 @@ import { torch } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
 import { decodeImage } from "../data/images.js";
 import {
-  resolveLatentRun, loadGallery, galleryFromDir, worldGallery, defaultCacheRoot, checkTrainingEncoder, loadImaginer, disposeImaginer,
+  resolveLatentRun, loadGallery, galleryFromDir, worldGallery, defaultCacheRoot, checkTrainingEncoder, runTargetStats, loadImaginer, disposeImaginer,
   imagineInput, imagineLatents, latentSimilarity, SIMILARITY_TEXT, type LatentRun, type Imaginer,
 } from "../analysis/retrieval.js";
 
@@ -69,7 +69,7 @@ export async function imagine(o: ImagineOptions): Promise<ImagineResult> {
   const spec = o.galleryDir !== undefined ? galleryFromDir(o.galleryDir, split) : worldGallery(run.worldDir, split);
   const gallery = await loadGallery({
     spec, encoderDir: run.encoderDir, pool: run.pool, targetNorm: run.targetNorm, cacheRoot: o.cacheRoot ?? defaultCacheRoot(run),
-    checkEncoder: (fp) => checkTrainingEncoder(run, fp), quiet: o.quiet ?? true,
+    checkEncoder: (fp) => checkTrainingEncoder(run, fp), quiet: o.quiet ?? true, ...runTargetStats(run),
   });
   let im: Imaginer | null = null;
   let top: ImagineResult["top"], tokens: number, unknownTokens: number, latents: ImagineResult["latents"];

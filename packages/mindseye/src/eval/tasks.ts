@@ -122,7 +122,7 @@ function requirePath(path: string, task: string, data: string): string {
 
 // ---- the tasks -------------------------------------------------------------------------------
 
-const WORLD_SPLITS = ["test", "test_novel", "val"] as const;
+const WORLD_SPLITS = ["test", "test_novel", "val", "train"] as const; // train: to check what a model fitted
 const WORLD_DATA = "a synthetic world directory (mindseye world generate --out DIR)";
 const GQA_DATA = "the GQA root holding questions1.2/ and images/";
 const SQA_DATA = "ScienceQA's data/scienceqa folder: problems.json, pid_splits.json, images/{split}/{pid}/image.png";

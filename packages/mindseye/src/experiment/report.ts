@@ -1,16 +1,30 @@
-// The study's report: accuracy per arm × fraction × task as the mean over seeds with a 95%
-// interval, and paired comparisons latent vs baseline and latent vs text control.
+// The study's report: accuracy per arm × fraction × task, paired comparisons between arms,
+// the controls that show whether the study can detect anything at all, the blind baselines, and
+// how concentrated each model's answers are. Written as results.json / .csv / .md.
 //
-// Intervals: with a handful of seeds a t-interval over seeds is uninformative (t₀.₉₇₅ = 12.7
-// for two), so the interval is a bootstrap over questions with the seeds averaged per question:
-// it says how sure we are for this test set and these seeds. Comparisons are paired by
-// question (the same questions, each arm's seeds averaged), bootstrapped the same way.
+// Intervals (95%) are hierarchical bootstraps (eval/stats.ts): every resample draws training
+// seeds with replacement and then questions with replacement, so they count the variance
+// between seeds as well as the sampling of test questions. Comparisons and controls are paired:
+// the same seeds (fine-tuning subset and order) and the same questions on both sides.
+//
+// results.json (users script against it; the README documents it):
+//   cells[]        {arm, fraction, task: "task/split", seeds, accuracy: {mean, low, high, n}, perSeed[]}
+//   comparisons[]  {a, b, fraction, task, difference: {mean, low, high, n}, perSeed[]}
+//   controls[]     {kind: "fraction" | "blind", arm, task, difference, perSeed[], ...}
+//                  fraction: largest fraction − smallest (`from`, `to`), the positive control;
+//                  blind: accuracy with images shuffled across questions − with the right images
+//                  (`fraction`, `accuracy` of the blind model), the control that the image is used
+//   baselines      {"task/split": {chance, majority, textOnly, n}} blind predictors on the split
+//   concentration[] {arm, fraction, seed, task, byType: {type: {answer, share}}, flagged[]}:
+//                  each model's share of its most common answer per question type (flagged > 80%)
+//   retrieval      the latent arm's alignment before fine-tuning (recall@k, median rank, collapse)
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { bootstrapMean, type Interval } from "../eval/stats.js";
+import { hierarchicalBootstrap, type Interval } from "../eval/stats.js";
 
 export const ARMS = ["baseline", "control", "latent"] as const;
 export type Arm = (typeof ARMS)[number];
+const ARM_NAMES: Record<Arm, string> = { baseline: "baseline", control: "text control", latent: "latent" };
 
 /** One evaluated model: which arm, fraction, seed and task/split, and its per-question outcomes. */
 export interface EvalRun {
@@ -19,105 +33,261 @@ export interface EvalRun {
   seed: number;
   /** e.g. "world_gqa/test" */
   task: string;
+  /** Evaluated with the images shuffled across questions (the blind control). */
+  blind?: boolean;
   /** question id -> correct */
   outcomes: Map<string, boolean>;
+  /** Each question's type and the model's answer (for answer concentration). */
+  answers?: { type: string; prediction: string }[];
 }
 
 export interface Cell { arm: Arm; fraction: number; task: string; seeds: number; accuracy: Interval; perSeed: number[] }
-export interface Comparison { a: Arm; b: Arm; fraction: number; task: string; difference: Interval }
+export interface Comparison { a: Arm; b: Arm; fraction: number; task: string; difference: Interval; perSeed: number[] }
+export type Control =
+  | { kind: "fraction"; arm: Arm; task: string; from: number; to: number; difference: Interval; perSeed: number[] }
+  | { kind: "blind"; arm: Arm; task: string; fraction: number; accuracy: Interval; difference: Interval; perSeed: number[] };
+export interface Baseline { chance: number; majority: number; textOnly: number; n: number }
+export interface Concentration { arm: Arm; fraction: number; seed: number; task: string; byType: Record<string, { answer: string; share: number }>; flagged: string[] }
 
-/** Per question, the mean correctness over the runs (seeds) given. */
-function perQuestion(runs: EvalRun[]): Map<string, number> {
-  const sums = new Map<string, number[]>();
-  for (const r of runs) for (const [id, ok] of r.outcomes) (sums.get(id) ?? sums.set(id, []).get(id)!).push(ok ? 1 : 0);
-  return new Map([...sums].map(([id, v]) => [id, v.reduce((a, b) => a + b, 0) / v.length]));
+/** Share above which a model's most common answer to a question type is flagged. */
+export const CONCENTRATION_FLAG = 0.8;
+
+const accuracyOf = (r: EvalRun) => [...r.outcomes.values()].filter(Boolean).length / Math.max(1, r.outcomes.size);
+
+/** Seeds × questions matrix of 0/1 outcomes over the questions every run answered. */
+function matrix(runs: readonly EvalRun[]): number[][] {
+  const ids = [...runs[0]!.outcomes.keys()].filter((id) => runs.every((r) => r.outcomes.has(id)));
+  return runs.map((r) => ids.map((id) => (r.outcomes.get(id) ? 1 : 0)));
 }
 
-export function summarize(runs: EvalRun[], seed = 0): { cells: Cell[]; comparisons: Comparison[] } {
+/** Paired a − b: seeds matched by seed number, questions by id. Null when nothing pairs. */
+function pairedDifference(a: readonly EvalRun[], b: readonly EvalRun[], seed: number): { difference: Interval; perSeed: number[] } | null {
+  const pairs = a.map((x) => [x, b.find((y) => y.seed === x.seed)] as const).filter((p): p is readonly [EvalRun, EvalRun] => p[1] !== undefined)
+    .sort((p, q) => p[0].seed - q[0].seed);
+  if (pairs.length === 0) return null;
+  const ids = [...pairs[0]![0].outcomes.keys()].filter((id) => pairs.every(([x, y]) => x.outcomes.has(id) && y.outcomes.has(id)));
+  if (ids.length === 0) return null;
+  const rows = pairs.map(([x, y]) => ids.map((id) => (x.outcomes.get(id) ? 1 : 0) - (y.outcomes.get(id) ? 1 : 0)));
+  return { difference: hierarchicalBootstrap(rows, { seed }), perSeed: rows.map((r) => r.reduce((s, v) => s + v, 0) / r.length) };
+}
+
+function groupBy<T>(items: readonly T[], key: (t: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const i of items) {
+    const k = key(i);
+    (out.get(k) ?? out.set(k, []).get(k)!).push(i);
+  }
+  return out;
+}
+
+/** Each model's most common answer per question type, and its share. */
+export function concentration(runs: readonly EvalRun[]): Concentration[] {
+  return runs.filter((r) => !r.blind && r.answers).map((r) => {
+    const byType: Concentration["byType"] = {};
+    for (const [type, answers] of groupBy(r.answers!, (a) => a.type)) {
+      const counts = groupBy(answers, (a) => a.prediction);
+      const [answer, top] = [...counts].sort((x, y) => y[1].length - x[1].length || (x[0] < y[0] ? -1 : 1))[0]!;
+      byType[type] = { answer, share: top.length / answers.length };
+    }
+    const flagged = Object.keys(byType).filter((t) => byType[t]!.share > CONCENTRATION_FLAG).sort();
+    return { arm: r.arm, fraction: r.fraction, seed: r.seed, task: r.task, byType, flagged };
+  });
+}
+
+export function summarize(runs: readonly EvalRun[], seed = 0): { cells: Cell[]; comparisons: Comparison[]; controls: Control[] } {
+  const seen = runs.filter((r) => !r.blind), blind = runs.filter((r) => r.blind);
   const key = (arm: string, fraction: number, task: string) => `${arm}|${fraction}|${task}`;
-  const groups = new Map<string, EvalRun[]>();
-  for (const r of runs) (groups.get(key(r.arm, r.fraction, r.task)) ?? groups.set(key(r.arm, r.fraction, r.task), []).get(key(r.arm, r.fraction, r.task))!).push(r);
+  const groups = groupBy(seen, (r) => key(r.arm, r.fraction, r.task));
+  const bySeed = (g: EvalRun[]) => [...g].sort((x, y) => x.seed - y.seed);
   const cells: Cell[] = [];
   for (const group of groups.values()) {
     const { arm, fraction, task } = group[0]!;
-    const pq = perQuestion(group);
-    cells.push({
-      arm, fraction, task, seeds: group.length,
-      accuracy: bootstrapMean([...pq.values()], { seed }),
-      perSeed: group.sort((x, y) => x.seed - y.seed).map((r) => [...r.outcomes.values()].filter(Boolean).length / Math.max(1, r.outcomes.size)),
-    });
+    const sorted = bySeed(group);
+    cells.push({ arm, fraction, task, seeds: group.length, accuracy: hierarchicalBootstrap(matrix(sorted), { seed }), perSeed: sorted.map(accuracyOf) });
   }
   cells.sort((x, y) => x.task.localeCompare(y.task) || x.fraction - y.fraction || ARMS.indexOf(x.arm) - ARMS.indexOf(y.arm));
+
   const comparisons: Comparison[] = [];
   for (const c of cells.filter((c) => c.arm === "latent")) {
     for (const other of ["baseline", "control"] as const) {
-      const a = groups.get(key("latent", c.fraction, c.task)), b = groups.get(key(other, c.fraction, c.task));
-      if (!a || !b) continue;
-      const pa = perQuestion(a), pb = perQuestion(b);
-      const diffs = [...pa].filter(([id]) => pb.has(id)).map(([id, v]) => v - pb.get(id)!);
-      comparisons.push({ a: "latent", b: other, fraction: c.fraction, task: c.task, difference: bootstrapMean(diffs, { seed }) });
+      const b = groups.get(key(other, c.fraction, c.task));
+      const d = b && pairedDifference(groups.get(key("latent", c.fraction, c.task))!, b, seed);
+      if (d) comparisons.push({ a: "latent", b: other, fraction: c.fraction, task: c.task, ...d });
     }
   }
-  return { cells, comparisons };
+
+  const controls: Control[] = [];
+  const fractions = [...new Set(seen.map((r) => r.fraction))].sort((a, b) => a - b);
+  const lo = fractions[0]!, hi = fractions[fractions.length - 1]!;
+  for (const task of [...new Set(seen.map((r) => r.task))].sort()) {
+    for (const arm of ARMS) {
+      const top = groups.get(key(arm, hi, task));
+      if (!top) continue;
+      const low = groups.get(key(arm, lo, task));
+      const f = lo !== hi && low ? pairedDifference(top, low, seed) : null;
+      if (f) controls.push({ kind: "fraction", arm, task, from: lo, to: hi, ...f });
+      const shuffled = blind.filter((r) => r.arm === arm && r.task === task && r.fraction === hi);
+      const b = shuffled.length > 0 ? pairedDifference(shuffled, top, seed) : null;
+      if (b) controls.push({ kind: "blind", arm, task, fraction: hi, accuracy: hierarchicalBootstrap(matrix(bySeed(shuffled)), { seed }), ...b });
+    }
+  }
+  return { cells, comparisons, controls };
 }
 
-const pct = (x: number) => (100 * x).toFixed(1);
+const pct = (x: number) => (Number.isFinite(x) ? (100 * x).toFixed(1) : "–");
 const interval = (i: Interval) => `${pct(i.mean)} [${pct(i.low)}, ${pct(i.high)}]`;
 const signed = (i: Interval) => `${i.mean >= 0 ? "+" : ""}${pct(i.mean)} [${pct(i.low)}, ${pct(i.high)}]`;
+const seedsOf = (v: readonly number[]) => v.map(pct).join(" / ");
+const excludesZero = (i: Interval) => i.low > 0 || i.high < 0;
 
-/** The Markdown results table: one row per task × fraction, one column per arm, then the differences. */
-export function markdownTable(cells: Cell[], comparisons: Comparison[]): string {
+/** The results table: one row per task × fraction, one column per arm (with per-seed values), then the differences. */
+export function markdownTable(cells: Cell[], comparisons: Comparison[], baselines: Record<string, Baseline> = {}): string {
   const rows = [...new Set(cells.map((c) => `${c.task}|${c.fraction}`))];
   const lines = [
-    "| task | fraction | baseline | text control | latent | latent − baseline | latent − control |",
-    "|---|---|---|---|---|---|---|",
+    "| task | fraction | text-only | baseline | text control | latent | latent − baseline | latent − control |",
+    "|---|---|---|---|---|---|---|---|",
   ];
   for (const row of rows) {
     const [task, f] = row.split("|") as [string, string];
     const fraction = Number(f);
     const cell = (arm: Arm) => cells.find((c) => c.task === task && c.fraction === fraction && c.arm === arm);
     const cmp = (b: Arm) => comparisons.find((c) => c.task === task && c.fraction === fraction && c.b === b);
-    const show = (x: Cell | undefined) => (x ? interval(x.accuracy) : "–");
-    const diff = (x: Comparison | undefined) => (x ? signed(x.difference) : "–");
-    lines.push(`| ${task} | ${fraction} | ${show(cell("baseline"))} | ${show(cell("control"))} | ${show(cell("latent"))} | ${diff(cmp("baseline"))} | ${diff(cmp("control"))} |`);
+    const show = (x: Cell | undefined) => (x ? `${interval(x.accuracy)}<br>(${seedsOf(x.perSeed)})` : "–");
+    const diff = (x: Comparison | undefined) => (x ? `${signed(x.difference)}${excludesZero(x.difference) ? " *" : ""}<br>(${seedsOf(x.perSeed)})` : "–");
+    const base = baselines[task];
+    lines.push(`| ${task} | ${fraction} | ${base ? pct(base.textOnly) : "–"} | ${show(cell("baseline"))} | ${show(cell("control"))} | ${show(cell("latent"))} | ${diff(cmp("baseline"))} | ${diff(cmp("control"))} |`);
   }
   return lines.join("\n");
 }
 
-export function writeReport(dir: string, runs: EvalRun[], meta: Record<string, unknown>): { markdown: string } {
-  const { cells, comparisons } = summarize(runs);
-  const table = markdownTable(cells, comparisons);
+function controlsTable(controls: Control[], baselines: Record<string, Baseline>): string[] {
+  if (controls.length === 0) return [];
+  const lines = [
+    "| control | arm | task | effect | per seed | reads |",
+    "|---|---|---|---|---|---|",
+  ];
+  for (const c of controls) {
+    const what = c.kind === "fraction" ? `fraction ${c.to} − ${c.from}` : `shuffled images − right images (fraction ${c.fraction})`;
+    const reads = c.kind === "fraction"
+      ? (excludesZero(c.difference) && c.difference.mean > 0 ? "more data helps: the study can detect an effect" : "no detectable effect of 10× more data")
+      : `blind accuracy ${interval(c.accuracy)}${baselines[c.task] ? ` vs text-only ${pct(baselines[c.task]!.textOnly)}` : ""}`;
+    lines.push(`| ${what} | ${ARM_NAMES[c.arm]} | ${c.task} | ${signed(c.difference)} | ${seedsOf(c.perSeed)} | ${reads} |`);
+  }
+  return lines;
+}
+
+function concentrationLines(conc: Concentration[]): string[] {
+  if (conc.length === 0) return [];
+  const groups = groupBy(conc, (c) => `${c.arm}|${c.fraction}|${c.task}`);
+  const lines = [
+    `Answer concentration: each model's share of its most common answer within a question type (the largest over types, per seed); types above ${pct(CONCENTRATION_FLAG)}% are flagged — a model that answers without looking repeats itself.`,
+    "",
+    "| arm | fraction | task | largest share per seed | flagged types |",
+    "|---|---|---|---|---|",
+  ];
+  for (const g of groups.values()) {
+    const worst = g.map((c) => Math.max(...Object.values(c.byType).map((t) => t.share)));
+    const flagged = [...new Set(g.flatMap((c) => c.flagged))];
+    lines.push(`| ${ARM_NAMES[g[0]!.arm]} | ${g[0]!.fraction} | ${g[0]!.task} | ${seedsOf(worst)} | ${flagged.length ? `⚠ ${flagged.join(", ")}` : "none"} |`);
+  }
+  return lines;
+}
+
+export interface ReportMeta {
+  name: string;
+  seeds: number[];
+  fractions: number[];
+  harness: string;
+  baselines: Record<string, Baseline>;
+  retrieval?: RetrievalSummary;
+  [key: string]: unknown;
+}
+
+/** Whether the study can see anything: the baseline's positive control excludes 0 on world_gqa/test. */
+export function studyIsMeaningful(controls: Control[]): boolean | null {
+  const c = controls.find((x) => x.kind === "fraction" && x.arm === "baseline" && x.task === "world_gqa/test");
+  return c ? c.difference.low > 0 : null;
+}
+
+export function writeReport(dir: string, runs: EvalRun[], meta: ReportMeta): { markdown: string } {
+  const { cells, comparisons, controls } = summarize(runs);
+  const conc = concentration(runs);
+  const meaningful = studyIsMeaningful(controls);
   const markdown = [
-    `# Results: ${String(meta.name ?? "study")}`,
+    `# Results: ${meta.name}`,
     "",
-    "Accuracy (%) on held-out questions, mean over seeds, with a 95% bootstrap interval over questions (seeds averaged per question).",
-    "Differences are paired by question. Splits: `test` (the training distribution), `test_novel` (colour×shape pairs never seen in training).",
+    "Accuracy (%) on held-out questions: the mean over seeds, a 95% interval from a hierarchical bootstrap (seeds resampled, then questions), and each seed's value in brackets below.",
+    "Differences are paired (same seeds, same questions); * marks an interval that excludes 0. Splits: `test` (the training distribution), `test_novel` (colour×shape pairs never seen in training).",
+    "Text-only: the better of two predictors fitted on the training questions without images (the majority answer of the question's type, or of its exact text).",
     "",
-    table,
+    markdownTable(cells, comparisons, meta.baselines),
     "",
-    `Seeds: ${JSON.stringify(meta.seeds)}; fractions of the training questions: ${JSON.stringify(meta.fractions)}; harness: ${String(meta.harness)}.`,
-    ...retrievalLines(meta.retrieval as RetrievalSummary | undefined),
+    `Seeds: ${JSON.stringify(meta.seeds)}; fractions of the training questions: ${JSON.stringify(meta.fractions)}; harness: ${meta.harness}.`,
+    "",
+    "## Controls",
+    "",
+    "Positive control: each arm's largest fraction against its smallest. Blind control: each arm's largest-fraction models answering with the images shuffled across questions.",
+    meaningful === null ? "" : meaningful
+      ? "The baseline's positive control on world_gqa/test excludes 0: the study can detect an effect of this size."
+      : "⚠ The baseline's positive control on world_gqa/test does not exclude 0: at this size the study cannot detect even the effect of 10× more data, and its comparisons mean little.",
+    "",
+    ...controlsTable(controls, meta.baselines),
+    "",
+    "## Blind baselines",
+    "",
+    "| task | questions | chance | majority | text-only |",
+    "|---|---|---|---|---|",
+    ...Object.entries(meta.baselines).map(([t, b]) => `| ${t} | ${b.n} | ${pct(b.chance)} | ${pct(b.majority)} | ${pct(b.textOnly)} |`),
+    "",
+    ...concentrationLines(conc),
+    ...retrievalLines(meta.retrieval),
   ].join("\n");
   writeFileSync(join(dir, "results.md"), markdown + "\n");
-  writeFileSync(join(dir, "results.json"), JSON.stringify({ ...meta, cells, comparisons }, null, 2) + "\n");
+  writeFileSync(join(dir, "results.json"), JSON.stringify({
+    ...meta,
+    intervals: "95%, hierarchical bootstrap: seeds resampled with replacement, then questions (paired for differences)",
+    meaningful, cells, comparisons, controls, concentration: conc,
+  }, null, 2) + "\n");
   const csv = ["task,fraction,arm,seeds,accuracy,low,high,per_seed", ...cells.map((c) => `${c.task},${c.fraction},${c.arm},${c.seeds},${c.accuracy.mean},${c.accuracy.low},${c.accuracy.high},${c.perSeed.join(";")}`)];
-  csv.push("", "task,fraction,comparison,difference,low,high", ...comparisons.map((c) => `${c.task},${c.fraction},${c.a}-${c.b},${c.difference.mean},${c.difference.low},${c.difference.high}`));
+  csv.push("", "task,fraction,comparison,difference,low,high,per_seed", ...comparisons.map((c) => `${c.task},${c.fraction},${c.a}-${c.b},${c.difference.mean},${c.difference.low},${c.difference.high},${c.perSeed.join(";")}`));
+  csv.push("", "task,control,arm,difference,low,high,per_seed", ...controls.map((c) => `${c.task},${c.kind},${c.arm},${c.difference.mean},${c.difference.low},${c.difference.high},${c.perSeed.join(";")}`));
   writeFileSync(join(dir, "results.csv"), csv.join("\n") + "\n");
   return { markdown };
 }
 
-interface RetrievalSummary { n: number; recall: Record<string, Interval>; chance: Record<string, number>; medianRank: number; galleryImages: number }
+export interface RetrievalSummary {
+  n: number;
+  recall: Record<string, Interval>;
+  chance: Record<string, number>;
+  medianRank: number;
+  galleryImages: number;
+  /** Collapse monitors of the imagined latents next to the real ones'. */
+  collapse?: { predicted: CollapseSummary; targets: CollapseSummary };
+}
+interface CollapseSummary { effectiveRank: number; meanPairwiseCosine: number }
 
 /** The latent arm's alignment: test images retrieved from their captions' imagined latents. */
 function retrievalLines(r: RetrievalSummary | undefined): string[] {
   if (!r) return [];
   const ks = Object.keys(r.recall);
+  const collapse = r.collapse
+    ? [
+      "",
+      "| latents | effective rank | mean pairwise cosine |",
+      "|---|---|---|",
+      `| imagined (from captions) | ${r.collapse.predicted.effectiveRank.toFixed(1)} | ${r.collapse.predicted.meanPairwiseCosine.toFixed(3)} |`,
+      `| real (the frozen encoder's) | ${r.collapse.targets.effectiveRank.toFixed(1)} | ${r.collapse.targets.meanPairwiseCosine.toFixed(3)} |`,
+    ]
+    : [];
   return [
     "",
-    `Alignment (latent arm, before fine-tuning): each of ${r.n} test captions imagines latents, and its image is ranked among ${r.galleryImages} test images.`,
+    "## Alignment",
+    "",
+    `The latent arm before fine-tuning: each of ${r.n} test captions imagines latents, and its image is ranked among ${r.galleryImages} test images.`,
     "",
     `| ${ks.map((k) => `recall@${k.replace(/^\D*/, "")}`).join(" | ")} | median rank |`,
     `|${ks.map(() => "---|").join("")}---|`,
     `| ${ks.map((k) => `${interval(r.recall[k]!)} (chance ${pct(r.chance[k] ?? NaN)})`).join(" | ")} | ${r.medianRank} |`,
+    ...collapse,
   ];
 }

@@ -3,7 +3,7 @@
 // control arm sets λ_sim = λ_align = 0).
 import type { Tensor } from "@mindseye/torch";
 import { nextTokenCrossEntropy } from "./next_token.js";
-import { instanceSimilarity, normalizeTargets, type SimilarityKind, type TargetNorm } from "./instance.js";
+import { instanceSimilarity, normalizeTargets, type SimilarityKind, type TargetNorm, type TargetStats } from "./instance.js";
 import { infonce, siglip, type AlignmentKind } from "./alignment.js";
 import { poolLatents } from "./pooling.js";
 
@@ -16,6 +16,8 @@ export interface ObjectiveConfig {
   alignment: AlignmentKind;
   /** Smooth-L1 beta. */
   smoothL1Beta: number;
+  /** The training targets' mean and std, for targetNorm "standardize". */
+  targetStats?: TargetStats;
 }
 
 /** Learnable or fixed batch-term parameters: InfoNCE temperature, SigLIP scale and bias. */
@@ -45,7 +47,7 @@ export function latentObjective(
   let sim: Tensor | null = null, al: Tensor | null = null;
   if (cfg.lambdaSim !== 0 || (cfg.lambdaAlign !== 0 && cfg.alignment !== "none")) {
     if (!inputs.pred || !inputs.targets) throw new Error("latent objective: λ_sim or λ_align is non-zero but predictions or targets are missing");
-    const z = normalizeTargets(inputs.targets, cfg.targetNorm);
+    const z = normalizeTargets(inputs.targets, cfg.targetNorm, cfg.targetStats);
     if (cfg.lambdaSim !== 0) sim = instanceSimilarity(inputs.pred, z, cfg.similarity, { beta: cfg.smoothL1Beta });
     if (cfg.lambdaAlign !== 0 && cfg.alignment !== "none") {
       const p = poolLatents(inputs.pred), t = poolLatents(z);

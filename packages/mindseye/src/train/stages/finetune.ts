@@ -2,10 +2,12 @@
 // `fraction` of the world's training questions (all three task families, mixed), with the
 // prompts the evaluation harness will use. Any arm's model (base, text control, latent) starts
 // here; the latent head is not used (the claim under test is that pretraining shaped the LM).
+import { createHash } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { torch } from "@mindseye/torch";
+import type { ImageProcessorConfig } from "../../models/processors.js";
 import { MindsEyeVLM, imageTokenCount } from "../../models/vlm.js";
 import { DataLoader } from "../../data/loader.js";
 import { buildExample } from "../../data/vlm_inputs.js";
@@ -36,7 +38,7 @@ export const FinetuneRecipe = z.strictObject({
 export type FinetuneRecipe = z.output<typeof FinetuneRecipe>;
 
 /** A question with its images (paths), prompt text and the answer the assistant gives. */
-export interface QaExample { task: (typeof TASK_FAMILIES)[number]; images: string[]; text: string; answer: string }
+export interface QaExample { task: (typeof TASK_FAMILIES)[number]; id: string; images: string[]; text: string; answer: string }
 
 const WORLD_TASK: Record<(typeof TASK_FAMILIES)[number], string> = { gqa: "world_gqa", scienceqa: "world_sqa", jigsaw: "world_jigsaw" };
 
@@ -54,7 +56,7 @@ export async function worldQuestions(world: string, split: string, tasks: readon
         if (ref.kind !== "file") throw new Error(`${item.id}: world images are files`);
         return ref.path;
       });
-      out.push({ task, images, text: promptFor(item, harness), answer: answerText(item) });
+      out.push({ task, id: item.id, images, text: promptFor(item, harness), answer: answerText(item) });
     }
   }
   return out;
@@ -72,7 +74,39 @@ export function sampleFraction(examples: QaExample[], fraction: number, seed: nu
   return out;
 }
 
-export async function runFinetune(r: FinetuneRecipe, opts: { quiet?: boolean } = {}): Promise<{ modelDir: string; result: TrainResult; examples: number }> {
+/**
+ * Examples grouped into batches of one task family each (seeded: each family shuffled, then
+ * cut into batches of `batchSize`, the last one smaller). The loader then shuffles the batches.
+ */
+export function familyBatches<E extends { task: string }>(examples: readonly E[], batchSize: number, seed: number): E[][] {
+  const rand = mulberry32(Math.imul(seed + 1, 0x9e3779b1) ^ 0x5bd1e995);
+  const out: E[][] = [];
+  for (const task of [...new Set(examples.map((e) => e.task))].sort()) {
+    const family = shuffleInPlace(examples.filter((e) => e.task === task), rand);
+    for (let i = 0; i < family.length; i += batchSize) out.push(family.slice(i, i + batchSize));
+  }
+  return out;
+}
+
+/**
+ * The training questions' images, decoded and preprocessed once per process and kept: a study
+ * fine-tunes many models (arms × fractions × seeds) on subsets of the same images, and decoding
+ * them took longer than a short fine-tuning run.
+ */
+const banks = new Map<string, Promise<ImageBank>>();
+function sharedBank(paths: string[], pre: ImageProcessorConfig): Promise<ImageBank> {
+  const unique = [...new Set(paths)].sort();
+  const key = createHash("sha256").update(JSON.stringify([pre, unique])).digest("hex");
+  let bank = banks.get(key);
+  if (!bank) {
+    bank = ImageBank.load(unique, pre);
+    banks.set(key, bank);
+    bank.catch(() => banks.delete(key));
+  }
+  return bank;
+}
+
+export async function runFinetune(r: FinetuneRecipe, opts: { quiet?: boolean } = {}): Promise<{ modelDir: string; result: TrainResult; examples: number; questionIds: string[] }> {
   mkdirSync(r.out, { recursive: true });
   writeResolved(r.out, r);
   const tok = loadTokenizer(r.model);
@@ -84,12 +118,17 @@ export async function runFinetune(r: FinetuneRecipe, opts: { quiet?: boolean } =
     model.config = { ...model.config, latentHead: null, latentTokenIds: [] };
   }
   model.vision_tower.requiresGrad_(false);
-  const qa = sampleFraction(await worldQuestions(r.world, "train", r.tasks, r.harness), r.fraction, r.seed);
-  const bank = await ImageBank.load(qa.flatMap((q) => q.images), pre);
+  const all = await worldQuestions(r.world, "train", r.tasks, r.harness);
+  const qa = sampleFraction(all, r.fraction, r.seed);
+  const bank = await sharedBank(all.flatMap((q) => q.images), pre);
   const perImage = imageTokenCount(model.config);
-  const examples = qa.map((q) => ({ ...buildExample(tok, { images: q.images.length, text: q.text, answer: q.answer }, perImage), images: q.images }));
-  const loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
-    batchSize: Math.min(r.train.batch_size, examples.length), seed: r.seed, collate: collateVlm(bank, tok.specialTokenIds.pad ?? 0),
+  const examples = qa.map((q) => ({ ...buildExample(tok, { images: q.images.length, text: q.text, answer: q.answer }, perImage), images: q.images, task: q.task }));
+  // One task family per batch: a jigsaw prompt (three images and BLINK's long text) is several
+  // times a GQA question, and padding every mixed batch to it would cost most of the step.
+  const batches = familyBatches(examples, r.train.batch_size, r.seed);
+  const collate = collateVlm(bank, tok.specialTokenIds.pad ?? 0);
+  const loader = new DataLoader({ length: batches.length, get: (i: number) => batches[i]! }, {
+    batchSize: 1, seed: r.seed, collate: (b: (typeof examples)[]) => collate(b[0]!),
   });
   torch.manualSeed(r.seed);
   const result = await train({ model, loader: loader as DataLoader<unknown, VlmBatch>, step: (b) => ({ loss: vlmLoss(model, b) }) },
@@ -99,7 +138,6 @@ export async function runFinetune(r: FinetuneRecipe, opts: { quiet?: boolean } =
   model.savePretrained(modelDir);
   copyCompanions(modelDir, [r.model]);
   markDone(modelDir, { stage: "finetune", fraction: r.fraction, examples: examples.length, steps: result.steps, lastLoss: result.lastLoss });
-  bank.dispose();
   model.parameters().forEach((p) => p.dispose());
-  return { modelDir, result, examples: examples.length };
+  return { modelDir, result, examples: examples.length, questionIds: qa.map((q) => q.id) };
 }

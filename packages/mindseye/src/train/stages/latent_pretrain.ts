@@ -3,15 +3,23 @@
 // against the frozen encoder's pooled features of the captioned image (the target cache), with
 // L = λ_nt·CE + λ_sim·S + λ_align·A. The text control is this recipe with λ_sim = λ_align = 0:
 // the same captions, no latents.
-import { mkdirSync, readFileSync } from "node:fs";
+//
+// Inputs use the chat template, as every other stage does: the user turn is the caption (no
+// image), the assistant turn the K latent queries (latentInput). Targets are standardised by
+// default with the training set's mean and std per latent and dimension (target_norm
+// standardize), saved beside the model (TARGET_STATS_FILE) so that retrieval normalises its
+// gallery the same way.
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { torch, nn, type Tensor } from "@mindseye/torch";
+import { torch, nn, io, type Tensor } from "@mindseye/torch";
 import { MindsEyeVLM } from "../../models/vlm.js";
 import { latentTokens } from "../../models/latent_head.js";
 import { DataLoader } from "../../data/loader.js";
 import { TargetCache, extractTargets, loadEncoder, encoderFingerprint } from "../../data/targets.js";
-import { latentObjective, termValues, collapseStats, pooledCount, parsePool, IGNORE_INDEX, type ObjectiveConfig } from "../../objectives/index.js";
+import { latentObjective, termValues, collapseStats, pooledCount, parsePool, targetStats, IGNORE_INDEX, TARGET_NORMS, type ObjectiveConfig, type TargetStats } from "../../objectives/index.js";
+import type { Tokenizer } from "../../data/tokenizer.js";
+import type { TargetNorm } from "../../objectives/instance.js";
 import { train, type TrainResult } from "../trainer.js";
 import { captionPairs } from "./vlm_base.js";
 import { TrainSection, trainConfig, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted } from "./common.js";
@@ -34,13 +42,13 @@ export const LatentPretrainRecipe = z.strictObject({
     lambda_sim: z.number().min(0).default(1),
     lambda_align: z.number().min(0).default(0.1),
     similarity: z.enum(["cosine", "l2", "smooth_l1"]).default("cosine"),
-    target_norm: z.enum(["none", "layernorm", "l2"]).default("layernorm"),
+    target_norm: z.enum(TARGET_NORMS as [TargetNorm, ...TargetNorm[]]).default("standardize"),
     alignment: z.enum(["infonce", "siglip", "none"]).default("infonce"),
     /** InfoNCE temperature (learned when learn_temperature). */
     temperature: z.number().positive().default(0.1),
     learn_temperature: z.boolean().default(false),
     smooth_l1_beta: z.number().positive().default(1),
-  }).default({ lambda_nt: 1, lambda_sim: 1, lambda_align: 0.1, similarity: "cosine", target_norm: "layernorm", alignment: "infonce", temperature: 0.1, learn_temperature: false, smooth_l1_beta: 1 }),
+  }).default({ lambda_nt: 1, lambda_sim: 1, lambda_align: 0.1, similarity: "cosine", target_norm: "standardize", alignment: "infonce", temperature: 0.1, learn_temperature: false, smooth_l1_beta: 1 }),
   train: TrainSection,
 });
 export type LatentPretrainRecipe = z.output<typeof LatentPretrainRecipe>;
@@ -66,7 +74,9 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: { quiet?:
 
   // Targets: the frozen encoder's pooled features of each captioned image, from the cache.
   let cache: TargetCache | null = null;
+  let stats: TargetStats | null = null;
   const pairs = await captionPairs(r.world, "train");
+  const imageIds = imageIdsByPath(r.world);
   if (latentArm) {
     const annotations = join(r.world, "captions_train.json");
     if (!isCacheComplete(r.targets)) {
@@ -77,18 +87,19 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: { quiet?:
     enc.model.parameters().forEach((p) => p.dispose());
     cache = new TargetCache(r.targets, { expectFingerprint: fingerprint });
     if (cache.manifest.pooling !== pool) throw new Error(`${r.targets} holds ${cache.manifest.pooling} targets; this recipe pools ${r.pool}`);
+    if (r.loss.target_norm === "standardize") {
+      // Not inside a scope: the cache keeps the shards it loads, and a scope around it would free them.
+      const all = cache.get([...new Set(pairs.map((p) => imageIds.get(p.image)!))]); // [n, K, D]
+      stats = targetStats(all);
+      all.dispose();
+    }
     torch.manualSeed(r.seed);
     model.attachLatentHead({ type: r.head.type, inputSize: model.config.text.hiddenSize, hiddenSize: r.head.hidden_size ?? model.config.text.hiddenSize, latentSize: cache.manifest.d, bias: true },
       latentIds, { generator: new torch.Generator(r.seed) });
   }
-  const imageIds = imageIdsByPath(r.world);
 
-  // caption tokens, then the K latent queries; CE on the caption only.
-  const examples: LatentExample[] = pairs.map((p) => {
-    const caption = tok.encode(p.caption, { addSpecialTokens: false });
-    const ids = latentArm ? [...caption, ...latentIds] : caption;
-    return { ids, labels: [...caption, ...(latentArm ? latentIds.map(() => IGNORE_INDEX) : [])], image: p.image };
-  });
+  // The caption as a user turn, then the K latent queries; CE on the caption only.
+  const examples: LatentExample[] = pairs.map((p) => ({ ...latentInput(tok, p.caption, latentArm ? latentIds : []), image: p.image }));
   const pad = tok.specialTokenIds.pad ?? 0;
   const loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
     batchSize: r.train.batch_size, seed: r.seed,
@@ -108,6 +119,7 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: { quiet?:
   const objective: ObjectiveConfig = {
     lambdaNt: r.loss.lambda_nt, lambdaSim: latentArm ? r.loss.lambda_sim : 0, lambdaAlign: latentArm ? r.loss.lambda_align : 0,
     similarity: r.loss.similarity, targetNorm: r.loss.target_norm, alignment: r.loss.alignment, smoothL1Beta: r.loss.smooth_l1_beta,
+    ...(stats ? { targetStats: stats } : {}),
   };
   // A learned temperature is parameterised by its log, kept positive (as CLIP's logit scale).
   const logTemperature = r.loss.learn_temperature ? new nn.Parameter(torch.tensor([Math.log(r.loss.temperature)])) : null;
@@ -140,9 +152,47 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: { quiet?:
   const modelDir = join(r.out, "model");
   model.savePretrained(modelDir);
   copyCompanions(modelDir, [r.base]);
+  if (stats) {
+    io.saveFile(join(modelDir, TARGET_STATS_FILE), new Map([["mean", stats.mean], ["std", stats.std]]));
+    stats.mean.dispose();
+    stats.std.dispose();
+  }
   markDone(modelDir, { stage: "latent-pretrain", arm: latentArm ? "latent" : "text-control", steps: result.steps, lastLoss: result.lastLoss });
   model.parameters().forEach((p) => p.dispose());
   return { modelDir, result };
+}
+
+/** The training targets' mean and std [K, D] (target_norm standardize), beside the model's weights. */
+export const TARGET_STATS_FILE = "latent_target_stats.safetensors";
+
+/** The standardisation statistics a latent model was trained with. */
+export function readTargetStats(modelDir: string): TargetStats {
+  const path = join(modelDir, TARGET_STATS_FILE);
+  if (!existsSync(path)) throw new Error(`${path} is missing: the model was trained with target_norm standardize, and its targets' mean and std are needed to compare latents`);
+  const m = io.loadFile(path);
+  const mean = m.get("mean"), std = m.get("std");
+  if (!mean || !std) throw new Error(`${path}: expected tensors "mean" and "std"`);
+  return { mean, std };
+}
+
+/**
+ * A caption as latent pretraining reads it: the chat template's user turn holding the caption
+ * (no image), then the assistant's opening followed by the K latent queries. Labels: the
+ * caption's tokens (next-token CE on the text t), IGNORE_INDEX elsewhere. With no latent ids
+ * (the text control) the sequence ends at the assistant's opening.
+ */
+export function latentInput(tok: Tokenizer, caption: string, latentIds: readonly number[]): { ids: number[]; labels: number[] } {
+  const SLOT = "\u0000caption\u0000";
+  const text = tok.applyChatTemplate([{ role: "user", content: [{ type: "text", text: SLOT }] }], { addGenerationPrompt: true }) as string;
+  const at = text.indexOf(SLOT);
+  if (at < 0) throw new Error("the chat template dropped the user's text");
+  const before = tok.encode(text.slice(0, at), { addSpecialTokens: false });
+  const words = tok.encode(caption, { addSpecialTokens: false });
+  const after = tok.encode(text.slice(at + SLOT.length), { addSpecialTokens: false });
+  return {
+    ids: [...before, ...words, ...after, ...latentIds],
+    labels: [...before.map(() => IGNORE_INDEX), ...words, ...after.map(() => IGNORE_INDEX), ...latentIds.map(() => IGNORE_INDEX)],
+  };
 }
 
 function isCacheComplete(dir: string): boolean {

@@ -61,7 +61,7 @@ class EncoderWithProbe extends nn.Module {
   }
 }
 
-export async function runWorldEncoder(r: WorldEncoderRecipe, opts: { quiet?: boolean } = {}): Promise<{ encoderDir: string; result: TrainResult; accuracy: number }> {
+export async function runWorldEncoder(r: WorldEncoderRecipe, opts: { quiet?: boolean } = {}): Promise<{ encoderDir: string; result: TrainResult; accuracy: number; trainF1: number }> {
   mkdirSync(r.out, { recursive: true });
   writeResolved(r.out, r);
   const scenes = readScenes(r.world);
@@ -93,18 +93,20 @@ export async function runWorldEncoder(r: WorldEncoderRecipe, opts: { quiet?: boo
   }, trainConfig(r.out, r.train, r.seed), { resume: true, quiet: opts.quiet ?? false });
   stopIfInterrupted(result, r.out);
 
-  // Held-out read-out quality on val: F1 of the predicted (cell, attribute) pairs. (Bit accuracy
-  // would flatter it: most pairs are absent, so predicting nothing already scores ~92%.)
+  // Read-out quality: F1 of the predicted (cell, attribute) pairs, on val (held out) and on
+  // train (what the stage fitted). Bit accuracy would flatter it: most pairs are absent, so
+  // predicting nothing already scores ~92%.
   model.eval();
-  const accuracy = torch.noGrad(() => torch.scope(() => {
-    const predicted = model.forward(bank.get(val.map(path))).gt(0).float();
-    const truth = torch.tensor(val.map(sceneTargets));
+  const f1 = (split: Scene[]) => torch.noGrad(() => torch.scope(() => {
+    const predicted = model.forward(bank.get(split.map(path))).gt(0).float();
+    const truth = torch.tensor(split.map(sceneTargets));
     const tp = predicted.mul(truth).sum().item(), p = predicted.sum().item(), t = truth.sum().item();
     return p + t > 0 ? (2 * tp) / (p + t) : 0;
   }));
+  const accuracy = f1(val), trainF1 = f1(train_);
   model.encoder.savePretrained(encoderDir);
-  markDone(encoderDir, { steps: result.steps, valAttributeF1: accuracy });
+  markDone(encoderDir, { steps: result.steps, valAttributeF1: accuracy, trainAttributeF1: trainF1 });
   bank.dispose();
   model.parameters().forEach((p) => p.dispose());
-  return { encoderDir, result, accuracy };
+  return { encoderDir, result, accuracy, trainF1 };
 }
