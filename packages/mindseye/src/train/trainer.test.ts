@@ -248,8 +248,9 @@ test("a resume with another batch size is refused, and a refused resume leaves t
     free(t1.model);
     const recorded = readFileSync(join(dir, "train_config.json"), "utf8");
     const t2 = makeTask();
-    await assert.rejects(train(t2, { runDir: dir, steps: 4, checkpointEvery: 100, batchSize: 8 }, { quiet: true, resume: true }), /batchSize was 4, now 8/);
     await assert.rejects(train(t2, { runDir: dir, steps: 4, checkpointEvery: 100, batchSize: 4, lr: 1 }, { quiet: true, resume: true }), /lr was 0.0003, now 1/);
+    assert.equal(readFileSync(join(dir, "train_config.json"), "utf8"), recorded);
+    await assert.rejects(train(t2, { runDir: dir, steps: 4, checkpointEvery: 100, batchSize: 8 }, { quiet: true, resume: true }), /batchSize was 4, now 8/);
     assert.equal(readFileSync(join(dir, "train_config.json"), "utf8"), recorded);
     free(t2.model);
   } finally {

@@ -125,7 +125,7 @@ export class DivergenceError extends Error {
     const lr = formatLr(suggestedLr);
     super(`training diverged at step ${step}: ${reason}; the run stopped before applying that step. ` + (checkpoint
       ? `The last healthy checkpoint is ${checkpoint} (checkpoints/latest now names it). To resume from it with a lower lr, rerun the same \`mindseye train\` command with --override lr=${lr} (in code: train(task, config, { resume: true, overrides: { lr: ${lr} } })).`
-      : `No healthy checkpoint was written. To start over with a lower lr, delete ${join(runDir, "checkpoints")} and rerun with a lower lr (e.g. --set train.lr=${lr}).`));
+      : `No healthy checkpoint was written. To start over with a lower lr, delete ${join(runDir, "checkpoints")} if it exists and rerun with a lower lr (e.g. --set train.lr=${lr}).`));
     this.name = "DivergenceError";
   }
 }
