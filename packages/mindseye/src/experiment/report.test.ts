@@ -1,29 +1,82 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { summarize, markdownTable, type EvalRun } from "./report.js";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { summarize, markdownTable, concentration, studyIsMeaningful, writeReport, type EvalRun } from "./report.js";
+import { hierarchicalBootstrap, tIntervalOverSeeds } from "../eval/stats.js";
 
 const outcomes = (pattern: string) => new Map([...pattern].map((c, i) => [`q${i}`, c === "1"]));
+const run = (arm: EvalRun["arm"], fraction: number, seed: number, pattern: string, extra: Partial<EvalRun> = {}): EvalRun =>
+  ({ arm, fraction, seed, task: "t/test", outcomes: outcomes(pattern), ...extra });
 
-test("cells average seeds per question; comparisons are paired by question", () => {
-  const runs: EvalRun[] = [
-    { arm: "baseline", fraction: 1, seed: 0, task: "t/test", outcomes: outcomes("1100") },
-    { arm: "baseline", fraction: 1, seed: 1, task: "t/test", outcomes: outcomes("1000") },
-    { arm: "latent", fraction: 1, seed: 0, task: "t/test", outcomes: outcomes("1110") },
-    { arm: "latent", fraction: 1, seed: 1, task: "t/test", outcomes: outcomes("1110") },
-  ];
+test("cells pool seeds; comparisons pair seeds and questions; per-seed values are kept", () => {
+  const runs = [run("baseline", 1, 0, "1100"), run("baseline", 1, 1, "1000"), run("latent", 1, 0, "1110"), run("latent", 1, 1, "1110")];
   const { cells, comparisons } = summarize(runs);
   const base = cells.find((c) => c.arm === "baseline")!, lat = cells.find((c) => c.arm === "latent")!;
-  // baseline per question: 1, 0.5, 0, 0 -> 0.375; per seed 0.5 and 0.25
   assert.equal(base.accuracy.mean, 0.375);
   assert.deepEqual(base.perSeed, [0.5, 0.25]);
   assert.equal(lat.accuracy.mean, 0.75);
-  // paired differences per question: 0, 0.5, 1, 0 -> mean 0.375
   const d = comparisons.find((c) => c.b === "baseline")!;
   assert.equal(d.difference.mean, 0.375);
+  assert.deepEqual(d.perSeed, [0.25, 0.5]);
   assert.ok(d.difference.low <= 0.375 && d.difference.high >= 0.375);
   assert.equal(comparisons.find((c) => c.b === "control"), undefined, "no control runs, no comparison");
-  const md = markdownTable(cells, comparisons);
-  assert.match(md, /\| t\/test \| 1 \| 37\.5 \[/);
-  assert.match(md, /\| – \| 75\.0 \[/);
+  const md = markdownTable(cells, comparisons, { "t/test": { chance: 0.5, majority: 0.5, textOnly: 0.4, n: 4 } });
+  assert.match(md, /\| t\/test \| 1 \| 40\.0 \| 37\.5 \[/);
+  assert.match(md, /\(50\.0 \/ 25\.0\)/);
   assert.match(md, /\+37\.5 \[/);
+});
+
+test("the hierarchical bootstrap counts the variance between seeds; the question-only one does not", () => {
+  // Two seeds that disagree completely: 100% and 0% on the same 200 questions.
+  const rows = [Array<number>(200).fill(1), Array<number>(200).fill(0)];
+  const h = hierarchicalBootstrap(rows, { seed: 1 });
+  assert.equal(h.mean, 0.5);
+  assert.ok(h.low <= 0.05 && h.high >= 0.95, `seed resampling spans both seeds: [${h.low}, ${h.high}]`);
+  // Averaging seeds per question first (the old interval) would say 0.5 exactly, with no width.
+  const agree = hierarchicalBootstrap([Array.from({ length: 200 }, (_, i) => i % 2), Array.from({ length: 200 }, (_, i) => i % 2)], { seed: 1 });
+  assert.ok(agree.high - agree.low < 0.2, "seeds that agree leave only question sampling");
+  assert.deepEqual(hierarchicalBootstrap(rows, { seed: 1 }), h, "seeded: reproducible");
+  assert.throws(() => hierarchicalBootstrap([[1, 0], [1]]), /same 2 questions/);
+  const t = tIntervalOverSeeds([0.5, 0.6, 0.7]);
+  assert.ok(Math.abs(t.mean - 0.6) < 1e-12 && Math.abs(t.high - 0.6 - 4.303 * 0.1 / Math.sqrt(3)) < 1e-9);
+});
+
+test("controls: the positive control compares fractions, the blind control shuffled images, both paired", () => {
+  const runs = [
+    run("baseline", 0.1, 0, "1000"), run("baseline", 0.1, 1, "0100"),
+    run("baseline", 1, 0, "1111"), run("baseline", 1, 1, "1110"),
+    run("baseline", 1, 0, "1000", { blind: true }), run("baseline", 1, 1, "0000", { blind: true }),
+  ];
+  const { cells, controls } = summarize(runs);
+  assert.equal(cells.length, 2, "blind runs are controls, not cells");
+  const f = controls.find((c) => c.kind === "fraction")!;
+  assert.equal(f.difference.mean, (0.75 + 0.5) / 2);
+  assert.deepEqual(f.perSeed, [0.75, 0.5]);
+  const b = controls.find((c) => c.kind === "blind")!;
+  assert.ok(b.kind === "blind" && b.accuracy.mean === 0.125 && b.difference.mean === 0.125 - 0.875);
+  assert.equal(studyIsMeaningful(controls.map((c) => ({ ...c, task: "world_gqa/test" }))), true);
+});
+
+test("answer concentration: a model repeating one answer within a type is flagged", () => {
+  const answers = [...Array<{ type: string; prediction: string }>(9).fill({ type: "exist", prediction: "yes" }), { type: "exist", prediction: "no" },
+    { type: "count", prediction: "1" }, { type: "count", prediction: "2" }];
+  const [c] = concentration([run("latent", 1, 0, "1", { answers })]);
+  assert.deepEqual(c!.byType.exist, { answer: "yes", share: 0.9 });
+  assert.deepEqual(c!.flagged, ["exist"]);
+});
+
+test("writeReport writes results.json with cells, comparisons, controls, baselines and concentration", () => {
+  const dir = mkdtempSync(join(tmpdir(), "mindseye-report-"));
+  try {
+    const runs = [run("baseline", 0.1, 0, "10"), run("baseline", 1, 0, "11"), run("latent", 1, 0, "01"), run("baseline", 1, 0, "00", { blind: true })];
+    writeReport(dir, runs, { name: "x", seeds: [0], fractions: [0.1, 1], harness: "lmms-eval", baselines: { "t/test": { chance: 0.5, majority: 0.5, textOnly: 0.5, n: 2 } } });
+    const json = JSON.parse(readFileSync(join(dir, "results.json"), "utf8")) as Record<string, unknown[]>;
+    for (const key of ["cells", "comparisons", "controls", "concentration"]) assert.ok(Array.isArray(json[key]), key);
+    assert.ok(json.baselines && json.intervals);
+    assert.match(readFileSync(join(dir, "results.md"), "utf8"), /## Controls/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -57,12 +57,12 @@ test("the layout: every file the formats name exists and agrees with the others"
   const dir = join(root, "a");
   const manifest = read<{ name: string; version: string; seed: number; size: number; scenes: number; latents: number; counts: Record<string, Record<string, number>>; heldOut: string[][] }>(dir, "manifest.json");
   assert.equal(manifest.name, "mindseye-world");
-  assert.deepEqual([manifest.seed, manifest.size, manifest.scenes, manifest.latents], [4, 64, 80, 16]);
+  assert.deepEqual([manifest.seed, manifest.size, manifest.scenes, manifest.latents], [4, 48, 80, 16]);
   assert.equal(manifest.heldOut.length, 6);
   const { scenes } = read<{ version: string; scenes: Scene[] }>(dir, "scenes.json");
   assert.equal(scenes.length, 80);
   assert.deepEqual(readdirSync(join(dir, "images")).sort(), scenes.map((s) => s.file_name).sort());
-  assert.deepEqual(pngSize(join(dir, "images", scenes[0]!.file_name)), [64, 64]);
+  assert.deepEqual(pngSize(join(dir, "images", scenes[0]!.file_name)), [48, 48]);
   const byId = new Map(scenes.map((s) => [s.id, s]));
   const byImageId = new Map(scenes.map((s) => [s.imageId, s]));
   const problems = read<Record<string, ScienceProblem>>(dir, "scienceqa/problems.json");
@@ -87,9 +87,9 @@ test("the layout: every file the formats name exists and agrees with the others"
     const records = jsonl.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as JigsawRecord);
     assert.equal(records.length, c.blink);
     for (const r of records) {
-      assert.deepEqual(pngSize(join(dir, "blink/Jigsaw", r.image_1)), [64, 64]);
-      assert.deepEqual(pngSize(join(dir, "blink/Jigsaw", r.image_2)), [32, 32]);
-      assert.deepEqual(pngSize(join(dir, "blink/Jigsaw", r.image_3)), [32, 32]);
+      assert.deepEqual(pngSize(join(dir, "blink/Jigsaw", r.image_1)), [48, 48]);
+      assert.deepEqual(pngSize(join(dir, "blink/Jigsaw", r.image_2)), [24, 24]);
+      assert.deepEqual(pngSize(join(dir, "blink/Jigsaw", r.image_3)), [24, 24]);
     }
   }
   // Captions' annotation ids are unique across splits.

@@ -61,7 +61,8 @@ export interface WorldOptions {
   progress: boolean;
 }
 
-export const WORLD_DEFAULTS = { size: 64, latents: DEFAULT_LATENTS, force: false } as const;
+// 48 px: with 16 px patches each patch is one cell of the 3×3 layout (scene.ts), so an object never straddles two vision tokens.
+export const WORLD_DEFAULTS = { size: 48, latents: DEFAULT_LATENTS, force: false } as const;
 const MAX_SCENES = 10_000_000;
 
 /** Defaults filled in and every field checked; errors name the option and the fix. */

@@ -20,7 +20,7 @@ test("world-encoder → vlm-base → latent-pretrain (latent and text control) �
   const root = mkdtempSync(join(tmpdir(), "mindseye-stages-"));
   try {
     const world = join(root, "world");
-    await generateWorld(resolveWorldOptions({ out: world, scenes: 240, seed: 3, size: 32, latents: 4, workers: 0, log: () => {} }));
+    await generateWorld(resolveWorldOptions({ out: world, scenes: 240, seed: 3, size: 48, latents: 9, workers: 0, log: () => {} }));
     const run = (name: string, sets: string[]) => runRecipe(loadStageRecipe(join(configs, `${name}.yaml`), [`world=${world}`, "train.steps=4", "train.batch_size=8", ...sets]), { quiet: true });
 
     const encoder = await run("world-encoder", [`out=${join(root, "enc")}`]);

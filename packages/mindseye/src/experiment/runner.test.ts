@@ -1,0 +1,60 @@
+// The study runner on a tiny study: finished steps are skipped, a changed setting is never
+// reused silently (the study stops and names the step; --force redoes it and what follows), and
+// a world whose generation was cut short is regenerated.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { StudyConfig, runStudy, stepMarkerPath } from "./runner.js";
+
+const tinyStudy = (out: string, scenes = 30) => StudyConfig.parse({
+  name: "tiny", out, world: { scenes, size: 32, latents: 4 },
+  world_encoder: { encoder: { hidden_size: 32, intermediate_size: 64, layers: 1, heads: 2, patch_size: 16 }, train: { steps: 2, batch_size: 8 } },
+  vlm_base: { lm: { hidden_size: 32, intermediate_size: 64, layers: 1, heads: 2, kv_heads: 1 }, train: { steps: 2, batch_size: 8 } },
+  latent_pretrain: { pool: "grid:4", train: { steps: 2, batch_size: 8 } },
+  finetune: { train: { steps: 2, batch_size: 8 } },
+  fractions: [1], seeds: [0],
+  eval: { tasks: ["world_gqa"], splits: ["test"], limit: 4, batch_size: 4 },
+});
+
+test("a study skips finished steps, refuses changed ones without --force, and redoes them with it", async () => {
+  const root = mkdtempSync(join(tmpdir(), "mindseye-study-"));
+  const lines: string[] = [];
+  const log = (l: string) => lines.push(l);
+  try {
+    const out = join(root, "study");
+    await runStudy(tinyStudy(out), { log });
+    assert.ok(existsSync(join(out, "results.json")));
+    const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as { controls: { kind: string }[]; baselines: Record<string, unknown> };
+    assert.ok(results.controls.some((c) => c.kind === "blind"), "the blind control ran");
+    assert.ok(results.baselines["world_gqa/test"]);
+
+    lines.length = 0;
+    await runStudy(tinyStudy(out), { log });
+    assert.ok(lines.filter((l) => l.startsWith("[run ]")).length === 0, `nothing reruns: ${lines.join("\n")}`);
+
+    // A changed world: stopped at the world step, named, with the way out.
+    await assert.rejects(runStudy(tinyStudy(out, 40), { log }), /world: 40 scenes: .*world was made with other settings \(changed: scenes\).*--force/s);
+    const scenes = () => (JSON.parse(readFileSync(join(out, "world", "manifest.json"), "utf8")) as { scenes: number }).scenes;
+    assert.equal(scenes(), 30, "nothing was touched");
+
+    // --force redoes the world and, because it changed, every step after it.
+    lines.length = 0;
+    await runStudy(tinyStudy(out, 40), { log, force: true });
+    assert.equal(scenes(), 40);
+    assert.ok(lines.some((l) => l.startsWith("[redo] stage 4: finetune")), "downstream steps are redone");
+    assert.ok(!lines.some((l) => l.startsWith("[skip]")), "no stale step is reused");
+
+    // A world generation cut short (marker says unfinished, files half written) is regenerated.
+    const marker = stepMarkerPath(out, join(out, "world"));
+    writeFileSync(marker, JSON.stringify({ ...JSON.parse(readFileSync(marker, "utf8")) as object, complete: false }));
+    rmSync(join(out, "world", "manifest.json"));
+    lines.length = 0;
+    await runStudy(tinyStudy(out, 40), { log, force: true });
+    assert.equal(scenes(), 40);
+    assert.ok(lines.some((l) => l.startsWith("[run ] world")));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
