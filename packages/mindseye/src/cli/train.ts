@@ -2,7 +2,7 @@
 // same command resumes from the run folder's latest checkpoint; `--override lr=1e-4` changes the
 // lr (or warmup_steps) on that resume on purpose, e.g. after a divergence.
 import type { Command } from "commander";
-import { loadStageRecipe, runRecipe, StageInterrupted } from "../train/stages/index.js";
+import { loadStageRecipe, runRecipe, StageInterrupted, type StageOptions } from "../train/stages/index.js";
 import { DivergenceError, formatLr, type ResumeOverrides } from "../train/trainer.js";
 
 interface TrainArgs { config: string; set: string[]; override: string[]; quiet?: boolean }
@@ -45,9 +45,7 @@ export function registerTrainCommand(program: Command): void {
     .action(async (o: TrainArgs) => {
       const { overrides, sets } = parseResumeOverrides(o.override);
       const recipe = loadStageRecipe(o.config, [...o.set, ...sets]);
-      // The stages hand `overrides` on to train() (train options); a stage that does not yet
-      // refuses the resume, since the recipe's lr then differs from the checkpoint's.
-      const runOpts: { quiet: boolean; overrides?: ResumeOverrides } = { quiet: o.quiet ?? false, ...(o.override.length > 0 ? { overrides } : {}) };
+      const runOpts: StageOptions = { quiet: o.quiet ?? false, ...(o.override.length > 0 ? { overrides } : {}) };
       try {
         const out = await runRecipe(recipe, runOpts);
         console.log(`${recipe.stage}: done; output in ${out}`);

@@ -10,7 +10,7 @@ import { preprocess } from "../../data/targets.js";
 import { processorConfigFromHf, type ImageProcessorConfig } from "../../models/processors.js";
 import { Tokenizer } from "../../data/tokenizer.js";
 import type { Scene } from "../../world/scene.js";
-import type { TrainConfig, TrainResult } from "../trainer.js";
+import type { ResumeOverrides, TrainConfig, TrainResult } from "../trainer.js";
 
 /** The `train` section of every recipe (TrainConfig in snake_case, with defaults). */
 export const TrainSection = z.strictObject({
@@ -32,8 +32,20 @@ export function trainConfig(runDir: string, t: TrainSection, seed: number): Part
   return {
     runDir, steps: t.steps, lr: t.lr, minLrRatio: t.min_lr_ratio, warmupSteps: Math.min(t.warmup_steps, t.steps), schedule: t.schedule,
     weightDecay: t.weight_decay, gradAccum: t.grad_accum, clipGradNorm: t.clip_grad_norm, checkpointEvery: t.checkpoint_every,
-    logEvery: Math.min(t.log_every, t.steps), seed,
+    logEvery: Math.min(t.log_every, t.steps), seed, batchSize: t.batch_size,
   };
+}
+
+/** What every stage takes besides its recipe. */
+export interface StageOptions {
+  quiet?: boolean;
+  /** Settings a resumed run may change despite its checkpoint (`mindseye train --override`), recorded in the run. */
+  overrides?: ResumeOverrides;
+}
+
+/** The trainer's options of a stage: always resume from the run folder's last checkpoint. */
+export function trainOptions(opts: StageOptions): { resume: true; quiet: boolean; overrides?: ResumeOverrides } {
+  return { resume: true, quiet: opts.quiet ?? false, ...(opts.overrides ? { overrides: opts.overrides } : {}) };
 }
 
 /** The world directory's scenes (scenes.json). */

@@ -17,7 +17,7 @@ import { SkipCounter } from "../../data/formats/index.js";
 import { mulberry32, shuffleInPlace } from "../../util/random.js";
 import { train, type TrainResult } from "../trainer.js";
 import { collateVlm, vlmLoss, type VlmBatch } from "./vlm_base.js";
-import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted } from "./common.js";
+import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, type StageOptions } from "./common.js";
 
 export const TASK_FAMILIES = ["gqa", "scienceqa", "jigsaw"] as const;
 
@@ -106,7 +106,7 @@ function sharedBank(paths: string[], pre: ImageProcessorConfig): Promise<ImageBa
   return bank;
 }
 
-export async function runFinetune(r: FinetuneRecipe, opts: { quiet?: boolean } = {}): Promise<{ modelDir: string; result: TrainResult; examples: number; questionIds: string[] }> {
+export async function runFinetune(r: FinetuneRecipe, opts: StageOptions = {}): Promise<{ modelDir: string; result: TrainResult; examples: number; questionIds: string[] }> {
   mkdirSync(r.out, { recursive: true });
   writeResolved(r.out, r);
   const tok = loadTokenizer(r.model);
@@ -132,7 +132,7 @@ export async function runFinetune(r: FinetuneRecipe, opts: { quiet?: boolean } =
   });
   torch.manualSeed(r.seed);
   const result = await train({ model, loader: loader as DataLoader<unknown, VlmBatch>, step: (b) => ({ loss: vlmLoss(model, b) }) },
-    trainConfig(r.out, r.train, r.seed), { resume: true, quiet: opts.quiet ?? false });
+    trainConfig(r.out, r.train, r.seed), trainOptions(opts));
   stopIfInterrupted(result, r.out);
   const modelDir = join(r.out, "model");
   model.savePretrained(modelDir);

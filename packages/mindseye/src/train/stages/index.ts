@@ -10,7 +10,8 @@ import { LatentPretrainRecipe, runLatentPretrain } from "./latent_pretrain.js";
 import { FinetuneRecipe, runFinetune } from "./finetune.js";
 
 export { WorldEncoderRecipe, runWorldEncoder, VlmBaseRecipe, runVlmBase, LatentPretrainRecipe, runLatentPretrain, FinetuneRecipe, runFinetune };
-export { StageInterrupted, isDone } from "./common.js";
+export { StageInterrupted, isDone, type StageOptions } from "./common.js";
+import type { StageOptions } from "./common.js";
 
 export const Recipe = z.discriminatedUnion("stage", [WorldEncoderRecipe, VlmBaseRecipe, LatentPretrainRecipe, FinetuneRecipe]);
 export type Recipe = z.output<typeof Recipe>;
@@ -37,7 +38,7 @@ export function loadStageRecipe(path: string, overrides: string[] = []): Recipe 
 }
 
 /** Runs one stage; returns the directory of what it produced (an encoder or a model). */
-export async function runRecipe(r: Recipe, opts: { quiet?: boolean } = {}): Promise<string> {
+export async function runRecipe(r: Recipe, opts: StageOptions = {}): Promise<string> {
   switch (r.stage) {
     case "world-encoder": return (await runWorldEncoder(r, opts)).encoderDir;
     case "vlm-base": return (await runVlmBase(r, opts)).modelDir;

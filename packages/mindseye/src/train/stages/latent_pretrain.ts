@@ -22,7 +22,7 @@ import type { Tokenizer } from "../../data/tokenizer.js";
 import type { TargetNorm } from "../../objectives/instance.js";
 import { train, type TrainResult } from "../trainer.js";
 import { captionPairs } from "./vlm_base.js";
-import { TrainSection, trainConfig, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted } from "./common.js";
+import { TrainSection, trainConfig, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, type StageOptions } from "./common.js";
 
 export const LatentPretrainRecipe = z.strictObject({
   stage: z.literal("latent-pretrain"),
@@ -56,7 +56,7 @@ export type LatentPretrainRecipe = z.output<typeof LatentPretrainRecipe>;
 interface LatentExample { ids: number[]; labels: number[]; image: string }
 interface LatentBatch { inputIds: Tensor; labels: Tensor; attentionMask: Tensor; targets: Tensor | null }
 
-export async function runLatentPretrain(r: LatentPretrainRecipe, opts: { quiet?: boolean } = {}): Promise<{ modelDir: string; result: TrainResult }> {
+export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOptions = {}): Promise<{ modelDir: string; result: TrainResult }> {
   mkdirSync(r.out, { recursive: true });
   writeResolved(r.out, r);
   const latentArm = r.loss.lambda_sim > 0 || (r.loss.lambda_align > 0 && r.loss.alignment !== "none");
@@ -144,7 +144,7 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: { quiet?:
       const c = collapseStats(lastLatents);
       Object.assign(values, { pred_std: c.stdMean, pred_effective_rank: c.effectiveRank, pred_mean_cosine: c.meanPairwiseCosine });
     },
-  }, trainConfig(r.out, r.train, r.seed), { resume: true, quiet: opts.quiet ?? false });
+  }, trainConfig(r.out, r.train, r.seed), trainOptions(opts));
   stopIfInterrupted(result, r.out);
   (lastLatents as Tensor | null)?.dispose();
   cache?.dispose();

@@ -13,7 +13,7 @@ import { buildExample, padRight } from "../../data/vlm_inputs.js";
 import { nextTokenCrossEntropy } from "../../objectives/next_token.js";
 import { readPairs } from "../../data/formats/index.js";
 import { train, type TrainResult } from "../trainer.js";
-import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted } from "./common.js";
+import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, type StageOptions } from "./common.js";
 
 export const VlmBaseRecipe = z.strictObject({
   stage: z.literal("vlm-base"),
@@ -82,7 +82,7 @@ export function vlmLoss(model: MindsEyeVLM, b: VlmBatch): Tensor {
   return nextTokenCrossEntropy(logits, b.labels);
 }
 
-export async function runVlmBase(r: VlmBaseRecipe, opts: { quiet?: boolean } = {}): Promise<{ modelDir: string; result: TrainResult }> {
+export async function runVlmBase(r: VlmBaseRecipe, opts: StageOptions = {}): Promise<{ modelDir: string; result: TrainResult }> {
   mkdirSync(r.out, { recursive: true });
   writeResolved(r.out, r);
   const tok = loadTokenizer(r.world);
@@ -102,7 +102,7 @@ export async function runVlmBase(r: VlmBaseRecipe, opts: { quiet?: boolean } = {
     batchSize: r.train.batch_size, seed: r.seed, collate: collateVlm(bank, tok.specialTokenIds.pad ?? 0),
   });
   const result = await train({ model, loader: loader as DataLoader<unknown, VlmBatch>, step: (b) => ({ loss: vlmLoss(model, b) }) },
-    trainConfig(r.out, r.train, r.seed), { resume: true, quiet: opts.quiet ?? false });
+    trainConfig(r.out, r.train, r.seed), trainOptions(opts));
   stopIfInterrupted(result, r.out);
   const modelDir = join(r.out, "model");
   model.savePretrained(modelDir);

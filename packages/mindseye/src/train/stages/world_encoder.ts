@@ -11,7 +11,7 @@ import { VitVisionModel, resolveVitConfig } from "../../models/vit.js";
 import { DataLoader } from "../../data/loader.js";
 import { COLORS, MATERIALS, SHAPES, SIZES, type Scene } from "../../world/scene.js";
 import { train, type TrainResult } from "../trainer.js";
-import { ImageBank, TrainSection, readScenes, trainConfig, worldPreprocessorJson, readPreprocessor, markDone, writeResolved, stopIfInterrupted } from "./common.js";
+import { ImageBank, TrainSection, readScenes, trainConfig, worldPreprocessorJson, readPreprocessor, markDone, writeResolved, stopIfInterrupted, trainOptions, type StageOptions } from "./common.js";
 
 export const WorldEncoderRecipe = z.strictObject({
   stage: z.literal("world-encoder"),
@@ -61,7 +61,7 @@ class EncoderWithProbe extends nn.Module {
   }
 }
 
-export async function runWorldEncoder(r: WorldEncoderRecipe, opts: { quiet?: boolean } = {}): Promise<{ encoderDir: string; result: TrainResult; accuracy: number; trainF1: number }> {
+export async function runWorldEncoder(r: WorldEncoderRecipe, opts: StageOptions = {}): Promise<{ encoderDir: string; result: TrainResult; accuracy: number; trainF1: number }> {
   mkdirSync(r.out, { recursive: true });
   writeResolved(r.out, r);
   const scenes = readScenes(r.world);
@@ -90,7 +90,7 @@ export async function runWorldEncoder(r: WorldEncoderRecipe, opts: { quiet?: boo
     model,
     loader: loader as DataLoader<unknown, { pixels: Tensor; targets: Tensor }>,
     step: ({ pixels, targets }) => ({ loss: F.binaryCrossEntropyWithLogits(model.forward(pixels), targets) }),
-  }, trainConfig(r.out, r.train, r.seed), { resume: true, quiet: opts.quiet ?? false });
+  }, trainConfig(r.out, r.train, r.seed), trainOptions(opts));
   stopIfInterrupted(result, r.out);
 
   // Read-out quality: F1 of the predicted (cell, attribute) pairs, on val (held out) and on
