@@ -41,12 +41,17 @@ test("the checker rejects false captions (it can fail)", () => {
     "Two objects on a gray background.", "One red object and one blue object.", "A blue star with a red circle to its left.",
     "A red circle on the left and a star made of glass on the right.", "From left to right, a circle and a star.",
     "A red circle and one other object.", "A picture of a glass star.",
+    "In the picture, a small red metal circle on the left and a large blue glass star on the right.",
   ]) assert.equal(checkCaption(s, good), null, good);
   for (const bad of [
     "A red circle is to the right of a big blue star.", "The two objects are a blue star and a green circle.",
     "Three objects on a gray background.", "Two red objects.", "A blue star with a red circle above it.",
     "A red circle on the right.", "From left to right, a star and a circle.", "A red circle and two other objects.",
     "A picture of a wooden star.", "Both objects are red.", "A red circle alone on a gray background.", "A red circle is happy.",
+    "In the picture, a large blue glass star on the right and a small red metal circle on the left.", // not in reading order
+    "In the picture, a small red metal circle on the left and a large blue star on the right.", // an attribute missing
+    "In the picture, a small red metal circle on the left.", // an object missing
+    "In the picture, a small red metal circle in the center and a large blue glass star on the right.", // wrong place
   ]) assert.notEqual(checkCaption(s, bad), null, bad);
 });
 

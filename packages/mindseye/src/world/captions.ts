@@ -1,6 +1,11 @@
-// Captions: several per scene, drawn from a small grammar of styles (exhaustive lists, partial
-// lists, left-to-right order, counts, groups by an attribute, relations, positions, a focus
-// object, shared attributes), each with its own phrasings and varied noun phrases. Every caption
+// Captions: several per scene. The first describes the whole scene — every object with all four
+// attributes and its place, in reading order ("In the picture, a large red metal circle in the
+// top left corner and ...") — so one caption determines its image up to position jitter, as a
+// detailed COCO caption nearly does; without it no caption could single out one image among
+// many, and latent prediction from captions would be ill-posed. The others are drawn from a
+// small grammar of styles (exhaustive lists, partial lists, left-to-right order, counts, groups
+// by an attribute, relations, positions, a focus object, shared attributes), each with its own
+// phrasings and varied noun phrases. Every caption
 // is true of its scene (readback.ts checks); they are written as COCO captions JSON, so the
 // pretraining reader is the one used for COCO.
 import { type Rng } from "./rng.js";
@@ -17,6 +22,7 @@ export const CAPTIONS_PER_SCENE = 5;
 
 /** Every caption style with its phrasings; `{slot}`s are noun phrases, numbers and places. */
 export const CAPTION_TEMPLATES = {
+  layout: ["In the picture, {list}."],
   listAll: ["The {n} objects are {list}.", "The {n} shapes in the picture are {list}."],
   listOne: ["The only object is {np}.", "The only shape in the picture is {np}."],
   listSome: ["An image with {list}.", "A picture of {list}.", "A scene with {list}.", "{list} on a gray background."],
@@ -135,8 +141,15 @@ function caption(scene: Scene, style: Style, rng: Rng): string {
   }
 }
 
+/** Every object with all its attributes and its place, in reading order (row by row). */
+export function layoutCaption(scene: Scene, rng: Rng): string {
+  const ordered = [...scene.objects].sort((a, b) => a.row - b.row || a.col - b.col);
+  const items = ordered.map((o) => `${article(descPhrase(o, { wording: variedWording(rng) }))} ${POSITION_PHRASES[o.row]![o.col]!}`);
+  return fill(CAPTION_TEMPLATES.layout[0], { list: listPhrase(items) });
+}
+
 /**
- * `count` distinct captions of `scene`, each from a different style while styles last.
+ * `count` distinct captions of `scene` (the layout caption first), each from a different style while styles last.
  * ```ts
  * sceneCaptions(scene, new Rng(seed, "captions", scene.id)); // ["The three objects are ...", ...]
  * ```
@@ -144,7 +157,7 @@ function caption(scene: Scene, style: Style, rng: Rng): string {
 export function sceneCaptions(scene: Scene, rng: Rng, count = CAPTIONS_PER_SCENE): string[] {
   const styles = applicable(scene);
   const unused = rng.shuffle([...styles]);
-  const out = new Set<string>();
+  const out = new Set<string>([layoutCaption(scene, rng)]);
   for (let tries = 0; out.size < count && tries < 100; tries++) {
     const style = unused.length > 0 ? unused.pop()! : rng.pick(styles);
     out.add(capitalize(caption(scene, style, rng)));

@@ -98,6 +98,16 @@ export function checkCaption(scene: Scene, caption: string): string | null {
   let m: RegExpMatchArray | null;
   const fail = (why: string) => `${why}: "${caption}"`;
 
+  if ((m = c.match(/^In the picture, (.+)$/))) {
+    // Every object, each once, at its place, in reading order.
+    const items = splitList(m[1]!).map((t) => t.match(new RegExp(`^(.+) (${POS_WORDS})$`)));
+    if (items.some((x) => x === null) || items.length !== n) return fail("not every object with its place");
+    const ordered = [...scene.objects].sort((a, b) => a.row - b.row || a.col - b.col);
+    return items.every((x, i) => {
+      const o = ordered[i]!, [row, col] = POSITIONS[x![2]!]!;
+      return o.row === row && o.col === col && matches(o, phrase(x![1]!).desc) && ATTRIBUTE_KINDS.every((k) => phrase(x![1]!).desc[k] !== undefined);
+    }) ? null : fail("layout false");
+  }
   if ((m = c.match(/^The (\w+) (?:objects|shapes in the picture) are (.+)$/))) {
     const items = splitList(m[2]!).map((t) => phrase(t).desc);
     return NUMBERS[m[1]!] === n && items.length === n && assignable(scene, items) ? null : fail("not the full list");
