@@ -1,20 +1,150 @@
 // Loading and saving checkpoints in the Hugging Face layout: a directory with config.json and
 // model.safetensors (or model-0000k-of-0000n.safetensors + model.safetensors.index.json).
-import { mkdirSync, writeFileSync, renameSync, existsSync } from "node:fs";
-import { join } from "node:path";
-import { io, nn, type DType, type Tensor } from "@mindseye/torch";
+//
+// A checkpoint is checked before and after it is read:
+// - before anything is allocated, config.json is held against the safetensors header(s): the
+//   families' loaders compare layer counts with the weight names present and sizes with the
+//   weights' shapes (checkTensorShape, checkLayerCount), so a wrong or absurd config.json field is
+//   named instead of ending in gigabytes of allocation or libtorch's "can't allocate";
+// - after reading, every floating weight must be finite: a NaN would otherwise load silently and
+//   evaluate to nonsense.
+import { writeFileSync, renameSync, existsSync, readFileSync } from "node:fs";
+import { basename, join } from "node:path";
+import { io, nn, torch, type DType, type Tensor } from "@mindseye/torch";
 import type { HfJson } from "../config/hf.js";
+import { ConfigError } from "../config/errors.js";
+import { makeOutputDir } from "../util/output_dir.js";
 
 /** Maps a checkpoint's weight name to the module's, or null to drop it (e.g. rotary caches). */
 export type Rename = (checkpointName: string) => string | null;
 
-/** Every tensor of a checkpoint directory (single file or sharded), optionally converted. */
+/** A tensor as a checkpoint's header describes it, and the file that holds it. */
+export interface CheckpointEntry {
+  /** The safetensors dtype name ("F32", "BF16", …). */
+  readonly dtype: string;
+  readonly shape: readonly number[];
+  /** The .safetensors file (a path). */
+  readonly file: string;
+}
+
+/** Every tensor of a checkpoint directory by name, from the headers alone (no tensor data is read). */
+export type CheckpointHeader = ReadonlyMap<string, CheckpointEntry>;
+
+const NO_CHECKPOINT = "no model.safetensors or model.safetensors.index.json (MindsEye reads safetensors checkpoints, never pickle .bin files)";
+
+/**
+ * The names, shapes and files of a checkpoint's tensors, read from its header(s) only.
+ * ```ts
+ * readCheckpointHeader("Qwen2.5-0.5B/").get("model.embed_tokens.weight"); // { dtype: "BF16", shape: [151936, 896], file: ".../model.safetensors" }
+ * ```
+ */
+export function readCheckpointHeader(dir: string): CheckpointHeader {
+  const single = join(dir, "model.safetensors"), index = join(dir, "model.safetensors.index.json");
+  const out = new Map<string, CheckpointEntry>();
+  const add = (file: string, only?: ReadonlySet<string>) => {
+    for (const [name, info] of io.readHeader(file).tensors) if (only === undefined || only.has(name)) out.set(name, { dtype: info.dtype, shape: info.shape, file });
+  };
+  if (existsSync(index)) {
+    let map: unknown;
+    try {
+      map = (JSON.parse(readFileSync(index, "utf8")) as { weight_map?: unknown }).weight_map;
+    } catch (e) {
+      throw new Error(`cannot read ${index}: ${(e as Error).message} (expected a safetensors index: {"metadata": {...}, "weight_map": {tensor: file}})`);
+    }
+    if (map === null || typeof map !== "object" || Array.isArray(map)) throw new Error(`cannot read ${index}: "weight_map" must be an object of tensor name → shard file`);
+    const byFile = new Map<string, Set<string>>();
+    for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
+      if (typeof file !== "string" || basename(file) !== file || file === "" || file === "." || file === "..") throw new Error(`cannot read ${index}: "weight_map"."${name}" must be a shard file name in the same directory, got ${JSON.stringify(file)}`);
+      byFile.set(file, (byFile.get(file) ?? new Set()).add(name));
+    }
+    for (const [file, names] of byFile) {
+      const path = join(dir, file);
+      if (!existsSync(path)) throw new Error(`${index} maps ${names.size} tensors to ${file}, which does not exist in ${dir} (the download or save may be incomplete)`);
+      add(path, names);
+    }
+    return out;
+  }
+  if (existsSync(single)) {
+    add(single);
+    return out;
+  }
+  throw new Error(`${dir}: ${NO_CHECKPOINT}`);
+}
+
+/** A config.json field and the value it gives one dimension of a weight. */
+export interface DimFromConfig {
+  readonly size: number;
+  /** How config.json names it: "hidden_size", "num_key_value_heads × head_dim". */
+  readonly field: string;
+}
+
+/**
+ * Throws a ConfigError unless the checkpoint's tensor `name` has the shape config.json implies
+ * (`dims`, null where a dimension is not checked). A tensor the checkpoint lacks is not checked
+ * here: loading reports missing weights.
+ */
+export function checkTensorShape(header: CheckpointHeader, name: string, dims: readonly (DimFromConfig | null)[], where: string): void {
+  const entry = header.get(name);
+  if (entry === undefined) return;
+  const shape = `[${entry.shape.join(", ")}]`;
+  if (entry.shape.length !== dims.length) {
+    throw new ConfigError(`${where}: the checkpoint's ${name} (${entry.file}) has shape ${shape}, ${entry.shape.length} dimensions where this config expects ${dims.length}; config.json does not describe this checkpoint`);
+  }
+  dims.forEach((d, i) => {
+    if (d === null || entry.shape[i] === d.size) return;
+    throw new ConfigError(
+      `${where}: field "${d.field}" says ${d.size}, but the checkpoint's ${name} (${entry.file}) has shape ${shape} (dimension ${i} is ${entry.shape[i]}); ` +
+        "config.json does not describe this checkpoint: fix the field or use the config.json that came with the weights",
+    );
+  });
+}
+
+/**
+ * Throws a ConfigError unless the checkpoint has weights for exactly layers 0 … expected−1 under
+ * `prefix` (e.g. "model.layers."), naming config.json's `field`.
+ */
+export function checkLayerCount(header: CheckpointHeader, prefix: string, expected: number, field: string, where: string): void {
+  const found = new Set<number>();
+  for (const name of header.keys()) {
+    if (!name.startsWith(prefix)) continue;
+    const m = /^(\d+)\./.exec(name.slice(prefix.length));
+    if (m !== null) found.add(Number(m[1]));
+  }
+  const sorted = [...found].sort((a, b) => a - b);
+  const contiguous = sorted.length === expected && (expected === 0 || sorted[expected - 1] === expected - 1);
+  if (contiguous) return;
+  const has = sorted.length === 0 ? `no ${prefix}* weights`
+    : `weights for ${sorted.length} layer${sorted.length > 1 ? "s" : ""} (${prefix}${sorted[0]} … ${prefix}${sorted[sorted.length - 1]})`;
+  throw new ConfigError(`${where}: field "${field}" says ${expected}, but the checkpoint has ${has}; config.json does not describe this checkpoint: fix the field or use the config.json that came with the weights`);
+}
+
+/**
+ * Throws unless every floating tensor is finite, naming the first broken tensor, its file, and how
+ * many of its values are NaN or infinite. The tensors are freed on failure.
+ */
+export function checkFinite(weights: ReadonlyMap<string, Tensor>, header: CheckpointHeader, dir: string): void {
+  for (const [name, t] of weights) {
+    if (!t.isFloatingPoint) continue;
+    const bad = torch.scope(() => t.isfinite().logicalNot().sum().item());
+    if (bad === 0) continue;
+    const nan = torch.scope(() => t.isnan().sum().item()), n = t.numel();
+    for (const w of weights.values()) w.dispose();
+    const file = header.get(name)?.file ?? dir;
+    throw new Error(
+      `${file}: tensor "${name}" holds ${bad} non-finite value${bad > 1 ? "s" : ""} (${nan} NaN, ${bad - nan} infinite) of ${n}; ` +
+        "the checkpoint is broken (a diverged run or a damaged file): load an earlier checkpoint or re-download it",
+    );
+  }
+}
+
+/** Every tensor of a checkpoint directory (single file or sharded), optionally converted; non-finite weights are an error. */
 export function loadCheckpoint(dir: string, opts: { dtype?: DType } = {}): Map<string, Tensor> {
   const single = join(dir, "model.safetensors"), index = join(dir, "model.safetensors.index.json");
-  if (!existsSync(single) && !existsSync(index)) {
-    throw new Error(`${dir}: no model.safetensors or model.safetensors.index.json (MindsEye reads safetensors checkpoints, never pickle .bin files)`);
-  }
-  return io.loadSharded(dir, opts.dtype ? { dtype: opts.dtype } : {});
+  if (!existsSync(single) && !existsSync(index)) throw new Error(`${dir}: ${NO_CHECKPOINT}`);
+  const header = readCheckpointHeader(dir);
+  const weights = io.loadSharded(dir, opts.dtype ? { dtype: opts.dtype } : {});
+  checkFinite(weights, header, dir);
+  return weights;
 }
 
 /**
@@ -40,7 +170,7 @@ export function assignWeights(module: nn.Module, weights: Map<string, Tensor>, o
  * under the first name (HF drops the tied output embedding too).
  */
 export function saveCheckpoint(dir: string, module: nn.Module, config: HfJson, opts: { rename?: (name: string) => string; skip?: (name: string) => boolean; maxShardBytes?: number; dtype?: DType } = {}): void {
-  mkdirSync(dir, { recursive: true });
+  makeOutputDir(dir, "the checkpoint folder");
   const tensors = new Map<string, Tensor>();
   const seen = new Set<Tensor>();
   const converted: Tensor[] = [];

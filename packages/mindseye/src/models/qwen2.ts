@@ -22,7 +22,7 @@
 import { torch, nn, F, type Tensor, type DType, type Device, type Generator } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
 import { readHfConfig, hfField, ensure, type HfJson } from "../config/hf.js";
-import { loadCheckpoint, assignWeights, saveCheckpoint } from "./pretrained.js";
+import { loadCheckpoint, assignWeights, saveCheckpoint, readCheckpointHeader, checkTensorShape, checkLayerCount, type CheckpointHeader } from "./pretrained.js";
 
 // =============================================================================================
 // Config
@@ -100,6 +100,16 @@ const isPosInt = (x: unknown): x is number => typeof x === "number" && Number.is
 const isTokenId = (x: unknown): boolean => typeof x === "number" && Number.isInteger(x) && x >= 0;
 
 /**
+ * Upper bounds far past any released model (Qwen2.5-72B: hidden 8192, 80 layers, MLP 29568,
+ * vocabulary 152064): a larger value is a broken config.json, reported by field before anything
+ * is allocated.
+ */
+export const QWEN2_LIMITS = Object.freeze({
+  vocabSize: 1 << 22, hiddenSize: 1 << 16, intermediateSize: 1 << 18, numHiddenLayers: 1024, numAttentionHeads: 1024, numKeyValueHeads: 1024,
+  maxPositionEmbeddings: 1 << 24,
+});
+
+/**
  * Defaults + overrides, validated once; headDim derived.
  * ```ts
  * const cfg = resolveQwen2({ ...QWEN2_PRESETS.tiny.config, numHiddenLayers: 4 });
@@ -116,6 +126,7 @@ export function resolveQwen2(p: Partial<Qwen2Config>, where = "qwen2"): Resolved
 function validated(c: Qwen2Config, at: (k: keyof Qwen2Config) => string): ResolvedQwen2Config {
   for (const k of ["vocabSize", "hiddenSize", "intermediateSize", "numHiddenLayers", "numAttentionHeads", "numKeyValueHeads", "maxPositionEmbeddings"] as const) {
     ensure(isPosInt(c[k]), at(k), `must be a positive integer, got ${JSON.stringify(c[k])}`);
+    ensure(c[k] <= QWEN2_LIMITS[k], at(k), `${c[k]} is beyond any real model (at most ${QWEN2_LIMITS[k]}); the config is broken`);
   }
   ensure(Number.isInteger(c.maxWindowLayers) && c.maxWindowLayers >= 0, at("maxWindowLayers"), `must be a non-negative integer, got ${JSON.stringify(c.maxWindowLayers)}`);
   ensure(c.hiddenSize % c.numAttentionHeads === 0, at("hiddenSize"), `${c.hiddenSize} is not divisible by the number of attention heads ${c.numAttentionHeads}`);
@@ -576,6 +587,27 @@ export interface Qwen2CausalLMOutput extends Qwen2ModelOutput {
   logits: Tensor;
 }
 
+/**
+ * Holds a Qwen2 config against a checkpoint's header before anything is allocated: the number of
+ * layers against the layer weights present, and vocab_size, hidden_size, num_key_value_heads and
+ * intermediate_size against the shapes of embed_tokens, layer 0's projections and lm_head. A
+ * mismatch is a ConfigError naming the config.json field. `prefix` is where Qwen2Model's weights
+ * sit ("model." in Qwen2ForCausalLM, "language_model.model." in a MindsEye VLM).
+ * ```ts
+ * checkQwen2Checkpoint(cfg, readCheckpointHeader(dir), { where: `${dir}/config.json` });
+ * ```
+ */
+export function checkQwen2Checkpoint(cfg: ResolvedQwen2Config, header: CheckpointHeader, o: { where: string; prefix?: string; lmHead?: string }): void {
+  const p = o.prefix ?? "model.", w = o.where;
+  const vocab = { size: cfg.vocabSize, field: "vocab_size" }, hidden = { size: cfg.hiddenSize, field: "hidden_size" };
+  checkTensorShape(header, `${p}embed_tokens.weight`, [vocab, hidden], w);
+  checkLayerCount(header, `${p}layers.`, cfg.numHiddenLayers, "num_hidden_layers", w);
+  checkTensorShape(header, `${p}layers.0.self_attn.q_proj.weight`, [hidden, hidden], w);
+  checkTensorShape(header, `${p}layers.0.self_attn.k_proj.weight`, [{ size: cfg.numKeyValueHeads * cfg.headDim, field: `num_key_value_heads × head_dim (${cfg.numKeyValueHeads} × ${cfg.headDim})` }, hidden], w);
+  checkTensorShape(header, `${p}layers.0.mlp.gate_proj.weight`, [{ size: cfg.intermediateSize, field: "intermediate_size" }, hidden], w);
+  if (!cfg.tieWordEmbeddings) checkTensorShape(header, o.lmHead ?? "lm_head.weight", [vocab, hidden], w);
+}
+
 export interface PretrainedOptions {
   /** Weight dtype (default float32); bf16/f16 checkpoints are converted on load. */
   dtype?: Qwen2Dtype;
@@ -621,6 +653,7 @@ export class Qwen2ForCausalLM extends nn.Module {
    */
   static fromPretrained(dir: string, opts: PretrainedOptions = {}): Qwen2ForCausalLM {
     const cfg = fromHfConfig(readHfConfig(dir), `${dir}/config.json`);
+    checkQwen2Checkpoint(cfg, readCheckpointHeader(dir), { where: `${dir}/config.json` }); // before anything is allocated
     const dtype = opts.dtype ?? "float32";
     const model = new Qwen2ForCausalLM(cfg, { dtype, ...(opts.device ? { device: opts.device } : {}) });
     const weights = loadCheckpoint(dir, { dtype });

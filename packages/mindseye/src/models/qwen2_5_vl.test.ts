@@ -338,7 +338,8 @@ test("a missing, unexpected, mis-shaped or mixed-naming checkpoint is one clear 
     assert.throws(() => Qwen2_5_VLForConditionalGeneration.fromPretrained(dir),
       (e: Error) => /does not fit Qwen2_5_VLForConditionalGeneration/.test(e.message) && /missing keys \(1\): model\.visual\.blocks\.0\.attn\.qkv\.bias/.test(e.message) && /unexpected keys \(1\): model\.visual\.extra\.weight/.test(e.message));
     edit((m) => { m.set("lm_head.weight", torch.zeros([10, 64])); });
-    assert.throws(() => Qwen2_5_VLForConditionalGeneration.fromPretrained(dir), /shape mismatch for lm_head\.weight: model has \[256, 64\], checkpoint has \[10, 64\]/);
+    // config.json against the header, before anything is allocated: the field is named
+    assert.throws(() => Qwen2_5_VLForConditionalGeneration.fromPretrained(dir), /config\.json: field "vocab_size" says 256, but the checkpoint's lm_head\.weight \(.*model\.safetensors\) has shape \[10, 64\]/);
     edit((m) => { m.set("model.language_model.norm.weight", m.get("model.norm.weight")!); m.delete("model.norm.weight"); });
     assert.throws(() => Qwen2_5_VLForConditionalGeneration.fromPretrained(dir), /mixes the two Qwen2\.5-VL weight namings/);
   } finally {

@@ -9,9 +9,9 @@
 import { torch, nn, F, type Tensor, type DType, type Device, type Generator } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
 import { readHfConfig, hfField, ensure, type HfJson } from "../config/hf.js";
-import { loadCheckpoint, assignWeights, saveCheckpoint } from "./pretrained.js";
+import { loadCheckpoint, assignWeights, saveCheckpoint, readCheckpointHeader, checkTensorShape, checkLayerCount, type CheckpointHeader } from "./pretrained.js";
 import {
-  Qwen2Model, KVCache, resolveQwen2, fromHfConfig, toHfConfig as qwen2ToHfConfig,
+  Qwen2Model, KVCache, resolveQwen2, fromHfConfig, toHfConfig as qwen2ToHfConfig, checkQwen2Checkpoint,
   type Qwen2Config, type ResolvedQwen2Config, type Qwen2Dtype,
 } from "./qwen2.js";
 import { Qwen2_5_VLPatchMerger } from "./projectors.js";
@@ -69,6 +69,12 @@ const VISION_DEFAULTS: Omit<Qwen2_5_VisionConfig, "hiddenSize"> = {
   outHiddenSize: 3584, tokensPerSecond: 4,
 };
 
+/** Upper bounds far past any released vision tower (Qwen2.5-VL's: hidden 1280, depth 32): larger is a broken config. */
+export const VISION_LIMITS = Object.freeze({
+  depth: 1024, hiddenSize: 1 << 16, intermediateSize: 1 << 18, numHeads: 1024, inChannels: 64, patchSize: 1 << 10,
+  spatialMergeSize: 64, temporalPatchSize: 64, windowSize: 1 << 16, outHiddenSize: 1 << 16,
+});
+
 /** Validates a vision config and computes its derived fields. */
 export function resolveVisionConfig(p: Partial<Qwen2_5_VisionConfig> & { hiddenSize: number }, where = "vision_config"): ResolvedVisionConfig {
   for (const k of Object.keys(p)) {
@@ -77,6 +83,7 @@ export function resolveVisionConfig(p: Partial<Qwen2_5_VisionConfig> & { hiddenS
   const c: Qwen2_5_VisionConfig = { ...VISION_DEFAULTS, ...p };
   for (const k of ["depth", "hiddenSize", "intermediateSize", "numHeads", "inChannels", "patchSize", "spatialMergeSize", "temporalPatchSize", "windowSize", "outHiddenSize"] as const) {
     ensure(Number.isInteger(c[k]) && c[k] > 0, `${where}.${k}`, `must be a positive integer, got ${String(c[k])}`);
+    ensure(c[k] <= VISION_LIMITS[k], `${where}.${k}`, `${c[k]} is beyond any real vision tower (at most ${VISION_LIMITS[k]}); the config is broken`);
   }
   ensure(c.hiddenAct === "silu", `${where}.hiddenAct`, `Qwen2.5-VL's vision MLP uses "silu", got ${JSON.stringify(c.hiddenAct)}`);
   ensure(c.hiddenSize % c.numHeads === 0, `${where}.hiddenSize`, `${c.hiddenSize} is not divisible by numHeads ${c.numHeads}`);
@@ -698,6 +705,22 @@ function toOriginalName(name: string): string {
   return name;
 }
 
+/**
+ * Holds a Qwen2.5-VL config against a checkpoint's header (names in transformers ≥ 4.52's
+ * layout) before anything is allocated: the text model as checkQwen2Checkpoint does, and the
+ * vision tower's depth, hidden_size, patch sizes, intermediate_size and out_hidden_size against
+ * its block weights, patch_embed, layer 0 and merger. A mismatch is a ConfigError naming the field.
+ */
+export function checkQwen2_5_VLCheckpoint(cfg: ResolvedQwen2_5_VLConfig, header: CheckpointHeader, where: string): void {
+  checkQwen2Checkpoint(cfg.text, header, { where, prefix: "model.language_model.", lmHead: "lm_head.weight" });
+  const v = cfg.vision, w = `${where} vision_config`;
+  const hidden = { size: v.hiddenSize, field: "hidden_size" }, patch = { size: v.patchSize, field: "patch_size" };
+  checkTensorShape(header, "model.visual.patch_embed.proj.weight", [hidden, { size: v.inChannels, field: "in_channels" }, { size: v.temporalPatchSize, field: "temporal_patch_size" }, patch, patch], w);
+  checkLayerCount(header, "model.visual.blocks.", v.depth, "depth", w);
+  checkTensorShape(header, "model.visual.blocks.0.mlp.gate_proj.weight", [{ size: v.intermediateSize, field: "intermediate_size" }, hidden], w);
+  checkTensorShape(header, "model.visual.merger.mlp.2.weight", [{ size: v.outHiddenSize, field: "out_hidden_size" }, null], w);
+}
+
 export interface Qwen2_5_VLOptions extends ModelOptions {
   /** Seeded generator for new weights. */
   generator?: Generator;
@@ -826,6 +849,8 @@ export class Qwen2_5_VLForConditionalGeneration extends nn.Module {
    */
   static fromPretrained(dir: string, opts: { dtype?: Qwen2Dtype; device?: Device } = {}): Qwen2_5_VLForConditionalGeneration {
     const cfg = qwen2_5_vlFromHfConfig(readHfConfig(dir), `${dir}/config.json`);
+    const header = new Map([...readCheckpointHeader(dir)].map(([n, e]) => [fromOriginalName(n), e]));
+    checkQwen2_5_VLCheckpoint(cfg, header, `${dir}/config.json`); // before anything is allocated
     const dtype = opts.dtype ?? "float32";
     const model = new Qwen2_5_VLForConditionalGeneration(cfg, { dtype, ...(opts.device ? { device: opts.device } : {}) });
     const weights = loadCheckpoint(dir, { dtype });

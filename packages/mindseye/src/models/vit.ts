@@ -10,12 +10,11 @@
 // Module property names are HF's, so `vision_model.encoder.layers.3.self_attn.q_proj.weight`
 // maps 1:1 to a checkpoint. Full CLIPModel / SiglipModel checkpoints load too (their text tower
 // and projections are skipped).
-import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { torch, nn, F, io, type Tensor, type DType, type Device, type Generator } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
 import { hfField, ensure, readHfConfig, type HfJson } from "../config/hf.js";
-import { assignWeights, saveCheckpoint } from "./pretrained.js";
+import { assignWeights, saveCheckpoint, readCheckpointHeader, checkTensorShape, checkLayerCount, checkFinite, type CheckpointHeader } from "./pretrained.js";
 
 // ---------------------------------------------------------------------------------------------
 // Config
@@ -80,6 +79,17 @@ const HF_DEFAULTS: Readonly<Record<VitVariant, VitConfig>> = {
 const KEYS = Object.keys(HF_DEFAULTS.clip) as (keyof VitConfig)[];
 
 /**
+ * Upper bounds far past any released tower (SigLIP so400m: hidden 1152, 27 layers, MLP 4304;
+ * ViT-e/G sizes fit too): a larger value is a broken config, reported by field before anything
+ * is allocated.
+ */
+export const VIT_LIMITS = Object.freeze({
+  hiddenSize: 1 << 16, intermediateSize: 1 << 18, numHiddenLayers: 1024, numAttentionHeads: 1024, imageSize: 1 << 14, patchSize: 1 << 10, numChannels: 64,
+  /** Learned positions (gridSize², + 1 for CLIP). */
+  numPositions: 1 << 18,
+});
+
+/**
  * Validates a config (unknown keys rejected) and computes its derived fields. Fields left out
  * take the family's HF defaults.
  * ```ts
@@ -94,6 +104,7 @@ export function resolveVitConfig(p: Partial<VitConfig> & { variant: VitVariant }
   const c: VitConfig = { ...HF_DEFAULTS[p.variant], ...p };
   for (const k of ["hiddenSize", "intermediateSize", "numHiddenLayers", "numAttentionHeads", "imageSize", "patchSize", "numChannels"] as const) {
     ensure(Number.isInteger(c[k]) && c[k] > 0, `${where}.${k}`, `must be a positive integer, got ${JSON.stringify(c[k])}`);
+    ensure(c[k] <= VIT_LIMITS[k], `${where}.${k}`, `${c[k]} is beyond any real vision tower (at most ${VIT_LIMITS[k]}); the config is broken`);
   }
   ensure(ACTIVATIONS.includes(c.hiddenAct), `${where}.hiddenAct`, `unsupported activation ${JSON.stringify(c.hiddenAct)} (supported: ${ACTIVATIONS.join(", ")})`);
   ensure(typeof c.layerNormEps === "number" && c.layerNormEps > 0, `${where}.layerNormEps`, `must be a positive number, got ${JSON.stringify(c.layerNormEps)}`);
@@ -104,6 +115,7 @@ export function resolveVitConfig(p: Partial<VitConfig> & { variant: VitVariant }
   ensure(c.imageSize >= c.patchSize, `${where}.imageSize`, `${c.imageSize} is smaller than one patch (patchSize ${c.patchSize})`);
   const gridSize = Math.floor(c.imageSize / c.patchSize);
   const hasClassToken = c.variant === "clip";
+  ensure(gridSize * gridSize <= VIT_LIMITS.numPositions, `${where}.imageSize`, `${c.imageSize} px in ${c.patchSize} px patches makes ${gridSize * gridSize} positions, beyond any real vision tower (at most ${VIT_LIMITS.numPositions}); the config is broken`);
   return Object.freeze({
     ...c, headDim: c.hiddenSize / c.numAttentionHeads, gridSize,
     numPositions: gridSize * gridSize + (hasClassToken ? 1 : 0), hasClassToken,
@@ -437,6 +449,24 @@ export interface VitForwardOptions {
   interpolatePosEncoding?: boolean;
 }
 
+/**
+ * Holds a CLIP/SigLIP vision config against a checkpoint's header before anything is allocated:
+ * the number of layers against the layer weights present, and hidden_size, num_channels,
+ * patch_size, image_size and intermediate_size against the embeddings' and layer 0's shapes. A
+ * mismatch is a ConfigError naming the field. `prefix` is where the tower's weights sit
+ * ("vision_model." in a CLIP/SigLIP checkpoint, "vision_tower.vision_model." in a MindsEye VLM).
+ */
+export function checkVitCheckpoint(c: ResolvedVitConfig, header: CheckpointHeader, o: { where: string; prefix?: string }): void {
+  const p = o.prefix ?? "vision_model.", w = o.where;
+  const hidden = { size: c.hiddenSize, field: "hidden_size" }, patch = { size: c.patchSize, field: "patch_size" };
+  checkTensorShape(header, `${p}embeddings.patch_embedding.weight`, [hidden, { size: c.numChannels, field: "num_channels" }, patch, patch], w);
+  const positions = `(image_size / patch_size)²${c.hasClassToken ? " + 1" : ""} = (${c.imageSize} / ${c.patchSize})²${c.hasClassToken ? " + 1" : ""}`;
+  checkTensorShape(header, `${p}embeddings.position_embedding.weight`, [{ size: c.numPositions, field: positions }, hidden], w);
+  checkLayerCount(header, `${p}encoder.layers.`, c.numHiddenLayers, "num_hidden_layers", w);
+  checkTensorShape(header, `${p}encoder.layers.0.self_attn.q_proj.weight`, [hidden, hidden], w);
+  checkTensorShape(header, `${p}encoder.layers.0.mlp.fc1.weight`, [{ size: c.intermediateSize, field: "intermediate_size" }, hidden], w);
+}
+
 export interface VitOutput {
   /** [B, N, D]. CLIP: the last layer's output, not normed; SigLIP: after post_layernorm. As HF. */
   lastHiddenState: Tensor;
@@ -521,10 +551,14 @@ export class VitVisionModel extends nn.Module {
    */
   static fromPretrained(dir: string, opts: { dtype?: DType; device?: Device } = {}): VitVisionModel {
     const json = readHfConfig(dir);
-    const names = checkpointNames(dir).filter((n) => checkpointRename(n) !== null);
-    const config = vitConfigFromHf(withHeadDefault(json, names.includes("vision_model.head.probe")), join(dir, "config.json"));
+    const header = readCheckpointHeader(dir);
+    const names = [...header.keys()].filter((n) => checkpointRename(n) !== null);
+    const where = join(dir, "config.json");
+    const config = vitConfigFromHf(withHeadDefault(json, names.includes("vision_model.head.probe")), where);
+    checkVitCheckpoint(config, header, { where }); // before anything is allocated
     const model = new VitVisionModel(config, opts);
     const weights = io.loadSharded(dir, { names, ...(opts.dtype ? { dtype: opts.dtype } : {}) });
+    checkFinite(weights, header, dir);
     assignWeights(model, weights, { rename: checkpointRename });
     return model.eval();
   }
@@ -562,19 +596,3 @@ function withHeadDefault(json: HfJson, checkpointHasHead: boolean): HfJson {
   return full ? { ...json, vision_config: filled } : filled;
 }
 
-/** Every tensor name of a checkpoint directory, read from the index or the header alone. */
-function checkpointNames(dir: string): string[] {
-  const index = join(dir, "model.safetensors.index.json"), single = join(dir, "model.safetensors");
-  if (existsSync(index)) {
-    let map: unknown;
-    try {
-      map = (JSON.parse(readFileSync(index, "utf8")) as { weight_map?: unknown }).weight_map;
-    } catch (e) {
-      throw new Error(`cannot read ${index}: ${(e as Error).message} (expected a safetensors index: {"metadata": {...}, "weight_map": {tensor: file}})`);
-    }
-    if (map === null || typeof map !== "object") throw new Error(`cannot read ${index}: "weight_map" must be an object of tensor name → shard file`);
-    return Object.keys(map);
-  }
-  if (existsSync(single)) return [...io.readHeader(single).tensors.keys()];
-  throw new Error(`${dir}: no model.safetensors or model.safetensors.index.json (MindsEye reads safetensors checkpoints, never pickle .bin files)`);
-}

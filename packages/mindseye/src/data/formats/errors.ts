@@ -34,15 +34,24 @@ export class ErrorRateExceeded extends DataFormatError {
 }
 
 export interface ErrorPolicy {
-  /** Stop once skipped / seen exceeds this fraction (0.01 = 1%). */
+  /**
+   * The run stops when skipped / records exceeds this fraction (0.01 = 1%). The rate is judged on
+   * the whole input (`finish`), so where the bad records sit does not matter; it stops earlier only
+   * once the input's size is known and the rate is certain to be exceeded even if every remaining
+   * record is good.
+   */
   readonly maxErrorRate: number;
-  /** The rate is only judged after this many records, so two bad records out of three do not stop a run. */
-  readonly minRecords: number;
-  /** How many skipped records to remember by name for the report. */
+  /** How many skipped records the summary and error messages name (every one is kept in the report). */
   readonly keepExamples: number;
+  /** Where a user sets maxErrorRate, for the message that stops a run. */
+  readonly setting: string;
 }
 
-export const DEFAULT_ERROR_POLICY: ErrorPolicy = Object.freeze({ maxErrorRate: 0.01, minRecords: 100, keepExamples: 10 });
+export const DEFAULT_ERROR_POLICY: ErrorPolicy = Object.freeze({
+  maxErrorRate: 0.01,
+  keepExamples: 10,
+  setting: "--max-error-rate (mindseye targets extract, mindseye eval) or the recipe key max_error_rate",
+});
 
 export interface SkippedRecord {
   readonly source: RecordSource;
@@ -57,16 +66,20 @@ export interface SkipReport {
   readonly skipped: number;
   /** The first `keepExamples` skipped records, in order. */
   readonly examples: readonly SkippedRecord[];
+  /** Every skipped record, in order. */
+  readonly records: readonly SkippedRecord[];
   /** Records left out on purpose, not errors: "not downloaded" → 1200, "no image" → 3. */
   readonly omitted: Readonly<Record<string, number>>;
 }
 
 /**
- * Counts good and bad records of one dataset (share one counter across its files) and stops the
- * run past the policy's error rate.
+ * Counts good and bad records of one input (share one counter across its files) and stops the
+ * run when the error rate over the whole input is past the policy's: at `finish()`, or as soon as
+ * it is certain when the caller knows the input's size (`expectTotal`).
  * ```ts
- * const errors = new SkipCounter("cc3m", { maxErrorRate: 0.01, minRecords: 1000 });
+ * const errors = new SkipCounter("cc3m", { maxErrorRate: 0.01 });
  * for await (const pair of readCc3m(opts, { errors })) { ... }
+ * errors.finish(); // throws ErrorRateExceeded past 1% over the whole file
  * console.log(errors.summary());
  * ```
  */
@@ -74,33 +87,60 @@ export class SkipCounter {
   readonly policy: ErrorPolicy;
   private good = 0;
   private bad = 0;
-  private readonly examples: SkippedRecord[] = [];
+  private total: number | null = null;
+  private readonly skippedRecords: SkippedRecord[] = [];
   private readonly omittedCounts: Record<string, number> = {};
 
   constructor(readonly what: string, policy: Partial<ErrorPolicy> = {}) {
     const p = { ...DEFAULT_ERROR_POLICY, ...policy };
     if (!(p.maxErrorRate >= 0 && p.maxErrorRate <= 1)) throw new RangeError(`maxErrorRate must be in [0, 1], got ${p.maxErrorRate}`);
-    if (!(Number.isInteger(p.minRecords) && p.minRecords >= 1)) throw new RangeError(`minRecords must be a positive integer, got ${p.minRecords}`);
     if (!(Number.isInteger(p.keepExamples) && p.keepExamples >= 0)) throw new RangeError(`keepExamples must be a non-negative integer, got ${p.keepExamples}`);
     this.policy = Object.freeze(p);
+  }
+
+  /**
+   * The input holds at most `n` records in all: from now on the run stops as soon as the skips
+   * alone exceed the rate over n, whatever the rest holds.
+   */
+  expectTotal(n: number): void {
+    if (!(Number.isInteger(n) && n >= 0)) throw new RangeError(`expectTotal: n must be a non-negative integer, got ${n}`);
+    this.total = n;
+    this.checkCertain();
   }
 
   /** One good record. */
   ok(): void {
     this.good++;
-    this.check();
   }
 
-  /** One malformed record, skipped. Throws ErrorRateExceeded once the rate is past the policy. */
+  /** One malformed record, skipped. Throws ErrorRateExceeded once the rate is certain to be past the policy. */
   skip(source: RecordSource, reason: string): void {
     this.bad++;
-    if (this.examples.length < this.policy.keepExamples) this.examples.push({ source, reason });
-    this.check();
+    this.skippedRecords.push({ source, reason });
+    this.checkCertain();
+  }
+
+  /** Records an earlier, interrupted run of the same input already counted (a resumed run). */
+  carry(good: number, skipped: readonly SkippedRecord[]): void {
+    if (!(Number.isInteger(good) && good >= 0)) throw new RangeError(`carry: good must be a non-negative integer, got ${good}`);
+    this.good += good;
+    this.bad += skipped.length;
+    this.skippedRecords.push(...skipped);
+    this.checkCertain();
   }
 
   /** A record left out on purpose (a failed download, a problem without an image): counted, not an error. */
   omit(why: string, n = 1): void {
     this.omittedCounts[why] = (this.omittedCounts[why] ?? 0) + n;
+  }
+
+  /**
+   * The input has been read: judges the error rate over all of it (ErrorRateExceeded past the
+   * policy) and returns the report.
+   */
+  finish(): SkipReport {
+    if (this.bad > 0 && this.bad / this.seen > this.policy.maxErrorRate) throw this.exceeded(this.seen, false);
+    return this.report();
   }
 
   get seen(): number {
@@ -112,7 +152,10 @@ export class SkipCounter {
   }
 
   report(): SkipReport {
-    return { what: this.what, seen: this.seen, skipped: this.bad, examples: [...this.examples], omitted: { ...this.omittedCounts } };
+    return {
+      what: this.what, seen: this.seen, skipped: this.bad, examples: this.skippedRecords.slice(0, this.policy.keepExamples),
+      records: [...this.skippedRecords], omitted: { ...this.omittedCounts },
+    };
   }
 
   /** One paragraph for logs: counts, rate, the first skipped records. */
@@ -120,19 +163,28 @@ export class SkipCounter {
     const head = `${this.what}: ${this.bad} of ${this.seen} records skipped (${percent(this.bad, this.seen)})`;
     const omitted = Object.entries(this.omittedCounts).map(([k, n]) => `${n} ${k}`);
     const lines = [omitted.length > 0 ? `${head}; left out: ${omitted.join(", ")}` : head];
-    for (const e of this.examples) lines.push(`  ${e.source.file} ${e.source.record}: ${e.reason}`);
-    if (this.bad > this.examples.length) lines.push(`  … and ${this.bad - this.examples.length} more`);
+    const shown = this.skippedRecords.slice(0, this.policy.keepExamples);
+    for (const e of shown) lines.push(`  ${e.source.file} ${e.source.record}: ${e.reason}`);
+    if (this.bad > shown.length) lines.push(`  … and ${this.bad - shown.length} more`);
     return lines.join("\n");
   }
 
-  private check(): void {
-    const seen = this.seen;
-    if (seen < this.policy.minRecords || this.bad / seen <= this.policy.maxErrorRate) return;
-    const where = this.examples.map((e) => `\n  ${e.source.file} ${e.source.record}: ${e.reason}`).join("");
-    throw new ErrorRateExceeded(
-      `stopped reading ${this.what}: ${this.bad} of ${seen} records were malformed (${percent(this.bad, seen)}), ` +
-        `above maxErrorRate ${percent(this.policy.maxErrorRate, 1)} (judged after ${this.policy.minRecords} records). ` +
-        `First ones:${where}\nFix or remove those records, or raise maxErrorRate if they are expected.`,
+  /** Stops now if the skips so far exceed the rate over the known total (certain whatever comes next). */
+  private checkCertain(): void {
+    if (this.total === null) return;
+    const total = Math.max(this.total, this.seen);
+    if (this.bad / total > this.policy.maxErrorRate) throw this.exceeded(total, true);
+  }
+
+  private exceeded(total: number, early: boolean): ErrorRateExceeded {
+    const shown = this.skippedRecords.slice(0, this.policy.keepExamples);
+    const where = shown.map((e) => `\n  ${e.source.file} ${e.source.record}: ${e.reason}`).join("") + (this.bad > shown.length ? `\n  … and ${this.bad - shown.length} more` : "");
+    const counts = early
+      ? `${this.bad} of its ${total} records are malformed (${percent(this.bad, total)} even if the ${total - this.seen} not yet read are all good)`
+      : `${this.bad} of ${total} records were malformed (${percent(this.bad, total)})`;
+    return new ErrorRateExceeded(
+      `stopped reading ${this.what}: ${counts}, above the maximum error rate ${percent(this.policy.maxErrorRate, 1)}. ` +
+        `Skipped:${where}\nFix or remove those records, or allow a higher rate with ${this.policy.setting}.`,
       this.report(),
     );
   }
@@ -150,9 +202,10 @@ export function messageOf(e: unknown): string {
 /** Options every reader takes. */
 export interface ReadOptions {
   /**
-   * Counts skipped records and stops past the error rate. Pass one to read its report afterwards
-   * or to share it across several readers of one dataset; by default each read makes its own
-   * with DEFAULT_ERROR_POLICY.
+   * Counts skipped records. Pass one to read its report afterwards or to share it across several
+   * readers of one dataset, and judge it with `finish()` when the input is read; without one, a
+   * read through the registry (readPairs, readTasks) makes its own with DEFAULT_ERROR_POLICY and
+   * judges it when it reaches the end.
    */
   readonly errors?: SkipCounter;
 }

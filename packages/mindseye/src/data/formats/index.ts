@@ -7,7 +7,7 @@
 // to its reader: one explicit list, an error on duplicates, "did you mean" on a miss.
 import { readFile } from "node:fs/promises";
 import { ConfigError } from "../../config/errors.js";
-import { DataFormatError, messageOf, type ReadOptions, type RecordSource } from "./errors.js";
+import { DataFormatError, SkipCounter, messageOf, type ReadOptions, type RecordSource } from "./errors.js";
 import { readCoco, type CocoOptions } from "./coco.js";
 import { readCc3m, type Cc3mOptions } from "./cc3m.js";
 import { readWebDataset, type WebDatasetOptions } from "./webdataset.js";
@@ -154,12 +154,27 @@ type Values = Record<string, string | readonly string[] | number>;
 const req = (type: SpecField["type"], doc: string): SpecField => ({ type, required: true, doc });
 const opt = (type: SpecField["type"], doc: string): SpecField => ({ type, required: false, doc });
 
-function pairs(name: string, summary: string, fields: Record<string, SpecField>, open: (v: Values, o?: ReadOptions) => AsyncGenerator<ImageTextPair>): PairFormat {
-  return { kind: "pairs", name, summary, fields, read: (spec, o) => open(checkSpec(name, fields, spec), o) };
+function pairs(name: string, summary: string, fields: Record<string, SpecField>, open: (v: Values, o: ReadOptions) => AsyncGenerator<ImageTextPair>): PairFormat {
+  return { kind: "pairs", name, summary, fields, read: (spec, o) => judged(name, o, (opts) => open(checkSpec(name, fields, spec), opts)) };
 }
 
-function tasks(name: string, summary: string, fields: Record<string, SpecField>, open: (v: Values, o?: ReadOptions) => AsyncGenerator<TaskItem>): TaskFormat {
-  return { kind: "tasks", name, summary, fields, read: (spec, o) => open(checkSpec(name, fields, spec), o) };
+function tasks(name: string, summary: string, fields: Record<string, SpecField>, open: (v: Values, o: ReadOptions) => AsyncGenerator<TaskItem>): TaskFormat {
+  return { kind: "tasks", name, summary, fields, read: (spec, o) => judged(name, o, (opts) => open(checkSpec(name, fields, spec), opts)) };
+}
+
+/**
+ * A read with the caller's counter as is (the caller judges it with `finish`); without one, the
+ * read gets its own and judges the error rate over everything it read when it reaches the end.
+ * The spec is checked at once, before the first record is asked for.
+ */
+function judged<T>(what: string, o: ReadOptions | undefined, open: (o: ReadOptions) => AsyncGenerator<T>): AsyncGenerator<T> {
+  if (o?.errors !== undefined) return open(o);
+  const errors = new SkipCounter(what);
+  const inner = open({ errors });
+  return (async function* () {
+    yield* inner;
+    errors.finish();
+  })();
 }
 
 const IMG2DATASET_FIELDS = {
