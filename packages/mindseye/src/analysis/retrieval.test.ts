@@ -12,6 +12,7 @@ import { ConfigError } from "../config/errors.js";
 import { generateWorld, resolveWorldOptions } from "../world/generate.js";
 import { loadStageRecipe, runRecipe } from "../train/stages/index.js";
 import { readPreprocessor } from "../train/stages/common.js";
+import { latentInput } from "../train/stages/latent_pretrain.js";
 import { decodeImage } from "../data/images.js";
 import { loadEncoder, preprocess } from "../data/targets.js";
 import { VitVisionModel } from "../models/vit.js";
@@ -85,7 +86,7 @@ before(async () => {
   const run = (name: string, sets: string[]) => runRecipe(loadStageRecipe(join(configs, `${name}.yaml`), [`world=${world}`, "train.steps=4", "train.batch_size=8", ...sets]), { quiet: true });
   const encoder = await run("world-encoder", [`out=${join(stages, "world-encoder")}`]);
   const base = await run("vlm-base", [`encoder=${encoder}`, `out=${join(stages, "vlm-base")}`]);
-  await run("latent-pretrain", [`encoder=${encoder}`, `base=${base}`, `targets=${join(stages, "targets-grid4")}`, `out=${join(stages, "pretrain-latent")}`, "loss.target_norm=layernorm"]);
+  await run("latent-pretrain", [`encoder=${encoder}`, `base=${base}`, `targets=${join(stages, "targets-grid4")}`, `out=${join(stages, "pretrain-latent")}`, "pool=grid:4", "loss.target_norm=layernorm"]);
   writeFileSync(join(study, "study.resolved.json"), "{}\n");
 });
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -107,14 +108,17 @@ test("a study folder, its run folder and its model directory resolve to the same
   assert.throws(() => getTask("world_retrieval"), /world_retrieval is not a generation task/);
 });
 
-test("imagined latents are built as in training: caption tokens then the K latent queries, left padding changes nothing", () => {
+test("imagined latents are built as in training: the caption in the chat template, then the K latent queries; left padding changes nothing", () => {
   const im = loadImaginer(resolveLatentRun(study).modelDir);
   try {
     const a = "A red circle.", b = "From left to right, a pink diamond, a red cross and a blue rubber square.";
-    assert.deepEqual(imagineInput(im, a), [...im.tokenizer.encode(a, { addSpecialTokens: false }), ...im.latentIds]);
+    assert.deepEqual(imagineInput(im, a), latentInput(im.tokenizer, a, im.latentIds).ids);
+    const words = im.tokenizer.encode(a, { addSpecialTokens: false }), ids = imagineInput(im, a);
+    assert.deepEqual(ids.slice(-im.latentIds.length), im.latentIds, "the latent queries come last");
+    assert.ok(ids.join(",").includes(words.join(",")) && ids.length > words.length + im.latentIds.length, "the caption sits inside the template");
     torch.scope(() => {
       const alone = imagineLatents(im, [a]), batched = imagineLatents(im, [b, a]);
-      assert.deepEqual(alone.shape, [1, 4, 64]);
+      assert.deepEqual(alone.shape, [1, 4, 96]);
       assert.ok(vals(alone.sub(batched.narrow(0, 1, 1)).abs().amax())[0]! < 1e-4, "a short caption left-padded in a batch imagines the same latents");
     });
   } finally {
@@ -134,8 +138,8 @@ test("the gallery holds the encoder's grid:4 features of the split's images, lay
   const image = await decodeImage({ kind: "file", path: g.paths[0]! });
   torch.noGrad(() => torch.scope(() => {
     const f = enc.model.features(preprocess([image], readPreprocessor(s.encoderDir)), -1);
-    const z = poolFeatures(f, "grid:4", { hasClassToken: false }); // [1, 4, 64]
-    const want = F.layerNorm(z, [64], null, null, 1e-6);
+    const z = poolFeatures(f, "grid:4", { hasClassToken: false }); // [1, 4, 96]
+    const want = F.layerNorm(z, [96], null, null, 1e-6);
     assert.ok(vals(want.sub(g.latents.narrow(0, 0, 1)).abs().amax())[0]! < 1e-4);
   }));
   enc.model.parameters().forEach((p) => p.dispose());
@@ -152,7 +156,7 @@ test("world_retrieval: every test caption ranks the test images; results.json ag
   const r = await evaluateRetrieval({ modelDir: study, dataDir: world, out, quiet: true, batchSize: 7, cacheRoot: join(root, "cache") });
   const coco = JSON.parse(readFileSync(join(world, "captions_test.json"), "utf8")) as { images: unknown[]; annotations: unknown[] };
   const N = coco.images.length;
-  assert.deepEqual([r.task, r.split, r.captions, r.n, r.gallery.images, r.latents.k, r.latents.d], ["world_retrieval", "test", "first", N, N, 4, 64]);
+  assert.deepEqual([r.task, r.split, r.captions, r.n, r.gallery.images, r.latents.k, r.latents.d], ["world_retrieval", "test", "first", N, N, 4, 96]);
   const lines = readLines(out);
   assert.equal(lines.length, N);
   for (const l of lines) {

@@ -12,7 +12,7 @@ import { ConfigError } from "../config/errors.js";
 import { generateWorld, resolveWorldOptions } from "../world/generate.js";
 import { loadStageRecipe, runRecipe } from "../train/stages/index.js";
 import { decodeImage } from "../data/images.js";
-import { resolveLatentRun, loadImaginer, disposeImaginer, imagineLatents, latentSimilarity, loadGallery, worldGallery } from "../analysis/retrieval.js";
+import { resolveLatentRun, loadImaginer, disposeImaginer, imagineLatents, latentSimilarity, loadGallery, worldGallery, runTargetStats } from "../analysis/retrieval.js";
 import { imagine, contactSheet, drawText, sheetLabel, formatImagine, SHEET } from "./imagine.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -29,7 +29,7 @@ before(async () => {
   const run = (name: string, sets: string[]) => runRecipe(loadStageRecipe(join(configs, `${name}.yaml`), [`world=${world}`, "train.steps=4", "train.batch_size=8", ...sets]), { quiet: true });
   const encoder = await run("world-encoder", [`out=${join(stages, "world-encoder")}`]);
   const base = await run("vlm-base", [`encoder=${encoder}`, `out=${join(stages, "vlm-base")}`]);
-  await run("latent-pretrain", [`encoder=${encoder}`, `base=${base}`, `targets=${join(stages, "targets-grid4")}`, `out=${join(stages, "pretrain-latent")}`]);
+  await run("latent-pretrain", [`encoder=${encoder}`, `base=${base}`, `targets=${join(stages, "targets-grid4")}`, `out=${join(stages, "pretrain-latent")}`, "pool=grid:4"]);
   writeFileSync(join(study, "study.resolved.json"), "{}\n");
 });
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -43,12 +43,12 @@ test("imagine a caption with a study folder: the top k test images by mean cosin
   assert.equal(r.sheet, out);
   assert.deepEqual(r.top.map((t) => t.rank), [1, 2, 3, 4, 5]);
   for (let i = 1; i < r.top.length; i++) assert.ok(r.top[i - 1]!.similarity >= r.top[i]!.similarity);
-  assert.deepEqual([r.latents, r.gallery.name, r.unknownTokens], [{ k: 4, d: 64 }, "world-test", 0]);
+  assert.deepEqual([r.latents, r.gallery.name, r.unknownTokens], [{ k: 4, d: 96 }, "world-test", 0]);
   assert.match(formatImagine(r), /rank {2}similarity[\s\S]*contact sheet: /);
 
   // The best image is the argmax of the similarity matrix computed on its own.
   const s = resolveLatentRun(study);
-  const g = await loadGallery({ spec: worldGallery(world, "test"), encoderDir: s.encoderDir, pool: s.pool, targetNorm: s.targetNorm, cacheRoot: join(root, "cache") });
+  const g = await loadGallery({ spec: worldGallery(world, "test"), encoderDir: s.encoderDir, pool: s.pool, targetNorm: s.targetNorm, cacheRoot: join(root, "cache"), ...runTargetStats(s) });
   const im = loadImaginer(s.modelDir);
   const sims = torch.scope(() => Array.from(latentSimilarity(imagineLatents(im, [CAPTION]), g.latents).toFloat64Values()));
   disposeImaginer(im);
