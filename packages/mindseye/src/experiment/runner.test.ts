@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { StudyConfig, runStudy, stepMarkerPath } from "./runner.js";
+import { StudyConfig, runStudy, stepMarkerPath, checkStudy } from "./runner.js";
 
 const tinyStudy = (out: string, scenes = 30) => StudyConfig.parse({
   name: "tiny", out, world: { scenes, size: 32, latents: 4 },
@@ -54,6 +54,19 @@ test("a study skips finished steps, refuses changed ones without --force, and re
     await runStudy(tinyStudy(out, 40), { log, force: true });
     assert.equal(scenes(), 40);
     assert.ok(lines.some((l) => l.startsWith("[run ] world")));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("settings that clash across sections are refused before anything runs", () => {
+  const root = mkdtempSync(join(tmpdir(), "mindseye-study-"));
+  try {
+    const out = join(root, "study");
+    assert.throws(() => checkStudy({ ...tinyStudy(out), latent_pretrain: { ...tinyStudy(out).latent_pretrain, pool: "grid:2" } }), /latent_pretrain\.pool: pooling "grid:2": K must be a perfect square/);
+    assert.throws(() => checkStudy({ ...tinyStudy(out), latent_pretrain: { ...tinyStudy(out).latent_pretrain, pool: "grid:9" } }), /pools a 2×2 patch grid into 3×3 cells|needs 9 latent tokens/);
+    assert.throws(() => checkStudy({ ...tinyStudy(out), world: { ...tinyStudy(out).world, size: 40 } }), /patch_size 16 does not divide world\.size 40/);
+    assert.ok(!existsSync(out), "nothing was made");
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

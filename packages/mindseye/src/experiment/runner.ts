@@ -23,6 +23,7 @@ import { runWorldEncoder, runVlmBase, runLatentPretrain, runFinetune, WorldEncod
 import { evaluate } from "../eval/run.js";
 import { evaluateRetrieval, type RetrievalResults } from "../analysis/retrieval.js";
 import { blindBaselines } from "./baselines.js";
+import { parsePool, pooledCount } from "../objectives/index.js";
 import { writeReport, ARMS, type Arm, type Baseline, type EvalRun } from "./report.js";
 
 const common = { stage: true, world: true, out: true, seed: true } as const;
@@ -57,7 +58,26 @@ export const StudyConfig = z.strictObject({
 export type StudyConfig = z.output<typeof StudyConfig>;
 
 export function loadStudy(path: string, overrides: string[] = []): StudyConfig {
-  return loadRecipe(path, StudyConfig, overrides);
+  return checkStudy(loadRecipe(path, StudyConfig, overrides));
+}
+
+/**
+ * What the schemas cannot see: the settings that only clash across sections. Checked before
+ * anything runs, so a bad pooling is not found after stages 1–2 have trained.
+ */
+export function checkStudy(c: StudyConfig): StudyConfig {
+  const patch = c.world_encoder.encoder.patch_size;
+  if (c.world.size % patch !== 0) throw new ConfigError(`world_encoder.encoder.patch_size ${patch} does not divide world.size ${c.world.size}`);
+  let k: number;
+  try {
+    k = pooledCount(parsePool(c.latent_pretrain.pool), (c.world.size / patch) ** 2);
+  } catch (e) {
+    throw new ConfigError(`latent_pretrain.pool: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if (k > c.world.latents) throw new ConfigError(`latent_pretrain.pool ${c.latent_pretrain.pool} needs ${k} latent tokens but world.latents is ${c.world.latents}; raise world.latents to ${k}`);
+  const grid = c.world.size / patch, side = Math.sqrt(k);
+  if (c.latent_pretrain.pool.startsWith("grid:") && side > grid) throw new ConfigError(`latent_pretrain.pool ${c.latent_pretrain.pool} pools a ${grid}×${grid} patch grid into ${side}×${side} cells; use grid:${grid * grid} or fewer`);
+  return c;
 }
 
 export interface StudyResult { dir: string; markdown: string; evaluations: number }
@@ -91,6 +111,7 @@ function changedKeys(a: unknown, b: unknown, prefix = ""): string[] {
 }
 
 export async function runStudy(c: StudyConfig, opts: { log?: (line: string) => void; quiet?: boolean; force?: boolean } = {}): Promise<StudyResult> {
+  checkStudy(c);
   const log = opts.log ?? ((l: string) => console.log(l));
   const quiet = opts.quiet ?? true;
   const dir = c.out;
