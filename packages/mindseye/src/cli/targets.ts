@@ -2,7 +2,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { parse as parseYaml } from "yaml";
-import { extractTargets } from "../data/targets.js";
+import { join } from "node:path";
+import { extractTargets, type TargetManifest } from "../data/targets.js";
 import type { DatasetSpec } from "../data/formats/index.js";
 import type { DType } from "@mindseye/torch";
 
@@ -14,6 +15,24 @@ export function parseDataSpec(arg: string): DatasetSpec {
     throw new Error(`--data ${arg}: expected a dataset spec with a "format" (a file, or inline YAML such as '{format: coco, annotations: a.json, images: dir}')`);
   }
   return spec as DatasetSpec;
+}
+
+/** A fraction in [0, 1] given on the command line, or an error naming the option. */
+export function parseRate(option: string, text: string): number {
+  const v = Number(text);
+  if (text.trim() === "" || !(v >= 0 && v <= 1)) throw new Error(`${option} must be a fraction in [0, 1] (0.05 = 5%), got "${text}"`);
+  return v;
+}
+
+/** What the command prints: the cache, then every skip count and the first skipped records. */
+export function formatExtraction(out: string, m: TargetManifest): string {
+  const n = m.shards.reduce((a, s) => a + s.count, 0);
+  const records = m.skippedList.filter((e) => e.kind === "record").length, images = m.skippedList.length - records;
+  const lines = [`${out}: ${n} targets of [${m.k}, ${m.d}] (${m.pooling}, ${m.dtype}) in ${m.shards.length} shards; encoder ${m.fingerprint.slice(0, 12)}`];
+  lines.push(`skipped: ${records} malformed record${records === 1 ? "" : "s"}, ${images} undecodable image${images === 1 ? "" : "s"}${m.skipped > 0 ? ` (all listed in ${join(out, "manifest.json")} "skippedList")` : ""}`);
+  for (const e of m.skippedList.slice(0, 10)) lines.push(`  ${e.file} ${e.record}: ${e.reason}`);
+  if (m.skippedList.length > 10) lines.push(`  … and ${m.skippedList.length - 10} more`);
+  return lines.join("\n");
 }
 
 export function registerTargetsCommand(program: Command): void {
@@ -29,13 +48,13 @@ export function registerTargetsCommand(program: Command): void {
     .option("--dtype <dtype>", "storage dtype: float32 | bfloat16 | float16", "float32")
     .option("--batch-size <n>", "images per forward", "32")
     .option("--shard-size <n>", "records per shard (a multiple of the batch size)", "4096")
-    .action(async (o: { encoder: string; data: string; out: string; pool: string; featureLayer: string; dtype: string; batchSize: string; shardSize: string }) => {
+    .option("--max-error-rate <fraction>", "stop when more than this fraction of the records, or of the images, is bad (over the whole input)", "0.01")
+    .action(async (o: { encoder: string; data: string; out: string; pool: string; featureLayer: string; dtype: string; batchSize: string; shardSize: string; maxErrorRate: string }) => {
       if (!["float32", "bfloat16", "float16"].includes(o.dtype)) throw new Error(`--dtype ${o.dtype}: expected float32, bfloat16 or float16`);
       const m = await extractTargets({
         encoderDir: o.encoder, data: parseDataSpec(o.data), out: o.out, pool: o.pool, featureLayer: Number(o.featureLayer),
-        dtype: o.dtype as DType, batchSize: Number(o.batchSize), shardSize: Number(o.shardSize),
+        dtype: o.dtype as DType, batchSize: Number(o.batchSize), shardSize: Number(o.shardSize), maxErrorRate: parseRate("--max-error-rate", o.maxErrorRate),
       });
-      const n = m.shards.reduce((a, s) => a + s.count, 0);
-      console.log(`${o.out}: ${n} targets of [${m.k}, ${m.d}] (${m.pooling}, ${m.dtype}) in ${m.shards.length} shards; ${m.skipped} images skipped; encoder ${m.fingerprint.slice(0, 12)}`);
+      console.log(formatExtraction(o.out, m));
     });
 }

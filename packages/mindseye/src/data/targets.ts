@@ -2,26 +2,64 @@
 // pooled targets are written to sharded safetensors with a manifest. Pretraining reads the cache,
 // not the images.
 //
-//   DIR/manifest.json            encoder fingerprint, pooling, feature layer, dtype, K, D, shards
+//   DIR/manifest.json            encoder fingerprint, pooling, feature layer, dtype, K, D, the data
+//                                source (spec, files and sizes), shards (with the hash of the record
+//                                ids each was made from), skipped records and images (count + list)
 //   DIR/targets-00000.safetensors "targets" [n, K, D]; metadata "ids" = the n record ids (JSON)
 //
 // Shards are written atomically and recorded in the manifest as they complete, so an
 // interrupted extraction resumes at the first missing shard without recomputing the others.
-// A cache is bound to its encoder: weights, config and preprocessing are hashed into the
-// fingerprint, and a reader or a resumed extraction with another encoder is refused.
+// A cache is bound to its encoder and to its data: weights, config and preprocessing are hashed
+// into the fingerprint, the data source's paths and sizes are recorded, and a resumed extraction
+// with another encoder, pooling or data is refused, as is one whose records differ from those
+// the finished shards were made from (checked while they are skipped).
+//
+// Bad input: malformed records (the reader's) and undecodable images are skipped, counted and
+// listed in the manifest; past maxErrorRate over the whole input the extraction stops (the
+// manifest then says complete: false and lists what was skipped).
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { torch, io, type DType, type Tensor } from "@mindseye/torch";
 import { VitVisionModel } from "../models/vit.js";
 import { processClip, processSiglip, processorConfigFromHf, type ImageProcessorConfig, type RgbImage } from "../models/processors.js";
 import { poolFeatures, parsePool, pooledCount, type PoolSpec } from "../objectives/pooling.js";
 import { readHfConfig } from "../config/hf.js";
-import { readPairs, SkipCounter, type DatasetSpec, type ImageTextPair } from "./formats/index.js";
+import { expandBraces, getFormat, readPairs, SkipCounter, type DatasetSpec, type ImageTextPair, type SkippedRecord } from "./formats/index.js";
 import { decodeBatch } from "./images.js";
 import { Progress } from "../util/progress.js";
+import { makeOutputDir } from "../util/output_dir.js";
 
-export const MANIFEST_VERSION = 1;
+/** 2: the data source, per-shard record ids and the skipped list are recorded. */
+export const MANIFEST_VERSION = 2;
+
+/** What the targets were extracted from: the spec with resolved paths, and every file it names with its size. */
+export interface DataSource {
+  spec: Record<string, unknown>;
+  /** Each path of the spec (brace patterns expanded): a file with its size, a folder, or missing. */
+  files: { field: string; path: string; kind: "file" | "folder" | "missing"; size: number | null }[];
+}
+
+/** One shard: its file, its targets, and the records it was made from. */
+export interface ShardEntry {
+  file: string;
+  /** Targets in the file (records whose image decoded). */
+  count: number;
+  /** Records of the data this shard covers (count + its skipped images). */
+  records: number;
+  /** sha256 over those records' ids, in order, and the first and last id: a resume checks them. */
+  ids: { sha256: string; first: string; last: string };
+  /** Images of those records that could not be decoded. */
+  skippedImages: SkippedRecord[];
+}
+
+/** A skipped record of the data, or a record whose image could not be decoded. */
+export interface SkippedEntry {
+  kind: "record" | "image";
+  file: string;
+  record: string;
+  reason: string;
+}
 
 export interface TargetManifest {
   version: number;
@@ -35,11 +73,57 @@ export interface TargetManifest {
   k: number;
   d: number;
   shardSize: number;
-  shards: { file: string; count: number }[];
-  /** Set when every record of the dataset has been processed. */
+  /** The data the targets come from (absent in version 1 caches). */
+  data: DataSource;
+  shards: ShardEntry[];
+  /** Set when every record of the dataset has been processed and the error rate was within maxErrorRate. */
   complete: boolean;
-  /** Records whose image could not be decoded (skipped, not cached). */
+  /** The error rate the extraction stops at (over all records; over all images). */
+  maxErrorRate: number;
+  /** Records skipped: malformed records of the data plus records whose image could not be decoded. */
   skipped: number;
+  /** Every skipped record and image, with its file, record and reason. */
+  skippedList: SkippedEntry[];
+}
+
+/**
+ * The data source of a spec: its paths resolved, each file's size (brace patterns expanded), the
+ * other settings as given. Two extractions from the same files agree; another annotations file,
+ * another shard list or a file that changed size do not.
+ */
+export function dataSource(spec: DatasetSpec): DataSource {
+  const fields = getFormat(spec.format).fields;
+  const out: DataSource = { spec: { format: spec.format }, files: [] };
+  for (const key of Object.keys(spec).filter((k) => k !== "format").sort()) {
+    const v = spec[key], type = fields[key]?.type;
+    if (type === "path" || type === "paths") {
+      const paths = (typeof v === "string" ? [v] : (v as string[])).flatMap((p) => (type === "paths" ? expandBraces(p) : [p])).map((p) => resolve(p));
+      out.spec[key] = type === "path" ? paths[0] : paths;
+      for (const path of paths) {
+        const st = existsSync(path) ? statSync(path) : null;
+        out.files.push({ field: key, path, kind: st === null ? "missing" : st.isDirectory() ? "folder" : "file", size: st !== null && !st.isDirectory() ? st.size : null });
+      }
+    } else {
+      out.spec[key] = v;
+    }
+  }
+  return out;
+}
+
+/** What differs between two data sources, one line each; empty when they agree. */
+function dataDifferences(old: DataSource, now: DataSource): string[] {
+  const lines: string[] = [];
+  const describe = (f: DataSource["files"][number] | undefined) => f === undefined ? "(none)" : f.kind === "file" ? `${f.path} (${f.size} bytes)` : `${f.path} (${f.kind})`;
+  const keys = [...new Set([...Object.keys(old.spec), ...Object.keys(now.spec)])];
+  for (const k of keys) {
+    if (canonicalJson(old.spec[k]) !== canonicalJson(now.spec[k])) lines.push(`${k} was ${JSON.stringify(old.spec[k])}, now ${JSON.stringify(now.spec[k])}`);
+  }
+  if (lines.length > 0) return lines;
+  now.files.forEach((f, i) => {
+    const o = old.files[i];
+    if (o === undefined || o.path !== f.path || o.kind !== f.kind || o.size !== f.size) lines.push(`${f.field}: ${describe(o)} is now ${describe(f)}`);
+  });
+  return lines;
 }
 
 /** A fingerprint of an encoder as it will be used: every weight byte, the config and preprocessing. */
@@ -92,6 +176,8 @@ export interface ExtractOptions {
   dtype?: DType;
   batchSize?: number;
   shardSize?: number;
+  /** Stop when more than this fraction of the records, or of the images, are bad (default 0.01), judged over the whole input. */
+  maxErrorRate?: number;
   quiet?: boolean;
 }
 
@@ -107,93 +193,174 @@ function writeManifest(dir: string, m: TargetManifest): void {
 
 /**
  * Runs the frozen encoder over a dataset and writes pooled targets. Resumes a partial cache in
- * `out` (same encoder and settings), and returns the manifest.
+ * `out` (same encoder, settings and data), and returns the manifest.
  */
 export async function extractTargets(o: ExtractOptions): Promise<TargetManifest> {
   const pooling = parsePool(o.pool);
   const featureLayer = o.featureLayer ?? -1, dtype = o.dtype ?? "float32";
-  const batchSize = o.batchSize ?? 32, shardSize = o.shardSize ?? 4096;
-  if (shardSize % batchSize !== 0) throw new RangeError(`shardSize ${shardSize} must be a multiple of batchSize ${batchSize}`);
+  const batchSize = o.batchSize ?? 32, shardSize = o.shardSize ?? 4096, maxErrorRate = o.maxErrorRate ?? 0.01;
+  if (shardSize % batchSize !== 0) throw new RangeError(`the shard size ${shardSize} (--shard-size) must be a multiple of the batch size ${batchSize} (--batch-size)`);
+  if (!(maxErrorRate >= 0 && maxErrorRate <= 1)) throw new RangeError(`the maximum error rate (--max-error-rate) must be a fraction in [0, 1], got ${maxErrorRate}`);
+  const data = dataSource(o.data);
+  const manifestPath = join(o.out, "manifest.json");
+  // The data and settings are checked before the encoder is loaded: a wrong --data fails at once.
+  const old = existsSync(manifestPath) ? JSON.parse(readFileSync(manifestPath, "utf8")) as TargetManifest : null;
+  if (old !== null) checkSameData(o.out, old, data);
   const { model, config, preprocessing } = loadEncoder(o.encoderDir);
+  const dispose = () => { for (const p of model.parameters()) p.dispose(); };
   const fingerprint = encoderFingerprint(model, config, preprocessing);
   const hasClassToken = model.config.hasClassToken;
   const tokens = model.config.gridSize * model.config.gridSize;
   const manifest: TargetManifest = {
     version: MANIFEST_VERSION, fingerprint, encoder: { dir: o.encoderDir, config, preprocessing }, pooling, featureLayer, dtype,
-    k: pooledCount(pooling, tokens), d: model.config.hiddenSize, shardSize, shards: [], complete: false, skipped: 0,
+    k: pooledCount(pooling, tokens), d: model.config.hiddenSize, shardSize, data, shards: [], complete: false, maxErrorRate, skipped: 0, skippedList: [],
   };
-  mkdirSync(o.out, { recursive: true });
-  const manifestPath = join(o.out, "manifest.json");
-  if (existsSync(manifestPath)) {
-    const old = JSON.parse(readFileSync(manifestPath, "utf8")) as TargetManifest;
+  if (old !== null) {
     const clash = (["fingerprint", "pooling", "featureLayer", "dtype", "shardSize"] as const).filter((k) => old[k] !== manifest[k]);
     if (clash.length) {
+      dispose();
       throw new Error(`${o.out} holds a cache made with another ${clash.join(", ")} (${clash.map((k) => `${old[k]} vs ${manifest[k]}`).join("; ")}); use another --out or delete it`);
     }
     if (old.complete) {
-      for (const p of model.parameters()) p.dispose();
+      dispose();
       return old;
     }
-    manifest.shards = old.shards.filter((s) => existsSync(join(o.out, s.file)));
-    manifest.skipped = old.skipped;
+    manifest.shards = [];
+    for (const s of old.shards) {
+      if (!existsSync(join(o.out, s.file))) break; // the first missing shard and all after it are redone
+      manifest.shards.push(s);
+    }
   }
+  makeOutputDir(o.out, "the target cache (--out)");
 
-  const errors = new SkipCounter("images");
-  const done = manifest.shards.length;
+  const policy = { maxErrorRate, setting: "--max-error-rate (mindseye targets extract)" };
+  const records = new SkipCounter(`${o.data.format} records`, policy);
+  const images = new SkipCounter("images", policy);
+  // Images of finished shards are not decoded again: their counts carry over.
+  for (const s of manifest.shards) images.carry(s.records - s.skippedImages.length, s.skippedImages);
   const progress = new Progress(Number.NaN, 0, o.quiet ?? false, "targets", "images");
-  let shardIds: string[] = [], shardTensors: Tensor[] = [], index = 0, processed = 0;
+  let shardIds: string[] = [], shardTensors: Tensor[] = [], shardRecords: ImageTextPair[] = [], shardSkipped: SkippedRecord[] = [], processed = 0;
   let pending: ImageTextPair[] = [];
+  const record = () => {
+    const all = [...records.report().records.map((r) => entry("record", r)), ...images.report().records.map((r) => entry("image", r))];
+    manifest.skipped = all.length;
+    manifest.skippedList = all;
+  };
 
   const flushShard = () => {
-    if (shardIds.length === 0) return;
+    if (shardRecords.length === 0) return;
     const file = shardName(manifest.shards.length);
-    const targets = torch.cat(shardTensors, 0);
-    io.saveFile(join(o.out, file), new Map([["targets", targets]]), { ids: JSON.stringify(shardIds) });
-    targets.dispose();
+    if (shardIds.length > 0) {
+      const targets = torch.cat(shardTensors, 0);
+      io.saveFile(join(o.out, file), new Map([["targets", targets]]), { ids: JSON.stringify(shardIds) });
+      targets.dispose();
+    } else {
+      io.saveFile(join(o.out, file), new Map([["targets", torch.zeros([0, manifest.k, manifest.d], { dtype })]]), { ids: "[]" });
+    }
     shardTensors.forEach((t) => t.dispose());
-    manifest.shards.push({ file, count: shardIds.length });
+    manifest.shards.push({ file, count: shardIds.length, records: shardRecords.length, ids: idsOf(shardRecords), skippedImages: shardSkipped });
+    record();
     writeManifest(o.out, manifest);
     shardIds = [];
     shardTensors = [];
+    shardRecords = [];
+    shardSkipped = [];
   };
   const runBatch = async (batch: ImageTextPair[]) => {
-    const images = await decodeBatch(batch.map((p) => ({ image: p.image, source: p.source })), { errors });
-    const ok = batch.filter((_, i) => images[i] !== null);
-    manifest.skipped += batch.length - ok.length;
+    const before = images.skipped;
+    const decoded = await decodeBatch(batch.map((p) => ({ image: p.image, source: p.source })), { errors: images });
+    shardSkipped.push(...images.skippedSince(before));
+    const ok = batch.filter((_, i) => decoded[i] !== null);
     if (ok.length > 0) {
       const targets = torch.noGrad(() => torch.scope(() => {
-        const pixels = preprocess(images.filter((x): x is RgbImage => x !== null), preprocessing); // [b, 3, H, W]
+        const pixels = preprocess(decoded.filter((x): x is RgbImage => x !== null), preprocessing); // [b, 3, H, W]
         const features = model.features(pixels, featureLayer); // [b, N(+1), D]
         return poolFeatures(features, pooling, { hasClassToken }).to({ dtype }).contiguous(); // [b, K, D]
       }));
       shardTensors.push(targets);
       shardIds.push(...ok.map((p) => p.id));
     }
+    shardRecords.push(...batch);
     processed += batch.length;
     progress.update(processed);
   };
 
-  // Records of finished shards are skipped without decoding: the dataset order is deterministic
-  // and each shard holds exactly shardSize records' worth of batches.
-  const skip = done * shardSize;
-  let inShard = 0;
-  for await (const pair of readPairs(o.data)) {
-    if (index++ < skip) continue;
-    pending.push(pair);
-    if (pending.length === batchSize) {
-      await runBatch(pending);
-      pending = [];
-      inShard += batchSize;
-      if (inShard === shardSize) { flushShard(); inShard = 0; }
+  try {
+    // Records of finished shards are skipped without decoding (the dataset order is deterministic),
+    // but their ids are checked against the ones each shard was made from.
+    const done = manifest.shards.slice();
+    let shard = 0, inShard: ImageTextPair[] = [];
+    for await (const pair of readPairs(o.data, { errors: records })) {
+      if (shard < done.length) {
+        inShard.push(pair);
+        if (inShard.length === done[shard]!.records) {
+          checkSameRecords(o.out, done[shard]!, inShard);
+          shard++;
+          inShard = [];
+        }
+        continue;
+      }
+      pending.push(pair);
+      if (pending.length === batchSize) {
+        await runBatch(pending);
+        pending = [];
+        if (shardRecords.length === shardSize) flushShard();
+      }
     }
+    if (shard < done.length) {
+      const seen = done.slice(0, shard).reduce((a, s) => a + s.records, 0) + inShard.length;
+      throw new Error(`${o.out}: the data now has ${seen} records, fewer than the ${done.reduce((a, s) => a + s.records, 0)} its finished shards were made from; the data changed since the cache was started — use another --out for this data, or delete ${o.out} to start over`);
+    }
+    if (pending.length > 0) await runBatch(pending);
+    flushShard();
+    progress.stop(processed);
+    // The error rate over the whole input; past it the manifest lists the skips and stays incomplete.
+    record();
+    try {
+      records.finish();
+      images.finish();
+    } catch (e) {
+      writeManifest(o.out, manifest);
+      throw e;
+    }
+    manifest.complete = true;
+    writeManifest(o.out, manifest);
+  } finally {
+    dispose();
   }
-  if (pending.length > 0) await runBatch(pending);
-  flushShard();
-  progress.stop(processed);
-  manifest.complete = true;
-  writeManifest(o.out, manifest);
-  for (const p of model.parameters()) p.dispose();
   return manifest;
+}
+
+function entry(kind: SkippedEntry["kind"], r: SkippedRecord): SkippedEntry {
+  return { kind, file: r.source.file, record: r.source.record, reason: r.reason };
+}
+
+function idsOf(pairs: readonly ImageTextPair[]): ShardEntry["ids"] {
+  const h = createHash("sha256");
+  for (const p of pairs) h.update(`${p.id}\n`);
+  return { sha256: h.digest("hex"), first: pairs[0]!.id, last: pairs[pairs.length - 1]!.id };
+}
+
+/** A resumed extraction must read the same data: refuses another source, naming what differs. */
+function checkSameData(out: string, old: TargetManifest, data: DataSource): void {
+  const what = "use another --out for this data, or delete the folder to start over";
+  if (old.version !== MANIFEST_VERSION || old.data === undefined) {
+    throw new Error(`${out} holds a target cache of manifest version ${old.version}, which does not record its data source, so it cannot be resumed safely: ${what} (${out})`);
+  }
+  const diff = dataDifferences(old.data, data);
+  if (diff.length > 0) {
+    throw new Error(`${out} holds targets extracted from other data (${old.complete ? "complete" : `${old.shards.length} shards done`}):\n  ${diff.join("\n  ")}\n${what[0]!.toUpperCase()}${what.slice(1)} (${out}).`);
+  }
+}
+
+/** The records read for a finished shard must be the ones it was made from. */
+function checkSameRecords(out: string, shard: ShardEntry, pairs: readonly ImageTextPair[]): void {
+  const now = idsOf(pairs);
+  if (now.sha256 === shard.ids.sha256) return;
+  throw new Error(
+    `${out}: shard ${shard.file} was made from records ${shard.ids.first} … ${shard.ids.last}, but the data now gives ${now.first} … ${now.last} there; ` +
+      `the data changed since the cache was started — use another --out for this data, or delete ${out} to start over`,
+  );
 }
 
 /** Reads a target cache: targets by record id, refusing a cache made by another encoder. */

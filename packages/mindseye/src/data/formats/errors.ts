@@ -151,6 +151,11 @@ export class SkipCounter {
     return this.bad;
   }
 
+  /** The skipped records from the `from`-th on (0-based), e.g. those of the current batch. */
+  skippedSince(from: number): SkippedRecord[] {
+    return this.skippedRecords.slice(from);
+  }
+
   report(): SkipReport {
     return {
       what: this.what, seen: this.seen, skipped: this.bad, examples: this.skippedRecords.slice(0, this.policy.keepExamples),
