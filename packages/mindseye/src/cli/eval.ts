@@ -11,6 +11,7 @@ import { TASKS, RETRIEVAL_TASK, getTask, resolveSplit } from "../eval/tasks.js";
 import { evaluateRetrieval, formatRetrieval } from "../analysis/retrieval.js";
 import type { Harness } from "../eval/harness.js";
 import type { Interval } from "../eval/stats.js";
+import { parseRate } from "./targets.js";
 
 /** A positive decimal integer, or a ConfigError naming the option. */
 function positive(name: string, text: string): number {
@@ -26,13 +27,18 @@ export function formatResults(r: EvalResults, out: string): string {
   const w = Math.max(...rows.map(([k]) => k.length), 4);
   const line = (k: string, n: string, acc: string, ci: string) => `  ${k.padEnd(w)}  ${n.padStart(6)}  ${acc.padStart(8)}  ${ci}`;
   const skipped = r.skipped.records + r.skipped.images + r.skipped.items > 0
-    ? `skipped: ${r.skipped.records} malformed records, ${r.skipped.images} undecodable images (${r.skipped.items} questions)`
+    ? [
+      `skipped: ${r.skipped.records} malformed records, ${r.skipped.images} undecodable images (${r.skipped.items} questions; all listed in results.json "skipped.list")`,
+      ...r.skipped.list.slice(0, 10).map((e) => `  ${e.kind} ${e.file} ${e.record}: ${e.reason}`),
+      ...(r.skipped.list.length > 10 ? [`  … and ${r.skipped.list.length - 10} more`] : []),
+    ].join("\n")
     : "skipped: none";
   return [
     `${r.task} ${r.split} (${r.harness}): ${r.n} questions, ${r.itemsPerSecond.toFixed(1)} items/s, model ${r.model.path} (${r.model.fingerprint.slice(0, 12)})`,
     line("type", "n", "accuracy", "95% CI"),
     ...rows.map(([k, v]) => line(k, String(v.n), `${pct(v.mean)}%`, `[${pct(v.low)}, ${pct(v.high)}]`)),
-    `${skipped}; ${r.truncated} answers reached the ${r.generation.maxNewTokens}-token limit`,
+    `${r.truncated} answers reached the ${r.generation.maxNewTokens}-token limit`,
+    skipped,
     `predictions.jsonl and results.json in ${out}`,
   ].join("\n");
 }
@@ -52,7 +58,8 @@ export function registerEvalCommand(program: Command): void {
     .option("--out <dir>", "output folder (default: MODEL/eval/TASK-SPLIT-HARNESS; world_retrieval: MODEL/eval/world_retrieval-SPLIT)")
     .option("--encoder <dir>", "world_retrieval: the frozen encoder of the targets (default: the one the latent-pretrain recipe names)")
     .option("--captions <which>", "world_retrieval: first | all captions per image", "first")
-    .action(async (o: { model: string; task: string; data: string; harness: string; split?: string; limit?: string; batchSize: string; maxNewTokens?: string; out?: string; encoder?: string; captions: string }) => {
+    .option("--max-error-rate <fraction>", "stop when more than this fraction of the task's records, or of its distinct images, is bad", "0.01")
+    .action(async (o: { model: string; task: string; data: string; harness: string; split?: string; limit?: string; batchSize: string; maxNewTokens?: string; out?: string; encoder?: string; captions: string; maxErrorRate: string }) => {
       if (o.task === RETRIEVAL_TASK.name) {
         if (o.captions !== "first" && o.captions !== "all") throw new ConfigError(`--captions must be first or all, got "${o.captions}"`);
         const split = o.split ?? RETRIEVAL_TASK.defaultSplit;
@@ -69,7 +76,7 @@ export function registerEvalCommand(program: Command): void {
       const out = o.out ?? join(o.model, "eval", `${o.task}-${split}-${o.harness}`);
       const r = await evaluate({
         modelDir: o.model, task: o.task, harness: o.harness as Harness, split, dataDir: o.data, out,
-        batchSize: positive("batch-size", o.batchSize),
+        batchSize: positive("batch-size", o.batchSize), maxErrorRate: parseRate("--max-error-rate", o.maxErrorRate),
         ...(o.limit === undefined ? {} : { limit: positive("limit", o.limit) }),
         ...(o.maxNewTokens === undefined ? {} : { maxNewTokens: positive("max-new-tokens", o.maxNewTokens) }),
       });

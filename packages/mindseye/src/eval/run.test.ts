@@ -90,7 +90,7 @@ test("every world task end to end: predictions scored by the harness, results wi
     checkScored(e.kind, "lmms-eval", readLines(out));
     assert.deepEqual([r.task, r.kind, r.harness, r.split, r.limit], [task, e.kind, "lmms-eval", "test", 5]);
     assert.deepEqual(r.generation, { greedy: true, maxNewTokens: e.maxNewTokens, harnessMaxNewTokens: e.harnessMax, stopToken: "<|im_end|>", batchSize: 4 });
-    assert.deepEqual(r.skipped, { records: 0, images: 0, items: 0 });
+    assert.deepEqual(r.skipped, { records: 0, images: 0, items: 0, list: [] });
     assert.equal(r.model.path, resolve(modelDir));
     assert.ok(r.truncated >= 0 && r.truncated <= 5);
     const first = readLines(out)[0]!;
@@ -149,7 +149,7 @@ test("real formats on the fixtures: GQA, ScienceQA IMG and BLINK Jigsaw (8×8 im
   const cases: [string, string, TaskKind, number, number][] = [["gqa", join(X, "gqa"), "gqa", 2, 1], ["scienceqa_img", sqaDir, "scienceqa", 2, 2], ["blink_jigsaw", join(X, "blink"), "blink", 2, 1]];
   for (const [task, dataDir, kind, n, malformed] of cases) {
     const out = join(tmp, "out", task);
-    const r = await evaluate({ modelDir, task, dataDir, out, batchSize: 2, quiet: true });
+    const r = await evaluate({ modelDir, task, dataDir, out, batchSize: 2, quiet: true, maxErrorRate: 0.5 }); // the fixtures hold malformed records on purpose
     checkResults(r, out, n);
     checkScored(kind, "lmms-eval", readLines(out));
     assert.equal(r.skipped.records, malformed, task);
@@ -163,9 +163,9 @@ test("a run folder is accepted for its model/; undecodable images are skipped an
   const first = JSON.parse(readFileSync(join(bad, "blink/Jigsaw/test.jsonl"), "utf8").split("\n")[0]!) as { image_2: string };
   writeFileSync(join(bad, "blink/Jigsaw", first.image_2), "not a png");
   const out = join(tmp, "out", "bad");
-  const r = await evaluate({ modelDir: join(tmp, "run"), task: "world_jigsaw", dataDir: bad, out, limit: 3, batchSize: 2, quiet: true });
+  const r = await evaluate({ modelDir: join(tmp, "run"), task: "world_jigsaw", dataDir: bad, out, limit: 3, batchSize: 2, quiet: true, maxErrorRate: 0.2 });
   assert.equal(r.model.path, resolve(modelDir));
-  assert.deepEqual(r.skipped, { records: 0, images: 1, items: 1 });
+  assert.deepEqual({ ...r.skipped, list: r.skipped.list.map((e) => [e.kind, e.file, e.record]) }, { records: 0, images: 1, items: 1, list: [["image", join(bad, "blink/Jigsaw/test.jsonl"), "line 1 (idx test_Jigsaw_1)"]] });
   assert.equal(r.n, 2);
   assert.equal(readLines(out).length, 2);
 

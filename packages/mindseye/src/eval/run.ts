@@ -10,8 +10,13 @@
 //                       (answer as harness.score takes it: GQA's string, ScienceQA's 0-based index,
 //                       BLINK's "(A)"; prompt is the harness's text, without the chat template)
 //   results.json        task, harness, split, n, accuracy overall and per type with bootstrap 95%
-//                       intervals, skipped records/images/items, answers cut at the token limit,
+//                       intervals, skipped records/images/items (counts and the list, each image
+//                       once however many questions use it), answers cut at the token limit,
 //                       model path and fingerprint, generation settings, time
+//
+// Bad input: malformed records and undecodable images are skipped and counted; past maxErrorRate
+// (over all records read, and over the distinct images) the run stops. A non-finite logit during
+// generation stops the run too: broken weights must not score as a quiet 0%.
 //
 // New tokens: the harness's max_new_tokens (16 for GQA and ScienceQA, 1024 for BLINK), capped at
 // MAX_NEW_TOKENS_CAP = 32 unless `maxNewTokens` says otherwise. A small model that never says
@@ -21,18 +26,19 @@
 // search looks at the last tokens); pass maxNewTokens: 1024 for the harness's exact setting.
 // results.json counts the answers that hit the limit ("truncated").
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync, appendFileSync } from "node:fs";
+import { createReadStream, existsSync, readdirSync, readFileSync, renameSync, writeFileSync, appendFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { torch } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
 import { MindsEyeVLM, imageTokenCount } from "../models/vlm.js";
-import { padLeft } from "../models/generation.js";
+import { generate, padLeft, type GenerationStep, type GenerativeLM, type GenerationCache } from "../models/generation.js";
 import { processorConfigFromHf, type ImageProcessorConfig, type RgbImage } from "../models/processors.js";
 import { preprocess } from "../data/targets.js";
-import { decodeBatch } from "../data/images.js";
+import { DistinctImages } from "../data/images.js";
 import { Tokenizer } from "../data/tokenizer.js";
 import { buildPrompt, decodeAnswer } from "../data/vlm_inputs.js";
-import { SkipCounter } from "../data/formats/index.js";
+import { SkipCounter, type SkippedRecord } from "../data/formats/index.js";
+import { makeOutputDir } from "../util/output_dir.js";
 import { Progress } from "../util/progress.js";
 import { GENERATION, type Harness, type TaskKind } from "./harness.js";
 import { accuracyReport, type Interval } from "./stats.js";
@@ -63,6 +69,19 @@ export interface EvaluateOptions {
   maxNewTokens?: number;
   /** No progress output. */
   quiet?: boolean;
+  /**
+   * The run stops when more than this fraction of the records read are malformed, or of the
+   * distinct images are undecodable (default 0.01).
+   */
+  maxErrorRate?: number;
+}
+
+/** A record or image the run left out, and why. */
+export interface SkippedEntry {
+  kind: "record" | "image";
+  file: string;
+  record: string;
+  reason: string;
 }
 
 export interface EvalResults {
@@ -82,6 +101,8 @@ export interface EvalResults {
     images: number;
     /** Questions left out because an image of theirs could not be decoded. */
     items: number;
+    /** Every skipped record and image (each image once), in the order met. */
+    list: SkippedEntry[];
   };
   /** Answers that reached maxNewTokens without <|im_end|>. */
   truncated: number;
@@ -166,6 +187,34 @@ function positiveInt(name: string, v: number | undefined): void {
   if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new ConfigError(`${name} must be a positive integer, got ${v}`);
 }
 
+/** Where a user sets the error rate a run stops at. */
+const RATE_SETTING = "--max-error-rate (EvaluateOptions.maxErrorRate)";
+
+/**
+ * The language model as generation sees it, with every step's logits checked: a NaN or an
+ * infinity would otherwise become an arbitrary argmax and a quiet 0% accuracy.
+ */
+function checkedLogits<C extends GenerationCache>(lm: GenerativeLM<C>, dir: string, ids: () => string[]): GenerativeLM<C> {
+  let step = 0;
+  return {
+    forward(input: GenerationStep<C>) {
+      const out = lm.forward(input);
+      const bad = torch.scope(() => out.logits.isfinite().logicalNot().flatten(1).any(-1)); // [B]
+      const rows = Array.from(bad.toFloat64Values());
+      bad.dispose();
+      if (rows.some((x) => x !== 0)) {
+        const which = ids().filter((_, b) => rows[b] !== 0);
+        throw new Error(
+          `the model in ${dir} produced non-finite logits (NaN or infinity) at generation step ${step} for question${which.length > 1 ? "s" : ""} ${which.join(", ")}; ` +
+            "its weights or activations overflow or are broken (a checkpoint with huge values, or a diverged training run), so no answer can be scored",
+        );
+      }
+      step++;
+      return out;
+    },
+  };
+}
+
 /**
  * Evaluates a model on a task and writes predictions.jsonl and results.json to `out`.
  * ```ts
@@ -186,14 +235,19 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
   const harnessMaxNewTokens = GENERATION[task.kind].maxNewTokens;
   const maxNewTokens = o.maxNewTokens ?? Math.min(harnessMaxNewTokens, MAX_NEW_TOKENS_CAP);
 
-  // 1. The questions (all of them, or the first `limit`).
-  const records = new SkipCounter(`${task.name} ${split}`);
+  const maxErrorRate = o.maxErrorRate ?? 0.01;
+  if (!(maxErrorRate >= 0 && maxErrorRate <= 1)) throw new ConfigError(`maxErrorRate must be a fraction in [0, 1], got ${maxErrorRate}`);
+  const policy = { maxErrorRate, setting: RATE_SETTING };
+
+  // 1. The questions (all of them, or the first `limit`), the error rate judged over every record read.
+  const records = new SkipCounter(`${task.name} ${split}`, policy);
   const items: EvalItem[] = [];
   for await (const item of task.items(o.dataDir, split, records)) {
     items.push(item);
     if (o.limit !== undefined && items.length >= o.limit) break;
   }
   if (items.length === 0) throw new Error(`${task.name} ${split} in ${o.dataDir} has no questions to evaluate${records.skipped > 0 ? `\n${records.summary()}` : ""}`);
+  records.finish();
 
   // 2. The model.
   const fingerprint = await modelFingerprint(resolveModelDir(o.modelDir));
@@ -202,10 +256,12 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
   const imEnd = tokenizer.specialTokenIds.imEnd!;
   const padId = tokenizer.specialTokenIds.pad ?? imEnd; // any id will do: the attention mask hides padding
 
-  mkdirSync(o.out, { recursive: true });
+  makeOutputDir(o.out, "the evaluation's output folder (--out)");
   const predictionsPath = join(o.out, "predictions.jsonl");
   writeFileSync(predictionsPath, "");
-  const images = new SkipCounter("images");
+  // Each distinct image counts once, however many questions use it; their number is known up front.
+  const images = new DistinctImages(new SkipCounter(`${task.name} ${split} images`, policy));
+  images.errors.expectTotal(DistinctImages.count(items.flatMap((it) => it.images)));
   const scored: { correct: boolean; type: string }[] = [];
   let skippedItems = 0, truncated = 0, done = 0;
   const progress = new Progress(items.length, 0, o.quiet ?? false, `eval ${task.name}`, "items");
@@ -214,7 +270,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
     for (let start = 0; start < items.length; start += batchSize) {
       const batch = items.slice(start, start + batchSize);
       // 3. Images, decoded; a question with an undecodable image is left out.
-      const decoded = await decodeBatch(batch.flatMap((it) => it.images.map((image) => ({ image, source: it.source }))), { errors: images });
+      const decoded = await images.decodeBatch(batch.flatMap((it) => it.images.map((image) => ({ image, source: it.source }))));
       const ready: { item: EvalItem; images: RgbImage[] }[] = [];
       let at = 0;
       for (const item of batch) {
@@ -226,7 +282,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
       if (ready.length > 0) {
         // 4. Prompts and greedy generation; only plain values leave the scope.
         const prompts = ready.map((r) => promptFor(r.item, harness));
-        const generated = torch.scope(() => {
+        const generated = torch.noGrad(() => torch.scope(() => {
           const ids = ready.map((r, i) => buildPrompt(tokenizer, { images: r.images.length, text: prompts[i]! }, perImage));
           const { inputIds, attentionMask } = padLeft(ids, padId);
           const pixelValues = preprocess(ready.flatMap((r) => r.images), processor); // [n, 3, H, W], batch order
@@ -234,8 +290,10 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
           if (pixelValues.shape[2] !== size || pixelValues.shape[3] !== size) {
             throw new ConfigError(`${dir}/preprocessor_config.json makes ${pixelValues.shape[3]}×${pixelValues.shape[2]} images but the vision tower takes ${size}×${size}`);
           }
-          return model.generate({ inputIds, attentionMask, pixelValues, maxNewTokens, stopTokenIds: [imEnd] });
-        });
+          const inputsEmbeds = model.embed(inputIds, pixelValues);
+          const lm = checkedLogits(model.language_model, dir, () => ready.map((r) => r.item.id));
+          return generate(lm, { inputsEmbeds, attentionMask, maxNewTokens, stopTokenIds: [imEnd] });
+        }));
         // 5. Answers, scored; one line each.
         const lines = ready.map((r, i): PredictionLine => {
           const prediction = decodeAnswer(tokenizer, generated.tokens[i]!);
@@ -257,14 +315,19 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
     progress.stop(done);
     model.parameters().forEach((p) => p.dispose());
   }
-  if (scored.length === 0) throw new Error(`${task.name} ${split}: no question could be evaluated (every one had an undecodable image)\n${images.summary()}`);
+  if (scored.length === 0) throw new Error(`${task.name} ${split}: no question could be evaluated (every one had an undecodable image)\n${images.errors.summary()}`);
+  images.errors.finish();
 
   // 6. Accuracy with intervals, written atomically.
   const report = accuracyReport(scored);
   const now = performance.now(), seconds = (now - t0) / 1000;
   const results: EvalResults = {
     task: task.name, kind: task.kind, harness, split, n: scored.length, accuracy: report.overall, byType: report.byType,
-    skipped: { records: records.skipped, images: images.skipped, items: skippedItems }, truncated,
+    skipped: {
+      records: records.skipped, images: images.errors.skipped, items: skippedItems,
+      list: [...entries("record", records.report().records), ...entries("image", images.errors.report().records)],
+    },
+    truncated,
     model: { path: resolve(dir), fingerprint }, data: resolve(o.dataDir),
     generation: { greedy: true, maxNewTokens, harnessMaxNewTokens, stopToken: "<|im_end|>", batchSize },
     limit: o.limit ?? null, seconds, itemsPerSecond: items.length / ((now - tLoop) / 1000), finished: new Date().toISOString(),
@@ -273,4 +336,8 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
   writeFileSync(tmp, JSON.stringify(results, null, 2) + "\n");
   renameSync(tmp, join(o.out, "results.json"));
   return results;
+}
+
+function entries(kind: SkippedEntry["kind"], skipped: readonly SkippedRecord[]): SkippedEntry[] {
+  return skipped.map((r) => ({ kind, file: r.source.file, record: r.source.record, reason: r.reason }));
 }
