@@ -88,8 +88,8 @@ test("the layout: every file the formats name exists and agrees with the others"
     assert.equal(records.length, c.blink);
     for (const r of records) {
       assert.deepEqual(pngSize(join(dir, "blink/Jigsaw", r.image_1)), [48, 48]);
-      assert.deepEqual(pngSize(join(dir, "blink/Jigsaw", r.image_2)), [24, 24]);
-      assert.deepEqual(pngSize(join(dir, "blink/Jigsaw", r.image_3)), [24, 24]);
+      assert.deepEqual(pngSize(join(dir, "blink/Jigsaw", r.image_2)), [48, 48]);
+      assert.deepEqual(pngSize(join(dir, "blink/Jigsaw", r.image_3)), [48, 48]);
     }
   }
   // Captions' annotation ids are unique across splits.

@@ -1,5 +1,5 @@
 // Jigsaw items shaped like BLINK's Jigsaw subtask: the scene with its lower-right quadrant
-// missing, and two candidate patches for that quadrant, the true one and the same quadrant of
+// missing, and two candidate pieces for that quadrant (each shown in place, the rest black), the true one and the same quadrant of
 // a variant scene in which every object reaching into the corner has another colour. Only
 // scenes where some object crosses the corner's edge get an item, so the edges decide: the
 // visible half of that object continues in the true patch only. The answer's position, (A) or
@@ -32,8 +32,12 @@ export const JIGSAW_TEXT = {
   explanation: "The {np} reaches into the missing corner, and only {image} continues it in {color}.",
 } as const;
 
-/** How far (fraction of the image side) an object must extend on both sides of the corner's edge. */
-const EDGE_MARGIN = 0.025;
+/**
+ * How far (fraction of the image side) an object must extend on both sides of the corner's edge:
+ * 0.06 is about 3 px at 48 px, so the deciding object shows clearly in the masked image and in
+ * the piece.
+ */
+export const EDGE_MARGIN = 0.06;
 
 /**
  * Whether `o`'s shape crosses an edge of the lower-right quadrant: some point of the edge has

@@ -123,10 +123,10 @@ export function drawScene(scene: Scene, size: number, target: Canvas = createCan
 
 // Canvases are reused across scenes: their pixels live in native memory that the garbage
 // collector does not see, and a canvas per scene grew a 20,000-scene run to gigabytes.
-const scratch = new Map<number, { scene: Canvas; variant: Canvas; patch: Canvas }>();
+const scratch = new Map<number, { scene: Canvas; variant: Canvas; piece: Canvas }>();
 function canvases(size: number) {
   let c = scratch.get(size);
-  if (!c) scratch.set(size, (c = { scene: createCanvas(size, size), variant: createCanvas(size, size), patch: createCanvas(size / 2, size / 2) }));
+  if (!c) scratch.set(size, (c = { scene: createCanvas(size, size), variant: createCanvas(size, size), piece: createCanvas(size, size) }));
   return c;
 }
 
@@ -135,24 +135,33 @@ export function renderScene(scene: Scene, size: number): Buffer {
   return drawScene(scene, size, canvases(size).scene).encodeSync("png");
 }
 
-/** The lower-right quadrant of `canvas` as PNG bytes. */
-function quadrantPng(canvas: Canvas, size: number, patch: Canvas): Buffer {
+/**
+ * The lower-right quadrant of `canvas` in its place on an otherwise MISSING (black) canvas of the
+ * same size, as PNG bytes: the piece at the scale and position the vision encoder knows, the
+ * complement of the masked image.
+ */
+function pieceInPlacePng(canvas: Canvas, size: number, piece: Canvas): Buffer {
   const h = size / 2;
-  patch.getContext("2d").putImageData(canvas.getContext("2d").getImageData(h, h, h, h), 0, 0);
-  return patch.encodeSync("png");
+  const g = piece.getContext("2d");
+  g.fillStyle = MISSING;
+  g.fillRect(0, 0, size, size);
+  g.putImageData(canvas.getContext("2d").getImageData(h, h, h, h), h, h);
+  return piece.encodeSync("png");
 }
 
 /**
- * The three images of a jigsaw item: the scene with its lower-right quadrant blacked out, the
- * true quadrant, and the same quadrant of `variant` (the scene with the objects that reach into
- * the corner changed), as PNG bytes. Also returns the full scene PNG, drawn once.
+ * The three images of a jigsaw item: the scene with its lower-right quadrant blacked out, and two
+ * candidate pieces shown in place (the rest black): the true quadrant, and the same quadrant of
+ * `variant` (the scene with the objects that reach into the corner changed), as PNG bytes. Also
+ * returns the full scene PNG, drawn once. (BLINK shows the pieces as small crops; here they keep
+ * the scene's scale, so the frozen encoder reads them as it reads scenes.)
  */
 export function renderJigsaw(scene: Scene, variant: Scene, size: number): { full: Buffer; masked: Buffer; truePatch: Buffer; falsePatch: Buffer } {
   const c = canvases(size);
   const canvas = drawScene(scene, size, c.scene);
   const full = canvas.encodeSync("png");
-  const truePatch = quadrantPng(canvas, size, c.patch);
-  const falsePatch = quadrantPng(drawScene(variant, size, c.variant), size, c.patch);
+  const truePatch = pieceInPlacePng(canvas, size, c.piece);
+  const falsePatch = pieceInPlacePng(drawScene(variant, size, c.variant), size, c.piece);
   const g = canvas.getContext("2d");
   g.fillStyle = MISSING;
   g.fillRect(size / 2, size / 2, size / 2, size / 2);

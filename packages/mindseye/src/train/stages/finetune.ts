@@ -31,6 +31,11 @@ export const FinetuneRecipe = z.strictObject({
   /** The seeded fraction of each task family's training questions used (data-efficiency curves). */
   fraction: z.number().gt(0).max(1).default(1),
   tasks: z.array(z.enum(TASK_FAMILIES)).min(1).default([...TASK_FAMILIES]),
+  /**
+   * How often each task family is trained on: "proportional" to its number of questions, or
+   * "balanced" (as many batches of each family; the smaller ones repeat, reshuffled).
+   */
+  task_sampling: z.enum(["proportional", "balanced"]).default("balanced"),
   /** Whose prompts the model is trained on (evaluate with the same). */
   harness: z.enum(["lmms-eval", "vlmevalkit"]).default("lmms-eval"),
   train: TrainSection,
@@ -76,14 +81,23 @@ export function sampleFraction(examples: QaExample[], fraction: number, seed: nu
 
 /**
  * Examples grouped into batches of one task family each (seeded: each family shuffled, then
- * cut into batches of `batchSize`, the last one smaller). The loader then shuffles the batches.
+ * cut into batches of `batchSize`, the last one smaller). "balanced" repeats the smaller
+ * families, each pass reshuffled, until every family has as many batches as the largest. The
+ * loader then shuffles the batches.
  */
-export function familyBatches<E extends { task: string }>(examples: readonly E[], batchSize: number, seed: number): E[][] {
+export function familyBatches<E extends { task: string }>(examples: readonly E[], batchSize: number, seed: number, sampling: "proportional" | "balanced" = "proportional"): E[][] {
   const rand = mulberry32(Math.imul(seed + 1, 0x9e3779b1) ^ 0x5bd1e995);
+  const families = [...new Set(examples.map((e) => e.task))].sort().map((task) => examples.filter((e) => e.task === task));
+  const batchesOf = (family: E[]) => Math.ceil(family.length / batchSize);
+  const target = Math.max(...families.map(batchesOf));
   const out: E[][] = [];
-  for (const task of [...new Set(examples.map((e) => e.task))].sort()) {
-    const family = shuffleInPlace(examples.filter((e) => e.task === task), rand);
-    for (let i = 0; i < family.length; i += batchSize) out.push(family.slice(i, i + batchSize));
+  for (const family of families) {
+    const mine: E[][] = [];
+    do {
+      const order = shuffleInPlace([...family], rand);
+      for (let i = 0; i < order.length; i += batchSize) mine.push(order.slice(i, i + batchSize));
+    } while (sampling === "balanced" && mine.length < target);
+    out.push(...(sampling === "balanced" ? mine.slice(0, target) : mine));
   }
   return out;
 }
@@ -125,7 +139,7 @@ export async function runFinetune(r: FinetuneRecipe, opts: StageOptions = {}): P
   const examples = qa.map((q) => ({ ...buildExample(tok, { images: q.images.length, text: q.text, answer: q.answer }, perImage), images: q.images, task: q.task }));
   // One task family per batch: a jigsaw prompt (three images and BLINK's long text) is several
   // times a GQA question, and padding every mixed batch to it would cost most of the step.
-  const batches = familyBatches(examples, r.train.batch_size, r.seed);
+  const batches = familyBatches(examples, r.train.batch_size, r.seed, r.task_sampling);
   const collate = collateVlm(bank, tok.specialTokenIds.pad ?? 0);
   const loader = new DataLoader({ length: batches.length, get: (i: number) => batches[i]! }, {
     batchSize: 1, seed: r.seed, collate: (b: (typeof examples)[]) => collate(b[0]!),
