@@ -33,9 +33,12 @@ export interface LoaderOptions<T, B> {
   worldSize?: number;
   /** Batches requested ahead of the one in use (default 2). */
   prefetch?: number;
-  /** A run stops when more than this fraction of records failed (after minRecordsForRate). */
+  /**
+   * The run stops when more than this fraction of the dataset's records fail to load (default
+   * 0.01). Each record counts once however many epochs meet it, and the rate is over the whole
+   * dataset, so the run stops as soon as the failures alone exceed it, wherever they sit.
+   */
   maxErrorRate?: number;
-  minRecordsForRate?: number;
 }
 
 /** Where the loader is: saved in checkpoints. */
@@ -70,25 +73,33 @@ function epochSeed(seed: number, epoch: number): number {
 export class DataLoader<T, B> {
   private readonly o: Required<Omit<LoaderOptions<T, B>, "collate">> & Pick<LoaderOptions<T, B>, "collate">;
   private cursor: LoaderCursor;
+  /** Records attempted (1) so far, by index; each counts once across epochs. */
+  private readonly attempted: Uint8Array;
   private seen = 0;
   private readonly bad: BadRecord[] = [];
-  private badCount = 0;
+  private readonly badIndices = new Set<number>();
 
   constructor(private readonly dataset: Dataset<T>, opts: LoaderOptions<T, B>) {
     this.o = {
-      shuffle: true, seed: 0, dropLast: true, rank: 0, worldSize: 1, prefetch: 2, maxErrorRate: 0.01, minRecordsForRate: 100,
+      shuffle: true, seed: 0, dropLast: true, rank: 0, worldSize: 1, prefetch: 2, maxErrorRate: 0.01,
       ...opts,
     };
+    this.attempted = new Uint8Array(dataset.length);
     const { batchSize, rank, worldSize, prefetch } = this.o;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new LoaderError(`batchSize must be a positive integer, got ${batchSize}`);
     if (!Number.isInteger(worldSize) || worldSize < 1 || !Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
       throw new LoaderError(`rank ${rank} / worldSize ${worldSize}: need 0 <= rank < worldSize`);
     }
     if (!Number.isInteger(prefetch) || prefetch < 0) throw new LoaderError(`prefetch must be a non-negative integer, got ${prefetch}`);
+    if (!(this.o.maxErrorRate >= 0 && this.o.maxErrorRate <= 1)) throw new LoaderError(`maxErrorRate (the recipe's max_error_rate) must be a fraction in [0, 1], got ${this.o.maxErrorRate}`);
     if (dataset.length < worldSize) throw new LoaderError(`the dataset has ${dataset.length} records, fewer than the ${worldSize} ranks`);
     this.cursor = { seed: this.o.seed, epoch: 0, batch: 0, rank, worldSize };
     if (this.batchesPerEpoch() === 0) {
-      throw new LoaderError(`${this.shardSize()} records per rank make no batch of ${batchSize} with dropLast; lower batchSize or set dropLast: false`);
+      const n = this.shardSize(), perRank = worldSize > 1 ? ` per rank (${dataset.length} over ${worldSize} ranks)` : "";
+      throw new LoaderError(
+        `the batch size ${batchSize} is larger than the ${n} training records${perRank}, so an epoch makes no full batch; ` +
+          `lower the recipe's train.batch_size to at most ${n} (e.g. --set train.batch_size=${n}) or train on more data`,
+      );
     }
   }
 
@@ -127,9 +138,9 @@ export class DataLoader<T, B> {
     this.cursor = { ...c };
   }
 
-  /** Records that failed to load so far (the first 100 are kept with their messages). */
+  /** Records that failed to load so far, each once (the first 100 are kept with their messages), of the records attempted. */
   badRecords(): { count: number; seen: number; first: BadRecord[] } {
-    return { count: this.badCount, seen: this.seen, first: [...this.bad] };
+    return { count: this.badIndices.size, seen: this.seen, first: [...this.bad] };
   }
 
   /** The remaining batches of the current epoch; the cursor advances as each is handed out. */
@@ -158,22 +169,30 @@ export class DataLoader<T, B> {
   }
 
   private async fetch(index: number): Promise<{ ok: true; value: T } | { ok: false }> {
-    this.seen += 1;
+    if (this.attempted[index] === 0) {
+      this.attempted[index] = 1;
+      this.seen += 1;
+    }
     try {
       return { ok: true, value: await this.dataset.get(index) };
     } catch (e) {
-      this.badCount += 1;
-      if (this.bad.length < 100) this.bad.push({ index, message: e instanceof Error ? e.message : String(e) });
+      if (!this.badIndices.has(index)) {
+        this.badIndices.add(index);
+        if (this.bad.length < 100) this.bad.push({ index, message: e instanceof Error ? e.message : String(e) });
+      }
       return { ok: false };
     }
   }
 
+  /** Stops once the distinct failed records exceed the rate over the whole dataset, whatever the others hold. */
   private checkErrorRate(): void {
-    if (this.seen < this.o.minRecordsForRate || this.badCount / this.seen <= this.o.maxErrorRate) return;
+    const n = this.badIndices.size, total = this.dataset.length;
+    if (n / total <= this.o.maxErrorRate) return;
     const first = this.bad.slice(0, 5).map((b) => `    record ${b.index}: ${b.message}`).join("\n");
     throw new LoaderError(
-      `${this.badCount} of ${this.seen} records failed to load (${((100 * this.badCount) / this.seen).toFixed(1)}% > maxErrorRate ${(100 * this.o.maxErrorRate).toFixed(1)}%); the first:\n${first}\n` +
-        "fix or remove the bad records, or raise maxErrorRate if they are expected",
+      `${n} of the dataset's ${total} records failed to load (${((100 * n) / total).toFixed(1)}%, even if every other record loads), ` +
+        `above the maximum error rate ${(100 * this.o.maxErrorRate).toFixed(1)}%; the first:\n${first}\n` +
+        "fix or remove the bad records, or allow a higher rate with the recipe key max_error_rate",
     );
   }
 }
