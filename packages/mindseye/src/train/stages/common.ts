@@ -5,9 +5,10 @@ import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { torch, type Tensor } from "@mindseye/torch";
-import { decodeImage } from "../../data/images.js";
+import { decodeBatch } from "../../data/images.js";
 import { preprocess } from "../../data/targets.js";
-import { processorConfigFromHf, type ImageProcessorConfig } from "../../models/processors.js";
+import { SkipCounter, type SkippedRecord } from "../../data/formats/index.js";
+import { processorConfigFromHf, type ImageProcessorConfig, type RgbImage } from "../../models/processors.js";
 import { Tokenizer } from "../../data/tokenizer.js";
 import type { Scene } from "../../world/scene.js";
 import type { ResumeOverrides, TrainConfig, TrainResult } from "../trainer.js";
@@ -71,34 +72,74 @@ export function readPreprocessor(dir: string): ImageProcessorConfig {
 
 /**
  * Images by path, decoded and preprocessed once and kept as one tensor [n, 3, H, W]: the world's
- * images are small, and every stage reads them many times.
+ * images are small, and every stage reads them many times. An image that cannot be decoded is
+ * skipped and counted (each path once), not loaded; past `maxErrorRate` of the distinct images
+ * the load stops (ErrorRateExceeded, naming them and the setting). Callers drop the examples
+ * whose images were skipped and report the skips:
+ * ```ts
+ * const bank = await ImageBank.load(pairs.map((p) => p.image), pre, { maxErrorRate: r.max_error_rate });
+ * const usable = bank.keep(pairs, (p) => [p.image]);
+ * if (bank.skipped.length > 0) log(bank.summary());
+ * ```
  */
 export class ImageBank {
   private readonly index = new Map<string, number>();
   private pixels: Tensor | null = null;
+  private readonly bad = new Set<string>();
+  /** The images that could not be decoded: source.file is the path, reason says why. */
+  readonly skipped: SkippedRecord[] = [];
+  private report = "";
 
-  static async load(paths: string[], cfg: ImageProcessorConfig): Promise<ImageBank> {
+  static async load(paths: readonly string[], cfg: ImageProcessorConfig, opts: { maxErrorRate?: number; setting?: string } = {}): Promise<ImageBank> {
     const bank = new ImageBank();
     const unique = [...new Set(paths)];
+    const errors = new SkipCounter("images", {
+      ...(opts.maxErrorRate === undefined ? {} : { maxErrorRate: opts.maxErrorRate }),
+      setting: opts.setting ?? "max_error_rate in the stage's recipe",
+    });
+    errors.expectTotal(unique.length);
     const chunks: Tensor[] = [];
-    for (let i = 0; i < unique.length; i += 256) {
-      const slice = unique.slice(i, i + 256);
-      const images = await Promise.all(slice.map((p) => decodeImage({ kind: "file", path: p })));
-      chunks.push(torch.noGrad(() => preprocess(images, cfg)));
+    try {
+      for (let i = 0; i < unique.length; i += 256) {
+        const slice = unique.slice(i, i + 256);
+        const images = await decodeBatch(slice.map((path) => ({ image: { kind: "file" as const, path }, source: { file: path, record: "image" } })), { errors });
+        const ok = slice.filter((_, k) => images[k] !== null);
+        slice.forEach((p, k) => { if (images[k] === null) bank.bad.add(p); });
+        if (ok.length === 0) continue;
+        chunks.push(torch.noGrad(() => preprocess(images.filter((x): x is RgbImage => x !== null), cfg)));
+        ok.forEach((p) => bank.index.set(p, bank.index.size));
+      }
+      errors.finish();
+    } catch (e) {
+      chunks.forEach((c) => c.dispose());
+      throw e;
     }
-    bank.pixels = chunks.length === 1 ? chunks[0]! : torch.cat(chunks, 0);
+    bank.pixels = chunks.length === 0 ? null : chunks.length === 1 ? chunks[0]! : torch.cat(chunks, 0);
     if (chunks.length > 1) chunks.forEach((c) => c.dispose());
-    unique.forEach((p, i) => bank.index.set(p, i));
+    bank.skipped.push(...errors.report().records);
+    bank.report = errors.summary();
     return bank;
   }
 
+  /** Whether the image was loaded (false for one that was skipped or never asked for). */
   has(path: string): boolean { return this.index.has(path); }
+
+  /** Paths of the images that could not be decoded. */
+  skippedPaths(): ReadonlySet<string> { return this.bad; }
+
+  /** The examples whose images all loaded, in order (drop the others before batching). */
+  keep<T>(examples: readonly T[], imagesOf: (example: T) => readonly string[]): T[] {
+    return examples.filter((e) => imagesOf(e).every((p) => this.index.has(p)));
+  }
+
+  /** One paragraph for logs: how many images were skipped, and the first of them. */
+  summary(): string { return this.report; }
 
   /** Pixels of the given images, in order: [n, 3, H, W]. */
   get(paths: string[]): Tensor {
     const rows = paths.map((p) => {
       const i = this.index.get(p);
-      if (i === undefined) throw new Error(`image ${p} was not loaded`);
+      if (i === undefined) throw new Error(this.bad.has(p) ? `image ${p} was skipped (it could not be decoded); drop the examples that use it (ImageBank.keep)` : `image ${p} was not loaded`);
       return i;
     });
     return torch.scope(() => this.pixels!.indexSelect(0, torch.tensor(rows, { dtype: "int64" })));
