@@ -59,3 +59,14 @@ test("override syntax errors are clear", () => {
   assert.throws(() => parseOverrides(["train..lr=3"]), /not a dotted key/);
   withRecipe("train:\n  steps: 5\n", (p) => assert.throws(() => loadRecipe(p, Schema, ["train.steps.x=1"]), /train\.steps is a value, not a section/));
 });
+
+test("--set values are YAML values: a '#' inside a plain string stays, block syntax and unparsable text are strings", () => {
+  const values = parseOverrides([
+    "out=/x/run #2", "name=foo # bar", "quoted=\"run #3\"", "lr=3e-4", "flag=true", "none=null", "list=[1, 2]", "map={a: 1}",
+    "text=a: b", "bad=[1, 2", "list2=[1, 2] # trailing",
+  ]).map(([k, v]) => [k.join("."), v]);
+  assert.deepEqual(values, [
+    ["out", "/x/run #2"], ["name", "foo # bar"], ["quoted", "run #3"], ["lr", 3e-4], ["flag", true], ["none", null], ["list", [1, 2]], ["map", { a: 1 }],
+    ["text", "a: b"], ["bad", "[1, 2"], ["list2", "[1, 2] # trailing"],
+  ]);
+});

@@ -4,21 +4,48 @@
 //
 //   const cfg = loadRecipe("configs/demo.yaml", DemoSchema, ["train.lr=3e-4"]);
 import { readFileSync } from "node:fs";
-import { parse as parseYaml } from "yaml";
+import { parse as parseYaml, parseDocument, isMap, isSeq, visit } from "yaml";
 import { z } from "zod";
 import { ConfigError } from "./errors.js";
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
-/** Parses `a.b.c=value` overrides; values are YAML scalars or flow collections (`[1, 2]`). */
+/** Parses `a.b.c=value` overrides; values are read by parseOverrideValue. */
 export function parseOverrides(overrides: string[]): [string[], Json][] {
   return overrides.map((o) => {
     const eq = o.indexOf("=");
     if (eq <= 0) throw new ConfigError(`--set ${o}: expected key=value with a dotted key, e.g. --set train.lr=3e-4`);
     const key = o.slice(0, eq).trim();
     if (!/^[A-Za-z_][\w]*(\.[\w]+)*$/.test(key)) throw new ConfigError(`--set ${o}: "${key}" is not a dotted key`);
-    return [key.split("."), parseYaml(o.slice(eq + 1)) as Json];
+    return [key.split("."), parseOverrideValue(o.slice(eq + 1))];
   });
+}
+
+/**
+ * One `--set` value as a YAML value: a scalar (`3e-4`, `true`, `null`, `"quoted"`) or a flow
+ * collection (`[1, 2]`, `{a: 1}`). Text that is not one cleanly — that would lose a part to a
+ * YAML comment (`/x/run #2`), is block syntax (`a: b`) or does not parse — is taken as the
+ * string it is, so nothing typed is silently dropped.
+ * ```ts
+ * parseOverrideValue("3e-4");      // 0.0003
+ * parseOverrideValue("/x/run #2"); // "/x/run #2"
+ * ```
+ */
+export function parseOverrideValue(text: string): Json {
+  const doc = parseDocument(text);
+  if (doc.errors.length > 0 || doc.warnings.length > 0) return text;
+  let comment = Boolean(doc.comment || doc.commentBefore);
+  visit(doc, (_key, node) => {
+    const n = node as { comment?: string | null; commentBefore?: string | null };
+    if (n.comment || n.commentBefore) {
+      comment = true;
+      return visit.BREAK;
+    }
+    return undefined;
+  });
+  const node = doc.contents;
+  if (comment || ((isMap(node) || isSeq(node)) && !node.flow)) return text;
+  return doc.toJS() as Json;
 }
 
 /** Sets `value` at `path` inside `target`, creating objects on the way. */
