@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Tokenizer } from "./tokenizer.js";
@@ -8,10 +8,11 @@ import { buildTokenizer } from "../world/tokenizer_json.js";
 import { buildPrompt, buildExample, padRight, decodeAnswer, expandImagePads } from "./vlm_inputs.js";
 import { IGNORE_INDEX } from "../objectives/next_token.js";
 
-function worldTokenizer(): Tokenizer {
-  const dir = mkdtempSync(join(tmpdir(), "mindseye-tok-"));
+function worldTokenizer(edit: (tokenizer: { added_tokens: { content: string }[]; model: { vocab: Record<string, number> } }) => void = () => {}, dir = mkdtempSync(join(tmpdir(), "mindseye-tok-"))): Tokenizer {
+  mkdirSync(dir, { recursive: true });
   try {
     const { tokenizer, config } = buildTokenizer(4);
+    edit(tokenizer as unknown as Parameters<typeof edit>[0]);
     writeFileSync(join(dir, "tokenizer.json"), JSON.stringify(tokenizer));
     writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify(config));
     return Tokenizer.fromPretrained(dir);
@@ -43,4 +44,19 @@ test("examples put labels on the answer and <|im_end|> only; padding and decodin
   assert.equal(batch.ids[1]!.length, ex.ids.length);
   assert.deepEqual(batch.mask[1]!.slice(short.ids.length), Array(ex.ids.length - short.ids.length).fill(0));
   assert.ok(batch.labels[1]!.slice(short.ids.length).every((l) => l === IGNORE_INDEX));
+});
+
+test("a tokenizer without <|image_pad|> as a token is named, not a prompt with 0 image tokens", () => {
+  const base = mkdtempSync(join(tmpdir(), "mindseye-tok-"));
+  // in the vocabulary but not an added token: the text "<|image_pad|>" is split into pieces
+  const split = join(base, "not-added");
+  const notAdded = worldTokenizer((t) => { t.added_tokens = t.added_tokens.filter((a) => a.content !== "<|image_pad|>"); }, split);
+  assert.throws(() => buildPrompt(notAdded, { images: 1, text: "Is it red?" }, 4),
+    new RegExp(`the tokenizer ${split} lacks the image token <\\|image_pad\\|> as one token: its vocabulary has it \\(id 5\\) but it is not an added token, so .* the prompt gets 0 image tokens for 1 image\\(s\\); declare it in tokenizer\\.json "added_tokens"`));
+  // not there at all
+  const none = join(base, "none");
+  const without = worldTokenizer((t) => { t.added_tokens = t.added_tokens.filter((a) => a.content !== "<|image_pad|>"); delete t.model.vocab["<|image_pad|>"]; }, none);
+  assert.throws(() => buildPrompt(without, { images: 1, text: "Is it red?" }, 4), new RegExp(`the tokenizer ${none} lacks the image token <\\|image_pad\\|> \\(Qwen2-VL's image placeholder\\)`));
+  assert.deepEqual(buildPrompt(without, { images: 0, text: "Is it red?" }, 4).length > 0, true, "text-only prompts need no image token");
+  rmSync(base, { recursive: true, force: true });
 });

@@ -14,10 +14,39 @@ export interface Turn {
   text: string;
 }
 
+const IMAGE_TOKEN = "<|image_pad|>";
+
 function required(tok: Tokenizer, name: "imagePad" | "imEnd"): number {
   const id = tok.specialTokenIds[name];
-  if (id === null) throw new Error(`the tokenizer has no ${name === "imagePad" ? "<|image_pad|>" : "<|im_end|>"} token, which VLM prompts need`);
+  if (id === null) {
+    throw new Error(name === "imagePad"
+      ? `the tokenizer ${tok.source} lacks the image token ${IMAGE_TOKEN} (Qwen2-VL's image placeholder), which VLM prompts need; use a Qwen2-VL-style tokenizer that has it as an added special token`
+      : `the tokenizer ${tok.source} lacks <|im_end|> (the end of a chat turn), which VLM prompts need; use a ChatML (Qwen-style) tokenizer`);
+  }
   return id;
+}
+
+/** Whether the tokenizer turns the text "<|image_pad|>" into that one token (an added token), not pieces of it. */
+function encodesImageToken(tok: Tokenizer, id: number): boolean {
+  try {
+    const ids = tok.encode(IMAGE_TOKEN, { addSpecialTokens: false });
+    return ids.length === 1 && ids[0] === id;
+  } catch {
+    return false; // pieces the vocabulary lacks
+  }
+}
+
+/** The rendered prompt must hold one image token per image: says why it does not. */
+function checkImageTokens(tok: Tokenizer, ids: readonly number[], padId: number, images: number): void {
+  const pads = ids.filter((id) => id === padId).length;
+  if (pads === images) return;
+  if (!encodesImageToken(tok, padId)) {
+    throw new Error(
+      `the tokenizer ${tok.source} lacks the image token ${IMAGE_TOKEN} as one token: its vocabulary has it (id ${padId}) but it is not an added token, so the text "${IMAGE_TOKEN}" ` +
+        `is split into pieces and the prompt gets ${pads} image tokens for ${images} image(s); declare it in tokenizer.json "added_tokens" (special: true), as Qwen2-VL's tokenizer does`,
+    );
+  }
+  throw new Error(`the chat template of ${tok.source} put ${pads} ${IMAGE_TOKEN} tokens in a prompt with ${images} image(s); it must render each {"type": "image"} part as <|vision_start|>${IMAGE_TOKEN}<|vision_end|>, as Qwen2-VL's template does`);
 }
 
 /** Replaces each image pad with `perImage` copies (as Qwen2-VL's processor does). */
@@ -29,7 +58,11 @@ export function expandImagePads(ids: readonly number[], padId: number, perImage:
 export function buildPrompt(tok: Tokenizer, turn: Turn, tokensPerImage: number): number[] {
   const content = [...Array.from({ length: turn.images }, () => ({ type: "image" })), { type: "text", text: turn.text }];
   const text = tok.applyChatTemplate([{ role: "user", content }], { addGenerationPrompt: true }) as string;
-  return expandImagePads(tok.encode(text, { addSpecialTokens: false }), required(tok, "imagePad"), tokensPerImage);
+  const ids = tok.encode(text, { addSpecialTokens: false });
+  if (turn.images === 0 && tok.specialTokenIds.imagePad === null) return ids; // text only: no image token needed
+  const padId = required(tok, "imagePad");
+  checkImageTokens(tok, ids, padId, turn.images);
+  return expandImagePads(ids, padId, tokensPerImage);
 }
 
 /** A training example: the prompt, then the answer and <|im_end|>; labels only on the latter. */
