@@ -122,13 +122,13 @@ function writeCoco(path: string, ids: number[]): void {
 }
 
 /** Runs the CLI; `until` may SIGKILL it (a crash) once it returns true for the output so far. */
-async function runCli(args: string[], until?: () => boolean): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
+async function runCli(args: string[], until?: () => boolean, timeoutMs = 120_000): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, MINDSEYE_NUM_THREADS: "1" }, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "", stderr = "";
   child.stdout.on("data", (d: Buffer) => { stdout += d.toString(); });
   child.stderr.on("data", (d: Buffer) => { stderr += d.toString(); });
   const poll = until ? setInterval(() => { if (until()) child.kill("SIGKILL"); }, 5) : undefined;
-  const deadline = setTimeout(() => child.kill("SIGKILL"), 120_000);
+  const deadline = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
   const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => child.on("exit", (c, s) => resolve([c, s])));
   clearInterval(poll);
   clearTimeout(deadline);
@@ -208,4 +208,12 @@ test("skipped records are reported and listed, and past --max-error-rate over th
   const done = JSON.parse(readFileSync(join(out, "manifest.json"), "utf8")) as TargetManifest;
   assert.deepEqual([done.complete, done.skipped, done.maxErrorRate], [true, 1, 0.3]);
   assert.equal(existsSync(join(out, done.shards[1]!.file)), true);
+}));
+
+test("an output folder in a read-only place is refused as EROFS, naming what it is for (real process; no recursive-mkdir hang under /proc)", { skip: process.platform !== "linux" && "needs Linux's /proc" }, withDirs(async (enc) => {
+  makeEncoder(enc, 8);
+  const r = await runCli(["targets", "extract", "--encoder", enc, "--data", JSON.stringify(data), "--out", "/proc/mindseye-test/cache", "--max-error-rate", "0.5"], undefined, 30_000);
+  assert.equal(r.signal, null, "the command hung and was killed");
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^mindseye: cannot create the target cache \(--out\) \/proc\/mindseye-test\/cache: \/proc is on a read-only file system \(proc mounted at \/proc\) \(EROFS\); choose a writable location\n$/);
 }));

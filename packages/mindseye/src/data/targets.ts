@@ -206,6 +206,7 @@ export async function extractTargets(o: ExtractOptions): Promise<TargetManifest>
   // The data and settings are checked before the encoder is loaded: a wrong --data fails at once.
   const old = existsSync(manifestPath) ? JSON.parse(readFileSync(manifestPath, "utf8")) as TargetManifest : null;
   if (old !== null) checkSameData(o.out, old, data);
+  makeOutputDir(o.out, "the target cache (--out)");
   const { model, config, preprocessing } = loadEncoder(o.encoderDir);
   const dispose = () => { for (const p of model.parameters()) p.dispose(); };
   const fingerprint = encoderFingerprint(model, config, preprocessing);
@@ -231,7 +232,6 @@ export async function extractTargets(o: ExtractOptions): Promise<TargetManifest>
       manifest.shards.push(s);
     }
   }
-  makeOutputDir(o.out, "the target cache (--out)");
 
   const policy = { maxErrorRate, setting: "--max-error-rate (mindseye targets extract)" };
   const records = new SkipCounter(`${o.data.format} records`, policy);
