@@ -5,7 +5,7 @@ import { loadStudy, runStudy } from "../experiment/runner.js";
 export function registerExperimentCommand(program: Command): void {
   program
     .command("experiment")
-    .description("run the study (world → stages → three arms × fractions × seeds → evaluation → report); skips what is done")
+    .description("run the study (world → stages → three arms × fractions × seeds → evaluation → report); skips what is done; SIGINT/SIGTERM stop it after the current training step, and the same command resumes it")
     .requiredOption("--config <study.yaml>", "the study (configs/demo.yaml)")
     .option("--set <key=value...>", "override values by dotted key, e.g. --set seeds=[0] out=runs/quick", [])
     .option("--progress", "show each training run's progress")

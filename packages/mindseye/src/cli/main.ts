@@ -45,5 +45,6 @@ registerModelCommand(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   console.error(`mindseye: ${e instanceof Error ? e.message : String(e)}`);
-  process.exit(1);
+  // A run stopped by SIGINT/SIGTERM keeps the conventional 130/143 the trainer set.
+  process.exit(typeof process.exitCode === "number" && process.exitCode !== 0 ? process.exitCode : 1);
 });

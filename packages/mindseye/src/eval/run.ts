@@ -40,6 +40,7 @@ import { buildPrompt, decodeAnswer } from "../data/vlm_inputs.js";
 import { SkipCounter, type SkippedRecord } from "../data/formats/index.js";
 import { makeOutputDir } from "../util/output_dir.js";
 import { Progress } from "../util/progress.js";
+import { mulberry32, shuffleInPlace } from "../util/random.js";
 import { GENERATION, type Harness, type TaskKind } from "./harness.js";
 import { accuracyReport, type Interval } from "./stats.js";
 import { getTask, promptFor, resolveSplit, scoreItem, type EvalItem } from "./tasks.js";
@@ -74,6 +75,14 @@ export interface EvaluateOptions {
    * distinct images are undecodable (default 0.01).
    */
   maxErrorRate?: number;
+  /**
+   * The blind control: with a seed, every question is shown the images of another question
+   * (a seeded derangement among questions with as many images), so the image carries no
+   * information about the answer and accuracy falls to what the text alone allows.
+   */
+  shuffleImages?: number;
+  /** Only these question ids (e.g. the questions a model was fine-tuned on). */
+  onlyIds?: readonly string[];
 }
 
 /** A record or image the run left out, and why. */
@@ -183,6 +192,24 @@ export async function modelFingerprint(dir: string): Promise<string> {
 
 // ---- the run ---------------------------------------------------------------------------------
 
+/** The items with every one given another item's images (a seeded derangement within each image count). */
+export function shuffleImagesAcross(items: readonly EvalItem[], seed: number): EvalItem[] {
+  const rand = mulberry32(seed);
+  const out = [...items];
+  for (const count of new Set(items.map((it) => it.images.length))) {
+    const at = items.flatMap((it, i) => (it.images.length === count ? [i] : []));
+    if (at.length < 2) continue;
+    // A cyclic shift (by 1..n-1) of a shuffled order moves every item's images to another item.
+    const order = shuffleInPlace([...at], rand);
+    const shift = 1 + Math.floor(rand() * (order.length - 1));
+    order.forEach((from, j) => {
+      const to = order[(j + shift) % order.length]!;
+      out[to] = { ...items[to]!, images: items[from]!.images };
+    });
+  }
+  return out;
+}
+
 function positiveInt(name: string, v: number | undefined): void {
   if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new ConfigError(`${name} must be a positive integer, got ${v}`);
 }
@@ -242,10 +269,13 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
   // 1. The questions (all of them, or the first `limit`), the error rate judged over every record read.
   const records = new SkipCounter(`${task.name} ${split}`, policy);
   const items: EvalItem[] = [];
+  const only = o.onlyIds ? new Set(o.onlyIds) : null;
   for await (const item of task.items(o.dataDir, split, records)) {
+    if (only && !only.has(item.id)) continue;
     items.push(item);
     if (o.limit !== undefined && items.length >= o.limit) break;
   }
+  if (o.shuffleImages !== undefined) items.splice(0, items.length, ...shuffleImagesAcross(items, o.shuffleImages));
   if (items.length === 0) throw new Error(`${task.name} ${split} in ${o.dataDir} has no questions to evaluate${records.skipped > 0 ? `\n${records.summary()}` : ""}`);
   records.finish();
 

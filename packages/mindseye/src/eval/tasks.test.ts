@@ -38,8 +38,9 @@ test("the registry: six tasks with their harness kinds; misses suggest, duplicat
   assert.throws(() => createTaskRegistry([getTask("gqa"), getTask("gqa")]), /evaluation task "gqa" is registered twice/);
   assert.equal(resolveSplit(getTask("world_sqa"), undefined), "test");
   assert.equal(resolveSplit(getTask("gqa"), "val"), "val", "real datasets take any split their files hold");
-  assert.throws(() => resolveSplit(getTask("world_jigsaw"), "tset"), /task world_jigsaw has no split "tset" \(did you mean "test"\?\); its splits are test, test_novel, val/);
-  assert.throws(() => resolveSplit(getTask("world_gqa"), "train"), ConfigError);
+  assert.throws(() => resolveSplit(getTask("world_jigsaw"), "tset"), /task world_jigsaw has no split "tset" \(did you mean "test"\?\); its splits are test, test_novel, val, train/);
+  assert.equal(resolveSplit(getTask("world_gqa"), "train"), "train", "train: to check what a model fitted");
+  assert.throws(() => resolveSplit(getTask("world_gqa"), "dev"), ConfigError);
 });
 
 test("world tasks read every question of a split, with images on disk, types and gold answers", async () => {

@@ -37,6 +37,19 @@ export function trainConfig(runDir: string, t: TrainSection, seed: number): Part
   };
 }
 
+/**
+ * The share of bad records (undecodable images, malformed questions) a stage tolerates before it
+ * stops, judged on its whole input; each is skipped, counted and reported.
+ */
+export const MaxErrorRate = z.number().min(0).max(1).default(0.01);
+
+/** Images of `examples` decoded once; examples whose images could not be decoded are dropped and reported. */
+export async function loadUsable<T>(examples: readonly T[], imagesOf: (e: T) => readonly string[], pre: ImageProcessorConfig, maxErrorRate: number, log: (line: string) => void): Promise<{ bank: ImageBank; usable: T[] }> {
+  const bank = await ImageBank.load(examples.flatMap(imagesOf), pre, { maxErrorRate, setting: "max_error_rate in the recipe" });
+  if (bank.skipped.length > 0) log(bank.summary());
+  return { bank, usable: bank.keep(examples, imagesOf) };
+}
+
 /** What every stage takes besides its recipe. */
 export interface StageOptions {
   quiet?: boolean;

@@ -17,7 +17,7 @@ import { SkipCounter } from "../../data/formats/index.js";
 import { mulberry32, shuffleInPlace } from "../../util/random.js";
 import { train, type TrainResult } from "../trainer.js";
 import { collateVlm, vlmLoss, type VlmBatch } from "./vlm_base.js";
-import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, type StageOptions } from "./common.js";
+import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, type StageOptions } from "./common.js";
 
 export const TASK_FAMILIES = ["gqa", "scienceqa", "jigsaw"] as const;
 
@@ -38,6 +38,7 @@ export const FinetuneRecipe = z.strictObject({
   task_sampling: z.enum(["proportional", "balanced"]).default("balanced"),
   /** Whose prompts the model is trained on (evaluate with the same). */
   harness: z.enum(["lmms-eval", "vlmevalkit"]).default("lmms-eval"),
+  max_error_rate: MaxErrorRate,
   train: TrainSection,
 });
 export type FinetuneRecipe = z.output<typeof FinetuneRecipe>;
@@ -52,10 +53,10 @@ const WORLD_TASK: Record<(typeof TASK_FAMILIES)[number], string> = { gqa: "world
  * evaluation's prompt (promptFor) and the answer that scores as right (answerText): training
  * and evaluation cannot drift apart.
  */
-export async function worldQuestions(world: string, split: string, tasks: readonly (typeof TASK_FAMILIES)[number][], harness: Harness): Promise<QaExample[]> {
+export async function worldQuestions(world: string, split: string, tasks: readonly (typeof TASK_FAMILIES)[number][], harness: Harness, maxErrorRate = 0.01): Promise<QaExample[]> {
   const out: QaExample[] = [];
   for (const task of tasks) {
-    const errors = new SkipCounter(`${WORLD_TASK[task]} ${split}`);
+    const errors = new SkipCounter(`${WORLD_TASK[task]} ${split}`, { maxErrorRate, setting: "max_error_rate in the recipe" });
     for await (const item of getTask(WORLD_TASK[task]).items(world, split, errors)) {
       const images = item.images.map((ref) => {
         if (ref.kind !== "file") throw new Error(`${item.id}: world images are files`);
@@ -63,6 +64,8 @@ export async function worldQuestions(world: string, split: string, tasks: readon
       });
       out.push({ task, id: item.id, images, text: promptFor(item, harness), answer: answerText(item) });
     }
+    errors.finish(); // stops past the rate, judged on the whole file
+    if (errors.skipped > 0) console.error(errors.summary());
   }
   return out;
 }
@@ -108,12 +111,12 @@ export function familyBatches<E extends { task: string }>(examples: readonly E[]
  * them took longer than a short fine-tuning run.
  */
 const banks = new Map<string, Promise<ImageBank>>();
-function sharedBank(paths: string[], pre: ImageProcessorConfig): Promise<ImageBank> {
+function sharedBank(paths: string[], pre: ImageProcessorConfig, maxErrorRate: number): Promise<ImageBank> {
   const unique = [...new Set(paths)].sort();
-  const key = createHash("sha256").update(JSON.stringify([pre, unique])).digest("hex");
+  const key = createHash("sha256").update(JSON.stringify([pre, unique, maxErrorRate])).digest("hex");
   let bank = banks.get(key);
   if (!bank) {
-    bank = ImageBank.load(unique, pre);
+    bank = ImageBank.load(unique, pre, { maxErrorRate, setting: "max_error_rate in the recipe" });
     banks.set(key, bank);
     bank.catch(() => banks.delete(key));
   }
@@ -132,9 +135,10 @@ export async function runFinetune(r: FinetuneRecipe, opts: StageOptions = {}): P
     model.config = { ...model.config, latentHead: null, latentTokenIds: [] };
   }
   model.vision_tower.requiresGrad_(false);
-  const all = await worldQuestions(r.world, "train", r.tasks, r.harness);
-  const qa = sampleFraction(all, r.fraction, r.seed);
-  const bank = await sharedBank(all.flatMap((q) => q.images), pre);
+  const all = await worldQuestions(r.world, "train", r.tasks, r.harness, r.max_error_rate);
+  const bank = await sharedBank(all.flatMap((q) => q.images), pre, r.max_error_rate);
+  if (bank.skipped.length > 0) console.error(bank.summary());
+  const qa = sampleFraction(bank.keep(all, (q) => q.images), r.fraction, r.seed);
   const perImage = imageTokenCount(model.config);
   const examples = qa.map((q) => ({ ...buildExample(tok, { images: q.images.length, text: q.text, answer: q.answer }, perImage), images: q.images, task: q.task }));
   // One task family per batch: a jigsaw prompt (three images and BLINK's long text) is several

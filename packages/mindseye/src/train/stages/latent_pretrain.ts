@@ -22,7 +22,7 @@ import type { Tokenizer } from "../../data/tokenizer.js";
 import type { TargetNorm } from "../../objectives/instance.js";
 import { train, type TrainResult } from "../trainer.js";
 import { captionPairs } from "./vlm_base.js";
-import { TrainSection, trainConfig, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, type StageOptions } from "./common.js";
+import { TrainSection, trainConfig, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, type StageOptions } from "./common.js";
 
 export const LatentPretrainRecipe = z.strictObject({
   stage: z.literal("latent-pretrain"),
@@ -49,6 +49,7 @@ export const LatentPretrainRecipe = z.strictObject({
     learn_temperature: z.boolean().default(false),
     smooth_l1_beta: z.number().positive().default(1),
   }).default({ lambda_nt: 1, lambda_sim: 1, lambda_align: 0.1, similarity: "cosine", target_norm: "standardize", alignment: "infonce", temperature: 0.1, learn_temperature: false, smooth_l1_beta: 1 }),
+  max_error_rate: MaxErrorRate,
   train: TrainSection,
 });
 export type LatentPretrainRecipe = z.output<typeof LatentPretrainRecipe>;
@@ -75,18 +76,22 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOpti
   // Targets: the frozen encoder's pooled features of each captioned image, from the cache.
   let cache: TargetCache | null = null;
   let stats: TargetStats | null = null;
-  const pairs = await captionPairs(r.world, "train");
+  let pairs = await captionPairs(r.world, "train");
   const imageIds = imageIdsByPath(r.world);
   if (latentArm) {
     const annotations = join(r.world, "captions_train.json");
     if (!isCacheComplete(r.targets)) {
-      await extractTargets({ encoderDir: r.encoder, data: { format: "coco", annotations, images: join(r.world, "images") }, out: r.targets, pool: r.pool, quiet: opts.quiet ?? false });
+      await extractTargets({ encoderDir: r.encoder, data: { format: "coco", annotations, images: join(r.world, "images") }, out: r.targets, pool: r.pool, quiet: opts.quiet ?? false, maxErrorRate: r.max_error_rate });
     }
     const enc = loadEncoder(r.encoder);
     const fingerprint = encoderFingerprint(enc.model, enc.config, enc.preprocessing);
     enc.model.parameters().forEach((p) => p.dispose());
     cache = new TargetCache(r.targets, { expectFingerprint: fingerprint });
     if (cache.manifest.pooling !== pool) throw new Error(`${r.targets} holds ${cache.manifest.pooling} targets; this recipe pools ${r.pool}`);
+    // Images the extraction skipped (undecodable; counted in its manifest) have no target.
+    const withTarget = pairs.filter((p) => cache!.has(imageIds.get(p.image)!));
+    if (withTarget.length < pairs.length) console.error(`latent-pretrain: ${pairs.length - withTarget.length} captions left out: their images were skipped by the target extraction (${r.targets}/manifest.json lists them)`);
+    pairs = withTarget;
     if (r.loss.target_norm === "standardize") {
       // Not inside a scope: the cache keeps the shards it loads, and a scope around it would free them.
       const all = cache.get([...new Set(pairs.map((p) => imageIds.get(p.image)!))]); // [n, K, D]

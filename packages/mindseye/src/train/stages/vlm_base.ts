@@ -13,7 +13,7 @@ import { buildExample, padRight } from "../../data/vlm_inputs.js";
 import { nextTokenCrossEntropy } from "../../objectives/next_token.js";
 import { readPairs } from "../../data/formats/index.js";
 import { train, type TrainResult } from "../trainer.js";
-import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, type StageOptions } from "./common.js";
+import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, loadUsable, type StageOptions } from "./common.js";
 
 export const VlmBaseRecipe = z.strictObject({
   stage: z.literal("vlm-base"),
@@ -31,6 +31,7 @@ export const VlmBaseRecipe = z.strictObject({
   }).default({ hidden_size: 96, intermediate_size: 192, layers: 3, heads: 4, kv_heads: 2 }),
   /** Hidden state of the encoder fed to the projector (-1: last layer). */
   vision_feature_layer: z.number().int().default(-1),
+  max_error_rate: MaxErrorRate,
   train: TrainSection,
 });
 export type VlmBaseRecipe = z.output<typeof VlmBaseRecipe>;
@@ -95,9 +96,9 @@ export async function runVlmBase(r: VlmBaseRecipe, opts: StageOptions = {}): Pro
   model.vision_tower.eval();
 
   const pairs = await captionPairs(r.world, "train");
-  const bank = await ImageBank.load(pairs.map((p) => p.image), pre);
+  const { bank, usable } = await loadUsable(pairs, (p) => [p.image], pre, r.max_error_rate, console.error);
   const perImage = imageTokenCount(model.config);
-  const examples = pairs.map((p) => ({ ...buildExample(tok, { images: 1, text: "", answer: p.caption }, perImage), images: [p.image] }));
+  const examples = usable.map((p) => ({ ...buildExample(tok, { images: 1, text: "", answer: p.caption }, perImage), images: [p.image] }));
   const loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
     batchSize: r.train.batch_size, seed: r.seed, collate: collateVlm(bank, tok.specialTokenIds.pad ?? 0),
   });

@@ -11,7 +11,7 @@ import { VitVisionModel, resolveVitConfig } from "../../models/vit.js";
 import { DataLoader } from "../../data/loader.js";
 import { COLORS, MATERIALS, SHAPES, SIZES, type Scene } from "../../world/scene.js";
 import { train, type TrainResult } from "../trainer.js";
-import { ImageBank, TrainSection, readScenes, trainConfig, worldPreprocessorJson, readPreprocessor, markDone, writeResolved, stopIfInterrupted, trainOptions, type StageOptions } from "./common.js";
+import { ImageBank, TrainSection, readScenes, trainConfig, worldPreprocessorJson, readPreprocessor, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, type StageOptions } from "./common.js";
 
 export const WorldEncoderRecipe = z.strictObject({
   stage: z.literal("world-encoder"),
@@ -27,6 +27,7 @@ export const WorldEncoderRecipe = z.strictObject({
     heads: z.number().int().positive().default(4),
     patch_size: z.number().int().positive().default(8),
   }).default({ hidden_size: 64, intermediate_size: 128, layers: 3, heads: 4, patch_size: 8 }),
+  max_error_rate: MaxErrorRate,
   train: TrainSection,
 });
 export type WorldEncoderRecipe = z.output<typeof WorldEncoderRecipe>;
@@ -65,7 +66,7 @@ export async function runWorldEncoder(r: WorldEncoderRecipe, opts: StageOptions 
   mkdirSync(r.out, { recursive: true });
   writeResolved(r.out, r);
   const scenes = readScenes(r.world);
-  const train_ = scenes.filter((s) => s.split === "train"), val = scenes.filter((s) => s.split === "val");
+  const all_ = scenes.filter((s) => s.split === "train" || s.split === "val");
   const size = scenes[0]!.width;
   if (size % r.encoder.patch_size !== 0) throw new Error(`encoder.patch_size ${r.encoder.patch_size} does not divide the world's image size ${size}`);
   const encoderDir = join(r.out, "encoder");
@@ -73,7 +74,9 @@ export async function runWorldEncoder(r: WorldEncoderRecipe, opts: StageOptions 
   writeFileSync(join(encoderDir, "preprocessor_config.json"), JSON.stringify(worldPreprocessorJson(size), null, 2) + "\n");
   const pre = readPreprocessor(encoderDir);
   const path = (s: Scene) => join(r.world, "images", s.file_name);
-  const bank = await ImageBank.load([...train_, ...val].map(path), pre);
+  const bank = await ImageBank.load([...all_].map(path), pre, { maxErrorRate: r.max_error_rate, setting: "max_error_rate in the recipe" });
+  if (bank.skipped.length > 0) console.error(bank.summary());
+  const train_ = bank.keep(all_.filter((s) => s.split === "train"), (s) => [path(s)]), val = bank.keep(all_.filter((s) => s.split === "val"), (s) => [path(s)]);
 
   torch.manualSeed(r.seed);
   const config = resolveVitConfig({
