@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { torch, type Tensor } from "@mindseye/torch";
@@ -80,6 +80,25 @@ test("latent head: predictions at the latent positions; config and weights round
       assert.ok(maxDiff(back.predictLatents(input).latents, latents) === 0);
       free(m); free(back);
     });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("config.json is checked against the checkpoint's shapes before the model is allocated", () => {
+  const dir = mkdtempSync(join(tmpdir(), "mindseye-vlm-"));
+  try {
+    torch.scope(() => {
+      const m = new MindsEyeVLM(config(false));
+      m.savePretrained(dir);
+      free(m);
+    });
+    const path = join(dir, "config.json");
+    const good = JSON.parse(readFileSync(path, "utf8")) as { text_config: Record<string, number>; vision_config: Record<string, number> };
+    writeFileSync(path, JSON.stringify({ ...good, text_config: { ...good.text_config, num_hidden_layers: good.text_config.num_hidden_layers! + 3 } }));
+    assert.throws(() => MindsEyeVLM.fromPretrained(dir), /num_hidden_layers/);
+    writeFileSync(path, JSON.stringify({ ...good, vision_config: { ...good.vision_config, hidden_size: 4096 } }));
+    assert.throws(() => MindsEyeVLM.fromPretrained(dir), /hidden_size/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -12,12 +12,12 @@
 import { torch, nn, type Tensor, type DType, type Generator } from "@mindseye/torch";
 import { readHfConfig, hfField, type HfJson } from "../config/hf.js";
 import { ConfigError } from "../config/errors.js";
-import { VitVisionModel, vitConfigFromHf, vitConfigToHf, type ResolvedVitConfig } from "./vit.js";
+import { VitVisionModel, checkVitCheckpoint, vitConfigFromHf, vitConfigToHf, type ResolvedVitConfig } from "./vit.js";
 import { LlavaMultiModalProjector } from "./projectors.js";
-import { Qwen2ForCausalLM, fromHfConfig as qwen2FromHf, toHfConfig as qwen2ToHf, KVCache, type ResolvedQwen2Config } from "./qwen2.js";
+import { Qwen2ForCausalLM, checkQwen2Checkpoint, fromHfConfig as qwen2FromHf, toHfConfig as qwen2ToHf, KVCache, type ResolvedQwen2Config } from "./qwen2.js";
 import { LatentHead, latentHeadFromHfConfig, latentHeadToHfConfig, gatherLatentPositions, type LatentHeadConfig } from "./latent_head.js";
 import { generate, type GenerateOptions, type GenerateResult } from "./generation.js";
-import { loadCheckpoint, assignWeights, saveCheckpoint } from "./pretrained.js";
+import { loadCheckpoint, assignWeights, readCheckpointHeader, saveCheckpoint } from "./pretrained.js";
 
 export interface VlmConfig {
   vision: ResolvedVitConfig;
@@ -164,7 +164,12 @@ export class MindsEyeVLM extends nn.Module {
   }
 
   static fromPretrained(dir: string, opts: { dtype?: DType } = {}): MindsEyeVLM {
-    const config = vlmConfigFromHf(readHfConfig(dir), `${dir}/config.json`);
+    const where = `${dir}/config.json`;
+    const config = vlmConfigFromHf(readHfConfig(dir), where);
+    // The checkpoint's shapes are checked against config.json before anything is allocated.
+    const header = readCheckpointHeader(dir);
+    checkVitCheckpoint(config.vision, header, { where, prefix: "vision_tower.vision_model." });
+    checkQwen2Checkpoint(config.text, header, { where, prefix: "language_model.model.", lmHead: "language_model.lm_head.weight" });
     const model = new MindsEyeVLM(config, opts.dtype ? { dtype: opts.dtype } : {});
     const weights = loadCheckpoint(dir, opts.dtype ? { dtype: opts.dtype } : {});
     if (config.text.tieWordEmbeddings) {
