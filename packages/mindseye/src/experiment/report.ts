@@ -199,6 +199,8 @@ export interface ReportMeta {
   fractions: number[];
   harness: string;
   baselines: Record<string, Baseline>;
+  /** One line per evaluation that skipped bad records or images (none: every question was scored). */
+  skipped?: string[];
   retrieval?: RetrievalSummary;
   [key: string]: unknown;
 }
@@ -240,6 +242,8 @@ export function writeReport(dir: string, runs: EvalRun[], meta: ReportMeta): { m
     ...Object.entries(meta.baselines).map(([t, b]) => `| ${t} | ${b.n} | ${pct(b.chance)} | ${pct(b.majority)} | ${pct(b.textOnly)} |`),
     "",
     ...concentrationLines(conc),
+    "",
+    meta.skipped && meta.skipped.length > 0 ? `Skipped input (each evaluation's results.json lists it):\n\n${meta.skipped.map((l) => `- ${l}`).join("\n")}` : "Skipped input: none (every evaluated question and image was read).",
     ...retrievalLines(meta.retrieval),
   ].join("\n");
   writeFileSync(join(dir, "results.md"), markdown + "\n");

@@ -201,6 +201,7 @@ export async function runStudy(c: StudyConfig, opts: { log?: (line: string) => v
 
   // 3. Fine-tune every arm × fraction × seed, and evaluate each (the largest fraction also blind).
   const runs: EvalRun[] = [];
+  const skips: string[] = []; // every evaluation's skipped records, for the report
   const largest = Math.max(...c.fractions);
   const evalSettings = { ...c.eval, harness: c.finetune.harness };
   for (const fraction of c.fractions) {
@@ -219,6 +220,8 @@ export async function runStudy(c: StudyConfig, opts: { log?: (line: string) => v
                   ...(c.eval.limit !== null ? { limit: c.eval.limit } : {}), ...(blind ? { shuffleImages: seed } : {}), quiet,
                 }));
               runs.push({ arm, fraction, seed, task: `${task}/${split}`, blind, ...readPredictions(join(out, "predictions.jsonl")) });
+              const skipped = (JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as { skipped: { records: number; images: number; items: number } }).skipped;
+              if (skipped.records + skipped.images + skipped.items > 0) skips.push(`eval ${arm} f=${fraction} s=${seed} ${task}/${split}: ${skipped.records} records, ${skipped.images} images, ${skipped.items} questions skipped`);
             }
           }
         }
@@ -231,7 +234,7 @@ export async function runStudy(c: StudyConfig, opts: { log?: (line: string) => v
   for (const task of c.eval.tasks) Object.assign(baselines, await blindBaselines(world, task, c.eval.splits, c.eval.limit, c.finetune.harness));
   const { markdown } = writeReport(dir, runs, {
     name: c.name, seeds: c.seeds, fractions: c.fractions, harness: c.finetune.harness, tasks: c.eval.tasks, splits: c.eval.splits, limit: c.eval.limit,
-    baselines,
+    baselines, skipped: skips,
     retrieval: {
       n: retrieval.n, recall: retrieval.recall, chance: retrieval.chance, medianRank: retrieval.medianRank, galleryImages: retrieval.gallery.images,
       ...(retrieval.collapse ? { collapse: retrieval.collapse } : {}),
