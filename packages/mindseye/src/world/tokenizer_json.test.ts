@@ -8,6 +8,7 @@ import { sceneCaptions } from "./captions.js";
 import { QuestionGenerator } from "./questions.js";
 import { ScienceGenerator } from "./science.js";
 import { JigsawGenerator } from "./jigsaw.js";
+import { groundingPairs } from "./grounding.js";
 import { HARNESS_TEXTS, SPECIAL_TOKENS, UNK, buildTokenizer, latentTokens, worldWords } from "./tokenizer_json.js";
 
 const { tokenizer: tj, config } = buildTokenizer(16);
@@ -26,6 +27,7 @@ for (const split of SPLITS) {
     if (p) others.push(p.question, p.hint, p.lecture, p.solution, ...p.choices);
     const r = j.forScene(scene, new Rng(2, "j", split, i), i)?.record;
     if (r) others.push(r.question, r.prompt, r.explanation, ...r.choices, r.answer);
+    for (const g of groundingPairs(scene, new Rng(2, "g", split, i))) others.push(g.question, g.answer);
   }
 }
 

@@ -10,6 +10,7 @@ import { CAPTION_TEMPLATES } from "./captions.js";
 import { QUESTION_TEMPLATES } from "./questions.js";
 import { PROPERTIES, SCIENCE_TEMPLATES } from "./science.js";
 import { JIGSAW_TEXT } from "./jigsaw.js";
+import { GROUNDING_TEMPLATES } from "./grounding.js";
 import { COLORS, MATERIALS, SHAPES, SIZES } from "./scene.js";
 import {
   FUNCTION_WORDS, GENERIC_NOUNS, MATERIAL_ADJECTIVES, NUMBER_WORDS, POSITION_PHRASES, RELATION_FROM_OBJECT, RELATION_PHRASES,
@@ -55,7 +56,7 @@ function strings(x: unknown): string[] {
 /** Every word the world can write, each also capitalised, sorted (code-point order). */
 export function worldWords(): string[] {
   const texts = [
-    ...strings(CAPTION_TEMPLATES), ...strings(QUESTION_TEMPLATES), ...strings(PROPERTIES), ...strings(SCIENCE_TEMPLATES),
+    ...strings(CAPTION_TEMPLATES), ...strings(QUESTION_TEMPLATES), ...strings(GROUNDING_TEMPLATES), ...strings(PROPERTIES), ...strings(SCIENCE_TEMPLATES),
     ...strings(JIGSAW_TEXT), ...HARNESS_TEXTS,
     ...SHAPES, ...SHAPES.map(plural), ...GENERIC_NOUNS, ...GENERIC_NOUNS.map(plural), ...COLORS, ...SIZES, ...MATERIALS,
     ...strings(SIZE_WORDS), ...strings(MATERIAL_ADJECTIVES), ...NUMBER_WORDS, "0 1 2 3 4 5 6 7 8 9",

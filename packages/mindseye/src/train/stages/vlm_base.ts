@@ -1,6 +1,8 @@
 // Stage 2, vlm-base: the standard VLM — the frozen world encoder, a LLaVA projector and a small
 // Qwen2 LM — trained on image captioning (the assistant answers an image with one of its
-// captions). This is the baseline the proposal compares against and the start of the other arms.
+// captions) mixed, as LLaVA-1.5 mixes region data, with grounding questions (world/grounding.ts:
+// a place read out, a description found). This is the baseline the proposal compares against
+// and the start of the other arms.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
@@ -13,7 +15,9 @@ import { buildExample, padRight } from "../../data/vlm_inputs.js";
 import { nextTokenCrossEntropy } from "../../objectives/next_token.js";
 import { readPairs } from "../../data/formats/index.js";
 import { train, type TrainResult } from "../trainer.js";
-import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, loadUsable, type StageOptions } from "./common.js";
+import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, loadUsable, readScenes, type StageOptions } from "./common.js";
+import { groundingPairs } from "../../world/grounding.js";
+import { Rng } from "../../world/rng.js";
 
 export const VlmBaseRecipe = z.strictObject({
   stage: z.literal("vlm-base"),
@@ -29,6 +33,8 @@ export const VlmBaseRecipe = z.strictObject({
     heads: z.number().int().positive().default(4),
     kv_heads: z.number().int().positive().default(2),
   }).default({ hidden_size: 96, intermediate_size: 192, layers: 3, heads: 4, kv_heads: 2 }),
+  /** Mix in the world's grounding questions (what is at a place, where an object is). */
+  grounding: z.boolean().default(true),
   /** Hidden state of the encoder fed to the projector (-1: last layer). */
   vision_feature_layer: z.number().int().default(-1),
   max_error_rate: MaxErrorRate,
@@ -95,10 +101,16 @@ export async function runVlmBase(r: VlmBaseRecipe, opts: StageOptions = {}): Pro
   model.vision_tower.requiresGrad_(false);
   model.vision_tower.eval();
 
-  const pairs = await captionPairs(r.world, "train");
+  const pairs: { image: string; text: string; answer: string }[] = (await captionPairs(r.world, "train")).map((p) => ({ image: p.image, text: "", answer: p.caption }));
+  if (r.grounding) {
+    for (const scene of readScenes(r.world).filter((s) => s.split === "train")) {
+      const image = join(r.world, "images", scene.file_name);
+      for (const g of groundingPairs(scene, new Rng(r.seed, "grounding", scene.id))) pairs.push({ image, text: g.question, answer: g.answer });
+    }
+  }
   const { bank, usable } = await loadUsable(pairs, (p) => [p.image], pre, r.max_error_rate, console.error);
   const perImage = imageTokenCount(model.config);
-  const examples = usable.map((p) => ({ ...buildExample(tok, { images: 1, text: "", answer: p.caption }, perImage), images: [p.image] }));
+  const examples = usable.map((p) => ({ ...buildExample(tok, { images: 1, text: p.text, answer: p.answer }, perImage), images: [p.image] }));
   const loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
     batchSize: r.train.batch_size, seed: r.seed, collate: collateVlm(bank, tok.specialTokenIds.pad ?? 0),
   });

@@ -1,0 +1,39 @@
+// Grounding questions, the world's counterpart of the region data (Visual Genome, RefCOCO) that
+// standard VLM recipes such as LLaVA-1.5 mix into their base training: "What is in the top left
+// corner?" → "a large red metal circle" (a place read out) and "Where is the large red metal
+// circle?" → "in the top left corner" (a description found). They teach a base VLM to look up a
+// cell by place and by content — skills every task family builds on — without any of the
+// task families' questions. Built from scenes.json, so they are right by construction.
+import type { Rng } from "./rng.js";
+import { GRID, matching, type Scene } from "./scene.js";
+import { POSITION_PHRASES, article, descPhrase, fill } from "./language.js";
+
+export const GROUNDING_TEMPLATES = {
+  at: { q: "What is {pos}?", nothing: "nothing" },
+  where: { q: "Where is the {np}?" },
+} as const;
+
+export interface GroundingPair { question: string; answer: string }
+
+/**
+ * Every object's "where" question (when its full description is unique in the scene) and
+ * `atPerScene` "what is at" questions about random cells, empty ones included.
+ * ```ts
+ * groundingPairs(scene, new Rng(0, "grounding", scene.id)); // [{question: "Where is the small red metal circle?", answer: "in the top left corner"}, ...]
+ * ```
+ */
+export function groundingPairs(scene: Scene, rng: Rng, atPerScene = 2): GroundingPair[] {
+  const out: GroundingPair[] = [];
+  const place = (row: number, col: number) => POSITION_PHRASES[row]![col]!;
+  for (const o of scene.objects) {
+    if (matching(scene, o).length !== 1) continue; // a twin: "the …" would not single it out
+    out.push({ question: fill(GROUNDING_TEMPLATES.where.q, { np: descPhrase(o) }), answer: place(o.row, o.col) });
+  }
+  for (const cell of rng.sample(Array.from({ length: GRID * GRID }, (_, i) => i), atPerScene)) {
+    const row = Math.floor(cell / GRID), col = cell % GRID;
+    const o = scene.objects.find((x) => x.row === row && x.col === col);
+    const pos = place(row, col);
+    out.push({ question: fill(GROUNDING_TEMPLATES.at.q, { pos }), answer: o ? article(descPhrase(o)) : GROUNDING_TEMPLATES.at.nothing });
+  }
+  return out;
+}
