@@ -6,7 +6,7 @@
 import * as creation from "./creation.js";
 import * as random from "./random.js";
 import * as autogradNs from "./autograd.js";
-import { scope, keep, scopeDepth } from "./scope.js";
+import { scope, keep, persist, scopeDepth } from "./scope.js";
 import { setThreads, getThreads, defaultThreadSettings, allocatorTuned } from "./runtime.js";
 import { native } from "./native.js";
 import { Tensor } from "./tensor.js";
@@ -35,6 +35,7 @@ export const torch = {
   autograd: { grad: autogradNs.grad },
   scope,
   keep,
+  persist,
   scopeDepth,
   setThreads,
   getThreads,

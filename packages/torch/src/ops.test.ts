@@ -1186,6 +1186,20 @@ describe("errors", () => {
   test("a scope returning a Promise is refused", () => {
     assert.throws(() => torch.scope(() => Promise.resolve(1)), /returned a Promise/);
   });
+
+  test("persist takes a tensor out of every enclosing scope; keep only out of the innermost", () => {
+    let kept: Tensor | undefined, persisted: Tensor | undefined;
+    torch.scope(() => {
+      torch.scope(() => {
+        kept = torch.keep(torch.ones([1]));
+        persisted = torch.persist(torch.ones([1]));
+      });
+      assert.equal(kept!.disposed, false, "keep: alive in the enclosing scope");
+    });
+    assert.equal(kept!.disposed, true, "keep: freed by the outer scope");
+    assert.equal(persisted!.disposed, false, "persist: no scope frees it");
+    persisted!.dispose();
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

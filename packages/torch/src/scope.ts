@@ -20,6 +20,19 @@ export function track(t: Owned): void {
   if (top !== undefined) top.owned.push(t);
 }
 
+/**
+ * Takes `t` out of every enclosing scope: no scope frees it, and its owner must dispose() it.
+ * For long-lived tensors that may first be made deep inside scopes (a cache's lazily loaded shards).
+ */
+export function persist<T extends Owned>(t: T): T {
+  for (const frame of stack) {
+    const i = frame.owned.indexOf(t);
+    if (i >= 0) frame.owned.splice(i, 1);
+    frame.kept.delete(t);
+  }
+  return t;
+}
+
 /** Removes `t` from the current scope so it outlives it; it moves to the enclosing scope. */
 export function keep<T extends Owned>(t: T): T {
   const top = stack[stack.length - 1];

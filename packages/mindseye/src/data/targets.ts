@@ -404,7 +404,9 @@ export class TargetCache {
     let t = this.loaded.get(i);
     if (t === undefined) {
       const m = io.loadFile(join(this.dir, this.manifest.shards[i]!.file));
-      t = torch.keep(m.get("targets")!);
+      // Owned by the cache until dispose(), whatever scopes the first get() ran in.
+      t = torch.persist(m.get("targets")!);
+      for (const [name, other] of m) if (name !== "targets") other.dispose();
       this.loaded.set(i, t);
     }
     return t;

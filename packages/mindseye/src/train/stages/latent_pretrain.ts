@@ -93,7 +93,6 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOpti
     if (withTarget.length < pairs.length) console.error(`latent-pretrain: ${pairs.length - withTarget.length} captions left out: their images were skipped by the target extraction (${r.targets}/manifest.json lists them)`);
     pairs = withTarget;
     if (r.loss.target_norm === "standardize") {
-      // Not inside a scope: the cache keeps the shards it loads, and a scope around it would free them.
       const all = cache.get([...new Set(pairs.map((p) => imageIds.get(p.image)!))]); // [n, K, D]
       stats = targetStats(all);
       all.dispose();
