@@ -2,47 +2,25 @@
 // and the real-format fixtures, predictions re-scored line by line, batching against batch size 1.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
-import { torch } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
-import { Tokenizer } from "../data/tokenizer.js";
-import { MindsEyeVLM, type VlmConfig } from "../models/vlm.js";
-import { resolveVitConfig } from "../models/vit.js";
-import { qwen2Preset } from "../models/qwen2.js";
 import { generateWorld, resolveWorldOptions } from "../world/generate.js";
 import { registerEvalCommand } from "../cli/eval.js";
 import { score, type Harness, type TaskKind } from "./harness.js";
 import { evaluate, MAX_NEW_TOKENS_CAP, type EvalResults, type PredictionLine } from "./run.js";
+import { saveTinyEvalModel } from "./test_helpers.js";
 
 const X = fileURLToPath(new URL("../../test-fixtures/formats/", import.meta.url));
 const SIZE = 32;
 let tmp = "", world = "", modelDir = "";
 
-/** A random MindsEye VLM over the world's tokenizer, saved as a self-contained model directory. */
+/** A random MindsEye VLM over the world's tokenizer; image features ×10, so that its answers depend on the images and a batch that mixed them up would show. */
 function saveTinyModel(dir: string, tokenizerDir: string, o: { imageTokenId?: number } = {}): void {
-  const tok = Tokenizer.fromPretrained(tokenizerDir);
-  const config: VlmConfig = {
-    vision: resolveVitConfig({ variant: "siglip", hiddenSize: 32, intermediateSize: 37, numHiddenLayers: 2, numAttentionHeads: 4, imageSize: SIZE, patchSize: 8 }),
-    text: qwen2Preset("tiny", { vocabSize: tok.vocabSize }),
-    visionFeatureLayer: -1, visionFeatureSelectStrategy: "default",
-    imageTokenId: o.imageTokenId ?? tok.specialTokenIds.imagePad!, latentHead: null, latentTokenIds: [],
-  };
-  torch.manualSeed(0);
-  const model = new MindsEyeVLM(config);
-  // Image features ×10, so that the random model's answers depend on the images and a batch
-  // that mixed them up would show.
-  torch.noGrad(() => model.multi_modal_projector.linear_2.weight.mul_(10));
-  model.savePretrained(dir);
-  model.parameters().forEach((p) => p.dispose());
-  writeFileSync(join(dir, "preprocessor_config.json"), JSON.stringify({
-    image_processor_type: "SiglipImageProcessor", do_resize: true, size: { height: SIZE, width: SIZE }, resample: 3,
-    do_rescale: true, rescale_factor: 1 / 255, do_normalize: true, image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5],
-  }));
-  for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(join(tokenizerDir, f), join(dir, f));
+  saveTinyEvalModel(dir, tokenizerDir, SIZE, { ...o, projectorScale: 10 });
 }
 
 before(async () => {

@@ -3,41 +3,23 @@
 // caller's (--max-error-rate), and non-finite weights or logits stop the run instead of scoring 0%.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { copyFileSync, cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command } from "commander";
 import { torch, io } from "@mindseye/torch";
-import { Tokenizer } from "../data/tokenizer.js";
-import { MindsEyeVLM, type VlmConfig } from "../models/vlm.js";
-import { resolveVitConfig } from "../models/vit.js";
-import { qwen2Preset } from "../models/qwen2.js";
 import { generateWorld, resolveWorldOptions } from "../world/generate.js";
 import { registerEvalCommand } from "../cli/eval.js";
 import { ErrorRateExceeded } from "../data/formats/index.js";
 import { evaluate, type EvalResults } from "./run.js";
+import { saveTinyEvalModel } from "./test_helpers.js";
 
 const SIZE = 32;
 let tmp = "", world = "", modelDir = "";
 
 /** A random MindsEye VLM over the world's tokenizer, saved as a self-contained model directory. */
 function saveTinyModel(dir: string, tokenizerDir: string): void {
-  const tok = Tokenizer.fromPretrained(tokenizerDir);
-  const config: VlmConfig = {
-    vision: resolveVitConfig({ variant: "siglip", hiddenSize: 32, intermediateSize: 37, numHiddenLayers: 2, numAttentionHeads: 4, imageSize: SIZE, patchSize: 8 }),
-    text: qwen2Preset("tiny", { vocabSize: tok.vocabSize }),
-    visionFeatureLayer: -1, visionFeatureSelectStrategy: "default",
-    imageTokenId: tok.specialTokenIds.imagePad!, latentHead: null, latentTokenIds: [],
-  };
-  torch.manualSeed(0);
-  const model = new MindsEyeVLM(config);
-  model.savePretrained(dir);
-  model.parameters().forEach((p) => p.dispose());
-  writeFileSync(join(dir, "preprocessor_config.json"), JSON.stringify({
-    image_processor_type: "SiglipImageProcessor", do_resize: true, size: { height: SIZE, width: SIZE }, resample: 3,
-    do_rescale: true, rescale_factor: 1 / 255, do_normalize: true, image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5],
-  }));
-  for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(join(tokenizerDir, f), join(dir, f));
+  saveTinyEvalModel(dir, tokenizerDir, SIZE);
 }
 
 /** A copy of the model whose weight `name` is edited in place by `edit`. */
