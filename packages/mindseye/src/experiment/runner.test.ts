@@ -38,12 +38,15 @@ test("a study skips finished steps, refuses changed ones without --force, and re
     await assert.rejects(runStudy(tinyStudy(out, 40), { log }), /world: 40 scenes: .*world was made with other settings \(changed: scenes\).*--force/s);
     const scenes = () => (JSON.parse(readFileSync(join(out, "world", "manifest.json"), "utf8")) as { scenes: number }).scenes;
     assert.equal(scenes(), 30, "nothing was touched");
+    const resolvedScenes = () => (JSON.parse(readFileSync(join(out, "study.resolved.json"), "utf8")) as { world: { scenes: number } }).world.scenes;
+    assert.equal(resolvedScenes(), 30, "the recorded settings still describe the results");
 
     // --force redoes the world and, because it changed, every step after it.
     lines.length = 0;
     await runStudy(tinyStudy(out, 40), { log, force: true });
     assert.equal(scenes(), 40);
     assert.ok(lines.some((l) => l.startsWith("[redo] stage 4: finetune")), "downstream steps are redone");
+    assert.equal(resolvedScenes(), 40);
     assert.ok(!lines.some((l) => l.startsWith("[skip]")), "no stale step is reused");
 
     // A world generation cut short (marker says unfinished, files half written) is regenerated.

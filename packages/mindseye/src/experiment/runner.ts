@@ -100,7 +100,7 @@ function readMarker(path: string): StepMarker | null {
   }
 }
 
-/** Top-level keys whose values differ between two settings objects (for the message). */
+/** Dotted keys whose values differ between two settings objects (for the message). */
 function changedKeys(a: unknown, b: unknown, prefix = ""): string[] {
   if (JSON.stringify(a) === JSON.stringify(b)) return [];
   if (a && b && typeof a === "object" && typeof b === "object" && !Array.isArray(a) && !Array.isArray(b)) {
@@ -116,7 +116,10 @@ export async function runStudy(c: StudyConfig, opts: { log?: (line: string) => v
   const quiet = opts.quiet ?? true;
   const dir = c.out;
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, "study.resolved.json"), JSON.stringify(c, null, 2) + "\n");
+  // The resolved settings describe the results: written for a new study, and again when a run
+  // finishes — never over finished results by a run that then stops on a changed step.
+  const resolved = join(dir, "study.resolved.json");
+  if (!existsSync(resolved)) writeFileSync(resolved, JSON.stringify(c, null, 2) + "\n");
   const t0 = performance.now();
   const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(0)} s`;
 
@@ -241,6 +244,7 @@ export async function runStudy(c: StudyConfig, opts: { log?: (line: string) => v
     },
     seconds: (performance.now() - t0) / 1000,
   });
+  writeFileSync(resolved, JSON.stringify(c, null, 2) + "\n");
   log(`study finished in ${elapsed()}: ${runs.length} evaluations`);
   return { dir, markdown, evaluations: runs.length };
 }
