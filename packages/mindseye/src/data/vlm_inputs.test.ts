@@ -32,6 +32,18 @@ test("prompts expand each image to its vision tokens and end with the assistant'
   assert.deepEqual(expandImagePads([1, 9, 2], 9, 2), [1, 9, 9, 2]);
 });
 
+test("imagesAfterText puts the question first and the images after it, still before the assistant's turn", () => {
+  const tok = worldTokenizer();
+  const pad = tok.specialTokenIds.imagePad!;
+  const before = buildPrompt(tok, { images: 1, text: "Is there a red circle?" }, 3);
+  const after = buildPrompt(tok, { images: 1, text: "Is there a red circle?", imagesAfterText: true }, 3);
+  assert.equal(after.filter((i) => i === pad).length, 3);
+  assert.deepEqual([...after].sort(), [...before].sort(), "the same tokens, in another order");
+  const words = tok.encode("circle", { addSpecialTokens: false })[0]!;
+  assert.ok(after.indexOf(words) < after.indexOf(pad) && before.indexOf(words) > before.indexOf(pad));
+  assert.ok(tok.decode(after).endsWith("<|im_start|> assistant"));
+});
+
 test("examples put labels on the answer and <|im_end|> only; padding and decoding", () => {
   const tok = worldTokenizer();
   const ex = buildExample(tok, { images: 1, text: "How many circles are there?", answer: "two" }, 2);

@@ -9,9 +9,11 @@ import type { Tokenizer } from "./tokenizer.js";
 import { IGNORE_INDEX } from "../objectives/next_token.js";
 
 export interface Turn {
-  /** Images shown before the text, in order. */
+  /** Images of the turn, in order (before the text unless imagesAfterText). */
   images: number;
   text: string;
+  /** The text first, then the images (a model whose config.json says image_position: after_text). */
+  imagesAfterText?: boolean;
 }
 
 const IMAGE_TOKEN = "<|image_pad|>";
@@ -56,7 +58,8 @@ export function expandImagePads(ids: readonly number[], padId: number, perImage:
 
 /** The user turn and the assistant's opening, as ids with expanded image pads. */
 export function buildPrompt(tok: Tokenizer, turn: Turn, tokensPerImage: number): number[] {
-  const content = [...Array.from({ length: turn.images }, () => ({ type: "image" })), { type: "text", text: turn.text }];
+  const imageParts = Array.from({ length: turn.images }, () => ({ type: "image" })), textPart = { type: "text", text: turn.text };
+  const content = turn.imagesAfterText ? [textPart, ...imageParts] : [...imageParts, textPart];
   const text = tok.applyChatTemplate([{ role: "user", content }], { addGenerationPrompt: true }) as string;
   const ids = tok.encode(text, { addSpecialTokens: false });
   if (turn.images === 0 && tok.specialTokenIds.imagePad === null) return ids; // text only: no image token needed

@@ -313,7 +313,8 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
         // 4. Prompts and greedy generation; only plain values leave the scope.
         const prompts = ready.map((r) => promptFor(r.item, harness));
         const generated = torch.noGrad(() => torch.scope(() => {
-          const ids = ready.map((r, i) => buildPrompt(tokenizer, { images: r.images.length, text: prompts[i]! }, perImage));
+          const imagesAfterText = model.config.imagePosition === "after_text";
+          const ids = ready.map((r, i) => buildPrompt(tokenizer, { images: r.images.length, text: prompts[i]!, imagesAfterText }, perImage));
           const { inputIds, attentionMask } = padLeft(ids, padId);
           const pixelValues = preprocess(ready.flatMap((r) => r.images), processor); // [n, 3, H, W], batch order
           const size = model.config.vision.imageSize;

@@ -75,6 +75,9 @@ test("latent head: predictions at the latent positions; config and weights round
       assert.deepEqual(latents.shape, [2, 4, 32]);
       assert.deepEqual(logits.shape, [2, 7, m.config.text.vocabSize]);
       assert.deepEqual(vlmConfigFromHf(vlmConfigToHf(m.config)), m.config);
+      const after: VlmConfig = { ...m.config, imagePosition: "after_text" };
+      assert.deepEqual(vlmConfigFromHf(vlmConfigToHf(after)), after, "image_position round-trips");
+      assert.throws(() => vlmConfigFromHf({ ...vlmConfigToHf(after), image_position: "middle" }), /image_position must be "before_text" or "after_text", got "middle"/);
       m.savePretrained(dir);
       const back = MindsEyeVLM.fromPretrained(dir);
       assert.ok(maxDiff(back.predictLatents(input).latents, latents) === 0);

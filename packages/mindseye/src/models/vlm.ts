@@ -28,6 +28,12 @@ export interface VlmConfig {
   visionFeatureSelectStrategy: "default" | "full";
   /** The placeholder token whose rows receive image features. */
   imageTokenId: number;
+  /**
+   * Where a prompt puts its images (absent: before the text, as LLaVA and Qwen2-VL do). After
+   * the text, every image token can attend to the question: the visual tokens are read already
+   * knowing what is asked.
+   */
+  imagePosition?: "before_text" | "after_text";
   /** The latent prediction head, when the model has one. */
   latentHead: LatentHeadConfig | null;
   /** Ids of <|latent_0|>…<|latent_{K-1}|> (when the head is present). */
@@ -51,6 +57,7 @@ export function vlmConfigToHf(c: VlmConfig): HfJson {
     vision_feature_layer: c.visionFeatureLayer,
     vision_feature_select_strategy: c.visionFeatureSelectStrategy,
     image_token_index: c.imageTokenId,
+    ...(c.imagePosition ? { image_position: c.imagePosition } : {}),
     projector_hidden_act: "gelu",
     ...(c.latentHead ? { latent_head: latentHeadToHfConfig(c.latentHead), latent_token_ids: c.latentTokenIds } : {}),
   };
@@ -68,9 +75,17 @@ export function vlmConfigFromHf(json: HfJson, where = "config.json"): VlmConfig 
     visionFeatureLayer: hfField<number>(json, "vision_feature_layer", "integer", where, -2),
     visionFeatureSelectStrategy: strategy,
     imageTokenId: hfField<number>(json, "image_token_index", "integer", where),
+    ...imagePositionFromHf(json, where),
     latentHead: head ? latentHeadFromHfConfig(head) : null,
     latentTokenIds: head ? hfField<number[]>(json, "latent_token_ids", "array", where) : [],
   };
+}
+
+function imagePositionFromHf(json: HfJson, where: string): Pick<VlmConfig, "imagePosition"> {
+  const p = json.image_position;
+  if (p === undefined) return {};
+  if (p !== "before_text" && p !== "after_text") throw new ConfigError(`${where}: image_position must be "before_text" or "after_text", got ${JSON.stringify(p)}`);
+  return { imagePosition: p };
 }
 
 export interface VlmInput {

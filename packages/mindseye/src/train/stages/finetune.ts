@@ -140,7 +140,8 @@ export async function runFinetune(r: FinetuneRecipe, opts: StageOptions = {}): P
   if (bank.skipped.length > 0) console.error(bank.summary());
   const qa = sampleFraction(bank.keep(all, (q) => q.images), r.fraction, r.seed);
   const perImage = imageTokenCount(model.config);
-  const examples = qa.map((q) => ({ ...buildExample(tok, { images: q.images.length, text: q.text, answer: q.answer }, perImage), images: q.images, task: q.task }));
+  const imagesAfterText = model.config.imagePosition === "after_text";
+  const examples = qa.map((q) => ({ ...buildExample(tok, { images: q.images.length, text: q.text, answer: q.answer, imagesAfterText }, perImage), images: q.images, task: q.task }));
   // One task family per batch: a jigsaw prompt (three images and BLINK's long text) is several
   // times a GQA question, and padding every mixed batch to it would cost most of the step.
   const batches = familyBatches(examples, r.train.batch_size, r.seed, r.task_sampling);

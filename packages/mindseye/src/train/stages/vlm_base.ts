@@ -33,6 +33,8 @@ export const VlmBaseRecipe = z.strictObject({
     heads: z.number().int().positive().default(4),
     kv_heads: z.number().int().positive().default(2),
   }).default({ hidden_size: 96, intermediate_size: 192, layers: 3, heads: 4, kv_heads: 2 }),
+  /** Where prompts put the image: before the text (LLaVA's order) or after it (image tokens see the question). */
+  image_position: z.enum(["before_text", "after_text"]).default("before_text"),
   /** Mix in the world's grounding questions (what is at a place, where an object is). */
   grounding: z.boolean().default(true),
   /** Hidden state of the encoder fed to the projector (-1: last layer). */
@@ -62,7 +64,7 @@ export function buildVlm(encoder: VitVisionModel, vocabSize: number, imageTokenI
       vocabSize, hiddenSize: r.lm.hidden_size, intermediateSize: r.lm.intermediate_size, numHiddenLayers: r.lm.layers,
       numAttentionHeads: r.lm.heads, numKeyValueHeads: r.lm.kv_heads, tieWordEmbeddings: true, maxPositionEmbeddings: 2048,
     }),
-    visionFeatureLayer: r.vision_feature_layer, visionFeatureSelectStrategy: "default", imageTokenId, latentHead: null, latentTokenIds: [],
+    visionFeatureLayer: r.vision_feature_layer, visionFeatureSelectStrategy: "default", imageTokenId, imagePosition: r.image_position, latentHead: null, latentTokenIds: [],
   };
   const vlm = new MindsEyeVLM(config, { generator: new torch.Generator(seed) });
   vlm.vision_tower.loadStateDict(encoder.stateDict());
@@ -110,7 +112,8 @@ export async function runVlmBase(r: VlmBaseRecipe, opts: StageOptions = {}): Pro
   }
   const { bank, usable } = await loadUsable(pairs, (p) => [p.image], pre, r.max_error_rate, console.error);
   const perImage = imageTokenCount(model.config);
-  const examples = usable.map((p) => ({ ...buildExample(tok, { images: 1, text: p.text, answer: p.answer }, perImage), images: [p.image] }));
+  const imagesAfterText = model.config.imagePosition === "after_text";
+  const examples = usable.map((p) => ({ ...buildExample(tok, { images: 1, text: p.text, answer: p.answer, imagesAfterText }, perImage), images: [p.image] }));
   const loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
     batchSize: r.train.batch_size, seed: r.seed, collate: collateVlm(bank, tok.specialTokenIds.pad ?? 0),
   });
