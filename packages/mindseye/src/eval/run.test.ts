@@ -6,13 +6,11 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symli
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Command } from "commander";
 import { ConfigError } from "../config/errors.js";
 import { generateWorld, resolveWorldOptions } from "../world/generate.js";
-import { registerEvalCommand } from "../cli/eval.js";
 import { score, type Harness, type TaskKind } from "./harness.js";
 import { evaluate, MAX_NEW_TOKENS_CAP, type EvalResults, type PredictionLine } from "./run.js";
-import { saveTinyEvalModel } from "./test_helpers.js";
+import { captureEvalCli, saveTinyEvalModel } from "./test_helpers.js";
 
 const X = fileURLToPath(new URL("../../test-fixtures/formats/", import.meta.url));
 const SIZE = 32;
@@ -158,19 +156,11 @@ test("a run folder is accepted for its model/; undecodable images are skipped an
 });
 
 test("mindseye eval: the command runs the evaluation and prints a short table", async () => {
-  const printed: string[] = [];
-  const log = console.log;
-  console.log = (...a: unknown[]) => { printed.push(a.join(" ")); };
-  try {
-    const program = new Command().exitOverride();
-    registerEvalCommand(program);
-    await program.parseAsync(["eval", "--model", join(tmp, "run"), "--task", "world_gqa", "--data", world, "--limit", "3", "--batch-size", "2"], { from: "user" });
-  } finally {
-    console.log = log;
-  }
+  const text = await captureEvalCli(async (parse) => {
+    await parse(["--model", join(tmp, "run"), "--task", "world_gqa", "--data", world, "--limit", "3", "--batch-size", "2"]);
+  });
   const out = join(tmp, "run", "eval", "world_gqa-test-lmms-eval");
   assert.equal(readLines(out).length, 3);
-  const text = printed.join("\n");
   assert.match(text, /^world_gqa test \(lmms-eval\): 3 questions, /);
   assert.match(text, /\n {2}type +n +accuracy +95% CI\n {2}overall +3 +\d+\.\d% +\[\d+\.\d, \d+\.\d\]\n/);
   assert.match(text, new RegExp(`predictions\\.jsonl and results\\.json in ${out}$`));

@@ -6,13 +6,11 @@ import assert from "node:assert/strict";
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Command } from "commander";
 import { torch, io } from "@mindseye/torch";
 import { generateWorld, resolveWorldOptions } from "../world/generate.js";
-import { registerEvalCommand } from "../cli/eval.js";
 import { ErrorRateExceeded } from "../data/formats/index.js";
 import { evaluate, type EvalResults } from "./run.js";
-import { saveTinyEvalModel } from "./test_helpers.js";
+import { captureEvalCli, saveTinyEvalModel } from "./test_helpers.js";
 
 const SIZE = 32;
 let tmp = "", world = "", modelDir = "";
@@ -68,18 +66,11 @@ test("one corrupt image is one skip however many questions use it; skips are in 
   await assert.rejects(evaluate({ modelDir, task: "world_gqa", dataDir: bad, out: join(tmp, "out", "strict"), maxNewTokens: 2, quiet: true, maxErrorRate: 1 / (distinct + 1) }),
     (e: unknown) => e instanceof ErrorRateExceeded && new RegExp(`1 of its ${distinct} records are malformed`).test(e.message) && /--max-error-rate/.test(e.message));
 
-  const printed: string[] = [];
-  const log = console.log;
-  console.log = (...a: unknown[]) => { printed.push(a.join(" ")); };
-  try {
-    const program = new Command().exitOverride();
-    registerEvalCommand(program);
-    await program.parseAsync(["eval", "--model", modelDir, "--task", "world_gqa", "--data", bad, "--out", join(tmp, "out", "cli"), "--max-new-tokens", "2", "--max-error-rate", "0.1"], { from: "user" });
-    await assert.rejects(program.parseAsync(["eval", "--model", modelDir, "--task", "world_gqa", "--data", bad, "--max-error-rate", "5%"], { from: "user" }), /--max-error-rate must be a fraction in \[0, 1\] \(0\.05 = 5%\), got "5%"/);
-  } finally {
-    console.log = log;
-  }
-  assert.match(printed.join("\n"), new RegExp(`skipped: 0 malformed records, 1 undecodable images \\(${users} questions; all listed in results\\.json "skipped\\.list"\\)\\n {2}image .*test_balanced_questions\\.json .*: cannot decode .*${image}\\.png`));
+  const printed = await captureEvalCli(async (parse) => {
+    await parse(["--model", modelDir, "--task", "world_gqa", "--data", bad, "--out", join(tmp, "out", "cli"), "--max-new-tokens", "2", "--max-error-rate", "0.1"]);
+    await assert.rejects(parse(["--model", modelDir, "--task", "world_gqa", "--data", bad, "--max-error-rate", "5%"]), /--max-error-rate must be a fraction in \[0, 1\] \(0\.05 = 5%\), got "5%"/);
+  });
+  assert.match(printed, new RegExp(`skipped: 0 malformed records, 1 undecodable images \\(${users} questions; all listed in results\\.json "skipped\\.list"\\)\\n {2}image .*test_balanced_questions\\.json .*: cannot decode .*${image}\\.png`));
 });
 
 test("a model with a NaN weight is refused at load, naming the tensor and file (not scored 0%)", async () => {

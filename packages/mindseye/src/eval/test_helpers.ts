@@ -1,6 +1,8 @@
 // Test helper shared by the evaluation tests: a tiny random MindsEye VLM over a world's
 // tokenizer, saved as a self-contained model directory (weights, config, tokenizer, preprocessing).
 import { copyFileSync, writeFileSync } from "node:fs";
+import { Command } from "commander";
+import { registerEvalCommand } from "../cli/eval.js";
 import { join } from "node:path";
 import { torch } from "@mindseye/torch";
 import { Tokenizer } from "../data/tokenizer.js";
@@ -31,4 +33,19 @@ export function saveTinyEvalModel(dir: string, tokenizerDir: string, size: numbe
     do_rescale: true, rescale_factor: 1 / 255, do_normalize: true, image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5],
   }));
   for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(join(tokenizerDir, f), join(dir, f));
+}
+
+/** Runs `mindseye eval` with `runs(parse)` and returns what it printed (console.log), restored after. */
+export async function captureEvalCli(runs: (parse: (args: string[]) => Promise<unknown>) => Promise<void>): Promise<string> {
+  const printed: string[] = [];
+  const log = console.log;
+  console.log = (...a: unknown[]) => { printed.push(a.join(" ")); };
+  try {
+    const program = new Command().exitOverride();
+    registerEvalCommand(program);
+    await runs((args) => program.parseAsync(["eval", ...args], { from: "user" }));
+  } finally {
+    console.log = log;
+  }
+  return printed.join("\n");
 }

@@ -11,7 +11,7 @@ import { VitVisionModel, resolveVitConfig } from "../../models/vit.js";
 import { DataLoader } from "../../data/loader.js";
 import { COLORS, MATERIALS, SHAPES, SIZES, type Scene } from "../../world/scene.js";
 import { train, type TrainResult } from "../trainer.js";
-import { ImageBank, TrainSection, readScenes, trainConfig, worldPreprocessorJson, readPreprocessor, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, type StageOptions } from "./common.js";
+import { TrainSection, readScenes, trainConfig, worldPreprocessorJson, readPreprocessor, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, loadUsable, type StageOptions } from "./common.js";
 
 export const WorldEncoderRecipe = z.strictObject({
   stage: z.literal("world-encoder"),
@@ -74,9 +74,8 @@ export async function runWorldEncoder(r: WorldEncoderRecipe, opts: StageOptions 
   writeFileSync(join(encoderDir, "preprocessor_config.json"), JSON.stringify(worldPreprocessorJson(size), null, 2) + "\n");
   const pre = readPreprocessor(encoderDir);
   const path = (s: Scene) => join(r.world, "images", s.file_name);
-  const bank = await ImageBank.load([...all_].map(path), pre, { maxErrorRate: r.max_error_rate, setting: "max_error_rate in the recipe" });
-  if (bank.skipped.length > 0) console.error(bank.summary());
-  const train_ = bank.keep(all_.filter((s) => s.split === "train"), (s) => [path(s)]), val = bank.keep(all_.filter((s) => s.split === "val"), (s) => [path(s)]);
+  const { bank, usable } = await loadUsable(all_, (s) => [path(s)], pre, r.max_error_rate, console.error);
+  const train_ = usable.filter((s) => s.split === "train"), val = usable.filter((s) => s.split === "val");
 
   torch.manualSeed(r.seed);
   const config = resolveVitConfig({
