@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { torch, type Tensor } from "@mindseye/torch";
 import {
-  parsePool, pooledCount, poolFeatures, poolLatents, instanceSimilarity, normalizeTargets, infonce, siglip,
+  parsePool, pooledCount, poolFeatures, poolLatents, instanceSimilarity, normalizeTargets, targetStats, infonce, siglip,
   nextTokenCrossEntropy, IGNORE_INDEX, latentObjective, collapseStats, type ObjectiveConfig,
 } from "./index.js";
 
@@ -57,6 +57,19 @@ scoped("targets never carry gradient, and normalisation is per latent", () => {
   const l2 = vals(normalizeTargets(T([[[3, 4]]]), "l2"));
   close(l2[0]!, 0.6); close(l2[1]!, 0.8);
   assert.equal(normalizeTargets(target, "none").requiresGrad, false);
+});
+
+scoped("standardize: the training targets' mean and std per latent and dimension remove what every target shares", () => {
+  // Two latents of D=2 for three images; every image shares a large offset (+100) in dimension 0.
+  const z = T([[[101, 1], [0, 2]], [[103, 3], [0, 4]], [[105, 5], [0, 6]]]); // [3, 2, 2]
+  const stats = targetStats(z);
+  assert.deepEqual(vals(stats.mean), [103, 3, 0, 4]);
+  close(vals(stats.std)[0]!, Math.sqrt(8 / 3)); // population std over the images
+  assert.ok(vals(stats.std)[2]! > 0, "a constant dimension gets a floor, not a division by 0");
+  const x = normalizeTargets(z, "standardize", stats);
+  for (const [i, m] of vals(x.mean([0])).entries()) close(m, 0, 1e-5, `mean ${i}`);
+  close(vals(x.select(0, 0))[0]!, -Math.sqrt(3 / 2), 1e-5); // (101 − 103) / √(8/3)
+  assert.throws(() => normalizeTargets(z, "standardize"), /needs the training targets' mean and std/);
 });
 
 scoped("InfoNCE by hand: orthogonal matched pairs", () => {
