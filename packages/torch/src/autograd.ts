@@ -48,8 +48,14 @@ export function grad(outputs: Tensor | Tensor[], inputs: Tensor | Tensor[], opts
  */
 export function autocast<R>(fn: () => R, dtype: DType = "bfloat16"): R {
   const previous = native.setAutocast(true, dtypeCode(dtype), false);
-  try { return fn(); } finally { native.setAutocast(false, 0, previous); }
+  const previousDtype = currentAutocast;
+  currentAutocast = dtype;
+  try { return fn(); } finally { native.setAutocast(false, 0, previous); currentAutocast = previousDtype; }
 }
+
+let currentAutocast: DType | null = null;
+/** The dtype of the innermost torch.autocast, or null outside one (checkpoint reruns a segment under the same). */
+export function autocastDtype(): DType | null { return currentAutocast; }
 
 /** Whether CUDA autocast is on (inside torch.autocast). */
 export function isAutocastEnabled(): boolean {

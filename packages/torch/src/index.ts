@@ -6,6 +6,7 @@
 import * as creation from "./creation.js";
 import * as random from "./random.js";
 import * as autogradNs from "./autograd.js";
+import { checkpoint, setGradientCheckpointing, pendingCheckpoints } from "./checkpoint.js";
 import { scope, keep, persist, scopeDepth } from "./scope.js";
 import { setThreads, getThreads, defaultThreadSettings, allocatorTuned } from "./runtime.js";
 import { native } from "./native.js";
@@ -33,6 +34,9 @@ export const torch = {
   isAutocastEnabled: autogradNs.isAutocastEnabled,
   isGradEnabled: autogradNs.isGradEnabled,
   autograd: { grad: autogradNs.grad },
+  checkpoint,
+  setGradientCheckpointing,
+  pendingCheckpoints,
   scope,
   keep,
   persist,

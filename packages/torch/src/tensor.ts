@@ -19,6 +19,12 @@ function normDims(dim: number | number[] | undefined | null): number[] | null {
   return typeof dim === "number" ? [dim] : dim;
 }
 
+export interface BackwardOptions { retainGraph?: boolean; createGraph?: boolean }
+/** @internal Set by checkpoint.ts: runs Tensor.backward and then reruns the checkpointed segments it reached. */
+let backwardRunner: ((t: Tensor, gradient: Tensor | undefined, opts: BackwardOptions) => void) | null = null;
+/** @internal */
+export function setBackwardRunner(run: (t: Tensor, gradient: Tensor | undefined, opts: BackwardOptions) => void): void { backwardRunner = run; }
+
 export interface ReduceOptions {
   keepdim?: boolean;
   dtype?: DType;
@@ -142,7 +148,8 @@ export class Tensor {
   detach(): Tensor { return new Tensor(native.detach(this._h)); }
   retainGrad(): void { native.retainGrad(this._h); }
   /** Accumulates gradients of this tensor into the leaves' .grad (a scalar, or pass `gradient`). */
-  backward(gradient?: Tensor, opts: { retainGraph?: boolean; createGraph?: boolean } = {}): void {
+  backward(gradient?: Tensor, opts: BackwardOptions = {}): void {
+    if (backwardRunner !== null) { backwardRunner(this, gradient, opts); return; }
     native.backward(this._h, gradient ? gradient._h : null, opts.retainGraph ?? false, opts.createGraph ?? false);
   }
 
