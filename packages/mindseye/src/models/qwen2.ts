@@ -297,8 +297,17 @@ export interface RotaryEmbeddings {
  * angles in float32 (as HF, whatever the model dtype), then cos/sin cast to `dtype`.
  */
 export function rotaryEmbeddings(positionIds: Tensor, headDim: number, theta: number, dtype: DType): RotaryEmbeddings {
+  return torch.scope(() => rotaryFromInvFreq(positionIds, rotaryInvFreq(headDim, theta, positionIds.device), dtype));
+}
+
+/** inv_freq = 1 / theta^(2i/headDim), float32 [headDim/2] (HF's default RoPE; other families rescale it). */
+export function rotaryInvFreq(headDim: number, theta: number, device: Device = "cpu"): Tensor {
+  return torch.scope(() => torch.pow(theta, torch.arange(0, headDim, 2, { device }).float().div(headDim)).reciprocal());
+}
+
+/** cos/sin tables [B, T, 2·F] for positions [B, T] and frequencies invFreq [F] (float32), angles in float32. */
+export function rotaryFromInvFreq(positionIds: Tensor, invFreq: Tensor, dtype: DType): RotaryEmbeddings {
   return torch.scope(() => {
-    const invFreq = torch.pow(theta, torch.arange(0, headDim, 2, { device: positionIds.device }).float().div(headDim)).reciprocal(); // [hd/2]
     const freqs = positionIds.float().unsqueeze(-1).mul(invFreq); // [B, T, hd/2]
     const emb = torch.cat([freqs, freqs], -1); // [B, T, hd]
     return { cos: emb.cos().to({ dtype }), sin: emb.sin().to({ dtype }) };
@@ -449,19 +458,31 @@ export class Qwen2Attention extends nn.Module {
   forward(x: Tensor, rope: RotaryEmbeddings, mask: AttentionMask, cache?: KVCache): Tensor {
     const [B, T] = x.shape as [number, number, number];
     const { numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: hd } = this.cfg;
-    const q0 = this.q_proj.forward(x).view(B, T, H, hd).transpose(1, 2); // [B, H, T, hd]
-    const k0 = this.k_proj.forward(x).view(B, T, Hkv, hd).transpose(1, 2); // [B, Hkv, T, hd]
-    const v0 = this.v_proj.forward(x).view(B, T, Hkv, hd).transpose(1, 2); // [B, Hkv, T, hd]
-    const [q, k1] = applyRotary(q0, k0, rope.cos, rope.sin);
-    const [k, v] = cache ? cache.update(this.layerIdx, k1, v0) : [k1, v0]; // [B, Hkv, S, hd]
-    const y = F.scaledDotProductAttention(q, repeatKv(k, H / Hkv), repeatKv(v, H / Hkv), {
-      attnMask: mask === "causal" ? null : mask,
-      isCausal: mask === "causal",
-      dropoutP: this.training ? this.cfg.attentionDropout : 0,
-      scale: hd ** -0.5,
-    }); // [B, H, T, hd]
-    return this.o_proj.forward(y.transpose(1, 2).reshape(B, T, H * hd));
+    const q = this.q_proj.forward(x).view(B, T, H, hd).transpose(1, 2); // [B, H, T, hd]
+    const k = this.k_proj.forward(x).view(B, T, Hkv, hd).transpose(1, 2); // [B, Hkv, T, hd]
+    const v = this.v_proj.forward(x).view(B, T, Hkv, hd).transpose(1, 2); // [B, Hkv, T, hd]
+    const y = ropeAttention(q, k, v, { rope, mask, cache, layerIdx: this.layerIdx, dropoutP: this.training ? this.cfg.attentionDropout : 0 });
+    return this.o_proj.forward(y); // [B, T, D]
   }
+}
+
+/**
+ * The core of a decoder's self-attention, shared by the Qwen2 and Llama families: rotates q
+ * [B, H, T, hd] and k [B, Hkv, T, hd], appends k and v to the cache, attends with each KV head
+ * serving H/Hkv query heads, scaled by hd^-½ -> [B, T, H·hd] (before o_proj).
+ */
+export function ropeAttention(q0: Tensor, k0: Tensor, v0: Tensor, o: { rope: RotaryEmbeddings; mask: AttentionMask; cache?: KVCache | undefined; layerIdx: number; dropoutP: number }): Tensor {
+  const [B, H, T, hd] = q0.shape as [number, number, number, number];
+  const n = H / k0.shape[1]!;
+  const [q, k1] = applyRotary(q0, k0, o.rope.cos, o.rope.sin);
+  const [k, v] = o.cache ? o.cache.update(o.layerIdx, k1, v0) : [k1, v0]; // [B, Hkv, S, hd]
+  const y = F.scaledDotProductAttention(q, repeatKv(k, n), repeatKv(v, n), {
+    attnMask: o.mask === "causal" ? null : o.mask,
+    isCausal: o.mask === "causal",
+    dropoutP: o.dropoutP,
+    scale: hd ** -0.5,
+  }); // [B, H, T, hd]
+  return y.transpose(1, 2).reshape(B, T, H * hd);
 }
 
 /** SwiGLU: down(silu(gate(x)) · up(x)). */
@@ -549,32 +570,48 @@ export class Qwen2Model extends nn.Module {
   }
 
   forward(input: Qwen2ModelInput): Qwen2ModelOutput {
-    const { inputIds, inputsEmbeds, attentionMask } = input;
-    if ((inputIds === undefined) === (inputsEmbeds === undefined)) throw new Error("Qwen2Model.forward: pass exactly one of inputIds and inputsEmbeds");
-    let h = inputsEmbeds ?? this.embed_tokens.forward(inputIds!); // [B, T, D]
-    const [, T] = h.shape as [number, number, number];
-    const cache = input.pastKeyValues ?? (input.useCache ? new KVCache(this.cfg.numHiddenLayers) : undefined);
-    const P = cache?.length ?? 0;
-    if (input.positionIds && input.positionIds.ndim !== 2) {
-      throw new RangeError(`Qwen2Model.forward: positionIds must be [B, T], got [${input.positionIds.shape.join(", ")}] (for multimodal RoPE, pass positionEmbeddings { cos, sin } instead)`);
-    }
-    const rope = input.positionEmbeddings ?? rotaryEmbeddings(
-      input.positionIds ?? (attentionMask ? positionIdsFromMask(attentionMask, T) : torch.arange(P, P + T, 1, { device: h.device }).view(1, T)),
-      this.cfg.headDim, this.cfg.ropeTheta, h.dtype,
-    );
-    const mask = buildAttentionMask(attentionMask, T, P, h.dtype, h.device);
-    const hiddenStates: Tensor[] | undefined = input.outputHiddenStates ? [] : undefined;
-    for (const layer of this.layers) {
-      hiddenStates?.push(h);
-      // Each layer's intermediates are freed when it returns (Python frees them as they go out of
-      // use); under autograd the graph keeps what backward needs.
-      const x = h;
-      h = torch.scope(() => layer.forward(x, { positionEmbeddings: rope, attentionMask: mask, pastKeyValues: cache }));
-    }
-    const last = this.norm.forward(h);
-    hiddenStates?.push(last);
-    return { lastHiddenState: last, ...(hiddenStates ? { hiddenStates } : {}), ...(cache ? { pastKeyValues: cache } : {}) };
+    return decoderForward("Qwen2Model", this, input, (positionIds, dtype) => rotaryEmbeddings(positionIds, this.cfg.headDim, this.cfg.ropeTheta, dtype));
   }
+}
+
+/** What decoderForward runs: HF's embed_tokens → layers → norm. */
+export interface DecoderStack {
+  embed_tokens: nn.Embedding;
+  layers: nn.ModuleList<nn.Module & { forward(hidden: Tensor, o: DecoderLayerInput): Tensor }>;
+  norm: nn.RMSNorm;
+}
+
+/**
+ * The forward of a RoPE decoder stack (Qwen2Model's, shared with LlamaModel): embeddings, positions
+ * (from the mask or the cache), rotary tables by `rope`, the attention mask, each layer, the final
+ * norm. `name` names the caller in errors.
+ */
+export function decoderForward(name: string, m: DecoderStack, input: Qwen2ModelInput, rope: (positionIds: Tensor, dtype: DType) => RotaryEmbeddings): Qwen2ModelOutput {
+  const { inputIds, inputsEmbeds, attentionMask } = input;
+  if ((inputIds === undefined) === (inputsEmbeds === undefined)) throw new Error(`${name}.forward: pass exactly one of inputIds and inputsEmbeds`);
+  let h = inputsEmbeds ?? m.embed_tokens.forward(inputIds!); // [B, T, D]
+  const [, T] = h.shape as [number, number, number];
+  const cache = input.pastKeyValues ?? (input.useCache ? new KVCache(m.layers.length) : undefined);
+  const P = cache?.length ?? 0;
+  if (input.positionIds && input.positionIds.ndim !== 2) {
+    throw new RangeError(`${name}.forward: positionIds must be [B, T], got [${input.positionIds.shape.join(", ")}] (for multimodal RoPE, pass positionEmbeddings { cos, sin } instead)`);
+  }
+  const tables = input.positionEmbeddings ?? rope(
+    input.positionIds ?? (attentionMask ? positionIdsFromMask(attentionMask, T) : torch.arange(P, P + T, 1, { device: h.device }).view(1, T)),
+    h.dtype,
+  );
+  const mask = buildAttentionMask(attentionMask, T, P, h.dtype, h.device);
+  const hiddenStates: Tensor[] | undefined = input.outputHiddenStates ? [] : undefined;
+  for (const layer of m.layers) {
+    hiddenStates?.push(h);
+    // Each layer's intermediates are freed when it returns (Python frees them as they go out of
+    // use); under autograd the graph keeps what backward needs.
+    const x = h;
+    h = torch.scope(() => layer.forward(x, { positionEmbeddings: tables, attentionMask: mask, pastKeyValues: cache }));
+  }
+  const last = m.norm.forward(h);
+  hiddenStates?.push(last);
+  return { lastHiddenState: last, ...(hiddenStates ? { hiddenStates } : {}), ...(cache ? { pastKeyValues: cache } : {}) };
 }
 
 export interface Qwen2CausalLMInput extends Qwen2ModelInput {
