@@ -109,11 +109,33 @@ test("checkpoint: the segment's forward frees its intermediates; only the inputs
     return { tensors: after.tensors - before.tensors, bytes: after.bytes - before.bytes };
   });
   const block = 4 * 32 * 16 * 8; // one [4, 32, 16] float64 output
-  // Per block: its output, and the segment's alias of its input (a handle on a storage already counted).
-  assert.deepEqual(kept(true), { tensors: 8, bytes: 4 * block });
+  // Per block: its output, and the segment's aliases of its input and output (handles on storages already counted).
+  assert.deepEqual(kept(true), { tensors: 12, bytes: 4 * block });
   const plain = kept(false);
   assert.ok(plain.bytes >= 4 * 10 * block, `plain blocks keep their intermediates: ${plain.bytes} bytes`);
-  assert.equal(torch.pendingCheckpoints(), 0, "segments of a forward never backpropagated go with its tensors");
+  assert.equal(torch.pendingCheckpoints(), 4, "kept until a backward shows that no graph reaches them");
+  torch.scope(() => torch.ones([1]).requiresGrad_().mul(2).backward());
+  assert.equal(torch.pendingCheckpoints(), 0, "segments of a forward never backpropagated go at the next backward");
+  x.dispose();
+});
+
+test("checkpoint: the caller may free a segment's output once the next one has read it (the graph still needs it)", () => {
+  const model = new Stack(8, 3);
+  const x = torch.randn([2, 5, 3], { ...f64, generator: new torch.Generator(11) });
+  const grads = (ckpt: boolean) => torch.scope(() => {
+    model.zeroGrad();
+    let h = model.emb.forward(x);
+    for (const b of model.blocks) {
+      const prev = h;
+      h = ckpt ? torch.checkpoint((y) => b.forward(y), prev) : b.forward(prev);
+      prev.dispose(); // as ViT.features frees each layer's input
+    }
+    h.pow(2).mean().backward();
+    return model.parameters().flatMap((p) => [...p.grad!.toFloat64Values()]);
+  });
+  const plain = grads(false), ckpt = grads(true);
+  assert.ok(plain.every((v, i) => Math.abs(v - ckpt[i]!) <= 1e-12));
+  assert.equal(torch.pendingCheckpoints(), 0);
   x.dispose();
 });
 

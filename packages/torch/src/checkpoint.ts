@@ -39,8 +39,10 @@ interface Segment {
   /** fn's arguments, each tensor replaced by an alias this segment owns (the caller may free its own). */
   args: unknown[];
   aliases: Tensor[];
-  /** What the caller got: leaves standing in for fn's outputs (null: an output that needs no grad). */
+  /** Aliases of the leaves that stand in for fn's outputs (null: an output that needs no grad). */
   leaves: (Tensor | null)[];
+  /** The leaves as handed to the caller, who may free them before backward (the graph keeps them). */
+  given: Tensor[];
   /** The CPU generator's state when the forward began (bytes of torch.getRngState()). */
   rng: Uint8Array;
   autocast: DType | null;
@@ -63,33 +65,37 @@ const pending: Segment[] = [];
  */
 export function checkpoint<A extends unknown[], R extends Tensor | Tensor[]>(fn: (...args: A) => R, ...args: A): R {
   if (!isGradEnabled()) return scope(() => fn(...args));
-  prune();
   const rng = rngBytes();
   // Run with gradients on, so the outputs say whether they depend on anything trainable; the
   // graph goes when they are replaced by leaves below, the intermediates when the scope ends.
   const out = scope(() => fn(...args));
   const outs = Array.isArray(out) ? out : [out];
   if (!outs.some((o) => o.requiresGrad)) return out;
-  const leaves = outs.map((o) => {
-    if (!o.requiresGrad) return null;
+  const result = outs.map((o) => {
+    if (!o.requiresGrad) return o;
     const leaf = new Tensor(native.detach(o._h));
     native.setRequiresGrad(leaf._h, true);
+    o.dispose();
     return leaf;
   });
   const aliases: Tensor[] = [];
-  pending.push({ fn: fn as unknown as Segment["fn"], args: args.map((a) => aliased(a, aliases, 0)), aliases, leaves, rng, autocast: autocastDtype() });
-  const result = outs.map((o, i) => {
-    const leaf = leaves[i];
-    if (leaf === null || leaf === undefined) return o;
-    o.dispose();
-    return leaf;
+  pending.push({
+    fn: fn as unknown as Segment["fn"],
+    args: args.map((a) => aliased(a, aliases, 0)),
+    aliases,
+    leaves: result.map((r, i) => (r === outs[i] ? null : new Tensor(native.alias(r._h), false))),
+    given: result.filter((r, i) => r !== outs[i]),
+    rng,
+    autocast: autocastDtype(),
   });
   return (Array.isArray(out) ? result : result[0]!) as R;
 }
 
-/** Segments made and not yet backpropagated (for tests and diagnostics). */
+/**
+ * Segments made and not yet backpropagated (for tests and diagnostics). A segment that no
+ * backward reached is dropped by the next backward once the caller has freed its outputs.
+ */
 export function pendingCheckpoints(): number {
-  prune();
   return pending.length;
 }
 
@@ -137,20 +143,23 @@ function aliased(v: unknown, into: Tensor[], depth: number): unknown {
   return v;
 }
 
-function release(s: Segment): void {
+function drop(s: Segment): void {
   for (const a of s.aliases) a.dispose();
-  for (const l of s.leaves) if (l !== null && !l.disposed) native.setGrad(l._h, null);
+  for (const l of s.leaves) {
+    if (l === null) continue;
+    native.setGrad(l._h, null);
+    l.dispose();
+  }
+  pending.splice(pending.indexOf(s), 1);
 }
 
-/** Drops segments whose outputs the caller has freed (a forward that was never backpropagated). */
-function prune(): void {
-  for (let i = pending.length - 1; i >= 0; i--) {
-    const s = pending[i]!;
-    if (s.leaves.some((l) => l !== null && l.disposed)) {
-      release(s);
-      pending.splice(i, 1);
-    }
-  }
+/**
+ * Drops the segments of forwards that were never backpropagated: not reached by a backward, and
+ * their outputs freed by the caller. (Freed alone is not enough: a caller may free a layer's
+ * output once the next layer has read it, as ViT.features does, and the graph still needs it.)
+ */
+function dropAbandoned(): void {
+  for (const s of [...pending]) if (s.given.every((g) => g.disposed)) drop(s);
 }
 
 function hasGrad(t: Tensor | null): boolean {
@@ -184,11 +193,6 @@ function drain(from: number, retain: boolean): void {
   }
 }
 
-function drop(s: Segment): void {
-  release(s);
-  pending.splice(pending.indexOf(s), 1);
-}
-
 /** Reruns a segment and backpropagates its leaves' gradients through the rerun. */
 function rerun(s: Segment, retain: boolean): void {
   scope(() => {
@@ -217,7 +221,6 @@ function rerun(s: Segment, retain: boolean): void {
 }
 
 function backwardThroughCheckpoints(t: Tensor, gradient: Tensor | undefined, opts: BackwardOptions): void {
-  prune();
   if (pending.length === 0) {
     native.backward(t._h, gradient ? gradient._h : null, opts.retainGraph ?? false, opts.createGraph ?? false);
     return;
@@ -225,6 +228,7 @@ function backwardThroughCheckpoints(t: Tensor, gradient: Tensor | undefined, opt
   if (opts.createGraph) throw new Error("backward: createGraph is not supported through torch.checkpoint segments (their gradients come from a rerun); turn checkpointing off for double backward");
   native.backward(t._h, gradient ? gradient._h : null, true, false);
   drain(0, opts.retainGraph ?? false);
+  dropAbandoned();
 }
 
 setBackwardRunner(backwardThroughCheckpoints);

@@ -488,6 +488,8 @@ export interface VitOutput {
  */
 export class VitVisionModel extends nn.Module {
   vision_model: VitTransformer;
+  /** Rerun each encoder layer in backward instead of keeping its activations (torch.checkpoint; HF's gradient_checkpointing). */
+  gradientCheckpointing = false;
 
   constructor(readonly config: ResolvedVitConfig, o: VitFactoryOptions = {}) {
     super();
@@ -503,7 +505,7 @@ export class VitVisionModel extends nn.Module {
     const hiddenStates = [h];
     for (const layer of layers) {
       const x = h;
-      h = torch.scope(() => layer.forward(x)); // each layer's intermediates are freed at once
+      h = this.runLayer(layer, x);
       hiddenStates.push(h);
     }
     const lastHiddenState = this.config.variant === "clip" ? h : vm.post_layernorm.forward(h);
@@ -528,11 +530,17 @@ export class VitVisionModel extends nn.Module {
       let h = this.vision_model.embed(pixelValues, opts.interpolatePosEncoding ?? false);
       for (const l of layers) {
         const x = h;
-        h = torch.scope(() => l.forward(x));
+        h = this.runLayer(l, x);
         x.dispose();
       }
       return opts.dropClassToken ? h.slice(1, 1) : h;
     });
+  }
+
+  /** One encoder layer, its intermediates freed at once (kept by the graph, or rerun in backward when checkpointing). */
+  private runLayer(layer: VitEncoderLayer, x: Tensor): Tensor {
+    if (this.gradientCheckpointing && this.training) return torch.checkpoint((y) => layer.forward(y), x);
+    return torch.scope(() => layer.forward(x));
   }
 
   /** A Python-style index into the numHiddenLayers + 1 hidden states. */
