@@ -562,6 +562,8 @@ export class Qwen2Model extends nn.Module {
   embed_tokens: nn.Embedding;
   layers: nn.ModuleList<Qwen2DecoderLayer>;
   norm: nn.RMSNorm;
+  /** Rerun each decoder layer in backward instead of keeping its activations (torch.checkpoint; HF's gradient_checkpointing). */
+  gradientCheckpointing = false;
   constructor(readonly cfg: ResolvedQwen2Config, o: LayerOptions = {}) {
     super();
     this.embed_tokens = new nn.Embedding(cfg.vocabSize, cfg.hiddenSize, o);
@@ -579,6 +581,9 @@ export interface DecoderStack {
   embed_tokens: nn.Embedding;
   layers: nn.ModuleList<nn.Module & { forward(hidden: Tensor, o: DecoderLayerInput): Tensor }>;
   norm: nn.RMSNorm;
+  training: boolean;
+  /** Checkpoint each layer while training (a stack without the field never does). */
+  gradientCheckpointing?: boolean;
 }
 
 /**
@@ -607,7 +612,10 @@ export function decoderForward(name: string, m: DecoderStack, input: Qwen2ModelI
     // Each layer's intermediates are freed when it returns (Python frees them as they go out of
     // use); under autograd the graph keeps what backward needs.
     const x = h;
-    h = torch.scope(() => layer.forward(x, { positionEmbeddings: tables, attentionMask: mask, pastKeyValues: cache }));
+    // A cached layer appends to the cache, which a rerun would do twice: no checkpoint with a cache (as HF).
+    h = m.gradientCheckpointing === true && m.training && cache === undefined
+      ? torch.checkpoint((y, o) => layer.forward(y, o), x, { positionEmbeddings: tables, attentionMask: mask })
+      : torch.scope(() => layer.forward(x, { positionEmbeddings: tables, attentionMask: mask, pastKeyValues: cache }));
   }
   const last = m.norm.forward(h);
   hiddenStates?.push(last);
