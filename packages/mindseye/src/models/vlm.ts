@@ -17,6 +17,7 @@ import { LlavaMultiModalProjector } from "./projectors.js";
 import { Qwen2ForCausalLM, checkQwen2Checkpoint, fromHfConfig as qwen2FromHf, toHfConfig as qwen2ToHf, KVCache, type ResolvedQwen2Config } from "./qwen2.js";
 import { LatentHead, latentHeadFromHfConfig, latentHeadToHfConfig, gatherLatentPositions, type LatentHeadConfig } from "./latent_head.js";
 import { generate, type GenerateOptions, type GenerateResult } from "./generation.js";
+import { embedWithImages } from "./image_tokens.js";
 import { loadCheckpoint, assignWeights, readCheckpointHeader, saveCheckpoint } from "./pretrained.js";
 
 export interface VlmConfig {
@@ -127,19 +128,7 @@ export class MindsEyeVLM extends nn.Module {
 
   /** Token embeddings with the image pads' rows replaced by image features, in order. [B, T, D] */
   embed(inputIds: Tensor, pixelValues?: Tensor): Tensor {
-    const embeds = this.language_model.model.embed_tokens.forward(inputIds);
-    const isPad = inputIds.eq(this.config.imageTokenId);
-    const nPads = isPad.sum().item();
-    if (pixelValues === undefined) {
-      if (nPads > 0) throw new Error(`the prompt has ${nPads} image tokens but no pixelValues were given`);
-      return embeds;
-    }
-    const feats = this.imageFeatures(pixelValues); // [n, N, D]
-    const [n, N, D] = feats.shape as [number, number, number];
-    if (nPads !== n * N) throw new Error(`the prompt has ${nPads} image tokens but ${n} image(s) give ${n * N} features (${N} per image)`);
-    const [B, T] = inputIds.shape as [number, number];
-    const where = torch.nonzero(isPad.reshape(-1)).reshape(-1); // flat positions of the pads, in order
-    return embeds.reshape(B * T, D).indexPut([where], feats.reshape(n * N, D)).reshape(B, T, D);
+    return embedWithImages(this.language_model.model.embed_tokens, inputIds, this.config.imageTokenId, pixelValues, (px) => this.imageFeatures(px));
   }
 
   forward(input: VlmInput): { logits: Tensor; lastHiddenState: Tensor; pastKeyValues?: KVCache } {
