@@ -163,6 +163,25 @@ test("gradients: loss.backward() reaches every parameter, biases included", () =
   free(model);
 });
 
+test("gradient checkpointing: each layer is rerun in backward, with the same loss and gradients", () => {
+  const runs = [false, true].map((ckpt) => {
+    const model = newModel(variant, 5).train();
+    assert.deepEqual(torch.setGradientCheckpointing(model, ckpt), ["model"]);
+    const grads = torch.scope(() => {
+      const x = torch.randint(0, tiny.vocabSize, [2, 6], { generator: new torch.Generator(3) });
+      const logits = model.forward({ inputIds: x, attentionMask: ids([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]) }).logits;
+      assert.equal(torch.pendingCheckpoints(), ckpt ? variant.numHiddenLayers : 0, "one pending segment per layer");
+      const loss = F.crossEntropy(logits.view(-1, tiny.vocabSize), x.roll(-1, 1).view(-1));
+      loss.backward();
+      return [loss.item(), ...model.namedParameters().map(([, p]) => p.grad!.abs().sum().item())];
+    });
+    assert.equal(torch.pendingCheckpoints(), 0);
+    free(model);
+    return grads;
+  });
+  assert.deepEqual(runs[1], runs[0]);
+});
+
 test("savePretrained → fromPretrained is the identity in HF's layout: untied, tied with biases, sharded, bf16", () => {
   for (const [cfg, maxShardBytes] of [[tiny, undefined], [variant, undefined], [tiny, 4096]] as const) {
     const model = newModel(cfg, 3);

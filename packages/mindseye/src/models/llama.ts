@@ -448,6 +448,8 @@ export class LlamaModel extends nn.Module {
   embed_tokens: nn.Embedding;
   layers: nn.ModuleList<LlamaDecoderLayer>;
   norm: nn.RMSNorm;
+  /** Rerun each decoder layer in backward instead of keeping its activations (torch.checkpoint; HF's gradient_checkpointing). */
+  gradientCheckpointing = false;
   constructor(readonly cfg: ResolvedLlamaConfig, o: LayerOptions = {}) {
     super();
     this.embed_tokens = new nn.Embedding(cfg.vocabSize, cfg.hiddenSize, o);
