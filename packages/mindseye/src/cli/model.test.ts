@@ -11,6 +11,8 @@ import { Qwen2ForCausalLM, qwen2Preset } from "../models/qwen2.js";
 import { Qwen2_5_VLForConditionalGeneration, qwen2_5_vlPreset } from "../models/qwen2_5_vl.js";
 import { VitVisionModel, vitPreset } from "../models/vit.js";
 import { MindsEyeVLM, type VlmConfig } from "../models/vlm.js";
+import { LlamaForCausalLM, llamaPreset } from "../models/llama.js";
+import { LlavaForConditionalGeneration, llavaPreset } from "../models/llava.js";
 import { FAMILIES, formatBytes, formatInspect, inspectModel, type InspectReport } from "./model.js";
 
 let tmp = "";
@@ -39,6 +41,8 @@ before(() => {
   };
   const vlm = new MindsEyeVLM(config, g());
   save("vlm", vlm, { frozen: vlm.vision_tower.numParameters() });
+  save("llama", new LlamaForCausalLM(llamaPreset("tiny", { tieWordEmbeddings: true, ropeScaling: { ropeType: "linear", factor: 2 } }), g()));
+  save("llava", new LlavaForConditionalGeneration(llavaPreset("tiny"), g()));
   mkdirSync(join(tmp, "unknown"));
   writeFileSync(join(tmp, "unknown", "config.json"), JSON.stringify({ model_type: "qwen2_vl" }));
 });
@@ -91,6 +95,15 @@ test("every family: counts equal numParameters, per module and one level down; a
   assert.deepEqual(vlm.modules.map((m) => [m.name, m.trainable === 0]), [["vision_tower", true], ["multi_modal_projector", false], ["language_model", false], ["latent_head", false]]);
   assert.deepEqual(vlm.architecture.latent_head, { type: "mlp", input_size: 32, hidden_size: 48, latent_size: 32, latents: 4 });
   assert.match(formatInspect(vlm), /frozen [\d,]+: vision_tower/);
+
+  const llama = inspectModel(join(tmp, "llama"));
+  checkReport(llama, "llama");
+  assert.deepEqual([llama.family, llama.tied, llama.architecture.text!.rope_scaling, llama.architecture.text!.head_dim], ["LlamaForCausalLM", ["lm_head.weight = model.embed_tokens.weight"], "linear ×2", 8]);
+
+  const llava = inspectModel(join(tmp, "llava"));
+  checkReport(llava, "llava");
+  assert.deepEqual(llava.modules.map((m) => m.name), ["vision_tower", "multi_modal_projector", "language_model"]);
+  assert.deepEqual([llava.family, llava.architecture.projector!.image_seq_length, llava.architecture.text!.model_type, llava.architecture.text!.hidden_size], ["LlavaForConditionalGeneration", 16, "llama", 48]);
 });
 
 test("a bf16 checkpoint is inspected in bf16; unknown model types suggest the closest known one", () => {
@@ -99,8 +112,8 @@ test("a bf16 checkpoint is inspected in bf16; unknown model types suggest the cl
   assert.deepEqual([r.loadedAs, r.dtypes], ["bfloat16", ["bfloat16"]]);
   assert.deepEqual(Object.keys(r.files.find((f) => f.name === "model.safetensors")!.tensors!), ["BF16"]);
   assert.throws(() => inspectModel(join(tmp, "unknown")), (e: unknown) => e instanceof ConfigError &&
-    /model_type "qwen2_vl" is not a family MindsEye loads \(did you mean "qwen2_5_vl"\?\); known model types: qwen2, qwen2_5_vl, clip, siglip, clip_vision_model, siglip_vision_model, mindseye_vlm/.test(e.message));
+    /model_type "qwen2_vl" is not a family MindsEye loads \(did you mean "qwen2_5_vl"\?\); known model types: qwen2, qwen2_5_vl, clip, siglip, clip_vision_model, siglip_vision_model, mindseye_vlm, llama, llava/.test(e.message));
   assert.throws(() => inspectModel(join(tmp, "nothing")), /no config\.json/);
-  assert.deepEqual([...FAMILIES.keys()].length, 7);
+  assert.deepEqual([...FAMILIES.keys()].length, 9);
   assert.deepEqual([formatBytes(512), formatBytes(1536), formatBytes(5 * 1024 ** 3)], ["512 B", "1.5 KiB", "5.0 GiB"]);
 });

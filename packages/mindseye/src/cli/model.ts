@@ -20,6 +20,8 @@ import { Qwen2ForCausalLM, type ResolvedQwen2Config } from "../models/qwen2.js";
 import { Qwen2_5_VLForConditionalGeneration } from "../models/qwen2_5_vl.js";
 import { VitVisionModel, type ResolvedVitConfig } from "../models/vit.js";
 import { MindsEyeVLM, imageTokenCount, VLM_MODEL_TYPE } from "../models/vlm.js";
+import { LlamaForCausalLM, type ResolvedLlamaConfig } from "../models/llama.js";
+import { LlavaForConditionalGeneration, type LlavaTextConfig } from "../models/llava.js";
 
 type Value = number | string | boolean | readonly number[] | null;
 /** Key numbers of an architecture, by part (text, vision, …), under config.json's field names. */
@@ -42,6 +44,20 @@ function textArchitecture(c: ResolvedQwen2Config): Record<string, Value> {
     num_attention_heads: c.numAttentionHeads, num_key_value_heads: c.numKeyValueHeads, head_dim: c.headDim,
     tie_word_embeddings: c.tieWordEmbeddings, rope_theta: c.ropeTheta, max_position_embeddings: c.maxPositionEmbeddings,
   };
+}
+
+function llamaArchitecture(c: ResolvedLlamaConfig): Record<string, Value> {
+  const s = c.ropeScaling;
+  return {
+    vocab_size: c.vocabSize, hidden_size: c.hiddenSize, intermediate_size: c.intermediateSize, num_hidden_layers: c.numHiddenLayers,
+    num_attention_heads: c.numAttentionHeads, num_key_value_heads: c.numKeyValueHeads, head_dim: c.headDim,
+    tie_word_embeddings: c.tieWordEmbeddings, rope_theta: c.ropeTheta, rope_scaling: s === null ? null : `${s.ropeType} ×${s.factor}`,
+    attention_bias: c.attentionBias, mlp_bias: c.mlpBias, max_position_embeddings: c.maxPositionEmbeddings,
+  };
+}
+
+function llavaTextArchitecture(t: LlavaTextConfig): Record<string, Value> {
+  return { model_type: t.modelType, ...(t.modelType === "llama" ? llamaArchitecture(t.config) : textArchitecture(t.config)) };
 }
 
 function vitArchitecture(c: ResolvedVitConfig): Record<string, Value> {
@@ -93,10 +109,27 @@ const FAMILY_LIST: readonly Family<nn.Module>[] = [
       };
     },
   }),
+  family<LlamaForCausalLM>({
+    className: "LlamaForCausalLM", modelTypes: ["llama"], frozen: [],
+    load: (dir, dtype) => LlamaForCausalLM.fromPretrained(dir, { dtype: lmDtype(dtype) }),
+    architecture: (m) => ({ text: llamaArchitecture(m.cfg) }),
+  }),
+  family<LlavaForConditionalGeneration>({
+    className: "LlavaForConditionalGeneration", modelTypes: ["llava"], frozen: [],
+    load: (dir, dtype) => LlavaForConditionalGeneration.fromPretrained(dir, { dtype: lmDtype(dtype) }),
+    architecture: (m) => {
+      const c = m.config;
+      return {
+        vision: vitArchitecture(c.vision),
+        projector: { vision_feature_layer: c.visionFeatureLayer, vision_feature_select_strategy: c.visionFeatureSelectStrategy, image_seq_length: c.imageSeqLength, image_token_index: c.imageTokenIndex },
+        text: llavaTextArchitecture(c.text),
+      };
+    },
+  }),
 ];
 
 function lmDtype(d: DType): "float32" | "bfloat16" | "float16" {
-  if (d !== "float32" && d !== "bfloat16" && d !== "float16") throw new ConfigError(`Qwen2 models load as float32, bfloat16 or float16, not ${d}`);
+  if (d !== "float32" && d !== "bfloat16" && d !== "float16") throw new ConfigError(`Qwen2, Llama and LLaVA models load as float32, bfloat16 or float16, not ${d}`);
   return d;
 }
 
