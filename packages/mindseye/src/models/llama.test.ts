@@ -38,7 +38,7 @@ function maxDiff(a: Tensor, b: Tensor): number {
   return torch.scope(() => a.sub(b).abs().max().item());
 }
 
-test("golden: logits, hidden states, RoPE frequencies and greedy tokens (KV cache) match HF's Llama within 1e-4", () => {
+test("golden: logits, hidden states, RoPE frequencies and greedy tokens (KV cache) match HF's Llama within 1e-4", (t) => {
   const fixture = io.loadFile(GOLDEN);
   const meta = io.loadMetadata(GOLDEN) ?? {};
   const get = (k: string) => fixture.get(k) ?? assert.fail(`${GOLDEN} has no tensor "${k}"; ${REGENERATE}`);
@@ -83,6 +83,7 @@ test("golden: logits, hidden states, RoPE frequencies and greedy tokens (KV cach
   } finally {
     for (const t of fixture.values()) t.dispose();
   }
+  for (const [k, d] of Object.entries(worst)) t.diagnostic(`${k}: max |Δ| ${d}`);
   for (const [k, d] of Object.entries(worst)) assert.ok(d <= (k.endsWith("inv_freq") ? 1e-7 : 1e-4), `${k}: max |Δ| ${d}`);
 });
 

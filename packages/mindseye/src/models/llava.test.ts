@@ -44,7 +44,7 @@ function fixtureCheckpoint(fixture: Map<string, Tensor>, meta: Record<string, st
   io.saveFile(join(dir, "model.safetensors"), new Map([...fixture].filter(([k]) => k.startsWith(prefix)).map(([k, t]) => [rename(k.slice(prefix.length)), t])));
 }
 
-test("golden: vision features, projector output, logits and greedy tokens (KV cache) match HF's LLaVA within 1e-4 (Llama and Qwen2 text)", () => {
+test("golden: vision features, projector output, logits and greedy tokens (KV cache) match HF's LLaVA within 1e-4 (Llama and Qwen2 text)", (t) => {
   const fixture = io.loadFile(GOLDEN);
   const meta = io.loadMetadata(GOLDEN) ?? {};
   const get = (k: string) => fixture.get(k) ?? assert.fail(`${GOLDEN} has no tensor "${k}"; ${REGENERATE}`);
@@ -83,6 +83,7 @@ test("golden: vision features, projector output, logits and greedy tokens (KV ca
   } finally {
     for (const t of fixture.values()) t.dispose();
   }
+  for (const [k, d] of Object.entries(worst)) t.diagnostic(`${k}: max |Δ| ${d}`);
   for (const [k, d] of Object.entries(worst)) assert.ok(d <= 1e-4, `${k}: max |Δ| ${d}`);
 });
 
