@@ -11,6 +11,7 @@ import { registerExperimentCommand } from "./experiment.js";
 import { registerEvalCommand } from "./eval.js";
 import { registerImagineCommand } from "./imagine.js";
 import { registerModelCommand } from "./model.js";
+import { registerPlanCommand } from "./plan.js";
 
 const program = new Command()
   .name("mindseye")
@@ -42,6 +43,7 @@ registerEvalCommand(program);
 registerExperimentCommand(program);
 registerImagineCommand(program);
 registerModelCommand(program);
+registerPlanCommand(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   console.error(`mindseye: ${e instanceof Error ? e.message : String(e)}`);

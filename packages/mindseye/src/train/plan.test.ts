@@ -1,0 +1,97 @@
+// mindseye plan's estimator: parameter counts exact against real modules and the published 7B
+// total, ZeRO and checkpointing arithmetic consistent, and the fit verdicts the ZeRO paper's
+// numbers imply for a 7B model on 80 GB GPUs.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { torch } from "@mindseye/torch";
+import { qwen2Preset, Qwen2ForCausalLM, toHfConfig as qwen2ToHfConfig } from "../models/qwen2.js";
+import { qwen2_5_vlPreset, qwen2_5_vlToHfConfig, Qwen2_5_VLForConditionalGeneration } from "../models/qwen2_5_vl.js";
+import { applyLora, resolveLora } from "../models/lora.js";
+import { shapeFromHfConfig, planReport } from "../cli/plan.js";
+import { countParameters, estimateMemory, fits, loraParameters, parseBytes, type PlanOptions } from "./plan.js";
+
+const vl7b = () => shapeFromHfConfig(qwen2_5_vlToHfConfig(qwen2_5_vlPreset("qwen2.5-vl-7b")), "qwen2.5-vl-7b");
+const GiB80 = 80 * 2 ** 30;
+const run: PlanOptions = { worldSize: 8, zero: 0, checkpointing: false, loraRank: null, batchSize: 4, seqLen: 2048, imagePatches: 1024, dtype: "bfloat16" };
+
+test("parameter count: Qwen2.5-VL-7B from its config.json is the published 8,292,166,656", () => {
+  const p = countParameters(vl7b());
+  assert.equal(p.total, 8_292_166_656);
+  assert.equal(p.text, 7_615_616_512, "the language model is Qwen2.5-7B's 7.62 B");
+  assert.equal(p.vision, 676_550_144);
+});
+
+test("parameter count: the formulas equal the real modules' numParameters (tiny Qwen2, tiny Qwen2.5-VL, LoRA adapters)", () => {
+  const text = qwen2Preset("tiny");
+  assert.equal(countParameters({ text, vision: null }).total, new Qwen2ForCausalLM(text).numParameters());
+  const tied = qwen2Preset("tiny", { tieWordEmbeddings: true });
+  assert.equal(countParameters({ text: tied, vision: null }).total, new Qwen2ForCausalLM(tied).numParameters());
+  const vl = qwen2_5_vlPreset("tiny");
+  assert.equal(countParameters({ text: vl.text, vision: vl.vision }).total, new Qwen2_5_VLForConditionalGeneration(vl).numParameters());
+  const model = new Qwen2ForCausalLM(text, { generator: new torch.Generator(0) });
+  const lora = applyLora(model, resolveLora({ r: 3 }));
+  assert.equal(loraParameters(text, 3), lora.parameters().reduce((a, p) => a + p.numel(), 0));
+});
+
+test("7B full fine-tune: plain DDP AdamW does not fit 80 GB; ZeRO-2 over 8 GPUs with checkpointing does", () => {
+  const plain = estimateMemory(vl7b(), run);
+  // 16 bytes per parameter of model states alone (ZeRO §3.1): 8.29 B × 16 = 133 GB.
+  assert.equal(plain.weights + plain.gradients + plain.optimizer, 16 * 8_292_166_656);
+  assert.equal(fits(plain, GiB80), false);
+  const z2 = estimateMemory(vl7b(), { ...run, zero: 2, checkpointing: true });
+  assert.equal(fits(z2, GiB80), true, `ZeRO-2 + checkpointing: ${(z2.total / 1e9).toFixed(1)} GB`);
+  // Checkpointing alone keeps DDP's 133 GB of model states, so it does not fit either.
+  assert.equal(fits(estimateMemory(vl7b(), { ...run, checkpointing: true }), GiB80), false);
+});
+
+test("the parts are consistent: ZeRO-1 shards the optimizer state by N, ZeRO-2 the gradients too; checkpointing changes activations only; LoRA trains only the adapters", () => {
+  const s = vl7b();
+  const plain = estimateMemory(s, run);
+  const z1 = estimateMemory(s, { ...run, zero: 1 });
+  const z2 = estimateMemory(s, { ...run, zero: 2 });
+  assert.equal(z1.optimizer, plain.optimizer / 8);
+  assert.equal(z1.gradients, plain.gradients);
+  assert.equal(z2.gradients, plain.gradients / 8);
+  assert.equal(z2.optimizer, z1.optimizer);
+  assert.equal(plain.optimizer, 12 * 8_292_166_656, "fp32 master, m and v");
+  const ck = estimateMemory(s, { ...run, checkpointing: true });
+  assert.equal(ck.weights + ck.gradients + ck.optimizer, plain.weights + plain.gradients + plain.optimizer);
+  assert.ok(ck.activations < plain.activations / 4, `${ck.activations} vs ${plain.activations}`);
+  for (const r of [plain, z1, z2, ck]) assert.equal(r.total, r.weights + r.gradients + r.optimizer + r.activations);
+  // Text activations by hand: 28 layers × (8·3584 + 4·18944) elements × 2 bytes × 8192 tokens.
+  const textOnly = estimateMemory({ ...s, vision: null }, { ...run, imagePatches: 0 });
+  assert.equal(textOnly.activations, 8192 * (28 * (8 * 3584 + 4 * 18944) * 2 + 152064 * 6));
+  const lora = estimateMemory(s, { ...run, loraRank: 16 });
+  assert.equal(lora.trainable, loraParameters(s.text, 16));
+  assert.equal(lora.optimizer, lora.trainable * 12);
+  assert.ok(lora.weights + lora.gradients + lora.optimizer < (plain.weights + plain.gradients + plain.optimizer) / 7);
+  const one = { ...run, worldSize: 1, loraRank: 16, checkpointing: true };
+  assert.equal(fits(estimateMemory(s, one), GiB80), true, "LoRA with checkpointing on one 80 GB GPU (batch 4 × 2048) fits");
+});
+
+test("mindseye plan: reads a config.json, prints the table and the verdict; sizes parse", () => {
+  const dir = mkdtempSync(join(tmpdir(), "mindseye-plan-"));
+  try {
+    writeFileSync(join(dir, "config.json"), JSON.stringify(qwen2_5_vlToHfConfig(qwen2_5_vlPreset("qwen2.5-vl-7b"))));
+    const flags = { config: dir, worldSize: "8", gpuMemory: "80GiB", zero: "2", loraR: "16", seqLen: "2048", imagePatches: "1024", dtype: "bfloat16", batchSize: "4" };
+    const yes = planReport({ ...flags, checkpointing: true });
+    assert.equal(yes.fits, true);
+    assert.match(yes.lines[0]!, /8\.292 B parameters/);
+    assert.equal(yes.lines.filter((l) => /^→\s+2\s+on\s/.test(l)).length, 1, "the asked-for row is marked");
+    assert.equal(yes.lines.filter((l) => /^[ →]\s+[012]\s+(on|off)\s/.test(l)).length, 6, "every ZeRO stage with and without checkpointing");
+    const no = planReport({ ...flags, zero: "0" });
+    assert.equal(no.fits, false);
+    assert.match(no.lines.at(-1)!, /does NOT fit/);
+    writeFileSync(join(dir, "lm.json"), JSON.stringify(qwen2ToHfConfig(qwen2Preset("qwen2.5-7b"))));
+    assert.match(planReport({ ...flags, config: join(dir, "lm.json") }).lines[0]!, /7\.616 B parameters \(text 7,615,616,512, vision 0\)/);
+    assert.throws(() => planReport({ ...flags, zero: "3" }), /--zero must be 0, 1 or 2/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  assert.equal(parseBytes("80GiB"), 80 * 2 ** 30);
+  assert.equal(parseBytes("141 GB"), 141e9);
+  assert.throws(() => parseBytes("lots"), /cannot read "lots" as a size/);
+});

@@ -1,0 +1,149 @@
+// Per-GPU training memory, estimated from a model's config.json alone (nothing is allocated):
+// weights, gradients, AdamW state and activations, for plain data parallelism or ZeRO-1/2, with
+// or without gradient checkpointing and LoRA. `mindseye plan` prints it (cli/plan.ts).
+//
+// Sources of the formulas:
+// - Model states (Rajbhandari et al. 2020, "ZeRO: Memory Optimizations Toward Training Trillion
+//   Parameter Models", §3.1, §5): mixed-precision AdamW keeps, per trained parameter, 2 bytes of
+//   bf16 weight, 2 of bf16 gradient and K = 12 of fp32 state (master weight, m, v). ZeRO-1 splits
+//   the K bytes over N GPUs, ZeRO-2 the gradients as well. In float32 there is no master copy:
+//   4 + 4 + 8 bytes.
+// - Activations (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer
+//   Models", §4.1): a GPT layer keeps sbh(34 + 5as/h) bytes in 16-bit precision. Their accounting
+//   redone for a Qwen2 layer (RMSNorm, SwiGLU MLP of width I, no dropout, fused attention that
+//   keeps no s×s matrix), counting each saved tensor, in elements per token:
+//     attention: norm input h, norm output h, q h, k h and v h (repeat_kv expands GQA's keys and
+//                values to all heads before attention, as HF does), attention output h   = 6h
+//     MLP:       norm input h, norm output h, gate I, up I, silu(gate) I, silu(gate)·up I = 2h + 4I
+//   so 8h + 4I elements per token and layer. With checkpointing a layer keeps only its input (h)
+//   and one layer's full set exists at a time, while it is rerun.
+// - The output layer: bf16 logits and the fp32 log-softmax cross-entropy keeps, 2 + 4 bytes per
+//   vocabulary entry and token (Korthikanti et al. count the same 4sbv for the fp32 softmax).
+import type { ResolvedQwen2Config } from "../models/qwen2.js";
+import type { ResolvedVisionConfig } from "../models/qwen2_5_vl.js";
+
+/** What the estimate needs of a model: a Qwen2 language model, and a Qwen2.5-VL vision tower if any. */
+export interface ModelShape {
+  text: ResolvedQwen2Config;
+  vision: ResolvedVisionConfig | null;
+}
+
+export interface ParameterCount {
+  text: number;
+  vision: number;
+  total: number;
+  /** Per text decoder layer (every layer has the same shapes). */
+  perTextLayer: number;
+}
+
+/**
+ * Parameters counted from the shapes of MindsEye's (and HF's) modules: Qwen2 layers (q/k/v with
+ * bias, o_proj and the SwiGLU MLP without, two RMSNorms), embeddings, lm_head unless tied; the
+ * Qwen2.5-VL tower (Conv3d patch embedding without bias, blocks with biased qkv/proj and MLP, two
+ * RMSNorms, the 2×2 patch merger).
+ */
+export function countParameters(m: ModelShape): ParameterCount {
+  const t = m.text;
+  const h = t.hiddenSize, kv = t.numKeyValueHeads * t.headDim, I = t.intermediateSize;
+  const attention = (h * h + h) + 2 * (h * kv + kv) + h * h; // q, k, v (biased), o
+  const perTextLayer = attention + 3 * h * I + 2 * h;
+  const embeddings = t.vocabSize * h * (t.tieWordEmbeddings ? 1 : 2);
+  const text = t.numHiddenLayers * perTextLayer + h + embeddings;
+  let vision = 0;
+  if (m.vision !== null) {
+    const v = m.vision, d = v.hiddenSize, vi = v.intermediateSize;
+    const block = (d * 3 * d + 3 * d) + (d * d + d) + 2 * (d * vi + vi) + (vi * d + d) + 2 * d;
+    const merged = d * v.spatialMergeSize ** 2;
+    const merger = d + (merged * merged + merged) + (merged * v.outHiddenSize + v.outHiddenSize);
+    vision = v.patchDim * d + v.depth * block + merger;
+  }
+  return { text, vision, total: text + vision, perTextLayer };
+}
+
+export interface PlanOptions {
+  /** Data-parallel GPUs. */
+  worldSize: number;
+  /** 0: plain DDP; 1: optimizer state sharded; 2: gradients too (ZeRO stages). */
+  zero: 0 | 1 | 2;
+  /** Rerun each layer in backward (torch.checkpoint per layer). */
+  checkpointing: boolean;
+  /** LoRA rank on the language model's q/k/v/o and gate/up/down projections (base frozen, the vision tower too), or null for full fine-tuning. */
+  loraRank: number | null;
+  /** Sequences per GPU per micro-step. */
+  batchSize: number;
+  /** Tokens per sequence (image tokens included). */
+  seqLen: number;
+  /** Vision patches per sequence (before the 2×2 merge); 0 without images. */
+  imagePatches: number;
+  /** Weights and activations in bfloat16 (with fp32 master weights) or float32. */
+  dtype: "bfloat16" | "float32";
+}
+
+export interface PlanRow {
+  weights: number;
+  gradients: number;
+  optimizer: number;
+  activations: number;
+  total: number;
+  /** Parameters that train (all, or the LoRA adapters). */
+  trainable: number;
+}
+
+/** LoRA adapter parameters: r·(in + out) per adapted projection. */
+export function loraParameters(t: ResolvedQwen2Config, r: number): number {
+  const h = t.hiddenSize, kv = t.numKeyValueHeads * t.headDim, I = t.intermediateSize;
+  const perLayer = r * (h + h) + 2 * r * (h + kv) + r * (h + h) + 2 * r * (h + I) + r * (I + h);
+  return t.numHiddenLayers * perLayer;
+}
+
+/** Saved activation elements per token of one layer (8h + 4I, see the header). */
+export function layerActivationElements(hidden: number, intermediate: number): number {
+  return 8 * hidden + 4 * intermediate;
+}
+
+/** Bytes per GPU, by part. */
+export function estimateMemory(m: ModelShape, o: PlanOptions): PlanRow {
+  const params = countParameters(m);
+  const bf16 = o.dtype === "bfloat16";
+  const wBytes = bf16 ? 2 : 4;
+  const lora = o.loraRank === null ? 0 : loraParameters(m.text, o.loraRank);
+  const trainable = o.loraRank === null ? params.total : lora;
+  const N = o.worldSize;
+  // 1. model states (ZeRO §3.1): weights replicated; gradients and AdamW state per trained parameter.
+  const weights = (params.total + lora) * wBytes;
+  const gradients = (trainable * wBytes) / (o.zero >= 2 ? N : 1);
+  const optimizer = (trainable * (bf16 ? 12 : 8)) / (o.zero >= 1 ? N : 1);
+  // 2. activations (Korthikanti et al. §4.1, redone for Qwen2 in the header), per micro-batch.
+  const t = m.text;
+  const tokens = o.batchSize * o.seqLen;
+  const layer = layerActivationElements(t.hiddenSize, t.intermediateSize);
+  const textElems = o.checkpointing ? t.numHiddenLayers * t.hiddenSize + layer : t.numHiddenLayers * layer;
+  let act = tokens * textElems * wBytes;
+  act += tokens * t.vocabSize * (wBytes + 4); // logits + fp32 log-softmax
+  // The tower keeps activations only when it trains (LoRA here adapts the language model alone).
+  if (m.vision !== null && o.loraRank === null && o.imagePatches > 0) {
+    const v = m.vision;
+    const patches = o.batchSize * o.imagePatches;
+    const block = layerActivationElements(v.hiddenSize, v.intermediateSize);
+    act += patches * (o.checkpointing ? v.depth * v.hiddenSize + block : v.depth * block) * wBytes;
+  }
+  const total = weights + gradients + optimizer + act;
+  return { weights, gradients, optimizer, activations: act, total, trainable };
+}
+
+/**
+ * Whether a row fits a GPU of `gpuBytes`, keeping 10% back for the CUDA context, the caching
+ * allocator's fragmentation and temporary buffers (a rule of thumb, not a measurement).
+ */
+export function fits(row: PlanRow, gpuBytes: number): boolean {
+  return row.total <= 0.9 * gpuBytes;
+}
+
+/** "80GiB", "80 GB", "141e9" -> bytes. */
+export function parseBytes(text: string): number {
+  const m = /^\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$/i.exec(text);
+  if (m === null) throw new RangeError(`cannot read ${JSON.stringify(text)} as a size (e.g. 80GiB, 80GB or 85899345920)`);
+  const unit = (m[2] ?? "B").toLowerCase();
+  const scale: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+  return Number(m[1]) * scale[unit]!;
+}
