@@ -13,6 +13,9 @@ import { VitVisionModel, vitPreset } from "../models/vit.js";
 import { MindsEyeVLM, type VlmConfig } from "../models/vlm.js";
 import { LlamaForCausalLM, llamaPreset } from "../models/llama.js";
 import { LlavaForConditionalGeneration, llavaPreset } from "../models/llava.js";
+import { InternVisionModel, internVitPreset } from "../models/intern_vit.js";
+import { InternLM2ForCausalLM, internLM2Preset } from "../models/internlm2.js";
+import { InternVLChatModel, internVLPreset } from "../models/internvl.js";
 import { FAMILIES, formatBytes, formatInspect, inspectModel, type InspectReport } from "./model.js";
 
 let tmp = "";
@@ -43,6 +46,9 @@ before(() => {
   save("vlm", vlm, { frozen: vlm.vision_tower.numParameters() });
   save("llama", new LlamaForCausalLM(llamaPreset("tiny", { tieWordEmbeddings: true, ropeScaling: { ropeType: "linear", factor: 2 } }), g()));
   save("llava", new LlavaForConditionalGeneration(llavaPreset("tiny"), g()));
+  save("internlm2", new InternLM2ForCausalLM(internLM2Preset("tiny", { ropeScaling: { type: "dynamic", factor: 2 } }), g()));
+  save("intern_vit", new InternVisionModel(internVitPreset("tiny"), g()));
+  save("internvl", new InternVLChatModel(internVLPreset("tiny"), g()));
   mkdirSync(join(tmp, "unknown"));
   writeFileSync(join(tmp, "unknown", "config.json"), JSON.stringify({ model_type: "qwen2_vl" }));
 });
@@ -104,6 +110,21 @@ test("every family: counts equal numParameters, per module and one level down; a
   checkReport(llava, "llava");
   assert.deepEqual(llava.modules.map((m) => m.name), ["vision_tower", "multi_modal_projector", "language_model"]);
   assert.deepEqual([llava.family, llava.architecture.projector!.image_seq_length, llava.architecture.text!.model_type, llava.architecture.text!.hidden_size], ["LlavaForConditionalGeneration", 16, "llama", 48]);
+
+  const internlm2 = inspectModel(join(tmp, "internlm2"));
+  checkReport(internlm2, "internlm2");
+  assert.deepEqual(internlm2.modules.map((m) => m.name), ["model", "output"]);
+  assert.deepEqual([internlm2.family, internlm2.architecture.text!.rope_scaling, internlm2.architecture.text!.num_key_value_heads], ["InternLM2ForCausalLM", "dynamic ×2", 2]);
+
+  const vit = inspectModel(join(tmp, "intern_vit"));
+  checkReport(vit, "intern_vit");
+  assert.deepEqual([vit.modelType, vit.family, vit.architecture.vision!.norm_type, vit.architecture.vision!.patches], ["intern_vit_6b", "InternVisionModel", "layer_norm", 36]);
+
+  const internvl = inspectModel(join(tmp, "internvl"));
+  checkReport(internvl, "internvl");
+  assert.deepEqual(internvl.modules.map((m) => m.name), ["vision_model", "language_model", "mlp1"]);
+  assert.deepEqual([internvl.family, internvl.architecture.projector!.num_image_token, internvl.architecture.projector!.img_context_token_id, internvl.architecture.text!.architecture],
+    ["InternVLChatModel", 9, 100, "InternLM2ForCausalLM"]);
 });
 
 test("a bf16 checkpoint is inspected in bf16; unknown model types suggest the closest known one", () => {
@@ -112,8 +133,8 @@ test("a bf16 checkpoint is inspected in bf16; unknown model types suggest the cl
   assert.deepEqual([r.loadedAs, r.dtypes], ["bfloat16", ["bfloat16"]]);
   assert.deepEqual(Object.keys(r.files.find((f) => f.name === "model.safetensors")!.tensors!), ["BF16"]);
   assert.throws(() => inspectModel(join(tmp, "unknown")), (e: unknown) => e instanceof ConfigError &&
-    /model_type "qwen2_vl" is not a family MindsEye loads \(did you mean "qwen2_5_vl"\?\); known model types: qwen2, qwen2_5_vl, clip, siglip, clip_vision_model, siglip_vision_model, mindseye_vlm, llama, llava/.test(e.message));
+    /model_type "qwen2_vl" is not a family MindsEye loads \(did you mean "qwen2_5_vl"\?\); known model types: qwen2, qwen2_5_vl, clip, siglip, clip_vision_model, siglip_vision_model, mindseye_vlm, llama, llava, internlm2, intern_vit_6b, internvl_chat/.test(e.message));
   assert.throws(() => inspectModel(join(tmp, "nothing")), /no config\.json/);
-  assert.deepEqual([...FAMILIES.keys()].length, 9);
+  assert.deepEqual([...FAMILIES.keys()].length, 12);
   assert.deepEqual([formatBytes(512), formatBytes(1536), formatBytes(5 * 1024 ** 3)], ["512 B", "1.5 KiB", "5.0 GiB"]);
 });

@@ -22,6 +22,9 @@ import { VitVisionModel, type ResolvedVitConfig } from "../models/vit.js";
 import { MindsEyeVLM, imageTokenCount, VLM_MODEL_TYPE } from "../models/vlm.js";
 import { LlamaForCausalLM, type ResolvedLlamaConfig } from "../models/llama.js";
 import { LlavaForConditionalGeneration, type LlavaTextConfig } from "../models/llava.js";
+import { InternVisionModel, INTERN_VIT_MODEL_TYPE, type ResolvedInternVitConfig } from "../models/intern_vit.js";
+import { InternLM2ForCausalLM, type ResolvedInternLM2Config } from "../models/internlm2.js";
+import { InternVLChatModel, type InternVLLanguageConfig } from "../models/internvl.js";
 
 type Value = number | string | boolean | readonly number[] | null;
 /** Key numbers of an architecture, by part (text, vision, …), under config.json's field names. */
@@ -58,6 +61,29 @@ function llamaArchitecture(c: ResolvedLlamaConfig): Record<string, Value> {
 
 function llavaTextArchitecture(t: LlavaTextConfig): Record<string, Value> {
   return { model_type: t.modelType, ...(t.modelType === "llama" ? llamaArchitecture(t.config) : textArchitecture(t.config)) };
+}
+
+function internLM2Architecture(c: ResolvedInternLM2Config): Record<string, Value> {
+  const s = c.ropeScaling;
+  return {
+    vocab_size: c.vocabSize, hidden_size: c.hiddenSize, intermediate_size: c.intermediateSize, num_hidden_layers: c.numHiddenLayers,
+    num_attention_heads: c.numAttentionHeads, num_key_value_heads: c.numKeyValueHeads, head_dim: c.headDim,
+    tie_word_embeddings: c.tieWordEmbeddings, rope_theta: c.ropeTheta, rope_scaling: s === null ? null : `${s.type} ×${s.factor}`,
+    bias: c.bias, max_position_embeddings: c.maxPositionEmbeddings,
+  };
+}
+
+function internVLTextArchitecture(l: InternVLLanguageConfig): Record<string, Value> {
+  const text = l.architecture === "InternLM2ForCausalLM" ? internLM2Architecture(l.config)
+    : l.architecture === "Qwen2ForCausalLM" ? textArchitecture(l.config) : llamaArchitecture(l.config);
+  return { architecture: l.architecture, ...text };
+}
+
+function internVitArchitecture(c: ResolvedInternVitConfig): Record<string, Value> {
+  return {
+    hidden_size: c.hiddenSize, intermediate_size: c.intermediateSize, num_hidden_layers: c.numHiddenLayers, num_attention_heads: c.numAttentionHeads,
+    image_size: c.imageSize, patch_size: c.patchSize, patches: c.gridSize * c.gridSize, norm_type: c.normType, qk_normalization: c.qkNormalization, qkv_bias: c.qkvBias,
+  };
 }
 
 function vitArchitecture(c: ResolvedVitConfig): Record<string, Value> {
@@ -126,10 +152,32 @@ const FAMILY_LIST: readonly Family<nn.Module>[] = [
       };
     },
   }),
+  family<InternLM2ForCausalLM>({
+    className: "InternLM2ForCausalLM", modelTypes: ["internlm2"], frozen: [],
+    load: (dir, dtype) => InternLM2ForCausalLM.fromPretrained(dir, { dtype: lmDtype(dtype) }),
+    architecture: (m) => ({ text: internLM2Architecture(m.cfg) }),
+  }),
+  family<InternVisionModel>({
+    className: "InternVisionModel", modelTypes: [INTERN_VIT_MODEL_TYPE], frozen: [],
+    load: (dir, dtype) => InternVisionModel.fromPretrained(dir, { dtype }),
+    architecture: (m) => ({ vision: internVitArchitecture(m.config) }),
+  }),
+  family<InternVLChatModel>({
+    className: "InternVLChatModel", modelTypes: ["internvl_chat"], frozen: [],
+    load: (dir, dtype) => InternVLChatModel.fromPretrained(dir, { dtype: lmDtype(dtype) }),
+    architecture: (m) => {
+      const c = m.config;
+      return {
+        vision: internVitArchitecture(c.vision),
+        projector: { select_layer: c.selectLayer, downsample_ratio: c.downsampleRatio, ps_version: c.psVersion, num_image_token: c.numImageToken, img_context_token_id: c.imgContextTokenId },
+        text: internVLTextArchitecture(c.llm),
+      };
+    },
+  }),
 ];
 
 function lmDtype(d: DType): "float32" | "bfloat16" | "float16" {
-  if (d !== "float32" && d !== "bfloat16" && d !== "float16") throw new ConfigError(`Qwen2, Llama and LLaVA models load as float32, bfloat16 or float16, not ${d}`);
+  if (d !== "float32" && d !== "bfloat16" && d !== "float16") throw new ConfigError(`Qwen2, Llama, LLaVA, InternLM2 and InternVL models load as float32, bfloat16 or float16, not ${d}`);
   return d;
 }
 
