@@ -143,6 +143,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   mindseye::InitOps(env, exports);
   mindseye::InitNnOps(env, exports);
   mindseye::InitRuntime(env, exports);
+  mindseye::InitDistributed(env, exports);
   return exports;
 }
 

@@ -21,6 +21,7 @@ export * as F from "./functional.js";
 export * as nn from "./nn/index.js";
 export * as optim from "./optim/index.js";
 export * as io from "./io/index.js";
+export * as distributed from "./distributed.js";
 
 export const torch = {
   ...creation,

@@ -195,6 +195,15 @@ export interface NativeAddon {
   setAutocast(enable: boolean, dtype: number, restore: boolean): boolean;
   synchronize(): void;
   noop(...args: unknown[]): void;
+  // distributed (native/distributed.cc); groups are small integer ids
+  distBackends(): string[];
+  distInit(backend: string, masterAddr: string, masterPort: number, rank: number, worldSize: number, timeoutMs: number, localRank: number): number;
+  distDestroy(group: number): void;
+  distAllReduce(group: number, h: H, op: string): void;
+  distBroadcast(group: number, h: H, src: number): void;
+  distAllGather(group: number, h: H): H[];
+  distReduceScatter(group: number, inputs: H[], op: string): H;
+  distBarrier(group: number): void;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
