@@ -12,6 +12,7 @@ import { registerEvalCommand } from "./eval.js";
 import { registerImagineCommand } from "./imagine.js";
 import { registerModelCommand } from "./model.js";
 import { registerPlanCommand } from "./plan.js";
+import { registerLaunchCommand } from "./launch.js";
 
 const program = new Command()
   .name("mindseye")
@@ -44,6 +45,7 @@ registerExperimentCommand(program);
 registerImagineCommand(program);
 registerModelCommand(program);
 registerPlanCommand(program);
+registerLaunchCommand(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   console.error(`mindseye: ${e instanceof Error ? e.message : String(e)}`);
