@@ -19,7 +19,7 @@ import { cat, tensor, zeros } from "../creation.js";
 import { noGrad } from "../autograd.js";
 import { scope } from "../scope.js";
 import { defaultGroup, type ProcessGroup } from "../distributed.js";
-import { ELEMENT_SIZE } from "../dtype.js";
+import { ELEMENT_SIZE, type Device } from "../dtype.js";
 import type { Module, Parameter } from "./module.js";
 
 export interface DDPOptions {
@@ -41,6 +41,8 @@ export class DistributedDataParallel<M extends Module> {
   /** Trainable parameters, in the module's order. */
   private readonly params: Parameter[];
   private readonly buckets: Bucket[];
+  /** Where the small bookkeeping tensors go: the parameters' device (NCCL reduces CUDA tensors only). */
+  private readonly device: Device;
   private syncEnabled = true;
 
   constructor(module: M, o: Partial<DDPOptions> = {}) {
@@ -48,6 +50,8 @@ export class DistributedDataParallel<M extends Module> {
     this.group = o.group ?? defaultGroup();
     const named = module.namedParameters().filter(([, p]) => p.requiresGrad);
     this.params = named.map(([, p]) => p);
+    const first = module.parameters()[0];
+    this.device = first === undefined ? "cpu" : first.device;
     this.checkSameParameters(named);
     noGrad(() => {
       for (const p of module.parameters()) this.group.broadcast(p, 0);
@@ -85,7 +89,7 @@ export class DistributedDataParallel<M extends Module> {
     noGrad(() => scope(() => {
       // 1. which parameters got a gradient on at least one rank (one small all-reduce)
       const local = this.params.map((p) => (p.grad === null ? 0 : 1));
-      const usedAnywhere = this.group.allReduce(tensor(local, { dtype: "float32" }), "sum").toTypedArray();
+      const usedAnywhere = this.group.allReduce(tensor(local, { dtype: "float32", device: this.device }), "sum").toTypedArray();
       // 2. per bucket: flatten (zeros for a missing gradient), average, copy back
       for (const b of this.buckets) {
         if (b.index.every((i) => usedAnywhere[i] === 0)) continue;
@@ -111,7 +115,7 @@ export class DistributedDataParallel<M extends Module> {
   private checkSameParameters(named: [string, Parameter][]): void {
     const numel = named.reduce((a, [, p]) => a + p.numel(), 0);
     const hash = fnv1a(named.map(([n, p]) => `${n}:${p.shape.join("x")}:${p.dtype}`).join(";"));
-    const mine = tensor([named.length, numel, hash], { dtype: "float64" });
+    const mine = tensor([named.length, numel, hash], { dtype: "float64", device: this.device });
     const all = scope(() => this.group.allGather(mine).map((t) => [...t.toTypedArray()].map(Number)));
     mine.dispose();
     const [n0, e0, h0] = all[0]!;
