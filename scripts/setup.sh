@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian/Ubuntu machine for MindsEye, idempotently:
-#   1. system packages: libtorch (headers + libs), OpenBLAS (pthread build), Gloo headers
+#   1. system packages: libtorch (headers + libs), OpenBLAS (pthread build), Gloo headers, Chromium (report test)
 #   2. npm packages (npm ci, only when package-lock.json changed)
 #   3. the native addon (node-gyp, incremental)
 #   4. the TypeScript build
@@ -20,6 +20,7 @@ need=()
 if [ -z "${LIBTORCH:-}" ]; then
   need+=(libtorch-dev libopenblas0-pthread libgloo-dev)
 fi
+need+=(chromium) # headless, for the test that opens a study's report.html (experiment/report_html.test.ts)
 if [ "${MINDSEYE_WITH_PYTORCH:-0}" = "1" ]; then need+=(python3-torch); fi
 missing=()
 for p in "${need[@]}"; do

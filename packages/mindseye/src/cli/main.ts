@@ -12,6 +12,7 @@ import { registerEvalCommand } from "./eval.js";
 import { registerImagineCommand } from "./imagine.js";
 import { registerModelCommand } from "./model.js";
 import { registerPlanCommand } from "./plan.js";
+import { registerAnalyzeCommand } from "./analyze.js";
 import { registerLaunchCommand } from "./launch.js";
 
 const program = new Command()
@@ -45,6 +46,7 @@ registerExperimentCommand(program);
 registerImagineCommand(program);
 registerModelCommand(program);
 registerPlanCommand(program);
+registerAnalyzeCommand(program);
 registerLaunchCommand(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
