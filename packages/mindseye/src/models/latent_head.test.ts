@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { torch, nn, F, type Tensor, type Generator } from "@mindseye/torch";
 import {
   LatentHead, LATENT_HEAD_PRESETS, resolveLatentHead, latentHeadFromHfConfig, latentHeadToHfConfig,
-  latentTokens, appendLatentQueries, findLatentPositions, gatherLatentPositions, resizeTokenEmbeddings,
+  latentTokens, appendLatentQueries, findLatentPositions, gatherLatentPositions, gatherLastPosition, gatherImagePositions, resizeTokenEmbeddings,
 } from "./latent_head.js";
 import { ConfigError } from "../config/errors.js";
 
@@ -191,4 +191,43 @@ test("resizeTokenEmbeddings: untied head with bias, normal init, shrinking, padd
   assert.equal(emb.paddingIdx, -1, "the padding row 9 no longer exists");
   assert.deepEqual(head.bias!.shape, [9]);
   assert.throws(() => resizeTokenEmbeddings(emb, 12, { lmHead: new nn.Linear(8, 5) }), /does not match the embedding \[9, 8\]/);
+});
+
+test("identity head: the hidden state itself when widths match, a linear projection when they differ", () => {
+  const gen = new torch.Generator(2);
+  const same = new LatentHead({ type: "identity", inputSize: 8, latentSize: 8 }, { generator: gen });
+  const wider = new LatentHead({ type: "identity", inputSize: 8, latentSize: 4 }, { generator: gen });
+  assert.deepEqual(names(same), [], "no weights at all");
+  assert.deepEqual(names(wider), ["proj.bias", "proj.weight"]);
+  torch.scope(() => {
+    const h = torch.randn([2, 1, 8], { generator: gen });
+    assert.equal(maxAbs(same.forward(h).sub(h)), 0);
+    assert.ok(maxAbs(wider.forward(h).sub(h.matmul(wider.proj!.weight.t()).add(wider.proj!.bias!))) < 1e-6);
+  });
+  assert.deepEqual(latentHeadFromHfConfig(latentHeadToHfConfig(same.config)), same.config);
+  assert.throws(() => resolveLatentHead({ type: "conv" as never, inputSize: 8, latentSize: 4 }), /type must be one of linear, mlp, identity/);
+});
+
+test("gatherLastPosition reads each sequence's last real token under left and right padding", () => {
+  const hidden = markedHidden(2, 4);
+  const mask = torch.tensor([[0, 1, 1, 1], [1, 1, 0, 0]], { dtype: "int64" }); // left-padded, right-padded
+  const h = gatherLastPosition(hidden, mask);
+  assert.deepEqual(h.shape, [2, 1, 2]);
+  assert.deepEqual(Array.from(h.toFloat64Values()), [3, -3, 101, -101]);
+  assert.throws(() => gatherLastPosition(hidden, torch.tensor([[0, 0, 0, 0], [1, 1, 1, 1]], { dtype: "int64" })), /sequence 0 has no token/);
+  // Differentiable: the gradient lands on the gathered positions only.
+  const x = markedHidden(1, 3).requiresGrad_();
+  gatherLastPosition(x, torch.tensor([[1, 1, 1]], { dtype: "int64" })).sum().backward();
+  assert.deepEqual(Array.from(x.grad!.toFloat64Values()), [0, 0, 0, 0, 1, 1]);
+});
+
+test("gatherImagePositions reads the image tokens in order; sequences must hold the same image", () => {
+  const IMG = 7;
+  const hidden = markedHidden(2, 5);
+  const ids = torch.tensor([[1, IMG, IMG, 2, 3], [IMG, IMG, 4, 5, 0]], { dtype: "int64" });
+  const v = gatherImagePositions(hidden, ids, IMG);
+  assert.deepEqual(v.shape, [2, 2, 2]);
+  assert.deepEqual(Array.from(v.toFloat64Values()), [1, -1, 2, -2, 100, -100, 101, -101]);
+  assert.throws(() => gatherImagePositions(hidden, torch.tensor([[1, IMG, 2, 3, 4], [IMG, IMG, 4, 5, 0]], { dtype: "int64" }), IMG), /sequence 1 holds 2 image tokens/);
+  assert.throws(() => gatherImagePositions(hidden, torch.tensor([[1, 2, 2, 3, 4], [1, 1, 4, 5, 0]], { dtype: "int64" }), IMG), /sequence 0 holds 0 image tokens/);
 });

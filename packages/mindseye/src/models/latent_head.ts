@@ -10,14 +10,27 @@
 //   const zHat = head.forward(h);                                          // [B, K, D]
 //
 // Weight names (the model holds the head as `latent_head`): `latent_head.proj.{weight,bias}` for the
-// linear head; `latent_head.fc1.*`, `latent_head.fc2.*` for the MLP (fc1 -> GELU -> fc2).
+// linear head (and for the identity head when it must change the width); `latent_head.fc1.*`,
+// `latent_head.fc2.*` for the MLP (fc1 -> GELU -> fc2).
+//
+// Besides the query positions, two readouts of the literature's alignment baselines take hidden
+// states where they already are: the prompt's last position (gatherLastPosition, Mirage-style) and
+// the image tokens' positions (gatherImagePositions, VIRAL-style); train/stages/latent_pretrain.ts
+// cites both.
 import { torch, nn, F, type Tensor, type Generator } from "@mindseye/torch";
 import { ensure, hfField, type HfJson } from "../config/hf.js";
 import { ConfigError } from "../config/errors.js";
 
+export const LATENT_HEAD_TYPES = ["linear", "mlp", "identity"] as const;
+export type LatentHeadType = (typeof LATENT_HEAD_TYPES)[number];
+
 export interface LatentHeadConfig {
-  /** "linear": ẑ = W h + b; "mlp": ẑ = W₂ GELU(W₁ h + b₁) + b₂ (the proposal's two options). */
-  type: "linear" | "mlp";
+  /**
+   * "linear": ẑ = W h + b; "mlp": ẑ = W₂ GELU(W₁ h + b₁) + b₂ (the proposal's two options);
+   * "identity": ẑ = h, the hidden state itself is the prediction (Mirage's latent visual tokens) —
+   * with a linear projection only when inputSize ≠ latentSize, since the widths must match.
+   */
+  type: LatentHeadType;
   /** Width of the LM hidden states it reads (the LM's hidden_size, H). */
   inputSize: number;
   /** Width of the MLP's hidden layer (mlp only; defaults to inputSize). */
@@ -41,7 +54,7 @@ export const LATENT_HEAD_PRESETS = {
 /** Validates a head config once; hiddenSize defaults to inputSize. */
 export function resolveLatentHead(p: Partial<LatentHeadConfig>): Readonly<LatentHeadConfig> {
   const c = { type: "mlp", bias: true, ...p } as LatentHeadConfig;
-  ensure(c.type === "linear" || c.type === "mlp", "latent_head", `type must be "linear" or "mlp", got ${JSON.stringify(c.type)}`);
+  ensure(LATENT_HEAD_TYPES.includes(c.type), "latent_head", `type must be one of ${LATENT_HEAD_TYPES.join(", ")}, got ${JSON.stringify(c.type)}`);
   for (const key of ["inputSize", "latentSize"] as const) {
     ensure(Number.isInteger(c[key]) && c[key] > 0, "latent_head", `${key} must be a positive integer, got ${JSON.stringify(c[key])}`);
   }
@@ -64,10 +77,10 @@ export function latentHeadFromHfConfig(json: HfJson): LatentHeadConfig {
   const known = new Set(["type", "input_size", "hidden_size", "latent_size", "bias"]);
   for (const k of Object.keys(json)) if (!known.has(k)) throw new ConfigError(`${where}: unknown field "${k}" (known: ${[...known].join(", ")})`);
   const type = hfField<string>(json, "type", "string", where);
-  if (type !== "linear" && type !== "mlp") throw new ConfigError(`${where}: "type" must be "linear" or "mlp", got "${type}"`);
+  if (!(LATENT_HEAD_TYPES as readonly string[]).includes(type)) throw new ConfigError(`${where}: "type" must be one of ${LATENT_HEAD_TYPES.join(", ")}, got "${type}"`);
   const inputSize = hfField<number>(json, "input_size", "integer", where);
   return resolveLatentHead({
-    type,
+    type: type as LatentHeadType,
     inputSize,
     hiddenSize: hfField<number>(json, "hidden_size", "integer", where, inputSize),
     latentSize: hfField<number>(json, "latent_size", "integer", where),
@@ -84,7 +97,7 @@ export function latentHeadFromHfConfig(json: HfJson): LatentHeadConfig {
  * ```
  */
 export class LatentHead extends nn.Module {
-  /** The linear head's only layer (null for the MLP). */
+  /** The linear head's only layer; the identity head's projection when the widths differ (else null). */
   proj: nn.Linear | null = null;
   /** The MLP's layers (null for the linear head). */
   fc1: nn.Linear | null = null;
@@ -94,9 +107,9 @@ export class LatentHead extends nn.Module {
     super();
     this.config = resolveLatentHead(config);
     const { type, inputSize, hiddenSize, latentSize, bias } = this.config;
-    if (type === "linear") {
+    if (type === "linear" || (type === "identity" && inputSize !== latentSize)) {
       this.proj = new nn.Linear(inputSize, latentSize, { ...o, bias });
-    } else {
+    } else if (type === "mlp") {
       this.fc1 = new nn.Linear(inputSize, hiddenSize, { ...o, bias });
       this.fc2 = new nn.Linear(hiddenSize, latentSize, { ...o, bias });
     }
@@ -104,7 +117,8 @@ export class LatentHead extends nn.Module {
   /** h [.., inputSize] -> ẑ [.., latentSize] */
   forward(h: Tensor): Tensor {
     if (this.proj !== null) return this.proj.forward(h);
-    return this.fc2!.forward(F.gelu(this.fc1!.forward(h)));
+    if (this.fc1 === null) return h; // identity of equal widths: no weights
+    return this.fc2!.forward(F.gelu(this.fc1.forward(h)));
   }
 }
 
@@ -179,6 +193,59 @@ export function gatherLatentPositions(hidden: Tensor, inputIds: Tensor, latentTo
   return torch.scope(() => {
     const index = torch.tensor(positions, { dtype: "int64", device: hidden.device }); // [B, K]
     return hidden.gather(1, index.unsqueeze(-1).expand(b, k, h));                      // [B, K, H]
+  });
+}
+
+/**
+ * The hidden state at each sequence's last real position, where the next token would be predicted:
+ * hidden [B, T, H] -> [B, 1, H]. `attentionMask` [B, T] (1 = token) finds it under left or right
+ * padding. Mirage's first latent visual token is the hidden state at this position (the prompt's end).
+ * ```ts
+ * const h = gatherLastPosition(out.lastHiddenState, attentionMask);   // [B, 1, H]
+ * ```
+ */
+export function gatherLastPosition(hidden: Tensor, attentionMask: Tensor): Tensor {
+  if (hidden.ndim !== 3 || attentionMask.ndim !== 2 || hidden.shape[0] !== attentionMask.shape[0] || hidden.shape[1] !== attentionMask.shape[1]) {
+    throw new RangeError(`gatherLastPosition: expected hidden [B, T, H] and attentionMask [B, T], got [${hidden.shape.join(", ")}] and [${attentionMask.shape.join(", ")}]`);
+  }
+  const [b, len, h] = hidden.shape as [number, number, number];
+  const mask = attentionMask.toFloat64Values();
+  const last = Array.from({ length: b }, (_, i) => {
+    for (let t = len - 1; t >= 0; t--) if (mask[i * len + t] !== 0) return t;
+    throw new RangeError(`gatherLastPosition: sequence ${i} has no token (its attention mask is all 0)`);
+  });
+  return torch.scope(() => {
+    const index = torch.tensor(last, { dtype: "int64", device: hidden.device }).view(b, 1, 1); // [B, 1, 1]
+    return hidden.gather(1, index.expand(b, 1, h));                                              // [B, 1, H]
+  });
+}
+
+/**
+ * The hidden states at the image tokens' positions, in order: hidden [B, T, H] -> [B, N, H], where
+ * every sequence holds exactly N tokens `imageTokenId` (one image each). VIRAL aligns these, taken
+ * from an intermediate layer, to the vision encoder's patch features.
+ * ```ts
+ * const v = gatherImagePositions(out.hiddenStates![2], inputIds, imageTokenId);   // [B, 9, H]
+ * ```
+ */
+export function gatherImagePositions(hidden: Tensor, inputIds: Tensor, imageTokenId: number): Tensor {
+  if (hidden.ndim !== 3 || inputIds.ndim !== 2 || hidden.shape[0] !== inputIds.shape[0] || hidden.shape[1] !== inputIds.shape[1]) {
+    throw new RangeError(`gatherImagePositions: expected hidden [B, T, H] and inputIds [B, T], got [${hidden.shape.join(", ")}] and [${inputIds.shape.join(", ")}]`);
+  }
+  const [b, len, h] = hidden.shape as [number, number, number];
+  const ids = inputIds.toFloat64Values();
+  const positions = Array.from({ length: b }, (_, i) => {
+    const row: number[] = [];
+    for (let t = 0; t < len; t++) if (ids[i * len + t] === imageTokenId) row.push(t);
+    return row;
+  });
+  const n = positions[0]!.length;
+  positions.forEach((row, i) => {
+    if (row.length === 0 || row.length !== n) throw new RangeError(`gatherImagePositions: sequence ${i} holds ${row.length} image tokens (id ${imageTokenId}), sequence 0 holds ${n}; every sequence needs the same one image`);
+  });
+  return torch.scope(() => {
+    const index = torch.tensor(positions, { dtype: "int64", device: hidden.device }); // [B, N]
+    return hidden.gather(1, index.unsqueeze(-1).expand(b, n, h));                    // [B, N, H]
   });
 }
 

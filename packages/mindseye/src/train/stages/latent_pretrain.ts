@@ -9,20 +9,45 @@
 // default with the training set's mean and std per latent and dimension (target_norm
 // standardize), saved beside the model (TARGET_STATS_FILE) so that retrieval normalises its
 // gallery the same way.
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+//
+// `readout` says where the predictions are read; two settings reproduce the alignment baselines
+// of the recent literature as variants of this recipe:
+//   queries      the method: hidden states at the K latent query tokens -> head -> ẑ [B, K, D].
+//   last_token   Mirage-style (Yang et al., "Machine Mental Imagery: Empower Multimodal Reasoning
+//                with Latent Visual Tokens", arXiv:2506.17218): no query tokens; the LM's last hidden
+//                state at the prompt's last position — the one Mirage recasts as its next, latent
+//                visual token — is the prediction itself (head.type identity, a projection only
+//                because our LM and encoder widths differ), distilled towards the pooled image
+//                embedding (K = 1) alongside next-token CE.
+//   image_tokens VIRAL-style (Yoon et al., "Visual Representation Alignment for Multimodal Large
+//                Language Models", arXiv:2509.07979): the model reads the IMAGE and its caption (a
+//                captioning step, CE on the caption), and the hidden states of an intermediate LM
+//                layer (readout_layer) at the image tokens' positions go through a trainable
+//                projector (the head) and are aligned to the frozen encoder's patch features
+//                (pool all) by λ_sim-weighted cosine distance. This variant needs images during
+//                latent pretraining; the others read captions only.
+// Heads of the last two readouts are not part of the saved model (it has no query tokens); they are
+// written beside it (LATENT_READOUT_FILE + .json) for analysis.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { torch, nn, io, type Tensor } from "@mindseye/torch";
-import { MindsEyeVLM } from "../../models/vlm.js";
-import { latentTokens } from "../../models/latent_head.js";
+import { MindsEyeVLM, imageTokenCount } from "../../models/vlm.js";
+import { LatentHead, latentTokens, gatherLastPosition, gatherImagePositions, latentHeadToHfConfig, LATENT_HEAD_TYPES } from "../../models/latent_head.js";
+import { buildExample } from "../../data/vlm_inputs.js";
+import { ConfigError } from "../../config/errors.js";
 import { DataLoader } from "../../data/loader.js";
 import { TargetCache, extractTargets, loadEncoder, encoderFingerprint } from "../../data/targets.js";
-import { latentObjective, termValues, collapseStats, pooledCount, parsePool, targetStats, IGNORE_INDEX, TARGET_NORMS, type ObjectiveConfig, type TargetStats } from "../../objectives/index.js";
+import { latentObjective, termValues, collapseStats, pooledCount, parsePool, targetStats, IGNORE_INDEX, TARGET_NORMS, type ObjectiveConfig, type TargetStats, type PoolSpec } from "../../objectives/index.js";
 import type { Tokenizer } from "../../data/tokenizer.js";
 import type { TargetNorm } from "../../objectives/instance.js";
 import { train, type TrainResult } from "../trainer.js";
-import { captionPairs } from "./vlm_base.js";
-import { TrainSection, trainConfig, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, type StageOptions } from "./common.js";
+import { captionPairs, collateVlm } from "./vlm_base.js";
+import { TrainSection, trainConfig, loadTokenizer, readPreprocessor, loadUsable, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, type StageOptions } from "./common.js";
+
+/** Where the predictions are read (see the header). */
+export const READOUTS = ["queries", "last_token", "image_tokens"] as const;
+export type Readout = (typeof READOUTS)[number];
 
 export const LatentPretrainRecipe = z.strictObject({
   stage: z.literal("latent-pretrain"),
@@ -36,7 +61,11 @@ export const LatentPretrainRecipe = z.strictObject({
   /** Where the target cache is (extracted there first if absent). */
   targets: z.string(),
   pool: z.string().default("grid:4"),
-  head: z.strictObject({ type: z.enum(["linear", "mlp"]).default("mlp"), hidden_size: z.number().int().positive().optional() }).default({ type: "mlp" }),
+  head: z.strictObject({ type: z.enum(LATENT_HEAD_TYPES).default("mlp"), hidden_size: z.number().int().positive().optional() }).default({ type: "mlp" }),
+  /** Where the predictions are read: the K latent queries (the method), the prompt's last position (Mirage-style), the image tokens (VIRAL-style). */
+  readout: z.enum(READOUTS).default("queries"),
+  /** readout image_tokens: the LM hidden state read (0 the embeddings … L the last layer's normed output; negative from the end; null the middle, L/2). */
+  readout_layer: z.number().int().nullable().default(null),
   loss: z.strictObject({
     lambda_nt: z.number().min(0).default(1),
     lambda_sim: z.number().min(0).default(1),
@@ -55,7 +84,39 @@ export const LatentPretrainRecipe = z.strictObject({
 export type LatentPretrainRecipe = z.output<typeof LatentPretrainRecipe>;
 
 interface LatentExample { ids: number[]; labels: number[]; image: string }
-interface LatentBatch { inputIds: Tensor; labels: Tensor; attentionMask: Tensor; targets: Tensor | null }
+interface LatentBatch { inputIds: Tensor; labels: Tensor; attentionMask: Tensor; targets: Tensor | null; pixels?: Tensor }
+
+/**
+ * The readout's settings that only clash with the pooling and the LM's depth, as ConfigErrors
+ * naming the key (the study checks each ablation cell with it before anything runs).
+ * `k` is the pooling's number of latents, `layers` the LM's.
+ */
+export function checkReadout(r: Pick<LatentPretrainRecipe, "pool" | "readout" | "readout_layer">, k: number, layers: number): void {
+  if (r.readout === "last_token" && k !== 1) {
+    throw new ConfigError(`readout last_token predicts one latent (the prompt's last position): pool must give K = 1 (mean or grid:1), got pool ${r.pool} (K = ${k})`);
+  }
+  if (r.readout === "image_tokens" && r.pool !== "all") {
+    throw new ConfigError(`readout image_tokens aligns each image token to its own patch's feature: pool must be all, got ${r.pool}`);
+  }
+  if (r.readout_layer !== null) {
+    if (r.readout !== "image_tokens") throw new ConfigError(`readout_layer is read by readout image_tokens only (readout is ${r.readout}); remove it`);
+    if (r.readout_layer > layers || r.readout_layer < -(layers + 1)) throw new ConfigError(`readout_layer ${r.readout_layer} is not a hidden state of a ${layers}-layer LM (0 … ${layers}, or -1 … -${layers + 1})`);
+  }
+}
+
+/** The hidden-state index readout image_tokens reads, in 0 … L. */
+export function readoutLayerIndex(layer: number | null, layers: number): number {
+  if (layer === null) return Math.floor(layers / 2);
+  return layer < 0 ? layers + 1 + layer : layer;
+}
+
+/** The frozen encoder's pooled features of the world's training images, into a target cache at `out`. */
+export async function extractWorldTargets(o: { world: string; encoder: string; out: string; pool: string; maxErrorRate: number; quiet: boolean }): Promise<void> {
+  await extractTargets({
+    encoderDir: o.encoder, data: { format: "coco", annotations: join(o.world, "captions_train.json"), images: join(o.world, "images") },
+    out: o.out, pool: o.pool, quiet: o.quiet, maxErrorRate: o.maxErrorRate,
+  });
+}
 
 export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOptions = {}): Promise<{ modelDir: string; result: TrainResult }> {
   mkdirSync(r.out, { recursive: true });
@@ -64,10 +125,15 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOpti
   const tok = loadTokenizer(r.world);
   const model = MindsEyeVLM.fromPretrained(r.base);
   model.vision_tower.requiresGrad_(false);
-  const pool = parsePool(r.pool);
+  const pool: PoolSpec = parsePool(r.pool);
   const grid = model.config.vision.gridSize;
   const k = pooledCount(pool, grid * grid);
-  const latentIds = latentTokens(k).map((t) => {
+  const layers = model.config.text.numHiddenLayers;
+  checkReadout(r, k, layers);
+  if (r.readout === "image_tokens" && imageTokenCount(model.config) !== k) {
+    throw new ConfigError(`readout image_tokens: the model reads ${imageTokenCount(model.config)} image tokens but pool all gives ${k} patch targets (a class token kept by vision_feature_select_strategy full?)`);
+  }
+  const latentIds = r.readout !== "queries" ? [] : latentTokens(k).map((t) => {
     const id = tok.tokenToId(t);
     if (id === null) throw new Error(`the tokenizer has no ${t}; pooling ${r.pool} needs ${k} latent tokens (generate the world with --latents ${k} or more)`);
     return id;
@@ -76,12 +142,12 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOpti
   // Targets: the frozen encoder's pooled features of each captioned image, from the cache.
   let cache: TargetCache | null = null;
   let stats: TargetStats | null = null;
+  let head: LatentHead | null = null; // the head of readouts last_token and image_tokens (outside the model)
   let pairs = await captionPairs(r.world, "train");
   const imageIds = imageIdsByPath(r.world);
   if (latentArm) {
-    const annotations = join(r.world, "captions_train.json");
     if (!isCacheComplete(r.targets)) {
-      await extractTargets({ encoderDir: r.encoder, data: { format: "coco", annotations, images: join(r.world, "images") }, out: r.targets, pool: r.pool, quiet: opts.quiet ?? false, maxErrorRate: r.max_error_rate });
+      await extractWorldTargets({ world: r.world, encoder: r.encoder, out: r.targets, pool: r.pool, quiet: opts.quiet ?? false, maxErrorRate: r.max_error_rate });
     }
     const enc = loadEncoder(r.encoder);
     const fingerprint = encoderFingerprint(enc.model, enc.config, enc.preprocessing);
@@ -98,27 +164,62 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOpti
       all.dispose();
     }
     torch.manualSeed(r.seed);
-    model.attachLatentHead({ type: r.head.type, inputSize: model.config.text.hiddenSize, hiddenSize: r.head.hidden_size ?? model.config.text.hiddenSize, latentSize: cache.manifest.d, bias: true },
-      latentIds, { generator: new torch.Generator(r.seed) });
+    const headConfig = { type: r.head.type, inputSize: model.config.text.hiddenSize, hiddenSize: r.head.hidden_size ?? model.config.text.hiddenSize, latentSize: cache.manifest.d, bias: true };
+    if (r.readout === "queries") model.attachLatentHead(headConfig, latentIds, { generator: new torch.Generator(r.seed) });
+    else head = new LatentHead(headConfig, { generator: new torch.Generator(r.seed) });
   }
 
-  // The caption as a user turn, then the K latent queries; CE on the caption only.
-  const examples: LatentExample[] = pairs.map((p) => ({ ...latentInput(tok, p.caption, latentArm ? latentIds : []), image: p.image }));
+  // queries / last_token: the caption as a user turn, then the K latent queries (none for
+  // last_token); CE on the caption only. image_tokens: the image, answered by its caption.
   const pad = tok.specialTokenIds.pad ?? 0;
-  const loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
-    batchSize: r.train.batch_size, seed: r.seed,
-    collate: (batch: LatentExample[]): LatentBatch => {
-      // Left padding keeps every sequence's latent queries at the end, where the head reads them.
-      const T = Math.max(...batch.map((b) => b.ids.length));
-      const left = (row: number[], v: number) => [...Array<number>(T - row.length).fill(v), ...row];
-      return {
-        inputIds: torch.tensor(batch.map((b) => left(b.ids, pad)), { dtype: "int64" }),
-        labels: torch.tensor(batch.map((b) => left(b.labels, IGNORE_INDEX)), { dtype: "int64" }),
-        attentionMask: torch.tensor(batch.map((b) => left(b.ids.map(() => 1), 0)), { dtype: "int64" }),
-        targets: cache ? cache.get(batch.map((b) => imageIds.get(b.image)!)) : null,
-      };
-    },
-  });
+  const targetsOf = (batch: LatentExample[]) => (cache ? cache.get(batch.map((b) => imageIds.get(b.image)!)) : null);
+  let loader: DataLoader<LatentExample, LatentBatch>;
+  let dispose = () => {};
+  if (r.readout === "image_tokens") {
+    const { bank, usable } = await loadUsable(pairs, (p) => [p.image], readPreprocessor(r.encoder), r.max_error_rate, console.error);
+    dispose = () => bank.dispose();
+    const imagesAfterText = model.config.imagePosition === "after_text";
+    const examples = usable.map((p) => ({ ...buildExample(tok, { images: 1, text: "", answer: p.caption, imagesAfterText }, imageTokenCount(model.config)), image: p.image }));
+    const collate = collateVlm(bank, pad);
+    loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
+      batchSize: r.train.batch_size, seed: r.seed,
+      collate: (batch: LatentExample[]): LatentBatch => ({ ...collate(batch.map((b) => ({ ...b, images: [b.image] }))), targets: targetsOf(batch) }),
+    });
+  } else {
+    const examples: LatentExample[] = pairs.map((p) => ({ ...latentInput(tok, p.caption, latentArm ? latentIds : []), image: p.image }));
+    loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
+      batchSize: r.train.batch_size, seed: r.seed,
+      collate: (batch: LatentExample[]): LatentBatch => {
+        // Left padding keeps every sequence's latent queries at the end, where the head reads them.
+        const T = Math.max(...batch.map((b) => b.ids.length));
+        const left = (row: number[], v: number) => [...Array<number>(T - row.length).fill(v), ...row];
+        return {
+          inputIds: torch.tensor(batch.map((b) => left(b.ids, pad)), { dtype: "int64" }),
+          labels: torch.tensor(batch.map((b) => left(b.labels, IGNORE_INDEX)), { dtype: "int64" }),
+          attentionMask: torch.tensor(batch.map((b) => left(b.ids.map(() => 1), 0)), { dtype: "int64" }),
+          targets: targetsOf(batch),
+        };
+      },
+    });
+  }
+
+  const layer = readoutLayerIndex(r.readout_layer, layers);
+  /** logits [B, T, V] and, in the latent arm, the predicted latents [B, K, D]. */
+  const forward = (b: LatentBatch): { logits: Tensor; latents: Tensor | null } => {
+    if (!latentArm) {
+      const logits = b.pixels ? model.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask, pixelValues: b.pixels }).logits
+        : model.language_model.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask }).logits;
+      return { logits, latents: null };
+    }
+    if (r.readout === "queries") return model.predictLatents(b.inputIds, b.attentionMask);
+    if (r.readout === "last_token") {
+      const out = model.language_model.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask });
+      return { logits: out.logits, latents: head!.forward(gatherLastPosition(out.lastHiddenState, b.attentionMask)) }; // [B, 1, D]
+    }
+    const out = model.language_model.forward({ inputsEmbeds: model.embed(b.inputIds, b.pixels), attentionMask: b.attentionMask, outputHiddenStates: true });
+    const h = gatherImagePositions(out.hiddenStates![layer]!, b.inputIds, model.config.imageTokenId); // [B, N, H]
+    return { logits: out.logits, latents: head!.forward(h) }; // [B, N, D]
+  };
 
   const objective: ObjectiveConfig = {
     lambdaNt: r.loss.lambda_nt, lambdaSim: latentArm ? r.loss.lambda_sim : 0, lambdaAlign: latentArm ? r.loss.lambda_align : 0,
@@ -131,9 +232,9 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOpti
   const result = await train({
     model,
     loader: loader as DataLoader<unknown, LatentBatch>,
-    extraParameters: logTemperature ? [logTemperature] : [],
+    extraParameters: [...(logTemperature ? [logTemperature] : []), ...(head ? head.parameters() : [])],
     step: (b) => {
-      const out = latentArm ? model.predictLatents(b.inputIds, b.attentionMask) : { logits: model.language_model.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask }).logits, latents: null };
+      const out = forward(b);
       const temperature = logTemperature ? logTemperature.exp() : r.loss.temperature;
       const terms = latentObjective(objective, { logits: out.logits, labels: b.labels, pred: out.latents, targets: b.targets }, { temperature, scale: 10, bias: -10 });
       if (out.latents) {
@@ -152,6 +253,7 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOpti
   stopIfInterrupted(result, r.out);
   (lastLatents as Tensor | null)?.dispose();
   cache?.dispose();
+  dispose();
   logTemperature?.dispose();
   const modelDir = join(r.out, "model");
   model.savePretrained(modelDir);
@@ -161,10 +263,19 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOpti
     stats.mean.dispose();
     stats.std.dispose();
   }
-  markDone(modelDir, { stage: "latent-pretrain", arm: latentArm ? "latent" : "text-control", steps: result.steps, lastLoss: result.lastLoss });
+  if (head) {
+    io.saveFile(join(modelDir, LATENT_READOUT_FILE), head.stateDict());
+    const info = { readout: r.readout, ...(r.readout === "image_tokens" ? { readout_layer: layer } : {}), pool: r.pool, head: latentHeadToHfConfig(head.config) };
+    writeFileSync(join(modelDir, `${LATENT_READOUT_FILE.replace(/\.safetensors$/, "")}.json`), JSON.stringify(info, null, 2) + "\n");
+    head.parameters().forEach((p) => p.dispose());
+  }
+  markDone(modelDir, { stage: "latent-pretrain", arm: latentArm ? "latent" : "text-control", readout: r.readout, steps: result.steps, lastLoss: result.lastLoss });
   model.parameters().forEach((p) => p.dispose());
   return { modelDir, result };
 }
+
+/** The head of readouts last_token and image_tokens, beside the model (with a .json of where it reads). */
+export const LATENT_READOUT_FILE = "latent_readout.safetensors";
 
 /** The training targets' mean and std [K, D] (target_norm standardize), beside the model's weights. */
 export const TARGET_STATS_FILE = "latent_target_stats.safetensors";
