@@ -18,6 +18,11 @@
 //   concentration[] {arm, fraction, seed, task, byType: {type: {answer, share}}, flagged[]}:
 //                  each model's share of its most common answer per question type (flagged > 80%)
 //   retrieval      the latent arm's alignment before fine-tuning (recall@k, median rank, collapse)
+//   ablations[]    (studies with an ablations section) {name, folder, set: {"loss.lambda_sim": 0.5, …},
+//                  readout, sameAs, fractions?, seeds?, retrieval?}: each cell of the latent arm, the
+//                  keys it changes, the arm it equals when its settings are the same (then not run),
+//                  and its alignment (readout queries only). A run cell is an arm named `name` in
+//                  cells[], concentration[], and comparisons[] as a = name, b = "baseline" and b = "latent".
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { hierarchicalBootstrap, type Interval } from "../eval/stats.js";
@@ -26,9 +31,10 @@ export const ARMS = ["baseline", "control", "latent"] as const;
 export type Arm = (typeof ARMS)[number];
 const ARM_NAMES: Record<Arm, string> = { baseline: "baseline", control: "text control", latent: "latent" };
 
-/** One evaluated model: which arm, fraction, seed and task/split, and its per-question outcomes. */
+/** One evaluated model: which arm (or ablation cell), fraction, seed and task/split, and its per-question outcomes. */
 export interface EvalRun {
-  arm: Arm;
+  /** One of ARMS, or an ablation cell's name. */
+  arm: string;
   fraction: number;
   seed: number;
   /** e.g. "world_gqa/test" */
@@ -41,16 +47,21 @@ export interface EvalRun {
   answers?: { type: string; prediction: string }[];
 }
 
-export interface Cell { arm: Arm; fraction: number; task: string; seeds: number; accuracy: Interval; perSeed: number[] }
-export interface Comparison { a: Arm; b: Arm; fraction: number; task: string; difference: Interval; perSeed: number[] }
+export interface Cell { arm: string; fraction: number; task: string; seeds: number; accuracy: Interval; perSeed: number[] }
+export interface Comparison { a: string; b: Arm; fraction: number; task: string; difference: Interval; perSeed: number[] }
 export type Control =
   | { kind: "fraction"; arm: Arm; task: string; from: number; to: number; difference: Interval; perSeed: number[] }
   | { kind: "blind"; arm: Arm; task: string; fraction: number; accuracy: Interval; difference: Interval; perSeed: number[] };
 export interface Baseline { chance: number; majority: number; textOnly: number; n: number }
-export interface Concentration { arm: Arm; fraction: number; seed: number; task: string; byType: Record<string, { answer: string; share: number }>; flagged: string[] }
+export interface Concentration { arm: string; fraction: number; seed: number; task: string; byType: Record<string, { answer: string; share: number }>; flagged: string[] }
 
 /** Share above which a model's most common answer to a question type is flagged. */
 export const CONCENTRATION_FLAG = 0.8;
+
+const isArm = (name: string): name is Arm => (ARMS as readonly string[]).includes(name);
+/** The three arms first, in their order, then the ablation cells by name. */
+const armOrder = (x: string, y: string) => (isArm(x) ? ARMS.indexOf(x) : ARMS.length) - (isArm(y) ? ARMS.indexOf(y) : ARMS.length) || x.localeCompare(y);
+const armName = (arm: string) => (isArm(arm) ? ARM_NAMES[arm] : arm);
 
 const accuracyOf = (r: EvalRun) => [...r.outcomes.values()].filter(Boolean).length / Math.max(1, r.outcomes.size);
 
@@ -105,14 +116,15 @@ export function summarize(runs: readonly EvalRun[], seed = 0): { cells: Cell[]; 
     const sorted = bySeed(group);
     cells.push({ arm, fraction, task, seeds: group.length, accuracy: hierarchicalBootstrap(matrix(sorted), { seed }), perSeed: sorted.map(accuracyOf) });
   }
-  cells.sort((x, y) => x.task.localeCompare(y.task) || x.fraction - y.fraction || ARMS.indexOf(x.arm) - ARMS.indexOf(y.arm));
+  cells.sort((x, y) => x.task.localeCompare(y.task) || x.fraction - y.fraction || armOrder(x.arm, y.arm));
 
+  // The latent arm against the baseline and the control; each ablation cell against the baseline and the latent arm.
   const comparisons: Comparison[] = [];
-  for (const c of cells.filter((c) => c.arm === "latent")) {
-    for (const other of ["baseline", "control"] as const) {
+  for (const c of cells.filter((c) => !isArm(c.arm) || c.arm === "latent")) {
+    for (const other of c.arm === "latent" ? ["baseline", "control"] as const : ["baseline", "latent"] as const) {
       const b = groups.get(key(other, c.fraction, c.task));
-      const d = b && pairedDifference(groups.get(key("latent", c.fraction, c.task))!, b, seed);
-      if (d) comparisons.push({ a: "latent", b: other, fraction: c.fraction, task: c.task, ...d });
+      const d = b && pairedDifference(groups.get(key(c.arm, c.fraction, c.task))!, b, seed);
+      if (d) comparisons.push({ a: c.arm, b: other, fraction: c.fraction, task: c.task, ...d });
     }
   }
 
@@ -142,7 +154,7 @@ const excludesZero = (i: Interval) => i.low > 0 || i.high < 0;
 
 /** The results table: one row per task × fraction, one column per arm (with per-seed values), then the differences. */
 export function markdownTable(cells: Cell[], comparisons: Comparison[], baselines: Record<string, Baseline> = {}): string {
-  const rows = [...new Set(cells.map((c) => `${c.task}|${c.fraction}`))];
+  const rows = [...new Set(cells.filter((c) => isArm(c.arm)).map((c) => `${c.task}|${c.fraction}`))];
   const lines = [
     "| task | fraction | text-only | baseline | text control | latent | latent − baseline | latent − control |",
     "|---|---|---|---|---|---|---|---|",
@@ -151,7 +163,7 @@ export function markdownTable(cells: Cell[], comparisons: Comparison[], baseline
     const [task, f] = row.split("|") as [string, string];
     const fraction = Number(f);
     const cell = (arm: Arm) => cells.find((c) => c.task === task && c.fraction === fraction && c.arm === arm);
-    const cmp = (b: Arm) => comparisons.find((c) => c.task === task && c.fraction === fraction && c.b === b);
+    const cmp = (b: Arm) => comparisons.find((c) => c.task === task && c.fraction === fraction && c.a === "latent" && c.b === b);
     const show = (x: Cell | undefined) => (x ? `${interval(x.accuracy)}<br>(${seedsOf(x.perSeed)})` : "–");
     const diff = (x: Comparison | undefined) => (x ? `${signed(x.difference)}${excludesZero(x.difference) ? " *" : ""}<br>(${seedsOf(x.perSeed)})` : "–");
     const base = baselines[task];
@@ -188,7 +200,7 @@ function concentrationLines(conc: Concentration[]): string[] {
   for (const g of groups.values()) {
     const worst = g.map((c) => Math.max(...Object.values(c.byType).map((t) => t.share)));
     const flagged = [...new Set(g.flatMap((c) => c.flagged))];
-    lines.push(`| ${ARM_NAMES[g[0]!.arm]} | ${g[0]!.fraction} | ${g[0]!.task} | ${seedsOf(worst)} | ${flagged.length ? `⚠ ${flagged.join(", ")}` : "none"} |`);
+    lines.push(`| ${armName(g[0]!.arm)} | ${g[0]!.fraction} | ${g[0]!.task} | ${seedsOf(worst)} | ${flagged.length ? `⚠ ${flagged.join(", ")}` : "none"} |`);
   }
   return lines;
 }
@@ -202,7 +214,53 @@ export interface ReportMeta {
   /** One line per evaluation that skipped bad records or images (none: every question was scored). */
   skipped?: string[];
   retrieval?: RetrievalSummary;
+  ablations?: AblationSummary[];
   [key: string]: unknown;
+}
+
+/** An ablation cell as results.json lists it (see the header). */
+export interface AblationSummary {
+  name: string;
+  /** Its folder under stages/ablations, finetune/ and eval/. */
+  folder: string;
+  /** The latent_pretrain keys it sets (dotted) and their values. */
+  set: Record<string, string | number | boolean | null>;
+  readout: string;
+  /** The arm or earlier cell with the same settings (then it was not run), or null. */
+  sameAs: string | null;
+  fractions?: readonly number[];
+  seeds?: readonly number[];
+  /** Alignment before fine-tuning (cells that read latent queries). */
+  retrieval?: RetrievalSummary;
+}
+
+/**
+ * The ablation table: one row per task × fraction × cell (the latent arm first, as the reference),
+ * each cell's accuracy and its paired differences from the baseline and from the latent arm, and
+ * its alignment before fine-tuning (recall@1, median rank).
+ */
+export function ablationTable(cells: Cell[], comparisons: Comparison[], ablations: readonly AblationSummary[], latentRetrieval?: RetrievalSummary): string[] {
+  const byName = new Map(ablations.map((a) => [a.name, a]));
+  const rows = cells.filter((c) => c.arm === "latent" || byName.has(c.arm));
+  if (rows.length === 0) return [];
+  const lines = [
+    "| task | fraction | cell | sets | accuracy | − baseline | − latent | recall@1 | median rank |",
+    "|---|---|---|---|---|---|---|---|---|",
+  ];
+  const fractions = new Set(rows.filter((c) => c.arm !== "latent").map((c) => `${c.task}|${c.fraction}`));
+  for (const c of rows) {
+    if (!fractions.has(`${c.task}|${c.fraction}`)) continue; // the latent arm where no cell was fine-tuned
+    const cmp = (b: Arm) => comparisons.find((x) => x.a === c.arm && x.b === b && x.task === c.task && x.fraction === c.fraction);
+    const diff = (x: Comparison | undefined) => (x ? `${signed(x.difference)}${excludesZero(x.difference) ? " *" : ""}` : "–");
+    const a = byName.get(c.arm);
+    const r = a ? a.retrieval : latentRetrieval;
+    const r1 = r ? Object.entries(r.recall).find(([k]) => k.replace(/^\D*/, "") === "1")?.[1] : undefined;
+    const sets = a ? Object.entries(a.set).map(([k, v]) => `${k}=${String(v)}`).join(", ") : "(the latent arm)";
+    lines.push(`| ${c.task} | ${c.fraction} | ${c.arm} | ${sets} | ${interval(c.accuracy)}<br>(${seedsOf(c.perSeed)}) | ${diff(cmp("baseline"))} | ${c.arm === "latent" ? "–" : diff(cmp("latent"))} | ${r1 ? pct(r1.mean) : "–"} | ${r ? r.medianRank : "–"} |`);
+  }
+  const same = ablations.filter((a) => a.sameAs !== null);
+  if (same.length > 0) lines.push("", `Not run (the same settings as another arm or cell): ${same.map((a) => `${a.name} = ${a.sameAs}`).join("; ")}.`);
+  return lines;
 }
 
 /** Whether the study can see anything: the baseline's positive control excludes 0 on world_gqa/test. */
@@ -245,6 +303,14 @@ export function writeReport(dir: string, runs: EvalRun[], meta: ReportMeta): { m
     "",
     meta.skipped && meta.skipped.length > 0 ? `Skipped input (each evaluation's results.json lists it):\n\n${meta.skipped.map((l) => `- ${l}`).join("\n")}` : "Skipped input: none (every evaluated question and image was read).",
     ...retrievalLines(meta.retrieval),
+    ...(meta.ablations && meta.ablations.length > 0 ? [
+      "",
+      "## Ablations",
+      "",
+      "Cells of the latent arm with some latent-pretraining keys changed, each fine-tuned and evaluated like an arm. Differences are paired (same seeds, same questions); * marks an interval that excludes 0. Recall@1 and median rank: the cell's test captions retrieving their images from imagined latents before fine-tuning (– for readouts without latent queries).",
+      "",
+      ...ablationTable(cells, comparisons, meta.ablations, meta.retrieval),
+    ] : []),
   ].join("\n");
   writeFileSync(join(dir, "results.md"), markdown + "\n");
   writeFileSync(join(dir, "results.json"), JSON.stringify({
@@ -252,8 +318,10 @@ export function writeReport(dir: string, runs: EvalRun[], meta: ReportMeta): { m
     intervals: "95%, hierarchical bootstrap: seeds resampled with replacement, then questions (paired for differences)",
     meaningful, cells, comparisons, controls, concentration: conc,
   }, null, 2) + "\n");
-  const csv = ["task,fraction,arm,seeds,accuracy,low,high,per_seed", ...cells.map((c) => `${c.task},${c.fraction},${c.arm},${c.seeds},${c.accuracy.mean},${c.accuracy.low},${c.accuracy.high},${c.perSeed.join(";")}`)];
-  csv.push("", "task,fraction,comparison,difference,low,high,per_seed", ...comparisons.map((c) => `${c.task},${c.fraction},${c.a}-${c.b},${c.difference.mean},${c.difference.low},${c.difference.high},${c.perSeed.join(";")}`));
+  // Cell names may hold commas (latent[similarity=l2,alignment=siglip]): quoted as RFC 4180 does.
+  const q = (field: string) => (/[",\n]/.test(field) ? `"${field.replace(/"/g, '""')}"` : field);
+  const csv = ["task,fraction,arm,seeds,accuracy,low,high,per_seed", ...cells.map((c) => `${c.task},${c.fraction},${q(c.arm)},${c.seeds},${c.accuracy.mean},${c.accuracy.low},${c.accuracy.high},${c.perSeed.join(";")}`)];
+  csv.push("", "task,fraction,comparison,difference,low,high,per_seed", ...comparisons.map((c) => `${c.task},${c.fraction},${q(`${c.a}-${c.b}`)},${c.difference.mean},${c.difference.low},${c.difference.high},${c.perSeed.join(";")}`));
   csv.push("", "task,control,arm,difference,low,high,per_seed", ...controls.map((c) => `${c.task},${c.kind},${c.arm},${c.difference.mean},${c.difference.low},${c.difference.high},${c.perSeed.join(";")}`));
   writeFileSync(join(dir, "results.csv"), csv.join("\n") + "\n");
   return { markdown };

@@ -4,6 +4,13 @@
 //                                     ├─ latent-pretrain (λ_sim = λ_align = 0) ─ control ─┼→ finetune × fraction × seed → eval
 //                                     └─ latent-pretrain (full loss) ─────────── latent ──┘
 //   + the blind control: each arm's largest-fraction models evaluated with shuffled images
+//   + ablations: cells of the latent arm with some latent-pretraining keys changed (a full product
+//     `grids` or named `variants`), each pre-trained from the same base VLM on a target cache of its
+//     pooling (stages/targets/<pool>, shared by the cells that pool alike), fine-tuned at the
+//     study's (or the section's) fractions and seeds, and evaluated like an arm named after the cell
+//
+// `planStudy` lists every step with what a run would do to it (skip, run, or stop on a change)
+// without running or writing anything.
 //
 // Every step writes its outputs under the study folder and a marker (steps/<its folder>.json)
 // holding the fingerprint of the settings that made it and of the steps it read. A finished step whose
@@ -16,17 +23,128 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, relative, sep } from "node:path";
 import { z } from "zod";
-import { loadRecipe } from "../config/recipe.js";
+import { loadRecipe, setPath, validate } from "../config/recipe.js";
 import { ConfigError } from "../config/errors.js";
 import { generateWorld, resolveWorldOptions } from "../world/generate.js";
 import { runWorldEncoder, runVlmBase, runLatentPretrain, runFinetune, WorldEncoderRecipe, VlmBaseRecipe, LatentPretrainRecipe, FinetuneRecipe } from "../train/stages/index.js";
+import { checkReadout, extractWorldTargets } from "../train/stages/latent_pretrain.js";
 import { evaluate } from "../eval/run.js";
 import { evaluateRetrieval, type RetrievalResults } from "../analysis/retrieval.js";
 import { blindBaselines } from "./baselines.js";
 import { parsePool, pooledCount } from "../objectives/index.js";
-import { writeReport, ARMS, type Arm, type Baseline, type EvalRun } from "./report.js";
+import { writeReport, ARMS, type Baseline, type EvalRun, type RetrievalSummary, type AblationSummary } from "./report.js";
 
 const common = { stage: true, world: true, out: true, seed: true } as const;
+
+/** The study's latent_pretrain section: the stage's recipe without what the study decides. */
+const StudyLatentPretrain = LatentPretrainRecipe.omit({ ...common, encoder: true, base: true, targets: true });
+type StudyLatentPretrain = z.output<typeof StudyLatentPretrain>;
+
+const AblationValue = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+type AblationValue = z.output<typeof AblationValue>;
+
+/**
+ * Cells of the latent arm, each with some latent_pretrain keys (dotted: loss.lambda_sim, pool,
+ * head.type, readout, …) set otherwise. A cell whose settings equal the latent arm's (or the text
+ * control's, or an earlier cell's) is not run again: the report names what it equals.
+ * ```yaml
+ * ablations:
+ *   grids: [{ loss.lambda_sim: [0.1, 0.5, 2] }]                    # latent[lambda_sim=0.1], …
+ *   variants: [{ name: mirage, set: { readout: last_token, head.type: identity, pool: mean } }]
+ *   fractions: [0.05]                                              # default: the study's
+ * ```
+ */
+export const AblationsSection = z.strictObject({
+  /** Full products: every combination of the values listed is one cell, named latent[key=value,…]. */
+  grids: z.array(z.record(z.string(), z.array(AblationValue).min(1))).default([]),
+  /** Named cells: the latent arm with `set` applied. */
+  variants: z.array(z.strictObject({
+    name: z.string().regex(/^[A-Za-z][\w.-]*$/, "a name of letters, digits, _ . - (it names the cell's folders)"),
+    set: z.record(z.string(), AblationValue),
+  })).default([]),
+  /** The fractions each cell is fine-tuned at: a subset of the study's (null: all of them). */
+  fractions: z.array(z.number().gt(0).max(1)).min(1).nullable().default(null),
+  /** The seeds each cell is fine-tuned with: a subset of the study's (null: all of them). */
+  seeds: z.array(z.number().int().min(0)).min(1).nullable().default(null),
+}).default({ grids: [], variants: [], fractions: null, seeds: null });
+
+/** One ablation cell: its arm name, folder name, the keys it sets and its resolved latent_pretrain. */
+export interface AblationCell {
+  name: string;
+  folder: string;
+  set: Record<string, AblationValue>;
+  recipe: StudyLatentPretrain;
+  /** The arm or earlier cell with exactly these settings (then the cell is not run), or null. */
+  sameAs: string | null;
+}
+
+const DOTTED = /^[A-Za-z_]\w*(\.\w+)*$/;
+
+/** A grid cell's name: latent[lambda_sim=0.5,pool=mean] (keys under loss. without the prefix). */
+function gridCellName(set: Record<string, AblationValue>): string {
+  return `latent[${Object.entries(set).map(([k, v]) => `${k.replace(/^loss\./, "")}=${String(v)}`).join(",")}]`;
+}
+
+/** Folder-safe form of a cell name: latent[lambda_sim=0.5] -> latent_lambda_sim-0.5. */
+function cellFolder(name: string): string {
+  return name.replace(/\[|,/g, "_").replace(/=/g, "-").replace(/[^\w.-]/g, "");
+}
+
+/** Every combination of the grid's values, in the order written (the last key varies fastest). */
+function product(grid: Record<string, AblationValue[]>): Record<string, AblationValue>[] {
+  return Object.entries(grid).reduce<Record<string, AblationValue>[]>(
+    (cells, [key, values]) => cells.flatMap((cell) => values.map((v) => ({ ...cell, [key]: v }))), [{}]);
+}
+
+/**
+ * The study's ablation cells, each validated as a latent_pretrain section (an unknown key or a
+ * value the schema refuses is a ConfigError naming the cell and the key) and against the study's
+ * world, encoder and LM (pooling, readout).
+ */
+export function resolveAblations(c: StudyConfig): AblationCell[] {
+  const a = c.ablations;
+  const specs = [
+    ...a.grids.flatMap((grid, i) => {
+      if (Object.keys(grid).length === 0) throw new ConfigError(`ablations.grids.${i}: an empty grid; list at least one key with its values`);
+      return product(grid).map((set) => ({ name: gridCellName(set), set }));
+    }),
+    ...a.variants.map((v) => ({ name: v.name, set: v.set })),
+  ];
+  const key = (r: StudyLatentPretrain) => JSON.stringify(r);
+  const seen = new Map<string, string>([
+    [key(c.latent_pretrain), "latent"],
+    [key({ ...c.latent_pretrain, loss: { ...c.latent_pretrain.loss, lambda_sim: 0, lambda_align: 0 } }), "control"],
+  ]);
+  const names = new Set<string>(ARMS), folders = new Set<string>(ARMS);
+  const cells: AblationCell[] = [];
+  for (const { name, set } of specs) {
+    const where = `ablations: ${name}`;
+    const folder = cellFolder(name);
+    if (names.has(name) || folders.has(folder)) throw new ConfigError(`${where}: the name${names.has(name) ? "" : ` (folder ${folder})`} is taken by an arm or another cell; rename the variant`);
+    names.add(name);
+    folders.add(folder);
+    if (Object.keys(set).length === 0) throw new ConfigError(`${where}: sets no key (set: {loss.lambda_sim: 0.5, …})`);
+    const data = structuredClone(c.latent_pretrain) as unknown as Parameters<typeof setPath>[0];
+    for (const [k, v] of Object.entries(set)) {
+      if (!DOTTED.test(k)) throw new ConfigError(`${where}: "${k}" is not a dotted key of latent_pretrain (e.g. loss.lambda_sim)`);
+      try {
+        setPath(data, k.split("."), v);
+      } catch (e) {
+        throw new ConfigError(`${where}: latent_pretrain.${k}: ${(e instanceof Error ? e.message : String(e)).replace(/^--set [^:]*: /, "")}`);
+      }
+    }
+    const recipe = validate(StudyLatentPretrain, data, `${where} (keys of latent_pretrain)`);
+    checkLatentPretrain(c, recipe, `${where}: latent_pretrain`);
+    const sameAs = seen.get(key(recipe)) ?? null;
+    if (sameAs === null) seen.set(key(recipe), name);
+    cells.push({ name, folder, set, recipe, sameAs });
+  }
+  for (const [what, sub, all] of [["fractions", a.fractions, c.fractions], ["seeds", a.seeds, c.seeds]] as const) {
+    const extra = (sub ?? []).filter((x) => !(all as readonly number[]).includes(x));
+    if (extra.length > 0) throw new ConfigError(`ablations.${what}: ${extra.join(", ")} not among the study's ${what} ${JSON.stringify(all)}; each cell is compared with the arms at the same ${what}`);
+  }
+  return cells;
+}
 
 export const StudyConfig = z.strictObject({
   name: z.string().default("study"),
@@ -42,7 +160,7 @@ export const StudyConfig = z.strictObject({
   /** Each stage's recipe without what the study decides (stage, world, out, seed, inputs). */
   world_encoder: WorldEncoderRecipe.omit(common),
   vlm_base: VlmBaseRecipe.omit({ ...common, encoder: true }),
-  latent_pretrain: LatentPretrainRecipe.omit({ ...common, encoder: true, base: true, targets: true }),
+  latent_pretrain: StudyLatentPretrain,
   finetune: FinetuneRecipe.omit({ ...common, model: true, fraction: true }),
   fractions: z.array(z.number().gt(0).max(1)).min(1),
   seeds: z.array(z.number().int().min(0)).min(1),
@@ -54,6 +172,7 @@ export const StudyConfig = z.strictObject({
     /** Also evaluate each arm's largest-fraction models with images shuffled across questions (on the first split). */
     blind: z.boolean().default(true),
   }).default({ tasks: ["world_gqa", "world_sqa", "world_jigsaw"], splits: ["test", "test_novel"], limit: null, batch_size: 32, blind: true }),
+  ablations: AblationsSection,
 });
 export type StudyConfig = z.output<typeof StudyConfig>;
 
@@ -68,16 +187,31 @@ export function loadStudy(path: string, overrides: string[] = []): StudyConfig {
 export function checkStudy(c: StudyConfig): StudyConfig {
   const patch = c.world_encoder.encoder.patch_size;
   if (c.world.size % patch !== 0) throw new ConfigError(`world_encoder.encoder.patch_size ${patch} does not divide world.size ${c.world.size}`);
+  checkLatentPretrain(c, c.latent_pretrain, "latent_pretrain");
+  resolveAblations(c);
+  return c;
+}
+
+/** A latent_pretrain section (the study's or a cell's) against the world, its encoder and the LM. */
+function checkLatentPretrain(c: StudyConfig, lp: StudyLatentPretrain, where: string): void {
+  const grid = c.world.size / c.world_encoder.encoder.patch_size;
   let k: number;
   try {
-    k = pooledCount(parsePool(c.latent_pretrain.pool), (c.world.size / patch) ** 2);
+    const pool = parsePool(lp.pool);
+    // The world's encoder is SigLIP-style (world_encoder.ts): it has no class token.
+    if (pool === "cls") throw new Error("pooling cls: the world's encoder has no class token (use mean or grid:K)");
+    k = pooledCount(pool, grid * grid);
   } catch (e) {
-    throw new ConfigError(`latent_pretrain.pool: ${e instanceof Error ? e.message : String(e)}`);
+    throw new ConfigError(`${where}.pool: ${e instanceof Error ? e.message : String(e)}`);
   }
-  if (k > c.world.latents) throw new ConfigError(`latent_pretrain.pool ${c.latent_pretrain.pool} needs ${k} latent tokens but world.latents is ${c.world.latents}; raise world.latents to ${k}`);
-  const grid = c.world.size / patch, side = Math.sqrt(k);
-  if (c.latent_pretrain.pool.startsWith("grid:") && side > grid) throw new ConfigError(`latent_pretrain.pool ${c.latent_pretrain.pool} pools a ${grid}×${grid} patch grid into ${side}×${side} cells; use grid:${grid * grid} or fewer`);
-  return c;
+  if (lp.readout === "queries" && k > c.world.latents) throw new ConfigError(`${where}.pool ${lp.pool} needs ${k} latent tokens but world.latents is ${c.world.latents}; raise world.latents to ${k}`);
+  const side = Math.sqrt(k);
+  if (lp.pool.startsWith("grid:") && side > grid) throw new ConfigError(`${where}.pool ${lp.pool} pools a ${grid}×${grid} patch grid into ${side}×${side} cells; use grid:${grid * grid} or fewer`);
+  try {
+    checkReadout(lp, k, c.vlm_base.lm.layers);
+  } catch (e) {
+    throw new ConfigError(`${where}: ${e instanceof Error ? e.message : String(e)}`);
+  }
 }
 
 export interface StudyResult { dir: string; markdown: string; evaluations: number }
@@ -103,6 +237,7 @@ function readMarker(path: string): StepMarker | null {
 /** Dotted keys whose values differ between two settings objects (for the message). */
 function changedKeys(a: unknown, b: unknown, prefix = ""): string[] {
   if (JSON.stringify(a) === JSON.stringify(b)) return [];
+  if (Array.isArray(a) && Array.isArray(b) && a.length === b.length) return a.flatMap((x, i) => changedKeys(x, b[i], prefix ? `${prefix}.${i}` : String(i)));
   if (a && b && typeof a === "object" && typeof b === "object" && !Array.isArray(a) && !Array.isArray(b)) {
     const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
     return keys.flatMap((k) => changedKeys((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k));
@@ -110,16 +245,53 @@ function changedKeys(a: unknown, b: unknown, prefix = ""): string[] {
   return [prefix || "(all)"];
 }
 
+/** What `planStudy` reports of each step: what a run would do to it. */
+export interface PlannedStep {
+  what: string;
+  out: string;
+  kind: StepKind;
+  /** done: skipped; run: run (or resumed); changed: made otherwise, a run stops on it without --force. */
+  status: "done" | "run" | "changed";
+}
+export type StepKind = "world" | "world-encoder" | "vlm-base" | "targets" | "latent-pretrain" | "retrieval" | "finetune" | "eval";
+
+/**
+ * Every step of the study in order, with what a run would do to it, from the markers in the
+ * study folder; nothing runs and nothing is written. A step downstream of one that would run is
+ * "changed" when it was made before (a run redoes it), "run" when it never was.
+ * ```ts
+ * const steps = await planStudy(loadStudy("configs/ablations.yaml"));
+ * steps.filter((s) => s.status !== "done").length;   // steps a run would do
+ * ```
+ */
+export async function planStudy(c: StudyConfig): Promise<PlannedStep[]> {
+  const plan: PlannedStep[] = [];
+  await drive(c, { log: () => {}, quiet: true, force: false, plan });
+  return plan;
+}
+
+/** Seconds a plan takes at `seconds` per step of each kind (a step already done costs nothing). */
+export function estimateSeconds(plan: readonly PlannedStep[], seconds: Readonly<Record<StepKind, number>>): number {
+  return plan.reduce((total, s) => total + (s.status === "done" ? 0 : seconds[s.kind]), 0);
+}
+
 export async function runStudy(c: StudyConfig, opts: { log?: (line: string) => void; quiet?: boolean; force?: boolean } = {}): Promise<StudyResult> {
+  return (await drive(c, { log: opts.log ?? ((l: string) => console.log(l)), quiet: opts.quiet ?? true, force: opts.force ?? false, plan: null }))!;
+}
+
+/** The study, run — or, with `plan`, only listed into it (then nothing runs and null is returned). */
+async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet: boolean; force: boolean; plan: PlannedStep[] | null }): Promise<StudyResult | null> {
   checkStudy(c);
-  const log = opts.log ?? ((l: string) => console.log(l));
-  const quiet = opts.quiet ?? true;
+  const cells = resolveAblations(c);
+  const { log, quiet, plan } = opts;
   const dir = c.out;
-  mkdirSync(dir, { recursive: true });
   // The resolved settings describe the results: written for a new study, and again when a run
   // finishes — never over finished results by a run that then stops on a changed step.
   const resolved = join(dir, "study.resolved.json");
-  if (!existsSync(resolved)) writeFileSync(resolved, JSON.stringify(c, null, 2) + "\n");
+  if (!plan) {
+    mkdirSync(dir, { recursive: true });
+    if (!existsSync(resolved)) writeFileSync(resolved, JSON.stringify(c, null, 2) + "\n");
+  }
   const t0 = performance.now();
   const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(0)} s`;
 
@@ -128,18 +300,24 @@ export async function runStudy(c: StudyConfig, opts: { log?: (line: string) => v
    * `settings` are what decide its output; `inputs` the tokens of the steps it reads. Returns
    * this step's token (its fingerprint and finish time: a redone step changes its readers').
    */
-  const step = async (what: string, out: string, settings: unknown, inputs: string[], fn: () => Promise<unknown>): Promise<string> => {
+  const step = async (kind: StepKind, what: string, out: string, settings: unknown, inputs: string[], fn: () => Promise<unknown>): Promise<string> => {
     const fingerprint = sha({ settings, inputs });
     const markerPath = stepMarkerPath(dir, out);
     const marker = readMarker(markerPath);
-    if (marker?.fingerprint === fingerprint && marker.complete) {
+    const done = marker?.fingerprint === fingerprint && marker.complete;
+    const changed = !done && existsSync(out) && readdirSync(out).length > 0 && marker?.fingerprint !== fingerprint;
+    if (plan) {
+      plan.push({ what, out, kind, status: done ? "done" : changed ? "changed" : "run" });
+      return done ? sha([fingerprint, marker.finished]) : sha([fingerprint, "planned"]);
+    }
+    if (done) {
       log(`[skip] ${what} (done)`);
       return sha([fingerprint, marker.finished]);
     }
-    if (existsSync(out) && readdirSync(out).length > 0 && marker?.fingerprint !== fingerprint) {
-      const changed = marker === null ? [] : changedKeys(marker.settings, settings);
+    if (changed) {
+      const keys = marker === null ? [] : changedKeys(marker.settings, settings);
       const why = marker === null ? "holds outputs this study did not record"
-        : changed.length > 0 ? `was made with other settings (changed: ${changed.join(", ")})`
+        : keys.length > 0 ? `was made with other settings (changed: ${keys.join(", ")})`
           : "was made from earlier results of the steps it reads";
       if (!opts.force) {
         throw new ConfigError(`${what}: ${out} ${why}. Rerun with --force to redo it and every step after it, or give the study a new folder (--set out=…).`);
@@ -163,7 +341,7 @@ export async function runStudy(c: StudyConfig, opts: { log?: (line: string) => v
 
   // 1. The world. Generation writes into an empty folder: a partial world is cleared first.
   const world = join(dir, "world");
-  const worldToken = await step(`world: ${c.world.scenes} scenes`, world, c.world, [], async () => {
+  const worldToken = await step("world", `world: ${c.world.scenes} scenes`, world, c.world, [], async () => {
     rmSync(world, { recursive: true, force: true });
     await generateWorld(resolveWorldOptions({ out: world, scenes: c.world.scenes, seed: c.world.seed, size: c.world.size, latents: c.world.latents, log: () => {} }));
   });
@@ -171,77 +349,112 @@ export async function runStudy(c: StudyConfig, opts: { log?: (line: string) => v
   // 2. The frozen encoder, the base VLM, and the two pretraining arms.
   const stages = join(dir, "stages");
   const encoderRun = join(stages, "world-encoder"), encoder = join(encoderRun, "encoder");
-  const encoderToken = await step("stage 1: world-encoder", encoderRun, [c.world_encoder, c.seed], [worldToken], () =>
+  const encoderToken = await step("world-encoder", "stage 1: world-encoder", encoderRun, [c.world_encoder, c.seed], [worldToken], () =>
     runWorldEncoder(WorldEncoderRecipe.parse({ ...c.world_encoder, stage: "world-encoder", seed: c.seed, world, out: encoderRun }), { quiet }));
   const baseRun = join(stages, "vlm-base"), base = join(baseRun, "model");
-  const baseToken = await step("stage 2: vlm-base (captioning)", baseRun, [c.vlm_base, c.seed], [worldToken, encoderToken], () =>
+  const baseToken = await step("vlm-base", "stage 2: vlm-base (captioning)", baseRun, [c.vlm_base, c.seed], [worldToken, encoderToken], () =>
     runVlmBase(VlmBaseRecipe.parse({ ...c.vlm_base, stage: "vlm-base", seed: c.seed, world, encoder, out: baseRun }), { quiet }));
   const targets = join(stages, `targets-${c.latent_pretrain.pool.replace(":", "")}`);
   const pretrainTokens = {} as Record<"control" | "latent", string>;
   for (const arm of ["control", "latent"] as const) {
     const loss = arm === "control" ? { ...c.latent_pretrain.loss, lambda_sim: 0, lambda_align: 0 } : c.latent_pretrain.loss;
     const recipe = LatentPretrainRecipe.parse({ ...c.latent_pretrain, loss, stage: "latent-pretrain", seed: c.seed, world, encoder, base, targets, out: join(stages, `pretrain-${arm}`) });
-    pretrainTokens[arm] = await step(`stage 3: latent-pretrain, ${arm === "control" ? "text control (λ_sim = λ_align = 0)" : "latent (full loss)"}`, recipe.out,
+    pretrainTokens[arm] = await step("latent-pretrain", `stage 3: latent-pretrain, ${arm === "control" ? "text control (λ_sim = λ_align = 0)" : "latent (full loss)"}`, recipe.out,
       [c.latent_pretrain, loss, c.seed], [worldToken, encoderToken, baseToken], async () => {
         // The target cache belongs to this study's encoder and world: a stale one is remade.
         if (arm === "latent") rmSync(targets, { recursive: true, force: true });
         await runLatentPretrain(recipe, { quiet });
       });
   }
-  // Alignment of the latent arm: retrieval of each test image from its imagined latents.
-  const retrievalDir = join(dir, "eval", "retrieval-test");
-  await step("eval: world_retrieval of the latent arm (test captions)", retrievalDir, "retrieval", [pretrainTokens.latent], async () => {
-    rmSync(join(dir, "gallery"), { recursive: true, force: true });
-    await evaluateRetrieval({ modelDir: join(stages, "pretrain-latent", "model"), dataDir: world, encoderDir: encoder, out: retrievalDir, cacheRoot: join(dir, "gallery"), quiet });
-  });
-  const retrieval = JSON.parse(readFileSync(join(retrievalDir, "results.json"), "utf8")) as RetrievalResults;
-
-  const start: Record<Arm, { dir: string; token: string }> = {
-    baseline: { dir: base, token: baseToken },
-    control: { dir: join(stages, "pretrain-control", "model"), token: pretrainTokens.control },
-    latent: { dir: join(stages, "pretrain-latent", "model"), token: pretrainTokens.latent },
+  // Alignment: each test image retrieved among the others from its caption's imagined latents.
+  const retrievalOf = async (what: string, modelDir: string, out: string, token: string): Promise<RetrievalSummary | null> => {
+    await step("retrieval", what, out, "retrieval", [token], async () => {
+      if (out === join(dir, "eval", "retrieval-test")) rmSync(join(dir, "gallery"), { recursive: true, force: true });
+      await evaluateRetrieval({ modelDir, dataDir: world, encoderDir: encoder, out, cacheRoot: join(dir, "gallery"), quiet });
+    });
+    if (plan) return null;
+    const r = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as RetrievalResults;
+    return { n: r.n, recall: r.recall, chance: r.chance, medianRank: r.medianRank, galleryImages: r.gallery.images, ...(r.collapse ? { collapse: r.collapse } : {}) };
   };
+  const retrieval = await retrievalOf("eval: world_retrieval of the latent arm (test captions)", join(stages, "pretrain-latent", "model"), join(dir, "eval", "retrieval-test"), pretrainTokens.latent);
 
-  // 3. Fine-tune every arm × fraction × seed, and evaluate each (the largest fraction also blind).
+  // 3. The ablation cells: a target cache per pooling, then each cell's pretraining and alignment.
+  interface Start { name: string; folder: string; dir: string; token: string; fractions: readonly number[]; seeds: readonly number[]; blind: boolean }
+  const starts: Start[] = [
+    { name: "baseline", folder: "baseline", dir: base, token: baseToken, fractions: c.fractions, seeds: c.seeds, blind: true },
+    { name: "control", folder: "control", dir: join(stages, "pretrain-control", "model"), token: pretrainTokens.control, fractions: c.fractions, seeds: c.seeds, blind: true },
+    { name: "latent", folder: "latent", dir: join(stages, "pretrain-latent", "model"), token: pretrainTokens.latent, fractions: c.fractions, seeds: c.seeds, blind: true },
+  ];
+  const ablations: AblationSummary[] = [];
+  const targetTokens = new Map<string, string>();
+  for (const cell of cells) {
+    const summary: AblationSummary = { name: cell.name, folder: cell.folder, set: cell.set, readout: cell.recipe.readout, sameAs: cell.sameAs };
+    ablations.push(summary);
+    if (cell.sameAs !== null) {
+      log(`[same] ablation ${cell.name}: the settings of ${cell.sameAs}`);
+      continue;
+    }
+    const pool = cell.recipe.pool, cache = join(stages, "targets", pool.replace(":", ""));
+    if (!targetTokens.has(pool)) {
+      targetTokens.set(pool, await step("targets", `targets: the encoder's ${pool} features of the training images`, cache, pool, [worldToken, encoderToken], async () => {
+        rmSync(cache, { recursive: true, force: true });
+        await extractWorldTargets({ world, encoder, out: cache, pool, maxErrorRate: c.latent_pretrain.max_error_rate, quiet });
+      }));
+    }
+    const out = join(stages, "ablations", cell.folder);
+    const recipe = LatentPretrainRecipe.parse({ ...cell.recipe, stage: "latent-pretrain", seed: c.seed, world, encoder, base, targets: cache, out });
+    const token = await step("latent-pretrain", `stage 3: latent-pretrain, ablation ${cell.name}`, out, { latent_pretrain: cell.recipe, seed: c.seed }, [worldToken, encoderToken, baseToken, targetTokens.get(pool)!],
+      () => runLatentPretrain(recipe, { quiet }));
+    // Retrieval reads the latent queries; the other readouts have none (their heads lie beside the model).
+    if (cell.recipe.readout === "queries") {
+      const r = await retrievalOf(`eval: world_retrieval of ablation ${cell.name} (test captions)`, join(out, "model"), join(dir, "eval", cell.folder, "retrieval-test"), token);
+      if (r) summary.retrieval = r;
+    }
+    const fractions = c.ablations.fractions ?? c.fractions, seeds = c.ablations.seeds ?? c.seeds;
+    Object.assign(summary, { fractions, seeds });
+    starts.push({ name: cell.name, folder: cell.folder, dir: join(out, "model"), token, fractions, seeds, blind: false });
+  }
+
+  // 4. Fine-tune every arm and cell × fraction × seed, and evaluate each (the arms' largest fraction also blind).
   const runs: EvalRun[] = [];
   const skips: string[] = []; // every evaluation's skipped records, for the report
   const largest = Math.max(...c.fractions);
   const evalSettings = { ...c.eval, harness: c.finetune.harness };
-  for (const fraction of c.fractions) {
-    for (const seed of c.seeds) {
-      for (const arm of ARMS) {
-        const ftDir = join(dir, "finetune", arm, `fraction-${fraction}`, `seed-${seed}`);
-        const ftToken = await step(`stage 4: finetune ${arm}, fraction ${fraction}, seed ${seed}`, ftDir, [c.finetune, fraction, seed], [worldToken, start[arm].token], () =>
-          runFinetune(FinetuneRecipe.parse({ ...c.finetune, stage: "finetune", seed, world, model: start[arm].dir, fraction, out: ftDir }), { quiet }));
+  for (const s of starts) {
+    for (const fraction of s.fractions) {
+      for (const seed of s.seeds) {
+        const ftDir = join(dir, "finetune", s.folder, `fraction-${fraction}`, `seed-${seed}`);
+        const ftToken = await step("finetune", `stage 4: finetune ${s.name}, fraction ${fraction}, seed ${seed}`, ftDir, [c.finetune, fraction, seed], [worldToken, s.token], () =>
+          runFinetune(FinetuneRecipe.parse({ ...c.finetune, stage: "finetune", seed, world, model: s.dir, fraction, out: ftDir }), { quiet }));
         for (const task of c.eval.tasks) {
           for (const [i, split] of c.eval.splits.entries()) {
-            for (const blind of fraction === largest && c.eval.blind && i === 0 ? [false, true] : [false]) {
-              const out = join(dir, blind ? "eval-blind" : "eval", arm, `fraction-${fraction}`, `seed-${seed}`, `${task}-${split}`);
-              await step(`eval ${arm} f=${fraction} s=${seed} ${task}/${split}${blind ? " (shuffled images)" : ""}`, out, [evalSettings, task, split, blind], [ftToken], () =>
+            for (const blind of fraction === largest && s.blind && c.eval.blind && i === 0 ? [false, true] : [false]) {
+              const out = join(dir, blind ? "eval-blind" : "eval", s.folder, `fraction-${fraction}`, `seed-${seed}`, `${task}-${split}`);
+              await step("eval", `eval ${s.name} f=${fraction} s=${seed} ${task}/${split}${blind ? " (shuffled images)" : ""}`, out, [evalSettings, task, split, blind], [ftToken], () =>
                 evaluate({
                   modelDir: join(ftDir, "model"), task, split, dataDir: world, out, harness: c.finetune.harness, batchSize: c.eval.batch_size,
                   ...(c.eval.limit !== null ? { limit: c.eval.limit } : {}), ...(blind ? { shuffleImages: seed } : {}), quiet,
                 }));
-              runs.push({ arm, fraction, seed, task: `${task}/${split}`, blind, ...readPredictions(join(out, "predictions.jsonl")) });
+              if (plan) continue;
+              runs.push({ arm: s.name, fraction, seed, task: `${task}/${split}`, blind, ...readPredictions(join(out, "predictions.jsonl")) });
               const skipped = (JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as { skipped: { records: number; images: number; items: number } }).skipped;
-              if (skipped.records + skipped.images + skipped.items > 0) skips.push(`eval ${arm} f=${fraction} s=${seed} ${task}/${split}: ${skipped.records} records, ${skipped.images} images, ${skipped.items} questions skipped`);
+              if (skipped.records + skipped.images + skipped.items > 0) skips.push(`eval ${s.name} f=${fraction} s=${seed} ${task}/${split}: ${skipped.records} records, ${skipped.images} images, ${skipped.items} questions skipped`);
             }
           }
         }
       }
     }
   }
+  if (plan) return null;
 
-  // 4. The report.
+  // 5. The report.
   const baselines: Record<string, Baseline> = {};
   for (const task of c.eval.tasks) Object.assign(baselines, await blindBaselines(world, task, c.eval.splits, c.eval.limit, c.finetune.harness));
   const { markdown } = writeReport(dir, runs, {
     name: c.name, seeds: c.seeds, fractions: c.fractions, harness: c.finetune.harness, tasks: c.eval.tasks, splits: c.eval.splits, limit: c.eval.limit,
     baselines, skipped: skips,
-    retrieval: {
-      n: retrieval.n, recall: retrieval.recall, chance: retrieval.chance, medianRank: retrieval.medianRank, galleryImages: retrieval.gallery.images,
-      ...(retrieval.collapse ? { collapse: retrieval.collapse } : {}),
-    },
+    ...(retrieval ? { retrieval } : {}),
+    ...(ablations.length > 0 ? { ablations } : {}),
     seconds: (performance.now() - t0) / 1000,
   });
   writeFileSync(resolved, JSON.stringify(c, null, 2) + "\n");
