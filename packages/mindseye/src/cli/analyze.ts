@@ -26,6 +26,6 @@ export function registerAnalyzeCommand(program: Command): void {
         log: (l) => console.log(l),
       });
       console.log(`\n${formatAnalysis(a)}`);
-      if (o.report) console.log(`report: ${writeHtmlReport(study)}`);
+      if (o.report) console.log(`report: ${await writeHtmlReport(study)}`);
     });
 }
