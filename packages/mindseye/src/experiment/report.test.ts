@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { summarize, markdownTable, concentration, studyIsMeaningful, writeReport, type EvalRun } from "./report.js";
+import { summarize, markdownTable, ablationTable, concentration, studyIsMeaningful, writeReport, type EvalRun } from "./report.js";
 import { hierarchicalBootstrap, tIntervalOverSeeds } from "../eval/stats.js";
 
 const outcomes = (pattern: string) => new Map([...pattern].map((c, i) => [`q${i}`, c === "1"]));
@@ -76,6 +76,41 @@ test("writeReport writes results.json with cells, comparisons, controls, baselin
     for (const key of ["cells", "comparisons", "controls", "concentration"]) assert.ok(Array.isArray(json[key]), key);
     assert.ok(json.baselines && json.intervals);
     assert.match(readFileSync(join(dir, "results.md"), "utf8"), /## Controls/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("ablation cells: compared paired with the baseline and the latent arm, kept out of the arms' table, listed in their own", () => {
+  const cellName = "latent[similarity=l2,alignment=siglip]";
+  const runs = [
+    run("baseline", 1, 0, "1000"), run("baseline", 1, 1, "0100"),
+    run("latent", 1, 0, "1100"), run("latent", 1, 1, "1100"),
+    run(cellName, 1, 0, "1110"), run(cellName, 1, 1, "1111"),
+  ];
+  const { cells, comparisons } = summarize(runs);
+  assert.deepEqual(cells.map((c) => c.arm), ["baseline", "latent", cellName], "arms first, then cells");
+  const vsBase = comparisons.find((c) => c.a === cellName && c.b === "baseline")!, vsLatent = comparisons.find((c) => c.a === cellName && c.b === "latent")!;
+  assert.equal(vsBase.difference.mean, 0.875 - 0.25);
+  assert.deepEqual(vsLatent.perSeed, [0.25, 0.5]);
+  assert.equal(comparisons.filter((c) => c.a === cellName).length, 2);
+  // The arms' table compares the latent arm only, whatever cells exist.
+  assert.match(markdownTable(cells, comparisons), /\| t\/test \| 1 \| – \| 25\.0 .* \| – \| 50\.0 .* \| \+25\.0 \[/);
+  const table = ablationTable(cells, comparisons, [
+    { name: cellName, folder: "x", set: { "loss.similarity": "l2", "loss.alignment": "siglip" }, readout: "queries", sameAs: null },
+    { name: "latent[lambda_sim=1]", folder: "y", set: { "loss.lambda_sim": 1 }, readout: "queries", sameAs: "latent" },
+  ]).join("\n");
+  assert.match(table, /\| t\/test \| 1 \| latent \| \(the latent arm\) \| 50\.0 .* \| \+25\.0 .* \| – \|/);
+  assert.match(table, /\| t\/test \| 1 \| latent\[similarity=l2,alignment=siglip\] \| loss\.similarity=l2, loss\.alignment=siglip \| 87\.5 .* \| \+62\.5 .* \| \+37\.5 /);
+  assert.match(table, /Not run \(the same settings as another arm or cell\): latent\[lambda_sim=1\] = latent\./);
+
+  const dir = mkdtempSync(join(tmpdir(), "mindseye-report-"));
+  try {
+    writeReport(dir, runs, { name: "x", seeds: [0, 1], fractions: [1], harness: "lmms-eval", baselines: {}, ablations: [{ name: cellName, folder: "x", set: { "loss.similarity": "l2" }, readout: "queries", sameAs: null }] });
+    assert.match(readFileSync(join(dir, "results.md"), "utf8"), /## Ablations/);
+    assert.match(readFileSync(join(dir, "results.csv"), "utf8"), /t\/test,1,"latent\[similarity=l2,alignment=siglip\]",2,/);
+    const json = JSON.parse(readFileSync(join(dir, "results.json"), "utf8")) as { ablations: { name: string }[] };
+    assert.equal(json.ablations[0]!.name, cellName);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -2,6 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { torch, type Tensor } from "@mindseye/torch";
+import { gradcheck } from "@mindseye/torch/testing";
 import {
   parsePool, pooledCount, poolFeatures, poolLatents, instanceSimilarity, normalizeTargets, targetStats, infonce, siglip,
   nextTokenCrossEntropy, IGNORE_INDEX, latentObjective, collapseStats, type ObjectiveConfig,
@@ -136,4 +137,18 @@ scoped("collapse monitors: collapsed vs spread predictions", () => {
   // std per dim: values (1, −1, 0, 0) -> unbiased var = 2/3 -> std √(2/3), both dims
   close(spread.stdMean, Math.sqrt(2 / 3)); close(spread.stdMin, Math.sqrt(2 / 3));
   assert.throws(() => collapseStats(T([[1, 2]])), /at least 2 samples/);
+});
+
+scoped("gradcheck: every latent loss's gradient matches finite differences (float64)", () => {
+  const gen = new torch.Generator(5);
+  const r = (shape: number[]) => torch.randn(shape, { generator: gen, dtype: "float64" }).requiresGrad_();
+  const target = torch.randn([3, 2, 4], { generator: gen, dtype: "float64" });
+  for (const kind of ["cosine", "l2", "smooth_l1"] as const) {
+    gradcheck((p) => instanceSimilarity(p, target, kind, { beta: 0.5 }), [r([3, 2, 4])]);
+  }
+  const t = torch.randn([4, 3], { generator: gen, dtype: "float64" });
+  // the temperature, SigLIP's scale and bias are learnable: their gradients too
+  gradcheck((p, tau) => infonce(p, t, tau), [r([4, 3]), torch.tensor([0.3], { dtype: "float64" }).requiresGrad_()]);
+  gradcheck((p, scale, bias) => siglip(p, t, scale, bias), [r([4, 3]), torch.tensor([2], { dtype: "float64" }).requiresGrad_(), torch.tensor([-1], { dtype: "float64" }).requiresGrad_()]);
+  gradcheck((p) => poolLatents(p), [r([2, 3, 2])]);
 });
