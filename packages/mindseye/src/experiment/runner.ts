@@ -110,7 +110,7 @@ export function resolveAblations(c: StudyConfig): AblationCell[] {
     }),
     ...a.variants.map((v) => ({ name: v.name, set: v.set })),
   ];
-  const key = (r: StudyLatentPretrain) => JSON.stringify(r);
+  const key = (r: StudyLatentPretrain) => JSON.stringify({ ...r, readout: r.readout ?? "queries" });
   const seen = new Map<string, string>([
     [key(c.latent_pretrain), "latent"],
     [key({ ...c.latent_pretrain, loss: { ...c.latent_pretrain.loss, lambda_sim: 0, lambda_align: 0 } }), "control"],
@@ -204,7 +204,7 @@ function checkLatentPretrain(c: StudyConfig, lp: StudyLatentPretrain, where: str
   } catch (e) {
     throw new ConfigError(`${where}.pool: ${e instanceof Error ? e.message : String(e)}`);
   }
-  if (lp.readout === "queries" && k > c.world.latents) throw new ConfigError(`${where}.pool ${lp.pool} needs ${k} latent tokens but world.latents is ${c.world.latents}; raise world.latents to ${k}`);
+  if ((lp.readout ?? "queries") === "queries" && k > c.world.latents) throw new ConfigError(`${where}.pool ${lp.pool} needs ${k} latent tokens but world.latents is ${c.world.latents}; raise world.latents to ${k}`);
   const side = Math.sqrt(k);
   if (lp.pool.startsWith("grid:") && side > grid) throw new ConfigError(`${where}.pool ${lp.pool} pools a ${grid}×${grid} patch grid into ${side}×${side} cells; use grid:${grid * grid} or fewer`);
   try {
@@ -388,7 +388,8 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
   const ablations: AblationSummary[] = [];
   const targetTokens = new Map<string, string>();
   for (const cell of cells) {
-    const summary: AblationSummary = { name: cell.name, folder: cell.folder, set: cell.set, readout: cell.recipe.readout, sameAs: cell.sameAs };
+    const readout = cell.recipe.readout ?? "queries";
+    const summary: AblationSummary = { name: cell.name, folder: cell.folder, set: cell.set, readout, sameAs: cell.sameAs };
     ablations.push(summary);
     if (cell.sameAs !== null) {
       log(`[same] ablation ${cell.name}: the settings of ${cell.sameAs}`);
@@ -406,7 +407,7 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
     const token = await step("latent-pretrain", `stage 3: latent-pretrain, ablation ${cell.name}`, out, { latent_pretrain: cell.recipe, seed: c.seed }, [worldToken, encoderToken, baseToken, targetTokens.get(pool)!],
       () => runLatentPretrain(recipe, { quiet }));
     // Retrieval reads the latent queries; the other readouts have none (their heads lie beside the model).
-    if (cell.recipe.readout === "queries") {
+    if (readout === "queries") {
       const r = await retrievalOf(`eval: world_retrieval of ablation ${cell.name} (test captions)`, join(out, "model"), join(dir, "eval", cell.folder, "retrieval-test"), token);
       if (r) summary.retrieval = r;
     }

@@ -62,10 +62,12 @@ export const LatentPretrainRecipe = z.strictObject({
   targets: z.string(),
   pool: z.string().default("grid:4"),
   head: z.strictObject({ type: z.enum(LATENT_HEAD_TYPES).default("mlp"), hidden_size: z.number().int().positive().optional() }).default({ type: "mlp" }),
-  /** Where the predictions are read: the K latent queries (the method), the prompt's last position (Mirage-style), the image tokens (VIRAL-style). */
-  readout: z.enum(READOUTS).default("queries"),
-  /** readout image_tokens: the LM hidden state read (0 the embeddings … L the last layer's normed output; negative from the end; null the middle, L/2). */
-  readout_layer: z.number().int().nullable().default(null),
+  // The two readout keys are left out rather than defaulted when not given, so that the settings
+  // (and the study's step fingerprints) of recipes written before them are unchanged.
+  /** Where the predictions are read: the K latent queries (the method; when absent), the prompt's last position (Mirage-style), the image tokens (VIRAL-style). */
+  readout: z.enum(READOUTS).optional(),
+  /** readout image_tokens: the LM hidden state read (0 the embeddings … L the last layer's normed output; negative from the end; absent: the middle, L/2). */
+  readout_layer: z.number().int().optional(),
   loss: z.strictObject({
     lambda_nt: z.number().min(0).default(1),
     lambda_sim: z.number().min(0).default(1),
@@ -92,21 +94,22 @@ interface LatentBatch { inputIds: Tensor; labels: Tensor; attentionMask: Tensor;
  * `k` is the pooling's number of latents, `layers` the LM's.
  */
 export function checkReadout(r: Pick<LatentPretrainRecipe, "pool" | "readout" | "readout_layer">, k: number, layers: number): void {
-  if (r.readout === "last_token" && k !== 1) {
+  const readout = r.readout ?? "queries";
+  if (readout === "last_token" && k !== 1) {
     throw new ConfigError(`readout last_token predicts one latent (the prompt's last position): pool must give K = 1 (mean or grid:1), got pool ${r.pool} (K = ${k})`);
   }
-  if (r.readout === "image_tokens" && r.pool !== "all") {
+  if (readout === "image_tokens" && r.pool !== "all") {
     throw new ConfigError(`readout image_tokens aligns each image token to its own patch's feature: pool must be all, got ${r.pool}`);
   }
-  if (r.readout_layer !== null) {
-    if (r.readout !== "image_tokens") throw new ConfigError(`readout_layer is read by readout image_tokens only (readout is ${r.readout}); remove it`);
+  if (r.readout_layer !== undefined) {
+    if (readout !== "image_tokens") throw new ConfigError(`readout_layer is read by readout image_tokens only (readout is ${readout}); remove it`);
     if (r.readout_layer > layers || r.readout_layer < -(layers + 1)) throw new ConfigError(`readout_layer ${r.readout_layer} is not a hidden state of a ${layers}-layer LM (0 … ${layers}, or -1 … -${layers + 1})`);
   }
 }
 
 /** The hidden-state index readout image_tokens reads, in 0 … L. */
-export function readoutLayerIndex(layer: number | null, layers: number): number {
-  if (layer === null) return Math.floor(layers / 2);
+export function readoutLayerIndex(layer: number | undefined, layers: number): number {
+  if (layer === undefined) return Math.floor(layers / 2);
   return layer < 0 ? layers + 1 + layer : layer;
 }
 
@@ -130,10 +133,11 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOpti
   const k = pooledCount(pool, grid * grid);
   const layers = model.config.text.numHiddenLayers;
   checkReadout(r, k, layers);
-  if (r.readout === "image_tokens" && imageTokenCount(model.config) !== k) {
+  const readout: Readout = r.readout ?? "queries";
+  if (readout === "image_tokens" && imageTokenCount(model.config) !== k) {
     throw new ConfigError(`readout image_tokens: the model reads ${imageTokenCount(model.config)} image tokens but pool all gives ${k} patch targets (a class token kept by vision_feature_select_strategy full?)`);
   }
-  const latentIds = r.readout !== "queries" ? [] : latentTokens(k).map((t) => {
+  const latentIds = readout !== "queries" ? [] : latentTokens(k).map((t) => {
     const id = tok.tokenToId(t);
     if (id === null) throw new Error(`the tokenizer has no ${t}; pooling ${r.pool} needs ${k} latent tokens (generate the world with --latents ${k} or more)`);
     return id;
@@ -165,7 +169,7 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOpti
     }
     torch.manualSeed(r.seed);
     const headConfig = { type: r.head.type, inputSize: model.config.text.hiddenSize, hiddenSize: r.head.hidden_size ?? model.config.text.hiddenSize, latentSize: cache.manifest.d, bias: true };
-    if (r.readout === "queries") model.attachLatentHead(headConfig, latentIds, { generator: new torch.Generator(r.seed) });
+    if (readout === "queries") model.attachLatentHead(headConfig, latentIds, { generator: new torch.Generator(r.seed) });
     else head = new LatentHead(headConfig, { generator: new torch.Generator(r.seed) });
   }
 
@@ -175,7 +179,7 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOpti
   const targetsOf = (batch: LatentExample[]) => (cache ? cache.get(batch.map((b) => imageIds.get(b.image)!)) : null);
   let loader: DataLoader<LatentExample, LatentBatch>;
   let dispose = () => {};
-  if (r.readout === "image_tokens") {
+  if (readout === "image_tokens") {
     const { bank, usable } = await loadUsable(pairs, (p) => [p.image], readPreprocessor(r.encoder), r.max_error_rate, console.error);
     dispose = () => bank.dispose();
     const imagesAfterText = model.config.imagePosition === "after_text";
@@ -211,8 +215,8 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOpti
         : model.language_model.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask }).logits;
       return { logits, latents: null };
     }
-    if (r.readout === "queries") return model.predictLatents(b.inputIds, b.attentionMask);
-    if (r.readout === "last_token") {
+    if (readout === "queries") return model.predictLatents(b.inputIds, b.attentionMask);
+    if (readout === "last_token") {
       const out = model.language_model.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask });
       return { logits: out.logits, latents: head!.forward(gatherLastPosition(out.lastHiddenState, b.attentionMask)) }; // [B, 1, D]
     }
@@ -265,11 +269,11 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOpti
   }
   if (head) {
     io.saveFile(join(modelDir, LATENT_READOUT_FILE), head.stateDict());
-    const info = { readout: r.readout, ...(r.readout === "image_tokens" ? { readout_layer: layer } : {}), pool: r.pool, head: latentHeadToHfConfig(head.config) };
+    const info = { readout, ...(readout === "image_tokens" ? { readout_layer: layer } : {}), pool: r.pool, head: latentHeadToHfConfig(head.config) };
     writeFileSync(join(modelDir, `${LATENT_READOUT_FILE.replace(/\.safetensors$/, "")}.json`), JSON.stringify(info, null, 2) + "\n");
     head.parameters().forEach((p) => p.dispose());
   }
-  markDone(modelDir, { stage: "latent-pretrain", arm: latentArm ? "latent" : "text-control", readout: r.readout, steps: result.steps, lastLoss: result.lastLoss });
+  markDone(modelDir, { stage: "latent-pretrain", arm: latentArm ? "latent" : "text-control", readout, steps: result.steps, lastLoss: result.lastLoss });
   model.parameters().forEach((p) => p.dispose());
   return { modelDir, result };
 }
