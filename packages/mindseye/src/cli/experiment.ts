@@ -14,6 +14,7 @@ export function registerExperimentCommand(program: Command): void {
       const study = loadStudy(o.config, o.set);
       const r = await runStudy(study, { quiet: !(o.progress ?? false), force: o.force ?? false });
       console.log(`\n${r.markdown}\n`);
-      console.log(`study folder: ${r.dir} (results.md, results.csv, results.json; each run's metrics, checkpoints and predictions)`);
+      console.log(`study folder: ${r.dir} (results.md, results.csv, results.json, analysis.json; each run's metrics, checkpoints and predictions)`);
+      console.log(`report: ${r.report}`);
     });
 }

@@ -32,6 +32,8 @@ import { evaluate } from "../eval/run.js";
 import { evaluateRetrieval, type RetrievalResults } from "../analysis/retrieval.js";
 import { blindBaselines } from "./baselines.js";
 import { parsePool, pooledCount } from "../objectives/index.js";
+import { analyzeStudy } from "../analysis/study.js";
+import { writeHtmlReport } from "./report_html.js";
 import { writeReport, ARMS, type Baseline, type EvalRun, type RetrievalSummary, type AblationSummary } from "./report.js";
 
 const common = { stage: true, world: true, out: true, seed: true } as const;
@@ -214,7 +216,7 @@ function checkLatentPretrain(c: StudyConfig, lp: StudyLatentPretrain, where: str
   }
 }
 
-export interface StudyResult { dir: string; markdown: string; evaluations: number }
+export interface StudyResult { dir: string; markdown: string; evaluations: number; /** The self-contained report.html. */ report: string }
 
 /** What a study step records of itself, in STUDY/steps/<its output folder>.json. */
 interface StepMarker { step: string; fingerprint: string; settings: unknown; complete: boolean; finished?: string }
@@ -459,8 +461,12 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
     seconds: (performance.now() - t0) / 1000,
   });
   writeFileSync(resolved, JSON.stringify(c, null, 2) + "\n");
+  // The analysis (alignment, collapse, probes, clustering, correlations) reads results.json, and
+  // report.html reads both: always redone, they take seconds and follow the evaluations.
+  await analyzeStudy({ study: dir, log });
+  const report = await writeHtmlReport(dir);
   log(`study finished in ${elapsed()}: ${runs.length} evaluations`);
-  return { dir, markdown, evaluations: runs.length };
+  return { dir, markdown, evaluations: runs.length, report };
 }
 
 /** An evaluation's per-question outcomes and answers (predictions.jsonl). */
