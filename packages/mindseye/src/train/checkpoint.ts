@@ -39,6 +39,8 @@ export interface ResumeRecord {
   from: string;
   time: string;
   overrides: ResumeOverrides;
+  /** Set when the resume ran on another number of ranks than the checkpoint's run. */
+  worldSize?: { from: number; to: number };
 }
 
 export interface TrainerState {
@@ -54,6 +56,17 @@ export interface TrainerState {
   /** Recent grad norms: the history the divergence check compares against. */
   gradNorms: number[];
   health: CheckpointHealth;
+  /**
+   * Under DDP, every rank's CPU generator state (base64), in rank order: rank r resumes from its
+   * own (each rank draws its own dropout masks). Absent for one process.
+   */
+  rankRngs?: string[];
+  /**
+   * The checkpoint holds the full model and optimizer state (rank 0 writes it; true for one
+   * process and plain DDP), so it can resume at another world size. Absent means true (written
+   * before this field existed, by one process).
+   */
+  consolidated?: boolean;
 }
 
 export interface CheckpointEntry {
@@ -102,6 +115,11 @@ export function readTrainerState(dir: string): TrainerState {
 export function markDiverged(dir: string, reason: string): void {
   const state = readTrainerState(dir);
   writeAtomic(join(dir, "trainer.json"), JSON.stringify({ ...state, health: { ...state.health, diverged: reason } }, null, 2) + "\n");
+}
+
+/** The folder of step N's checkpoint. */
+export function checkpointDir(runDir: string, step: number): string {
+  return join(runDir, "checkpoints", `step-${String(step).padStart(6, "0")}`);
 }
 
 export function saveCheckpoint(runDir: string, model: nn.Module, opt: optim.Optimizer<{ lr: number }>, state: Omit<TrainerState, "rng">, keep: number): string {

@@ -14,6 +14,21 @@
 // returns { interrupted: true, signal } and sets process.exitCode to 128 + the signal number
 // (130 SIGINT, 143 SIGTERM), what a shell reports for a process the signal ended. A second signal
 // exits at once with that code. Rerunning the same command resumes from the checkpoint.
+//
+// Data parallel (WORLD_SIZE > 1, set by `mindseye launch` or torchrun; see distributed.ts): every
+// rank runs this loop on its shard of the data with its own seed (seed + rank: dropout differs per
+// rank), the model wrapped in DistributedDataParallel (rank 0's weights broadcast; gradients
+// averaged once per optimizer step, after the last micro-batch). Each step the ranks all-reduce
+// their loss and whether a signal arrived, so they log the mean loss, judge divergence on the same
+// numbers and stop after the same step; setup, checkpoints and the end are agreed too (a rank that
+// fails there makes every rank fail instead of leaving one waiting). Only rank 0 takes the run
+// lock and writes metrics, TensorBoard events and checkpoints (the others wait for it). A rank
+// that dies makes the others fail with a PeerFailure at their next collective, within the
+// process group's timeout (train.dist_timeout_s).
+//
+// Recipe settings applied here: gradientCheckpointing (torch.setGradientCheckpointing) and lora
+// (models/lora.ts: only the adapters train; at the end the adapter is saved to runDir/adapter in
+// PEFT's layout and, with merge, folded into the weights the stage then saves).
 import { createHash } from "node:crypto";
 import { constants as osConstants } from "node:os";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
@@ -22,11 +37,13 @@ import { torch, nn, optim, type Tensor } from "@mindseye/torch";
 import type { DataLoader } from "../data/loader.js";
 import { MetricsLogger } from "./metrics.js";
 import {
-  saveCheckpoint, latestCheckpoint, loadCheckpoint, readTrainerState, listCheckpoints, removeStaleTemps, pointLatest, markDiverged,
+  saveCheckpoint, latestCheckpoint, loadCheckpoint, readTrainerState, listCheckpoints, removeStaleTemps, pointLatest, markDiverged, checkpointDir,
   type ResumeOverrides, type ResumeRecord, type TrainerState,
 } from "./checkpoint.js";
 import { lockRun } from "./run_lock.js";
 import { Progress } from "../util/progress.js";
+import { Ranks, PeerFailure, trainerGroup } from "./distributed.js";
+import { applyLora, resolveLora, type LoraAdapter } from "../models/lora.js";
 
 export type { ResumeOverrides } from "./checkpoint.js";
 
@@ -61,12 +78,29 @@ export interface TrainConfig {
    * is refused. The DataLoader does not expose it: the caller passes it; unset, it is not checked.
    */
   batchSize?: number;
+  /** Recompute each decoder layer / ViT block in backward instead of keeping its activations (memory for compute). */
+  gradientCheckpointing: boolean;
+  /** Train LoRA adapters on the model's nn.Linear modules instead of its weights; null: train the weights. */
+  lora: LoraSettings | null;
+  /** Under DDP: a collective (hence the run) fails after waiting this long for another rank. */
+  distTimeoutMs: number;
+}
+
+/** LoRA as a recipe sets it (the recipe's train.lora). */
+export interface LoraSettings {
+  r: number;
+  alpha: number;
+  dropout: number;
+  /** Module names (a name matches an entry or ends in "." + entry) or one regular expression over whole names. */
+  targetModules: string[] | string;
+  /** At the end, fold the adapters into the weights (the model the stage saves is the merged one); false: the model keeps its base weights. */
+  merge: boolean;
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, "runDir" | "steps"> = {
   lr: 3e-4, minLrRatio: 0.1, warmupSteps: 0, schedule: "cosine", weightDecay: 0.01, betas: [0.9, 0.999], eps: 1e-8,
   gradAccum: 1, clipGradNorm: 1, noDecayNormBiasEmbedding: true, checkpointEvery: 500, keepCheckpoints: 2, logEvery: 10, evalEvery: 0, seed: 0, autocast: "bfloat16",
-  gradSpikeFactor: 100,
+  gradSpikeFactor: 100, gradientCheckpointing: false, lora: null, distTimeoutMs: 30 * 60 * 1000,
 };
 
 /** Grad norms kept for the spike check, and how many it needs before it judges. */
@@ -172,24 +206,37 @@ function schedule(cfg: TrainConfig): optim.Schedule {
   return optim.schedules.warmupConstant(o);
 }
 
-/** The settings a resume must share with its checkpoint (lr and warmupSteps may be overridden). */
-function fingerprintOf(cfg: TrainConfig): Record<string, unknown> {
-  return { steps: cfg.steps, lr: cfg.lr, schedule: cfg.schedule, warmupSteps: cfg.warmupSteps, gradAccum: cfg.gradAccum, seed: cfg.seed, batchSize: cfg.batchSize ?? null };
+/** The settings a resume must share with its checkpoint (lr and warmupSteps may be overridden; worldSize may change when the checkpoint is consolidated). */
+function fingerprintOf(cfg: TrainConfig, worldSize: number): Record<string, unknown> {
+  return {
+    steps: cfg.steps, lr: cfg.lr, schedule: cfg.schedule, warmupSteps: cfg.warmupSteps, gradAccum: cfg.gradAccum, seed: cfg.seed, batchSize: cfg.batchSize ?? null,
+    worldSize, gradientCheckpointing: cfg.gradientCheckpointing, lora: cfg.lora,
+  };
 }
+
+/** What checkpoints written before a fingerprint setting existed were trained with. */
+const FINGERPRINT_DEFAULTS: Record<string, unknown> = { worldSize: 1, gradientCheckpointing: false, lora: null };
 
 /**
  * Checks a resume: each fingerprint setting must equal the checkpoint's, or the value a past
- * resume overrode it with, or be overridden now. Returns the overrides in effect from now on.
+ * resume overrode it with, or be overridden now. A consolidated checkpoint (full weights and
+ * optimizer state: one process, plain DDP) may resume at another world size. Returns the
+ * overrides in effect from now on and the checkpoint's world size.
  */
-function checkResume(cfg: TrainConfig, from: string, state: TrainerState, overrides: ResumeOverrides): ResumeOverrides {
+function checkResume(cfg: TrainConfig, worldSize: number, from: string, state: TrainerState, overrides: ResumeOverrides): { overrides: ResumeOverrides; fromWorldSize: number } {
   const recorded: Record<string, unknown> = { ...state.overrides };
+  const saved = (k: string) => (k in state.fingerprint ? state.fingerprint[k] : FINGERPRINT_DEFAULTS[k]);
   const same = (a: unknown, b: unknown) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
-  const mismatch = Object.entries(fingerprintOf(cfg)).filter(([k, v]) => !(k in overrides) && !same(state.fingerprint[k], v) && !(k in recorded && same(recorded[k], v)));
+  const fromWorldSize = saved("worldSize") as number;
+  if (fromWorldSize !== worldSize && state.consolidated === false) {
+    throw new Error(`cannot resume from ${from} on ${worldSize} rank(s): it holds per-rank shards of ${fromWorldSize} ranks. Resume with ${fromWorldSize} ranks (mindseye launch --nproc-per-node ${fromWorldSize} -- ...), or consolidate the checkpoint first`);
+  }
+  const mismatch = Object.entries(fingerprintOf(cfg, worldSize)).filter(([k, v]) => k !== "worldSize" && !(k in overrides) && !same(saved(k), v) && !(k in recorded && same(recorded[k], v)));
   if (mismatch.length > 0) {
-    const what = mismatch.map(([k, v]) => `${k} was ${JSON.stringify(state.fingerprint[k] ?? null)}${k in recorded ? ` (overridden to ${JSON.stringify(recorded[k])})` : ""}, now ${JSON.stringify(v)}`).join("; ");
+    const what = mismatch.map(([k, v]) => `${k} was ${JSON.stringify(saved(k) ?? null)}${k in recorded ? ` (overridden to ${JSON.stringify(recorded[k])})` : ""}, now ${JSON.stringify(v)}`).join("; ");
     throw new Error(`cannot resume from ${from}: ${what}. Resume with the run's settings; to change lr or warmupSteps on purpose, rerun with --override lr=<value> / --override warmup_steps=<n> (train options: overrides); to start over, delete ${join(cfg.runDir, "checkpoints")}`);
   }
-  return { ...state.overrides, ...overrides };
+  return { overrides: { ...state.overrides, ...overrides }, fromWorldSize };
 }
 
 /** A fresh start needs a folder without checkpoints: they would mix with the new ones, and pruning (by step) would delete the new ones. */
@@ -225,23 +272,50 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
   if (!Number.isInteger(given.gradAccum) || given.gradAccum < 1) throw new RangeError(`train: gradAccum must be a positive integer, got ${given.gradAccum}`);
   validateOverrides(opts.overrides ?? {}, given.steps);
   const runDir = given.runDir;
-  mkdirSync(runDir, { recursive: true });
-  const releaseLock = lockRun(runDir);
+  const model = task.model;
+  const device = model.parameters()[0]?.device ?? "cpu";
+  const pg = trainerGroup(device, given.distTimeoutMs);
+  const ranks = pg === null ? null : new Ranks(pg, device);
+  const rank = ranks?.rank ?? 0, worldSize = ranks?.worldSize ?? 1, lead = rank === 0;
+  /** Runs fn on every rank and fails on every rank if it failed on one (distributed.ts). */
+  const together = <T>(what: string, fn: () => T): T => (ranks === null ? fn() : ranks.collectively(what, fn));
+  let releaseLock = () => {};
   try {
-    for (const d of removeStaleTemps(runDir)) console.error(`${runDir}: removed ${d}, the unfinished checkpoint of a process that is gone`);
+    // Setup, agreed: the lock (rank 0), the resume check, the data shard, the recipe's LoRA and checkpointing.
+    const setup = together("setting up the run", () => {
+      mkdirSync(runDir, { recursive: true });
+      if (lead) {
+        releaseLock = lockRun(runDir);
+        for (const d of removeStaleTemps(runDir)) console.error(`${runDir}: removed ${d}, the unfinished checkpoint of a process that is gone`);
+      }
+      const shard = task.loader.state();
+      if (shard.rank !== rank || shard.worldSize !== worldSize) {
+        throw new Error(`the task's DataLoader reads shard ${shard.rank} of ${shard.worldSize}, but this process is rank ${rank} of ${worldSize}: ` +
+          "build it with the options { ...dataShard() } (train/stages/common.ts), which reads RANK and WORLD_SIZE, so that each rank trains on its own share of every epoch");
+      }
+      // Resume: check the checkpoint's settings before anything in the run folder changes.
+      const existing = opts.resume ? latestCheckpoint(runDir) : null;
+      if (existing === null) refuseOldCheckpoints(runDir, opts.resume ?? false);
+      if (existing === null && opts.overrides !== undefined) throw new Error(`train: overrides apply when resuming, and ${runDir} has no checkpoint; set the values in the config instead`);
+      const resumed = existing === null ? null : readTrainerState(existing);
+      const checked = resumed === null ? { overrides: {}, fromWorldSize: worldSize } : checkResume(given, worldSize, existing!, resumed, opts.overrides ?? {});
+      const overrides = checked.overrides;
+      const cfg: TrainConfig = { ...given, ...overrides }; // the settings in effect
+      const fingerprint = resumed === null ? fingerprintOf(given, worldSize) : { ...resumed.fingerprint, worldSize };
+      const resumes: ResumeRecord[] = resumed === null ? [] : [...(resumed.resumes ?? []), {
+        step: resumed.step, from: existing!, time: new Date().toISOString(), overrides: opts.overrides ?? {},
+        ...(checked.fromWorldSize !== worldSize ? { worldSize: { from: checked.fromWorldSize, to: worldSize } } : {}),
+      }];
+      if (lead && checked.fromWorldSize !== worldSize) {
+        console.error(`${runDir}: resuming a run of ${checked.fromWorldSize} rank(s) on ${worldSize}: the global batch becomes ${worldSize} × ${cfg.batchSize ?? "batch_size"} × ${cfg.gradAccum}, and the data position is carried over by records seen`);
+      }
+      if (lead) writeFileSync(join(runDir, "train_config.json"), JSON.stringify({ ...cfg, worldSize, overrides, resumes }, null, 2) + "\n");
+      if (cfg.gradientCheckpointing) torch.setGradientCheckpointing(model);
+      const lora = cfg.lora === null ? null : applyLora(model, resolveLora({ r: cfg.lora.r, loraAlpha: cfg.lora.alpha, loraDropout: cfg.lora.dropout, targetModules: cfg.lora.targetModules }, "train.lora"), { generator: new torch.Generator(cfg.seed) });
+      return { existing, cfg, overrides, fingerprint, resumes, lora };
+    });
+    const { existing, cfg, overrides, fingerprint, resumes, lora } = setup;
 
-    // Resume: check the checkpoint's settings before anything in the run folder changes.
-    const existing = opts.resume ? latestCheckpoint(runDir) : null;
-    if (existing === null) refuseOldCheckpoints(runDir, opts.resume ?? false);
-    if (existing === null && opts.overrides !== undefined) throw new Error(`train: overrides apply when resuming, and ${runDir} has no checkpoint; set the values in the config instead`);
-    const resumed = existing === null ? null : readTrainerState(existing);
-    const overrides = resumed === null ? {} : checkResume(given, existing!, resumed, opts.overrides ?? {});
-    const cfg: TrainConfig = { ...given, ...overrides }; // the settings in effect
-    const fingerprint = resumed?.fingerprint ?? fingerprintOf(given);
-    const resumes: ResumeRecord[] = resumed === null ? [] : [...(resumed.resumes ?? []), { step: resumed.step, from: existing!, time: new Date().toISOString(), overrides: opts.overrides ?? {} }];
-    writeFileSync(join(runDir, "train_config.json"), JSON.stringify({ ...cfg, overrides, resumes }, null, 2) + "\n");
-
-    const model = task.model;
     model.train();
     const extra = task.extraParameters ?? [];
     const opt = new optim.AdamW(parameterGroups(model, extra, cfg), { lr: cfg.lr, betas: cfg.betas, eps: cfg.eps });
@@ -253,20 +327,31 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
     let lastCheckpoint: string | null = null;
     let gradNorms: number[] = [];
     if (existing !== null) {
-      const state = loadCheckpoint(existing, model, opt);
+      const state = together(`loading ${existing}`, () => loadCheckpoint(existing, model, opt));
       for (const g of opt.paramGroups) g.initialLr = cfg.lr; // the checkpoint's groups carry the lr it was written with
-      task.loader.load(state.loader);
+      // Each rank its own random state; a rank the checkpoint did not have starts from seed + rank.
+      const own = state.rankRngs?.[rank];
+      if (own !== undefined) setRngBytes(Buffer.from(own, "base64"));
+      else if (rank > 0) torch.manualSeed(cfg.seed + rank);
+      // The loader cursor is rank 0's (every rank is at the same batch); at another world size, the same records seen.
+      const c = state.loader;
+      const batch = c.worldSize === worldSize ? c.batch : Math.min(task.loader.batchesPerEpoch(), Math.floor((c.batch * c.worldSize) / worldSize));
+      task.loader.load({ ...c, batch, rank, worldSize });
       step = state.step;
       gradNorms = state.gradNorms;
       lastCheckpoint = existing;
       // Checkpoints after this one belong to a continuation that is being replaced (e.g. one that diverged).
-      for (const c of listCheckpoints(runDir).filter((c) => c.step > step)) {
-        rmSync(c.dir, { recursive: true, force: true });
-        console.error(`${runDir}: removed ${c.name}, later than the resumed step ${step}`);
+      if (lead) {
+        for (const c of listCheckpoints(runDir).filter((c) => c.step > step)) {
+          rmSync(c.dir, { recursive: true, force: true });
+          console.error(`${runDir}: removed ${c.name}, later than the resumed step ${step}`);
+        }
       }
     } else {
-      torch.manualSeed(cfg.seed);
+      torch.manualSeed(cfg.seed + rank); // the model is built already: this seeds what differs per rank (dropout)
     }
+    // Rank 0's weights (and the extra parameters) on every rank; gradients averaged after backward.
+    const ddp = ranks === null ? null : ranks.comm("wrapping the model in DistributedDataParallel (broadcast of rank 0's weights)", () => new nn.DistributedDataParallel(new Replica(model, extra), { group: ranks.pg }));
 
     let stopRequested: NodeJS.Signals | null = null;
     const onSignal = (sig: NodeJS.Signals) => {
@@ -281,8 +366,8 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
     process.on("SIGINT", sigint);
     process.on("SIGTERM", sigterm);
 
-    const metrics = new MetricsLogger(runDir, step);
-    const progress = new Progress(cfg.steps, step, opts.quiet ?? false, "train", "steps");
+    const metrics = lead ? new MetricsLogger(runDir, step) : null;
+    const progress = new Progress(cfg.steps, step, (opts.quiet ?? false) || !lead, "train", "steps");
     const losses: number[] = [];
     let batches = task.loader.epoch();
     const nextBatch = async (): Promise<B> => {
@@ -295,19 +380,26 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
     let lastGradNorm = NaN, lastMedian: number | null = null;
     const checkpoint = () => {
       const health = { weightsFinite: true, gradNorm: lastGradNorm, gradNormMedian: lastMedian };
-      lastCheckpoint = saveCheckpoint(runDir, model, opt, { step, loader: task.loader.state(), fingerprint, overrides, resumes, gradNorms, health }, cfg.keepCheckpoints);
+      const rankRngs = ranks === null ? null : ranks.gatherBytes(`gathering the ranks' random states for the checkpoint of step ${step}`, rngBytes()).map((b) => Buffer.from(b).toString("base64"));
+      const state = { step, loader: task.loader.state(), fingerprint, overrides, resumes, gradNorms, health, consolidated: true, ...(rankRngs ? { rankRngs } : {}) };
+      // rank 0 writes; the others wait for it (no rank runs ahead of a checkpoint that may fail)
+      lastCheckpoint = together(`writing the checkpoint of step ${step}`, () => (lead ? saveCheckpoint(runDir, model, opt, state, cfg.keepCheckpoints) : checkpointDir(runDir, step)));
     };
     // Training diverged on the weights of `step`: a checkpoint of them is suspect, so the last healthy
-    // one is older. `latest` is pointed at it and the suspect ones are marked.
+    // one is older. `latest` is pointed at it and the suspect ones are marked (by rank 0; every rank
+    // reaches this on the same numbers).
     const diverged = (reason: string, make = (healthy: string | null) => new DivergenceError(step + 1, reason, healthy, runDir, cfg.lr / 10)) => {
       const all = listCheckpoints(runDir);
       const healthy = all.filter((c) => c.step < step && !readTrainerState(c.dir).health?.diverged).at(-1) ?? null;
-      for (const c of all.filter((c) => c.step >= step)) markDiverged(c.dir, `step ${step + 1}: ${reason}`);
-      pointLatest(runDir, healthy?.name ?? null);
+      if (lead) {
+        for (const c of all.filter((c) => c.step >= step)) markDiverged(c.dir, `step ${step + 1}: ${reason}`);
+        pointLatest(runDir, healthy?.name ?? null);
+      }
       return make(healthy?.dir ?? null);
     };
 
     let samples = 0, windowStart = performance.now(), samplesSeen = 0;
+    let agreedSignal: NodeJS.Signals | null = null;
     const runStart = performance.now();
     try {
       while (step < cfg.steps) {
@@ -315,7 +407,8 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
         await new Promise<void>((resolve) => setImmediate(resolve));
         // 1. schedule (a pure function of the step)
         optim.schedules.applySchedule(opt, sched, step);
-        // 2. forward / loss / backward over gradAccum micro-batches
+        // 2. forward / loss / backward over gradAccum micro-batches; under DDP the gradients
+        //    accumulate locally and are averaged once, after the last one (DDP's no_sync)
         let lossSum = 0;
         const logged: Record<string, number> = {};
         for (let micro = 0; micro < cfg.gradAccum; micro++) {
@@ -327,12 +420,22 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
             for (const [k, v] of Object.entries(out.metrics ?? {})) logged[k] = (logged[k] ?? 0) + (typeof v === "number" ? v : v.item()) / cfg.gradAccum;
           });
           const n = batchSize(batch);
-          samples += n;
-          samplesSeen += n;
+          samples += n * worldSize;
+          samplesSeen += n * worldSize;
           disposeTensors(batch); // batches are made outside any scope: free them now, not at GC
+        }
+        if (ranks !== null) {
+          ranks.comm(`step ${step + 1}: the gradient all-reduce`, () => ddp!.syncGradients());
+          // the mean loss, and whether any rank got a signal: every rank decides on the same values
+          const [sum, sigint, sigterm] = ranks.sum(`step ${step + 1}: agreeing on the loss and on stopping`, [lossSum, stopRequested === "SIGINT" ? 1 : 0, stopRequested === "SIGTERM" ? 1 : 0]);
+          lossSum = sum! / worldSize;
+          agreedSignal = sigterm! > 0 ? "SIGTERM" : sigint! > 0 ? "SIGINT" : null;
+        } else {
+          agreedSignal = stopRequested;
         }
         if (!Number.isFinite(lossSum)) throw diverged(`the loss became ${lossSum}`, (h) => new NonFiniteLossError(step + 1, lossSum, h, runDir, cfg.lr / 10));
         // 3. clip (the norm is measured either way), check for divergence before stepping, step
+        //    (the gradients, hence the norm, are the same on every rank)
         const gradNorm = optim.clipGradNorm(params, cfg.clipGradNorm > 0 ? cfg.clipGradNorm : Infinity);
         const med = gradNorms.length >= GRAD_HISTORY_MIN ? median(gradNorms) : null;
         if (!Number.isFinite(gradNorm)) throw diverged(`the gradient norm became ${gradNorm}`);
@@ -346,41 +449,107 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
         opt.zeroGrad();
         step += 1;
         losses.push(lossSum);
-        // 4. log, evaluate, checkpoint (never one with non-finite weights)
+        // 4. log (the metrics averaged over the ranks), evaluate, checkpoint (never one with non-finite weights)
         if (step % cfg.logEvery === 0 || step === cfg.steps) {
           const seconds = (performance.now() - windowStart) / 1000;
-          const values = { loss: lossSum, lr: opt.paramGroups[0]!.lr, grad_norm: gradNorm, samples_per_s: samples / seconds, ...logged };
+          const mean = ranks === null ? logged : meanMetrics(ranks, step, logged);
+          const values = { loss: lossSum, lr: opt.paramGroups[0]!.lr, grad_norm: gradNorm, samples_per_s: samples / seconds, ...mean };
           task.onLog?.(step, values);
-          metrics.log(step, values);
+          metrics?.log(step, values);
           samples = 0;
           windowStart = performance.now();
         }
         progress.update(step, `loss ${lossSum.toFixed(4)} | ${(samplesSeen / ((performance.now() - runStart) / 1000)).toFixed(1)} samples/s`);
-        if (task.evaluate && cfg.evalEvery > 0 && step % cfg.evalEvery === 0) metrics.log(step, await task.evaluate(step), "eval");
-        const stopping = stopRequested !== null || step === opts.stopAfter;
+        if (task.evaluate && cfg.evalEvery > 0 && step % cfg.evalEvery === 0) {
+          const values = await task.evaluate(step);
+          metrics?.log(step, values, "eval");
+        }
+        const stopping = agreedSignal !== null || step === opts.stopAfter;
         if (step % cfg.checkpointEvery === 0 || step === cfg.steps || stopping) {
           if (!allFinite(params)) throw diverged(`the weights became non-finite`);
           checkpoint();
         }
         if (stopping) break;
       }
-      if (step === cfg.steps && task.evaluate && cfg.evalEvery > 0 && cfg.steps % cfg.evalEvery !== 0) metrics.log(step, await task.evaluate(step), "eval");
+      if (step === cfg.steps && task.evaluate && cfg.evalEvery > 0 && cfg.steps % cfg.evalEvery !== 0) {
+        const values = await task.evaluate(step);
+        metrics?.log(step, values, "eval");
+      }
+    } catch (e) {
+      if (e instanceof PeerFailure) {
+        throw new PeerFailure(`${e.message}\nAnother rank died, was stopped, or waited longer than the process group's timeout (the recipe's train.dist_timeout_s); see its log. ` +
+          `${lastCheckpoint === null ? "No checkpoint was written yet" : `The last complete checkpoint is ${lastCheckpoint}`}: rerun the same launch command to resume.`);
+      }
+      throw e;
     } finally {
       progress.stop();
-      metrics.close();
+      metrics?.close();
       process.off("SIGINT", sigint);
       process.off("SIGTERM", sigterm);
     }
     if (frozenHash(model) !== frozenAtStart) throw new Error("frozen parameters changed during training (a frozen module was updated): the run is not what its recipe says");
-    const signal: NodeJS.Signals | null = stopRequested;
+    if (lora !== null && step === cfg.steps) {
+      together("saving the LoRA adapter", () => { if (lead) lora.save(join(runDir, "adapter")); });
+      if (cfg.lora!.merge) lora.merge();
+      else unwrapLora(lora);
+    }
+    // a signal on any rank stops every rank: each exits as if it had got it
+    const signal: NodeJS.Signals | null = step < cfg.steps ? agreedSignal : null;
     if (signal !== null) {
       process.exitCode = 128 + osConstants.signals[signal];
-      console.error(`${signal}: stopped at step ${step} of ${cfg.steps}; saved ${lastCheckpoint}. To resume, run the same command again: \`mindseye train\` continues from the latest checkpoint in ${runDir} (in code: train(..., { resume: true })).`);
+      if (lead) console.error(`${signal}: stopped at step ${step} of ${cfg.steps}; saved ${lastCheckpoint}. To resume, run the same command again: \`mindseye train\` continues from the latest checkpoint in ${runDir} (in code: train(..., { resume: true })).`);
     }
     return { steps: step, interrupted: step < cfg.steps, signal, lastLoss: losses[losses.length - 1] ?? NaN, losses, checkpoint: lastCheckpoint };
   } finally {
     releaseLock();
   }
+}
+
+/** The model and the task's extra parameters as one module, so that DDP broadcasts and averages both. */
+class Replica extends nn.Module {
+  constructor(readonly model: nn.Module, extra: nn.Parameter[]) {
+    super();
+    Object.assign(this, Object.fromEntries(extra.map((p, i) => [`extra_${i}`, p])));
+  }
+}
+
+/** The logged metrics averaged over the ranks (every rank must log the same names: checked, then one all-reduce). */
+function meanMetrics(ranks: Ranks, step: number, logged: Record<string, number>): Record<string, number> {
+  const keys = Object.keys(logged).sort();
+  const mine = new Uint8Array(new Float64Array([keys.length, nameHash(keys.join(","))]).buffer);
+  const theirs = ranks.gatherBytes(`step ${step}: comparing the logged metric names`, mine);
+  const other = theirs.findIndex((b) => Buffer.compare(Buffer.from(b), Buffer.from(mine)) !== 0);
+  if (other >= 0) throw new Error(`step ${step}: rank ${other} logs other metrics than rank ${ranks.rank} (${keys.join(", ")}); every rank's task must return the same metric names`);
+  const values = ranks.mean(`step ${step}: averaging the logged metrics`, keys.map((k) => logged[k]!));
+  return Object.fromEntries(keys.map((k, i) => [k, values[i]!]));
+}
+
+// 32-bit FNV-1a of the metric names (exact in a float64).
+function nameHash(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+function rngBytes(): Uint8Array {
+  const t = torch.getRngState();
+  try { return t.toBytes(); } finally { t.dispose(); }
+}
+
+function setRngBytes(bytes: Uint8Array): void {
+  const t = torch.tensor(bytes, { dtype: "uint8" });
+  try { torch.setRngState(t); } finally { t.dispose(); }
+}
+
+/** Puts the base layers back without merging (lora.merge: false): the model keeps its base weights; the adapter is spent. */
+function unwrapLora(lora: LoraAdapter): void {
+  for (const [name, m] of lora.modules) {
+    const dot = name.lastIndexOf(".");
+    const parentName = dot < 0 ? "" : name.slice(0, dot);
+    const parent = lora.model.namedModules().find(([n]) => n === parentName)![1];
+    (parent as unknown as Record<string, nn.Module>)[name.slice(dot + 1)] = m.unwrap();
+  }
+  for (const p of lora.parameters()) p.dispose();
 }
 
 /** Frees the tensors of a batch (a tensor, or an object or array of them). */

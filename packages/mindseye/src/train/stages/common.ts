@@ -4,7 +4,7 @@
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { torch, type Tensor } from "@mindseye/torch";
+import { torch, distributed, type Tensor } from "@mindseye/torch";
 import { decodeBatch } from "../../data/images.js";
 import { preprocess } from "../../data/targets.js";
 import { SkipCounter, type SkippedRecord } from "../../data/formats/index.js";
@@ -12,6 +12,8 @@ import { processorConfigFromHf, type ImageProcessorConfig, type RgbImage } from 
 import { Tokenizer } from "../../data/tokenizer.js";
 import type { Scene } from "../../world/scene.js";
 import type { ResumeOverrides, TrainConfig, TrainResult } from "../trainer.js";
+import { launchShard, Ranks } from "../distributed.js";
+import { LORA_DEFAULTS } from "../../models/lora.js";
 
 /** The `train` section of every recipe (TrainConfig in snake_case, with defaults). */
 export const TrainSection = z.strictObject({
@@ -26,6 +28,22 @@ export const TrainSection = z.strictObject({
   clip_grad_norm: z.number().min(0).default(1),
   checkpoint_every: z.number().int().positive().default(200),
   log_every: z.number().int().positive().default(20),
+  // The keys below are left out rather than defaulted when not given, so that the resolved
+  // recipes (and the study's step fingerprints) of recipes written before them do not change.
+  /** Recompute each decoder layer / ViT block in backward instead of keeping its activations (absent: false). */
+  gradient_checkpointing: z.boolean().optional(),
+  /** Train LoRA adapters (PEFT layout, saved to <out>/adapter) instead of the model's weights (absent: no LoRA). */
+  lora: z.strictObject({
+    r: z.number().int().positive().default(LORA_DEFAULTS.r),
+    alpha: z.number().positive().default(LORA_DEFAULTS.loraAlpha),
+    dropout: z.number().min(0).lt(1).default(LORA_DEFAULTS.loraDropout),
+    /** Module names (exact, or the last dotted parts) or one regular expression over whole names. */
+    target_modules: z.union([z.array(z.string().min(1)).min(1), z.string().min(1)]).default([...LORA_DEFAULTS.targetModules]),
+    /** Fold the trained adapters into the weights of the saved model (else it keeps the base weights). */
+    merge: z.boolean().default(true),
+  }).optional(),
+  /** With several ranks: a rank that waits this long for another (dead or hung) fails (absent: 1800, PyTorch's 30 minutes). */
+  dist_timeout_s: z.number().positive().optional(),
 });
 export type TrainSection = z.output<typeof TrainSection>;
 
@@ -34,7 +52,37 @@ export function trainConfig(runDir: string, t: TrainSection, seed: number): Part
     runDir, steps: t.steps, lr: t.lr, minLrRatio: t.min_lr_ratio, warmupSteps: Math.min(t.warmup_steps, t.steps), schedule: t.schedule,
     weightDecay: t.weight_decay, gradAccum: t.grad_accum, clipGradNorm: t.clip_grad_norm, checkpointEvery: t.checkpoint_every,
     logEvery: Math.min(t.log_every, t.steps), seed, batchSize: t.batch_size,
+    gradientCheckpointing: t.gradient_checkpointing ?? false,
+    lora: t.lora === undefined ? null : { r: t.lora.r, alpha: t.lora.alpha, dropout: t.lora.dropout, targetModules: t.lora.target_modules, merge: t.lora.merge },
+    ...(t.dist_timeout_s === undefined ? {} : { distTimeoutMs: t.dist_timeout_s * 1000 }),
   };
+}
+
+/**
+ * This process's share of the data under `mindseye launch` / torchrun (RANK, WORLD_SIZE), for the
+ * stage's DataLoader options; rank 0 of 1 otherwise. The trainer refuses a loader without it when
+ * there are several ranks.
+ * ```ts
+ * new DataLoader(dataset, { batchSize: r.train.batch_size, seed: r.seed, ...dataShard(), collate });
+ * ```
+ */
+export function dataShard(): { rank: number; worldSize: number } {
+  return launchShard();
+}
+
+/**
+ * Runs fn (writing the stage's outputs) on rank 0 only; with several ranks, the others wait until
+ * it is done (and fail with it), so no rank reads or rewrites an output being written.
+ * ```ts
+ * onLeadRank(() => { model.savePretrained(modelDir); markDone(modelDir, info); });
+ * ```
+ */
+export function onLeadRank(fn: () => void): void {
+  const { rank, worldSize } = launchShard();
+  if (worldSize === 1) return fn();
+  const pg = distributed.defaultGroup();
+  const ranks = new Ranks(pg, pg.backend === "nccl" ? `cuda:${pg.localRank}` : "cpu");
+  ranks.collectively("writing the stage's outputs", () => { if (rank === 0) fn(); });
 }
 
 /**
