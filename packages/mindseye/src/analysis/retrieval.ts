@@ -105,16 +105,19 @@ export function resolveLatentRun(run: string, opts: { encoder?: string } = {}): 
     throw new ConfigError(`${recipePath}: not a valid latent-pretrain recipe (${parsed.error.issues.map((i) => `${i.path.join(".") || "(top)"}: ${i.message}`).join("; ")})`);
   }
   const r = parsed.data;
+  if (studyDir === null && (r.world === undefined || r.encoder === undefined || r.targets === undefined)) {
+    throw new ConfigError(`${recipePath}: imagine and world_retrieval need a model pre-trained on the world (world, encoder and targets in its recipe); this one read ${r.captions ? "captions datasets" : "no world"}`);
+  }
   const stages = studyDir === null ? null : join(studyDir, "stages");
-  const encoderDir = opts.encoder ?? (stages ? join(stages, "world-encoder", "encoder") : r.encoder);
+  const encoderDir = opts.encoder ?? (stages ? join(stages, "world-encoder", "encoder") : r.encoder!);
   if (!existsSync(join(encoderDir, "config.json"))) {
     const from = opts.encoder !== undefined ? "--encoder" : stages ? "the study's stage 1" : `${recipePath} "encoder"`;
     throw new ConfigError(`the frozen encoder ${encoderDir} (from ${from}) has no config.json; pass --encoder DIR (the encoder the model's targets came from)`);
   }
   return {
     modelDir, runDir, pool: parsePool(r.pool), targetNorm: r.loss.target_norm, encoderDir,
-    worldDir: studyDir !== null ? join(studyDir, "world") : r.world,
-    targetsDir: stages ? join(stages, `targets-${r.pool.replace(":", "")}`) : r.targets,
+    worldDir: studyDir !== null ? join(studyDir, "world") : r.world!,
+    targetsDir: stages ? join(stages, `targets-${r.pool.replace(":", "")}`) : r.targets!,
     studyDir,
   };
 }

@@ -51,13 +51,28 @@ function checkImageTokens(tok: Tokenizer, ids: readonly number[], padId: number,
   throw new Error(`the chat template of ${tok.source} put ${pads} ${IMAGE_TOKEN} tokens in a prompt with ${images} image(s); it must render each {"type": "image"} part as <|vision_start|>${IMAGE_TOKEN}<|vision_end|>, as Qwen2-VL's template does`);
 }
 
-/** Replaces each image pad with `perImage` copies (as Qwen2-VL's processor does). */
-export function expandImagePads(ids: readonly number[], padId: number, perImage: number): number[] {
-  return ids.flatMap((id) => (id === padId ? Array<number>(perImage).fill(padId) : [id]));
+/**
+ * Replaces each image pad with `perImage` copies (as Qwen2-VL's processor does); a list gives
+ * each image its own count, in order (Qwen2.5-VL's dynamic resolution, InternVL's tiles).
+ */
+export function expandImagePads(ids: readonly number[], padId: number, perImage: number | readonly number[]): number[] {
+  let image = 0;
+  return ids.flatMap((id) => {
+    if (id !== padId) return [id];
+    const n = typeof perImage === "number" ? perImage : perImage[image++];
+    if (n === undefined) throw new RangeError(`expandImagePads: the prompt holds more image tokens than the ${(perImage as readonly number[]).length} counts given`);
+    return Array<number>(n).fill(padId);
+  });
 }
 
-/** The user turn and the assistant's opening, as ids with expanded image pads. */
-export function buildPrompt(tok: Tokenizer, turn: Turn, tokensPerImage: number): number[] {
+/**
+ * The user turn and the assistant's opening, as ids with expanded image pads: `tokensPerImage`
+ * tokens for every image, or one count per image.
+ */
+export function buildPrompt(tok: Tokenizer, turn: Turn, tokensPerImage: number | readonly number[]): number[] {
+  if (typeof tokensPerImage !== "number" && tokensPerImage.length !== turn.images) {
+    throw new RangeError(`buildPrompt: ${tokensPerImage.length} token counts for ${turn.images} image(s)`);
+  }
   const imageParts = Array.from({ length: turn.images }, () => ({ type: "image" })), textPart = { type: "text", text: turn.text };
   const content = turn.imagesAfterText ? [textPart, ...imageParts] : [...imageParts, textPart];
   const text = tok.applyChatTemplate([{ role: "user", content }], { addGenerationPrompt: true }) as string;
@@ -69,7 +84,7 @@ export function buildPrompt(tok: Tokenizer, turn: Turn, tokensPerImage: number):
 }
 
 /** A training example: the prompt, then the answer and <|im_end|>; labels only on the latter. */
-export function buildExample(tok: Tokenizer, turn: Turn & { answer: string }, tokensPerImage: number): { ids: number[]; labels: number[] } {
+export function buildExample(tok: Tokenizer, turn: Turn & { answer: string }, tokensPerImage: number | readonly number[]): { ids: number[]; labels: number[] } {
   const prompt = buildPrompt(tok, turn, tokensPerImage);
   const answer = [...tok.encode(turn.answer, { addSpecialTokens: false }), required(tok, "imEnd")];
   return { ids: [...prompt, ...answer], labels: [...prompt.map(() => IGNORE_INDEX), ...answer] };

@@ -1,8 +1,10 @@
-// The evaluation runner: a MindsEye VLM answers a task's questions by greedy generation, and the
+// The evaluation runner: a VLM of any family (models/family.ts: mindseye_vlm, qwen2_5_vl, llava,
+// internvl_chat) answers a task's questions by greedy generation, and the
 // public harness's rules (harness.ts) score the answers.
 //
 //   items ─► decode images (skips counted) ─► the model's preprocessing ─► harness prompt
-//         ─► buildPrompt (the chat template training uses, image pads expanded) ─► left-padded
+//         ─► buildPrompt (the chat template training uses, each image's pads expanded to the
+//            tokens the family's processor gives it) ─► left-padded
 //         batches ─► greedy generation until <|im_end|> ─► decodeAnswer ─► harness score
 //
 // Output, in `out`:
@@ -26,14 +28,13 @@
 // search looks at the last tokens); pass maxNewTokens: 1024 for the harness's exact setting.
 // results.json counts the answers that hit the limit ("truncated").
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, readdirSync, readFileSync, renameSync, writeFileSync, appendFileSync } from "node:fs";
+import { createReadStream, existsSync, readdirSync, renameSync, writeFileSync, appendFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { torch } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
-import { MindsEyeVLM, imageTokenCount } from "../models/vlm.js";
-import { generate, padLeft, type GenerationStep, type GenerativeLM, type GenerationCache } from "../models/generation.js";
-import { processorConfigFromHf, type ImageProcessorConfig, type RgbImage } from "../models/processors.js";
-import { preprocess } from "../data/targets.js";
+import { loadVlm, MindsEyeVlm, type Vlm, type VlmProcessor } from "../models/family.js";
+import { padLeft, type GenerationStep, type GenerativeLM, type GenerationCache } from "../models/generation.js";
+import type { RgbImage } from "../models/processors.js";
 import { DistinctImages } from "../data/images.js";
 import { Tokenizer } from "../data/tokenizer.js";
 import { buildPrompt, decodeAnswer } from "../data/vlm_inputs.js";
@@ -140,7 +141,7 @@ export interface PredictionLine {
 
 // ---- the model -------------------------------------------------------------------------------
 
-const MODEL_FILES = "config.json (model_type mindseye_vlm), model.safetensors, preprocessor_config.json, tokenizer.json, tokenizer_config.json";
+const MODEL_FILES = "config.json (model_type mindseye_vlm, qwen2_5_vl, llava or internvl_chat), model.safetensors, preprocessor_config.json, tokenizer.json, tokenizer_config.json";
 
 /** The model directory itself when it holds config.json, else its model/ (a run folder). */
 export function resolveModelDir(path: string): string {
@@ -151,9 +152,10 @@ export function resolveModelDir(path: string): string {
 
 export interface EvalModel {
   dir: string;
-  model: MindsEyeVLM;
+  /** The model through its family's interface. */
+  model: Vlm;
   tokenizer: Tokenizer;
-  processor: ImageProcessorConfig;
+  processor: VlmProcessor;
 }
 
 /** Loads a VLM directory for evaluation (eval mode) and checks that its parts agree. */
@@ -161,21 +163,20 @@ export function loadEvalModel(path: string): EvalModel {
   const dir = resolveModelDir(path);
   const ppPath = join(dir, "preprocessor_config.json");
   if (!existsSync(ppPath)) throw new ConfigError(`${dir}: no preprocessor_config.json; a model directory needs ${MODEL_FILES}`);
-  const processor = processorConfigFromHf(JSON.parse(readFileSync(ppPath, "utf8")) as Record<string, unknown>, {}, ppPath);
-  if (processor.kind === "qwen2_vl") throw new ConfigError(`${ppPath}: a MindsEye VLM takes fixed-size images (CLIP or SigLIP preprocessing), not Qwen2-VL's`);
   const tokenizer = Tokenizer.fromPretrained(dir);
-  const model = MindsEyeVLM.fromPretrained(dir);
-  model.eval();
+  const model = loadVlm(dir);
+  model.module.eval();
   const ids = tokenizer.specialTokenIds;
   const problems: string[] = [];
+  const key = model.modelType === "qwen2_5_vl" ? "image_token_id" : "image_token_index";
   if (ids.imEnd === null) problems.push("the tokenizer has no <|im_end|> (the stop token)");
-  if (ids.imagePad !== model.config.imageTokenId) problems.push(`the tokenizer's <|image_pad|> is ${ids.imagePad} but config.json's image_token_index is ${model.config.imageTokenId}`);
-  if (tokenizer.vocabSize > model.config.text.vocabSize) problems.push(`the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary ${model.config.text.vocabSize}`);
+  if (ids.imagePad !== model.imageTokenId) problems.push(`the tokenizer's <|image_pad|> is ${ids.imagePad} but config.json's ${key} is ${model.imageTokenId}`);
+  if (tokenizer.vocabSize > model.vocabSize) problems.push(`the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary ${model.vocabSize}`);
   if (problems.length > 0) {
-    model.parameters().forEach((p) => p.dispose());
+    model.dispose();
     throw new ConfigError(`${dir}: the tokenizer does not belong to this model: ${problems.join("; ")}`);
   }
-  return { dir, model, tokenizer, processor };
+  return { dir, model, tokenizer, processor: model.processor };
 }
 
 /** sha256 over the files that decide predictions: config, weights, tokenizer, preprocessing. */
@@ -282,7 +283,6 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
   // 2. The model.
   const fingerprint = await modelFingerprint(resolveModelDir(o.modelDir));
   const { dir, model, tokenizer, processor } = loadEvalModel(o.modelDir);
-  const perImage = imageTokenCount(model.config);
   const imEnd = tokenizer.specialTokenIds.imEnd!;
   const padId = tokenizer.specialTokenIds.pad ?? imEnd; // any id will do: the attention mask hides padding
 
@@ -313,17 +313,24 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
         // 4. Prompts and greedy generation; only plain values leave the scope.
         const prompts = ready.map((r) => promptFor(r.item, harness));
         const generated = torch.noGrad(() => torch.scope(() => {
-          const imagesAfterText = model.config.imagePosition === "after_text";
-          const ids = ready.map((r, i) => buildPrompt(tokenizer, { images: r.images.length, text: prompts[i]!, imagesAfterText }, perImage));
+          const imagesAfterText = model.imagesAfterText;
+          const pixels = processor.process(ready.flatMap((r) => r.images)); // batch order
+          let at = 0;
+          const ids = ready.map((r, i) => {
+            const counts = pixels.tokensPerImage.slice(at, at += r.images.length);
+            return buildPrompt(tokenizer, { images: r.images.length, text: prompts[i]!, imagesAfterText }, counts);
+          });
           const { inputIds, attentionMask } = padLeft(ids, padId);
-          const pixelValues = preprocess(ready.flatMap((r) => r.images), processor); // [n, 3, H, W], batch order
-          const size = model.config.vision.imageSize;
-          if (pixelValues.shape[2] !== size || pixelValues.shape[3] !== size) {
-            throw new ConfigError(`${dir}/preprocessor_config.json makes ${pixelValues.shape[3]}×${pixelValues.shape[2]} images but the vision tower takes ${size}×${size}`);
+          if (model instanceof MindsEyeVlm) {
+            const size = model.model.config.vision.imageSize, px = pixels.pixelValues;
+            if (px.shape[2] !== size || px.shape[3] !== size) {
+              throw new ConfigError(`${dir}/preprocessor_config.json makes ${px.shape[3]}×${px.shape[2]} images but the vision tower takes ${size}×${size}`);
+            }
           }
-          const inputsEmbeds = model.embed(inputIds, pixelValues);
-          const lm = checkedLogits(model.language_model, dir, () => ready.map((r) => r.item.id));
-          return generate(lm, { inputsEmbeds, attentionMask, maxNewTokens, stopTokenIds: [imEnd] });
+          return model.generate({
+            inputIds, attentionMask, pixels, maxNewTokens, stopTokenIds: [imEnd],
+            wrap: (lm) => checkedLogits(lm, dir, () => ready.map((r) => r.item.id)),
+          });
         }));
         // 5. Answers, scored; one line each.
         const lines = ready.map((r, i): PredictionLine => {
@@ -344,7 +351,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
     }
   } finally {
     progress.stop(done);
-    model.parameters().forEach((p) => p.dispose());
+    model.dispose();
   }
   if (scored.length === 0) throw new Error(`${task.name} ${split}: no question could be evaluated (every one had an undecodable image)\n${images.errors.summary()}`);
   images.errors.finish();

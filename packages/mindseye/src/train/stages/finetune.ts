@@ -2,17 +2,29 @@
 // `fraction` of the world's training questions (all three task families, mixed), with the
 // prompts the evaluation harness will use. Any arm's model (base, text control, latent) starts
 // here; the latent head is not used (the claim under test is that pretraining shaped the LM).
+//
+// Any VLM family (models/family.ts: loadVlm) is fine-tuned: mindseye_vlm on the world as before
+// (its images preprocessed once into a bank), the published families (qwen2_5_vl, llava,
+// internvl_chat) on the world or on real datasets named by `datasets` (GQA and ScienceQA-IMG
+// in their published formats, read by the evaluation's task readers), each batch's images put
+// through the family's processor (Qwen2.5-VL's dynamic resolution: token counts per image).
+// BLINK has no training split: BLINK-Jigsaw is evaluated zero-shot.
 import { createHash } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { copyFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { torch } from "@mindseye/torch";
-import type { ImageProcessorConfig } from "../../models/processors.js";
-import { MindsEyeVLM, imageTokenCount } from "../../models/vlm.js";
+import { torch, type Tensor } from "@mindseye/torch";
+import type { ImageProcessorConfig, RgbImage } from "../../models/processors.js";
+import { imageTokenCount } from "../../models/vlm.js";
+import { loadVlm, MindsEyeVlm, type PixelInputs, type Vlm } from "../../models/family.js";
 import { DataLoader } from "../../data/loader.js";
-import { buildExample } from "../../data/vlm_inputs.js";
+import { buildExample, padRight } from "../../data/vlm_inputs.js";
+import { decodeBatch } from "../../data/images.js";
+import type { Tokenizer } from "../../data/tokenizer.js";
+import { nextTokenCrossEntropy } from "../../objectives/next_token.js";
 import type { Harness } from "../../eval/harness.js";
 import { getTask, promptFor, answerText } from "../../eval/tasks.js";
+import { ConfigError } from "../../config/errors.js";
 import { SkipCounter } from "../../data/formats/index.js";
 import { mulberry32, shuffleInPlace } from "../../util/random.js";
 import { train, type TrainResult } from "../trainer.js";
@@ -21,11 +33,30 @@ import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, 
 
 export const TASK_FAMILIES = ["gqa", "scienceqa", "jigsaw"] as const;
 
+/** Real datasets a fine-tune reads, by the evaluation task whose reader parses them, and the family they train. */
+export const TRAIN_TASKS = { gqa: "gqa", scienceqa_img: "scienceqa", world_gqa: "gqa", world_sqa: "scienceqa", world_jigsaw: "jigsaw" } as const;
+
+/** One real dataset of a fine-tune: GQA train_balanced, ScienceQA train (image questions), … */
+export const FinetuneDataset = z.strictObject({
+  /** The evaluation task whose reader parses it (eval/tasks.ts); blink_jigsaw has no training split. */
+  task: z.enum(Object.keys(TRAIN_TASKS) as [keyof typeof TRAIN_TASKS, ...(keyof typeof TRAIN_TASKS)[]]),
+  /** Its root, as `mindseye eval --data` takes it. */
+  data: z.string(),
+  /** GQA: train (train_balanced_questions.json); ScienceQA: train (pid_splits.json). */
+  split: z.string(),
+  /** Only the first `limit` questions. */
+  limit: z.number().int().positive().optional(),
+});
+export type FinetuneDataset = z.output<typeof FinetuneDataset>;
+
 export const FinetuneRecipe = z.strictObject({
   stage: z.literal("finetune"),
   seed: z.number().int().min(0).default(0),
-  world: z.string(),
-  /** The model directory to fine-tune (any arm). */
+  /** The synthetic world (its training questions; `tasks` picks the families). Absent: `datasets`. */
+  world: z.string().optional(),
+  /** Real datasets instead of (or besides) the world; only for published families (absent: the world alone). */
+  datasets: z.array(FinetuneDataset).min(1).optional(),
+  /** The model directory to fine-tune (any arm, any family: models/family.ts). */
   model: z.string(),
   out: z.string(),
   /** The seeded fraction of each task family's training questions used (data-efficiency curves). */
@@ -126,14 +157,14 @@ function sharedBank(paths: string[], pre: ImageProcessorConfig, maxErrorRate: nu
 export async function runFinetune(r: FinetuneRecipe, opts: StageOptions = {}): Promise<{ modelDir: string; result: TrainResult; examples: number; questionIds: string[] }> {
   mkdirSync(r.out, { recursive: true });
   writeResolved(r.out, r);
+  if (r.world === undefined && r.datasets === undefined) throw new ConfigError("finetune: give world (the synthetic world) or datasets (real GQA / ScienceQA files)");
   const tok = loadTokenizer(r.model);
+  const vlm = loadVlm(r.model);
+  vlm.dropLatentHead();
+  if (!(vlm instanceof MindsEyeVlm)) return finetuneFamily(r, vlm, tok, opts);
+  if (r.datasets !== undefined || r.world === undefined) throw new ConfigError(`finetune: ${r.model} is a mindseye_vlm, fine-tuned on the world (world, tasks); datasets are for the published families`);
   const pre = readPreprocessor(r.model);
-  const model = MindsEyeVLM.fromPretrained(r.model);
-  if (model.latent_head) {
-    model.latent_head.parameters().forEach((p) => p.dispose());
-    model.latent_head = null;
-    model.config = { ...model.config, latentHead: null, latentTokenIds: [] };
-  }
+  const model = vlm.model;
   model.vision_tower.requiresGrad_(false);
   const all = await worldQuestions(r.world, "train", r.tasks, r.harness, r.max_error_rate);
   const bank = await sharedBank(all.flatMap((q) => q.images), pre, r.max_error_rate);
@@ -158,5 +189,88 @@ export async function runFinetune(r: FinetuneRecipe, opts: StageOptions = {}): P
   copyCompanions(modelDir, [r.model]);
   markDone(modelDir, { stage: "finetune", fraction: r.fraction, examples: examples.length, steps: result.steps, lastLoss: result.lastLoss });
   model.parameters().forEach((p) => p.dispose());
+  return { modelDir, result, examples: examples.length, questionIds: qa.map((q) => q.id) };
+}
+
+/** The questions of `datasets` (and of the world, when given), with the harness's prompts and answers. */
+export async function datasetQuestions(r: FinetuneRecipe): Promise<QaExample[]> {
+  const out = r.world === undefined ? [] : await worldQuestions(r.world, "train", r.tasks, r.harness, r.max_error_rate);
+  for (const d of r.datasets ?? []) {
+    const errors = new SkipCounter(`${d.task} ${d.split}`, { maxErrorRate: r.max_error_rate, setting: "max_error_rate in the recipe" });
+    let n = 0;
+    for await (const item of getTask(d.task).items(d.data, d.split, errors)) {
+      const images = item.images.map((ref) => {
+        if (ref.kind !== "file") throw new ConfigError(`${d.task}: ${item.id}'s images are embedded bytes; fine-tuning reads image files (GQA images/, ScienceQA images/)`);
+        return ref.path;
+      });
+      out.push({ task: TRAIN_TASKS[d.task], id: item.id, images, text: promptFor(item, r.harness), answer: answerText(item) });
+      if (d.limit !== undefined && ++n >= d.limit) break;
+    }
+    if (d.limit === undefined || n < d.limit) errors.finish();
+    if (errors.skipped > 0) console.error(errors.summary());
+  }
+  return out;
+}
+
+/** Decoded images by path; undecodable ones are skipped, counted and reported, past the rate the run stops. */
+export async function decodeImages(paths: readonly string[], maxErrorRate: number): Promise<Map<string, RgbImage>> {
+  const unique = [...new Set(paths)].sort();
+  const errors = new SkipCounter("images", { maxErrorRate, setting: "max_error_rate in the recipe" });
+  errors.expectTotal(unique.length);
+  const decoded = await decodeBatch(unique.map((path) => ({ image: { kind: "file" as const, path }, source: { file: path, record: "image" } })), { errors });
+  errors.finish();
+  if (errors.skipped > 0) console.error(errors.summary());
+  const out = new Map<string, RgbImage>();
+  unique.forEach((p, i) => { if (decoded[i]) out.set(p, decoded[i]!); });
+  return out;
+}
+
+/** A right-padded batch of a published family: ids, labels, mask, and its images through the family's processor. */
+export interface FamilyBatch { inputIds: Tensor; labels: Tensor; attentionMask: Tensor; pixels?: PixelInputs }
+
+export function collateFamily(vlm: Vlm, images: ReadonlyMap<string, RgbImage>, padId: number) {
+  return (batch: { ids: number[]; labels: number[]; images: string[] }[]): FamilyBatch => {
+    const p = padRight(batch, padId);
+    const paths = batch.flatMap((b) => b.images);
+    return {
+      inputIds: torch.tensor(p.ids, { dtype: "int64" }),
+      labels: torch.tensor(p.labels, { dtype: "int64" }),
+      attentionMask: torch.tensor(p.mask, { dtype: "int64" }),
+      ...(paths.length > 0 ? { pixels: vlm.processor.process(paths.map((q) => images.get(q)!)) } : {}),
+    };
+  };
+}
+
+/** The next-token loss of a family's batch (labels mask everything but answers). */
+export function familyLoss(vlm: Vlm, b: FamilyBatch): Tensor {
+  const { logits } = vlm.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask, ...(b.pixels ? { pixels: b.pixels } : {}) });
+  return nextTokenCrossEntropy(logits, b.labels);
+}
+
+/** finetune of a published family (Qwen2.5-VL, LLaVA, InternVL): the same recipe, the family's processor per batch. */
+async function finetuneFamily(r: FinetuneRecipe, vlm: Vlm, tok: Tokenizer, opts: StageOptions): Promise<{ modelDir: string; result: TrainResult; examples: number; questionIds: string[] }> {
+  vlm.freezeVision();
+  const all = await datasetQuestions(r);
+  const images = await decodeImages(all.flatMap((q) => q.images), r.max_error_rate);
+  const qa = sampleFraction(all.filter((q) => q.images.every((p) => images.has(p))), r.fraction, r.seed);
+  const examples = qa.map((q) => {
+    const counts = q.images.map((p) => vlm.processor.tokensFor(images.get(p)!));
+    return { ...buildExample(tok, { images: q.images.length, text: q.text, answer: q.answer, imagesAfterText: vlm.imagesAfterText }, counts), images: q.images, task: q.task };
+  });
+  const batches = familyBatches(examples, r.train.batch_size, r.seed, r.task_sampling);
+  const collate = collateFamily(vlm, images, tok.specialTokenIds.pad ?? 0);
+  const loader = new DataLoader({ length: batches.length, get: (i: number) => batches[i]! }, {
+    batchSize: 1, seed: r.seed, collate: (b: (typeof examples)[]) => collate(b[0]!),
+  });
+  torch.manualSeed(r.seed);
+  const result = await train({ model: vlm.module, loader: loader as DataLoader<unknown, FamilyBatch>, step: (b) => ({ loss: familyLoss(vlm, b) }) },
+    trainConfig(r.out, r.train, r.seed), trainOptions(opts));
+  stopIfInterrupted(result, r.out);
+  const modelDir = join(r.out, "model");
+  vlm.savePretrained(modelDir);
+  tok.save(modelDir);
+  copyFileSync(join(r.model, "preprocessor_config.json"), join(modelDir, "preprocessor_config.json"));
+  markDone(modelDir, { stage: "finetune", fraction: r.fraction, examples: examples.length, steps: result.steps, lastLoss: result.lastLoss });
+  vlm.dispose();
   return { modelDir, result, examples: examples.length, questionIds: qa.map((q) => q.id) };
 }

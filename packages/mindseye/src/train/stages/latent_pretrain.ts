@@ -28,11 +28,23 @@
 //                latent pretraining; the others read captions only.
 // Heads of the last two readouts are not part of the saved model (it has no query tokens); they are
 // written beside it (LATENT_READOUT_FILE + .json) for analysis.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+//
+// Any VLM family (models/family.ts: loadVlm) starts here. mindseye_vlm reads the world with the
+// target cache of `encoder`, as above. A published family (qwen2_5_vl, llava, internvl_chat) reads
+// captions from `captions` (datasets by format: coco, cc3m, laion, webdataset) and/or the world, and
+// its targets are its OWN frozen vision tower's features at `vision_layer` (Qwen2.5-VL: after the
+// PatchMerger, "merger", or before it, "pre_merger"), pooled per image on its own 2-D grid; the
+// latent query tokens are added to its tokenizer when missing and its embeddings grow as
+// resize_token_embeddings does; only the queries readout is offered there. Those targets are
+// computed once per run in memory (not yet in a fingerprinted cache on disk).
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { torch, nn, io, type Tensor } from "@mindseye/torch";
-import { MindsEyeVLM, imageTokenCount } from "../../models/vlm.js";
+import { imageTokenCount } from "../../models/vlm.js";
+import { loadVlm, MindsEyeVlm, poolImageFeatures, disposePixels, type Vlm } from "../../models/family.js";
+import { readPairs, SkipCounter, type ImageRef } from "../../data/formats/index.js";
+import { decodeBatch } from "../../data/images.js";
 import { LatentHead, latentTokens, gatherLastPosition, gatherImagePositions, latentHeadToHfConfig, LATENT_HEAD_TYPES } from "../../models/latent_head.js";
 import { buildExample } from "../../data/vlm_inputs.js";
 import { ConfigError } from "../../config/errors.js";
@@ -52,14 +64,19 @@ export type Readout = (typeof READOUTS)[number];
 export const LatentPretrainRecipe = z.strictObject({
   stage: z.literal("latent-pretrain"),
   seed: z.number().int().min(0).default(0),
-  world: z.string(),
-  /** The frozen encoder whose features are the targets. */
-  encoder: z.string(),
-  /** The vlm-base model directory to start from. */
+  /** The synthetic world (its training captions). Absent: `captions`. */
+  world: z.string().optional(),
+  /** Image–caption datasets by format ({format: coco, annotations, images}, cc3m, laion, webdataset); published families only. */
+  captions: z.array(z.looseObject({ format: z.string() })).min(1).optional(),
+  /** The frozen encoder whose features are the targets (mindseye_vlm; a published family uses its own tower). */
+  encoder: z.string().optional(),
+  /** The model directory to start from (vlm-base's, or any family's: models/family.ts). */
   base: z.string(),
   out: z.string(),
-  /** Where the target cache is (extracted there first if absent). */
-  targets: z.string(),
+  /** Where the target cache is (extracted there first if absent; mindseye_vlm). */
+  targets: z.string().optional(),
+  /** A published family's tower layer the targets are read at (Qwen2.5-VL: merger | pre_merger; absent: the family's default). */
+  vision_layer: z.string().optional(),
   pool: z.string().default("grid:4"),
   head: z.strictObject({ type: z.enum(LATENT_HEAD_TYPES).default("mlp"), hidden_size: z.number().int().positive().optional() }).default({ type: "mlp" }),
   // The two readout keys are left out rather than defaulted when not given, so that the settings
@@ -125,8 +142,14 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOpti
   mkdirSync(r.out, { recursive: true });
   writeResolved(r.out, r);
   const latentArm = r.loss.lambda_sim > 0 || (r.loss.lambda_align > 0 && r.loss.alignment !== "none");
-  const tok = loadTokenizer(r.world);
-  const model = MindsEyeVLM.fromPretrained(r.base);
+  const vlm = loadVlm(r.base);
+  if (!(vlm instanceof MindsEyeVlm)) return latentPretrainFamily(r, vlm, latentArm, opts);
+  if (r.world === undefined || r.encoder === undefined || r.targets === undefined || r.captions !== undefined || r.vision_layer !== undefined) {
+    throw new ConfigError(`latent-pretrain: ${r.base} is a mindseye_vlm, pre-trained on the world (world, encoder, targets); captions and vision_layer are for the published families`);
+  }
+  const [world, encoder, targets] = [r.world, r.encoder, r.targets];
+  const tok = loadTokenizer(world);
+  const model = vlm.model;
   model.vision_tower.requiresGrad_(false);
   const pool: PoolSpec = parsePool(r.pool);
   const grid = model.config.vision.gridSize;
@@ -147,20 +170,20 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOpti
   let cache: TargetCache | null = null;
   let stats: TargetStats | null = null;
   let head: LatentHead | null = null; // the head of readouts last_token and image_tokens (outside the model)
-  let pairs = await captionPairs(r.world, "train");
-  const imageIds = imageIdsByPath(r.world);
+  let pairs = await captionPairs(world, "train");
+  const imageIds = imageIdsByPath(world);
   if (latentArm) {
-    if (!isCacheComplete(r.targets)) {
-      await extractWorldTargets({ world: r.world, encoder: r.encoder, out: r.targets, pool: r.pool, quiet: opts.quiet ?? false, maxErrorRate: r.max_error_rate });
+    if (!isCacheComplete(targets)) {
+      await extractWorldTargets({ world: world, encoder: encoder, out: targets, pool: r.pool, quiet: opts.quiet ?? false, maxErrorRate: r.max_error_rate });
     }
-    const enc = loadEncoder(r.encoder);
+    const enc = loadEncoder(encoder);
     const fingerprint = encoderFingerprint(enc.model, enc.config, enc.preprocessing);
     enc.model.parameters().forEach((p) => p.dispose());
-    cache = new TargetCache(r.targets, { expectFingerprint: fingerprint });
-    if (cache.manifest.pooling !== pool) throw new Error(`${r.targets} holds ${cache.manifest.pooling} targets; this recipe pools ${r.pool}`);
+    cache = new TargetCache(targets, { expectFingerprint: fingerprint });
+    if (cache.manifest.pooling !== pool) throw new Error(`${targets} holds ${cache.manifest.pooling} targets; this recipe pools ${r.pool}`);
     // Images the extraction skipped (undecodable; counted in its manifest) have no target.
     const withTarget = pairs.filter((p) => cache!.has(imageIds.get(p.image)!));
-    if (withTarget.length < pairs.length) console.error(`latent-pretrain: ${pairs.length - withTarget.length} captions left out: their images were skipped by the target extraction (${r.targets}/manifest.json lists them)`);
+    if (withTarget.length < pairs.length) console.error(`latent-pretrain: ${pairs.length - withTarget.length} captions left out: their images were skipped by the target extraction (${targets}/manifest.json lists them)`);
     pairs = withTarget;
     if (r.loss.target_norm === "standardize") {
       const all = cache.get([...new Set(pairs.map((p) => imageIds.get(p.image)!))]); // [n, K, D]
@@ -180,7 +203,7 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOpti
   let loader: DataLoader<LatentExample, LatentBatch>;
   let dispose = () => {};
   if (readout === "image_tokens") {
-    const { bank, usable } = await loadUsable(pairs, (p) => [p.image], readPreprocessor(r.encoder), r.max_error_rate, console.error);
+    const { bank, usable } = await loadUsable(pairs, (p) => [p.image], readPreprocessor(encoder), r.max_error_rate, console.error);
     dispose = () => bank.dispose();
     const imagesAfterText = model.config.imagePosition === "after_text";
     const examples = usable.map((p) => ({ ...buildExample(tok, { images: 1, text: "", answer: p.caption, imagesAfterText }, imageTokenCount(model.config)), image: p.image }));
@@ -326,4 +349,131 @@ function isCacheComplete(dir: string): boolean {
 function imageIdsByPath(world: string): Map<string, string> {
   const coco = JSON.parse(readFileSync(join(world, "captions_train.json"), "utf8")) as { images: { id: number; file_name: string }[] };
   return new Map(coco.images.map((im) => [join(world, "images", im.file_name), String(im.id)]));
+}
+
+/** A caption of a published family's latent pretraining: its image by key, and the image itself. */
+interface CaptionPair { key: string; image: ImageRef; caption: string }
+
+/** The captions of `captions` datasets (keys "d<i>:<id>") and of the world (keys: image paths). */
+async function familyCaptions(r: LatentPretrainRecipe): Promise<CaptionPair[]> {
+  const out: CaptionPair[] = [];
+  for (const [i, spec] of (r.captions ?? []).entries()) {
+    const errors = new SkipCounter(`captions[${i}] (${spec.format})`, { maxErrorRate: r.max_error_rate, setting: "max_error_rate in the recipe" });
+    for await (const p of readPairs(spec, { errors })) for (const caption of p.captions) out.push({ key: `d${i}:${p.id}`, image: p.image, caption });
+    errors.finish();
+    if (errors.skipped > 0) console.error(errors.summary());
+  }
+  if (r.world !== undefined) for (const p of await captionPairs(r.world, "train")) out.push({ key: p.image, image: { kind: "file", path: p.image }, caption: p.caption });
+  if (out.length === 0) throw new ConfigError("latent-pretrain: no captions (give world or captions)");
+  return out;
+}
+
+/**
+ * The targets of a published family: each distinct image through its processor and frozen tower
+ * (at `layer`), pooled per image on its own grid. Returns [n, K, D] and the row of each key;
+ * captions whose image could not be decoded are dropped (counted, past the rate the run stops).
+ */
+async function familyTargets(vlm: Vlm, pairs: CaptionPair[], pool: string, layer: string | undefined, maxErrorRate: number): Promise<{ targets: Tensor; row: Map<string, number>; usable: CaptionPair[] }> {
+  const first = new Map<string, ImageRef>();
+  for (const p of pairs) if (!first.has(p.key)) first.set(p.key, p.image);
+  const keys = [...first.keys()];
+  const errors = new SkipCounter("caption images", { maxErrorRate, setting: "max_error_rate in the recipe" });
+  errors.expectTotal(keys.length);
+  const images = await decodeBatch(keys.map((k) => ({ image: first.get(k)!, source: { file: k, record: "image" } })), { errors });
+  errors.finish();
+  if (errors.skipped > 0) console.error(errors.summary());
+  const rows: Tensor[] = [], row = new Map<string, number>();
+  try {
+    keys.forEach((k, i) => {
+      const img = images[i];
+      if (!img) return;
+      rows.push(torch.scope(() => {
+        const px = vlm.processor.process([img]);
+        const f = vlm.visionFeatures(px, layer);
+        disposePixels(px);
+        return poolImageFeatures(f.features[0]!, f.grids[0]!, pool, f.hasClassToken).detach(); // [K, D]
+      }));
+      row.set(k, row.size);
+    });
+    const k0 = rows[0]?.shape[0];
+    const odd = rows.findIndex((t) => t.shape[0] !== k0);
+    if (odd >= 0) throw new ConfigError(`pool ${pool} gives ${k0} latents for one image and ${rows[odd]!.shape[0]} for another (their grids differ): use mean or grid:K`);
+    if (rows.length === 0) throw new Error("latent-pretrain: no caption image could be decoded");
+    return { targets: torch.stack(rows, 0), row, usable: pairs.filter((p) => row.has(p.key)) };
+  } finally {
+    rows.forEach((t) => t.dispose());
+  }
+}
+
+/** Latent pretraining of a published family (see the header): its own tower's targets, its tokenizer grown by the latent queries. */
+async function latentPretrainFamily(r: LatentPretrainRecipe, vlm: Vlm, latentArm: boolean, opts: StageOptions): Promise<{ modelDir: string; result: TrainResult }> {
+  if ((r.readout ?? "queries") !== "queries" || r.readout_layer !== undefined) throw new ConfigError(`latent-pretrain: ${vlm.modelType} models are pre-trained with the queries readout only (remove readout / readout_layer)`);
+  if (r.encoder !== undefined || r.targets !== undefined) throw new ConfigError(`latent-pretrain: a ${vlm.modelType} model's targets come from its own frozen vision tower; remove encoder and targets (vision_layer picks the layer)`);
+  const tok = loadTokenizer(r.base);
+  vlm.freezeVision();
+  const pool = parsePool(r.pool);
+  let pairs = await familyCaptions(r);
+  let targets: Tensor | null = null, stats: TargetStats | null = null;
+  let row = new Map<string, number>();
+  let latentIds: number[] = [];
+  if (latentArm) {
+    ({ targets, row, usable: pairs } = await familyTargets(vlm, pairs, pool, r.vision_layer, r.max_error_rate));
+    const [, k, d] = targets.shape as [number, number, number];
+    if (r.loss.target_norm === "standardize") stats = targetStats(targets);
+    latentIds = tok.addTokens(latentTokens(k), { special: true });
+    torch.manualSeed(r.seed);
+    const head = { type: r.head.type, inputSize: vlm.textHiddenSize, hiddenSize: r.head.hidden_size ?? vlm.textHiddenSize, latentSize: d, bias: true };
+    vlm.attachLatentHead(head, latentIds, { generator: new torch.Generator(r.seed) });
+  }
+  if (tok.vocabSize > vlm.vocabSize) throw new ConfigError(`${r.base}: the tokenizer has ${tok.vocabSize} tokens but the model's vocabulary ${vlm.vocabSize}`);
+
+  const pad = tok.specialTokenIds.pad ?? 0;
+  const examples = pairs.map((p) => ({ ...latentInput(tok, p.caption, latentIds), key: p.key }));
+  const loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
+    batchSize: r.train.batch_size, seed: r.seed,
+    collate: (batch: (typeof examples)[number][]): LatentBatch => {
+      // Left padding keeps every sequence's latent queries at the end, where the head reads them.
+      const T = Math.max(...batch.map((b) => b.ids.length));
+      const left = (ids: number[], v: number) => [...Array<number>(T - ids.length).fill(v), ...ids];
+      return {
+        inputIds: torch.tensor(batch.map((b) => left(b.ids, pad)), { dtype: "int64" }),
+        labels: torch.tensor(batch.map((b) => left(b.labels, IGNORE_INDEX)), { dtype: "int64" }),
+        attentionMask: torch.tensor(batch.map((b) => left(b.ids.map(() => 1), 0)), { dtype: "int64" }),
+        targets: targets ? torch.scope(() => targets!.indexSelect(0, torch.tensor(batch.map((b) => row.get(b.key)!), { dtype: "int64" }))) : null,
+      };
+    },
+  });
+  const objective: ObjectiveConfig = {
+    lambdaNt: r.loss.lambda_nt, lambdaSim: latentArm ? r.loss.lambda_sim : 0, lambdaAlign: latentArm ? r.loss.lambda_align : 0,
+    similarity: r.loss.similarity, targetNorm: r.loss.target_norm, alignment: r.loss.alignment, smoothL1Beta: r.loss.smooth_l1_beta,
+    ...(stats ? { targetStats: stats } : {}),
+  };
+  const logTemperature = r.loss.learn_temperature ? new nn.Parameter(torch.tensor([Math.log(r.loss.temperature)])) : null;
+  const result = await train({
+    model: vlm.module,
+    loader: loader as DataLoader<unknown, LatentBatch>,
+    ...(logTemperature ? { extraParameters: [logTemperature] } : {}),
+    step: (b) => {
+      const out = latentArm ? vlm.predictLatents(b.inputIds, b.attentionMask) : { logits: vlm.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask }).logits, latents: null };
+      const temperature = logTemperature ? logTemperature.exp() : r.loss.temperature;
+      const terms = latentObjective(objective, { logits: out.logits, labels: b.labels, pred: out.latents, targets: b.targets }, { temperature, scale: 10, bias: -10 });
+      const { loss: _loss, ...logged } = termValues(terms);
+      return { loss: terms.loss, metrics: logged };
+    },
+  }, trainConfig(r.out, r.train, r.seed), trainOptions(opts));
+  stopIfInterrupted(result, r.out);
+  (targets as Tensor | null)?.dispose();
+  logTemperature?.dispose();
+  const modelDir = join(r.out, "model");
+  vlm.savePretrained(modelDir);
+  tok.save(modelDir);
+  copyFileSync(join(r.base, "preprocessor_config.json"), join(modelDir, "preprocessor_config.json"));
+  if (stats) {
+    io.saveFile(join(modelDir, TARGET_STATS_FILE), new Map([["mean", stats.mean], ["std", stats.std]]));
+    stats.mean.dispose();
+    stats.std.dispose();
+  }
+  markDone(modelDir, { stage: "latent-pretrain", family: vlm.modelType, arm: latentArm ? "latent" : "text-control", readout: "queries", steps: result.steps, lastLoss: result.lastLoss });
+  vlm.dispose();
+  return { modelDir, result };
 }
