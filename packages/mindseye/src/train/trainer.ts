@@ -43,7 +43,8 @@ import {
 import { lockRun } from "./run_lock.js";
 import { Progress } from "../util/progress.js";
 import { Ranks, PeerFailure, trainerGroup } from "./distributed.js";
-import { applyLora, resolveLora, type LoraAdapter } from "../models/lora.js";
+import { applyLora, resolveLora, matchesTarget, type LoraAdapter } from "../models/lora.js";
+import { ConfigError } from "../config/errors.js";
 
 export type { ResumeOverrides } from "./checkpoint.js";
 
@@ -311,7 +312,7 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
       }
       if (lead) writeFileSync(join(runDir, "train_config.json"), JSON.stringify({ ...cfg, worldSize, overrides, resumes }, null, 2) + "\n");
       if (cfg.gradientCheckpointing) torch.setGradientCheckpointing(model);
-      const lora = cfg.lora === null ? null : applyLora(model, resolveLora({ r: cfg.lora.r, loraAlpha: cfg.lora.alpha, loraDropout: cfg.lora.dropout, targetModules: cfg.lora.targetModules }, "train.lora"), { generator: new torch.Generator(cfg.seed) });
+      const lora = cfg.lora === null ? null : applyRecipeLora(model, cfg.lora, cfg.seed);
       return { existing, cfg, overrides, fingerprint, resumes, lora };
     });
     const { existing, cfg, overrides, fingerprint, resumes, lora } = setup;
@@ -539,6 +540,20 @@ function rngBytes(): Uint8Array {
 function setRngBytes(bytes: Uint8Array): void {
   const t = torch.tensor(bytes, { dtype: "uint8" });
   try { torch.setRngState(t); } finally { t.dispose(); }
+}
+
+/**
+ * LoRA on the trainable nn.Linear modules that match the recipe's targets: a frozen module (a
+ * VLM's vision tower) keeps its weights and gets no adapter, whatever its name. The adapter's
+ * target_modules are the full names of the wrapped modules.
+ */
+function applyRecipeLora(model: nn.Module, s: LoraSettings, seed: number): LoraAdapter {
+  const names = model.namedModules().filter(([n, m]) => n !== "" && m instanceof nn.Linear && m.weight.requiresGrad && matchesTarget(n, s.targetModules)).map(([n]) => n);
+  if (names.length === 0) {
+    const trainable = model.namedModules().filter(([, m]) => m instanceof nn.Linear && m.weight.requiresGrad).map(([n]) => n);
+    throw new ConfigError(`train.lora.target_modules ${JSON.stringify(s.targetModules)} matches no trainable nn.Linear of ${model.constructor.name} (trainable ones include ${trainable.slice(0, 6).join(", ")}${trainable.length > 6 ? ", ..." : ""})`);
+  }
+  return applyLora(model, resolveLora({ r: s.r, loraAlpha: s.alpha, loraDropout: s.dropout, targetModules: names }, "train.lora"), { generator: new torch.Generator(seed) });
 }
 
 /** Puts the base layers back without merging (lora.merge: false): the model keeps its base weights; the adapter is spent. */
