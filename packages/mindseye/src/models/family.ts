@@ -459,7 +459,7 @@ function qwenVisionFeatures(model: Qwen2_5_VLForConditionalGeneration, pixels: P
     let captured: Tensor | null = null;
     const merger = visual.merger;
     const original = merger.forward.bind(merger);
-    merger.forward = (x: Tensor) => { captured = x; return original(x); };
+    merger.forward = (x: Tensor) => { captured = torch.keep(x); return original(x); }; // kept past the tower's scope
     try {
       visual.forward(pixels.pixelValues, grids);
     } finally {
@@ -472,6 +472,7 @@ function qwenVisionFeatures(model: Qwen2_5_VLForConditionalGeneration, pixels: P
     const toBlock = new Int32Array(windowIndex.length * unit);
     windowIndex.forEach((j, i) => { for (let u = 0; u < unit; u++) toBlock[j * unit + u] = i * unit + u; });
     const blockOrder = windowed.indexSelect(0, torch.tensor(toBlock, { shape: [toBlock.length] }).long()); // [N, D], merge-block order
+    windowed.dispose();
     const D = blockOrder.shape[1]!;
     const features: Tensor[] = [];
     let at = 0;

@@ -1,0 +1,247 @@
+// The family interface on a tiny random Qwen2.5-VL written in its published layout (config.json
+// fields as Qwen/Qwen2.5-VL-7B-Instruct's, weights under the original release's names, a
+// Qwen2VLImageProcessor preprocessor_config.json, a tokenizer with Qwen2-VL's vision tokens): the
+// loader, the processor's token counts, vision features before and after the PatchMerger, the
+// latent head with resize_token_embeddings, and the whole path latent-pretrain → finetune → eval
+// from the paper recipes with --set overrides, on the world and on fixtures in real formats.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { torch, io, type Tensor } from "@mindseye/torch";
+import { ConfigError } from "../config/errors.js";
+import { generateWorld, resolveWorldOptions } from "../world/generate.js";
+import { Tokenizer } from "../data/tokenizer.js";
+import { readCheckpointHeader } from "./pretrained.js";
+import { Qwen2_5_VLForConditionalGeneration, qwen2_5_vlPreset, resolveQwen2_5_VL, QWEN2_5_VL_PRESETS } from "./qwen2_5_vl.js";
+import { loadVlm, poolImageFeatures, MindsEyeVlm, LATENT_HEAD_FILE, type Vlm } from "./family.js";
+import { loadStageRecipe, runRecipe } from "../train/stages/index.js";
+import { evaluate } from "../eval/run.js";
+import { saveTinyEvalModel } from "../eval/test_helpers.js";
+import { CLIP_MEAN, CLIP_STD, type RgbImage } from "./processors.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const PAPER = join(here, "..", "..", "..", "..", "configs", "paper"); // dist/models -> repo root
+const X = join(here, "..", "..", "test-fixtures", "formats");
+let tmp = "", world = "", qwenDir = "";
+
+/**
+ * A tiny random Qwen2.5-VL in the published layout, over the world's tokenizer grown by
+ * <|vision_pad|> and <|video_pad|> (Qwen2-VL's vision tokens).
+ */
+function writeTinyQwen(dir: string, tokenizerDir: string): void {
+  mkdirSync(dir, { recursive: true });
+  const tok = Tokenizer.fromPretrained(tokenizerDir);
+  const [, videoPad] = tok.addTokens(["<|vision_pad|>", "<|video_pad|>"], { special: true });
+  tok.save(dir);
+  const ids = tok.specialTokenIds;
+  const t = QWEN2_5_VL_PRESETS.tiny!.config;
+  const config = {
+    architectures: ["Qwen2_5_VLForConditionalGeneration"], model_type: "qwen2_5_vl", torch_dtype: "float32",
+    vocab_size: tok.vocabSize, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
+    hidden_act: "silu", rms_norm_eps: 1e-6, rope_theta: 1000000.0, max_position_embeddings: 4096, tie_word_embeddings: false,
+    sliding_window: 4096, use_sliding_window: false, max_window_layers: 2, attention_dropout: 0.0, initializer_range: 0.02,
+    rope_scaling: { type: "mrope", mrope_section: [2, 3, 3] },
+    bos_token_id: ids.pad, eos_token_id: ids.imEnd,
+    vision_start_token_id: ids.visionStart, vision_end_token_id: ids.visionEnd, vision_token_id: tok.tokenToId("<|vision_pad|>"),
+    image_token_id: ids.imagePad, video_token_id: videoPad,
+    vision_config: {
+      depth: 3, hidden_size: 32, intermediate_size: 48, num_heads: 2, in_chans: 3, out_hidden_size: 64, patch_size: 4, spatial_patch_size: 4,
+      temporal_patch_size: 2, spatial_merge_size: 2, window_size: 16, fullatt_block_indexes: [1], hidden_act: "silu", tokens_per_second: 2,
+    },
+  };
+  writeFileSync(join(dir, "config.json"), JSON.stringify(config, null, 2));
+  const model = new Qwen2_5_VLForConditionalGeneration(resolveQwen2_5_VL({
+    ...t, text: { ...t.text, vocabSize: tok.vocabSize, bosTokenId: ids.pad!, eosTokenId: ids.imEnd! },
+    imageTokenId: ids.imagePad!, videoTokenId: videoPad!, visionStartTokenId: ids.visionStart!, visionEndTokenId: ids.visionEnd!,
+  }), { generator: new torch.Generator(0) });
+  // The original release's names: visual.*, model.* (the LM), lm_head.
+  const original = new Map<string, Tensor>();
+  for (const [name, p] of model.stateDict()) original.set(name.replace(/^model\.visual\./, "visual.").replace(/^model\.language_model\./, "model."), p);
+  io.saveFile(join(dir, "model.safetensors"), original);
+  model.parameters().forEach((p) => p.dispose());
+  writeFileSync(join(dir, "preprocessor_config.json"), JSON.stringify({
+    image_processor_type: "Qwen2VLImageProcessor", do_resize: true, resample: 3, do_rescale: true, rescale_factor: 1 / 255, do_normalize: true,
+    image_mean: [...CLIP_MEAN], image_std: [...CLIP_STD], min_pixels: 16 * 16, max_pixels: 32 * 32, patch_size: 4, temporal_patch_size: 2, merge_size: 2,
+  }));
+}
+
+before(async () => {
+  tmp = mkdtempSync(join(tmpdir(), "mindseye-family-"));
+  world = join(tmp, "world");
+  await generateWorld(resolveWorldOptions({ out: world, scenes: 40, seed: 2, size: 32, latents: 4, workers: 0, log: () => {} }));
+  qwenDir = join(tmp, "qwen");
+  writeTinyQwen(qwenDir, world);
+});
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+const gray = (w: number, h: number, v = 0): RgbImage => ({ data: Uint8Array.from({ length: w * h * 3 }, (_, i) => (i * 7 + v) % 256), width: w, height: h });
+const same = (a: Tensor, b: Tensor) => a.sub(b).abs().max().item() === 0;
+const weightsOf = (m: Vlm, prefix: string) => new Map(m.module.namedParameters().filter(([n]) => n.includes(prefix)).map(([n, p]) => [n, p.clone()]));
+
+test("loadVlm reads the published Qwen2.5-VL layout; its processor gives each image its own token count", () => {
+  const vlm = loadVlm(qwenDir);
+  try {
+    assert.equal(vlm.modelType, "qwen2_5_vl");
+    assert.deepEqual(vlm.visionLayers, ["merger", "pre_merger"]);
+    // smart_resize to multiples of 8 within [16², 32²] px; 4-px patches, 2×2 merged: 32×32 → 16 tokens, 16×24 → 6
+    assert.equal(vlm.processor.tokensFor({ width: 32, height: 32 }), 16);
+    assert.equal(vlm.processor.tokensFor({ width: 24, height: 16 }), 6);
+    const px = vlm.processor.process([gray(32, 32), gray(24, 16, 5)]);
+    assert.deepEqual(px.tokensPerImage, [16, 6]);
+    assert.deepEqual(px.imageGridThw, [[1, 8, 8], [1, 4, 6]]);
+    assert.deepEqual(px.pixelValues.shape, [64 + 24, 3 * 2 * 4 * 4]);
+    // one prompt per image: pads expanded per image, right-padded
+    const pad = vlm.imageTokenId;
+    const rows = [[1, 2, ...Array<number>(16).fill(pad), 3], [1, 2, ...Array<number>(6).fill(pad), 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]];
+    const mask = rows.map((r, i) => r.map((_, j) => (i === 1 && j > 9 ? 0 : 1)));
+    const out = torch.noGrad(() => vlm.forward({ inputIds: torch.tensor(rows, { dtype: "int64" }), attentionMask: torch.tensor(mask, { dtype: "int64" }), pixels: px }));
+    assert.deepEqual(out.logits.shape, [2, 19, vlm.vocabSize]);
+    assert.deepEqual(out.lastHiddenState.shape, [2, 19, 64]);
+    assert.throws(() => vlm.forward({ inputIds: torch.tensor([rows[0]!], { dtype: "int64" }), pixels: px }), /image features and image tokens do not match/);
+  } finally {
+    vlm.dispose();
+  }
+});
+
+test("Qwen2.5-VL vision features: after the PatchMerger the LM's tokens, before it the patches in rows, and the merger maps one to the other", () => {
+  const vlm = loadVlm(qwenDir);
+  try {
+    const px = vlm.processor.process([gray(32, 32), gray(24, 16, 9)]);
+    const after = vlm.visionFeatures(px); // default: merger
+    const before = vlm.visionFeatures(px, "pre_merger");
+    assert.deepEqual(after.grids, [[4, 4], [2, 3]]);
+    assert.deepEqual(after.features.map((f) => f.shape), [[16, 64], [6, 64]]);
+    assert.deepEqual(before.grids, [[8, 8], [4, 6]]);
+    assert.deepEqual(before.features.map((f) => f.shape), [[64, 32], [24, 32]]);
+    // rows of patches -> 2×2 blocks (the processor's order) -> the merger == the tower's output
+    const model = (vlm as unknown as { model: Qwen2_5_VLForConditionalGeneration }).model;
+    before.features.forEach((f, i) => {
+      const [h, w] = before.grids[i]!;
+      const blocks = f.reshape(h / 2, 2, w / 2, 2, 32).permute(0, 2, 1, 3, 4).reshape(h * w, 32);
+      const merged = torch.noGrad(() => model.visual.merger.forward(blocks));
+      assert.ok(merged.sub(after.features[i]!).abs().max().item() < 1e-5, `image ${i}`);
+    });
+    // grid pooling on each image's own grid
+    const pooled = poolImageFeatures(after.features[1]!, after.grids[1]!, "grid:4", false);
+    assert.deepEqual(pooled.shape, [4, 64]);
+    assert.ok(poolImageFeatures(after.features[0]!, after.grids[0]!, "mean", false).sub(after.features[0]!.mean(0, { keepdim: true })).abs().max().item() < 1e-6);
+    assert.throws(() => poolImageFeatures(after.features[0]!, after.grids[0]!, "cls", false), /no class token/);
+    assert.throws(() => vlm.visionFeatures(px, "layer_3"), ConfigError);
+  } finally {
+    vlm.dispose();
+  }
+});
+
+test("a latent head with query tokens past the vocabulary grows the embeddings (rows kept) and round-trips beside the published layout", () => {
+  const vlm = loadVlm(qwenDir);
+  const out = join(tmp, "qwen-head");
+  try {
+    const V = vlm.vocabSize;
+    const embedBefore = weightsOf(vlm, "embed_tokens");
+    vlm.attachLatentHead({ type: "mlp", inputSize: 64, hiddenSize: 64, latentSize: 32, bias: true }, [V, V + 1], { generator: new torch.Generator(1) });
+    assert.equal(vlm.vocabSize, V + 2);
+    const [name, old] = [...embedBefore][0]!;
+    const grown = vlm.module.namedParameters().find(([n]) => n === name)![1];
+    assert.deepEqual(grown.shape, [V + 2, 64]);
+    assert.ok(grown.narrow(0, 0, V).sub(old).abs().max().item() === 0, "old rows are kept");
+    const ids = torch.tensor([[1, 2, 3, V, V + 1], [0, 1, 2, V, V + 1]], { dtype: "int64" });
+    const { latents } = vlm.predictLatents(ids, torch.tensor([[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]], { dtype: "int64" }));
+    assert.deepEqual(latents.shape, [2, 2, 32]);
+    vlm.savePretrained(out);
+    const names = [...readCheckpointHeader(out).keys()];
+    assert.ok(names.every((n) => !n.includes("latent_head")), "the head is not in the family's weights");
+    assert.ok(names.includes("model.language_model.embed_tokens.weight") || names.includes("model.embed_tokens.weight"));
+    assert.ok(existsSync(join(out, LATENT_HEAD_FILE)));
+    const json = JSON.parse(readFileSync(join(out, "config.json"), "utf8")) as Record<string, unknown>;
+    assert.equal(json.vocab_size, V + 2);
+    assert.deepEqual(json.latent_token_ids, [V, V + 1]);
+    writeFileSync(join(out, "preprocessor_config.json"), readFileSync(join(qwenDir, "preprocessor_config.json")));
+    const back = loadVlm(out);
+    try {
+      assert.deepEqual(back.latentTokenIds, [V, V + 1]);
+      const again = back.predictLatents(ids, torch.tensor([[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]], { dtype: "int64" })).latents;
+      assert.ok(again.sub(latents).abs().max().item() < 1e-5);
+      back.dropLatentHead();
+      assert.equal(back.latentHead, null);
+    } finally {
+      back.dispose();
+    }
+  } finally {
+    vlm.dispose();
+  }
+});
+
+test("loadVlm dispatches on model_type and names the known families", () => {
+  const me = join(tmp, "mindseye");
+  saveTinyEvalModel(me, world, 32);
+  const vlm = loadVlm(me);
+  try {
+    assert.ok(vlm instanceof MindsEyeVlm);
+    assert.equal(vlm.processor.tokensFor({ width: 99, height: 7 }), 16);
+  } finally {
+    vlm.dispose();
+  }
+  const bad = join(tmp, "bad");
+  mkdirSync(bad);
+  writeFileSync(join(bad, "config.json"), JSON.stringify({ model_type: "qwen2_vl" }));
+  assert.throws(() => loadVlm(bad), (e: unknown) => e instanceof ConfigError && /model_type "qwen2_vl" is not a VLM family MindsEye trains \(did you mean "qwen2_5_vl"\?\); known: mindseye_vlm, qwen2_5_vl, llava, internvl_chat/.test(e.message));
+  assert.deepEqual(qwen2_5_vlPreset("tiny").vision.patchSize, 4);
+});
+
+test("Qwen2.5-VL latent-pretrain → finetune → eval from the paper recipes, on the world and on COCO / GQA / ScienceQA / BLINK fixtures", async () => {
+  const sqa = join(tmp, "scienceqa");
+  mkdirSync(sqa);
+  for (const f of ["problems.json", "pid_splits.json"]) symlinkSync(join(X, "scienceqa/data/scienceqa", f), join(sqa, f));
+  symlinkSync(join(X, "scienceqa/images"), join(sqa, "images"));
+  const quick = ["train.steps=2", "train.batch_size=4", "train.grad_accum=1", "train.warmup_steps=1", "train.log_every=1", "train.checkpoint_every=100", "max_error_rate=0.5"];
+  const coco = `captions=[{format: coco, annotations: ${join(X, "coco/annotations/captions_val2017.json")}, images: ${join(X, "coco/val2017")}}]`;
+
+  // 1. latent pretraining: targets from the model's own tower (after the PatchMerger), pooled 2×2
+  const latent = await runRecipe(loadStageRecipe(join(PAPER, "qwen2_5_vl_7b", "latent.yaml"), [
+    `base=${qwenDir}`, coco, `world=${world}`, "pool=grid:4", `out=${join(tmp, "latent")}`, ...quick,
+  ]), { quiet: true });
+  const json = JSON.parse(readFileSync(join(latent, "config.json"), "utf8")) as { model_type: string; latent_token_ids: number[]; latent_head: { latent_size: number } };
+  assert.equal(json.model_type, "qwen2_5_vl");
+  assert.equal(json.latent_token_ids.length, 4);
+  assert.equal(json.latent_head.latent_size, 64, "merged tokens are the LM's width");
+  const tok = Tokenizer.fromPretrained(latent);
+  assert.deepEqual(json.latent_token_ids, ["<|latent_0|>", "<|latent_1|>", "<|latent_2|>", "<|latent_3|>"].map((t) => tok.tokenToId(t)));
+  const base = loadVlm(qwenDir), trained = loadVlm(latent);
+  try {
+    const [b, t] = [weightsOf(base, "visual."), weightsOf(trained, "visual.")];
+    assert.ok(b.size > 0 && [...b].every(([n, w]) => same(t.get(n)!, w)), "the vision tower stayed frozen");
+    const [bl, tl] = [weightsOf(base, "layers.0.self_attn.q_proj.weight"), weightsOf(trained, "layers.0.self_attn.q_proj.weight")];
+    assert.ok(bl.size > 0 && [...bl].every(([n, w]) => !same(tl.get(n)!, w)), "the LM trained");
+    assert.ok(trained.latentHead !== null);
+  } finally {
+    base.dispose();
+    trained.dispose();
+  }
+
+  // the text control: the same captions, no head, no new tokens
+  const control = await runRecipe(loadStageRecipe(join(PAPER, "qwen2_5_vl_7b", "text_control.yaml"), [
+    `base=${qwenDir}`, coco, `out=${join(tmp, "control")}`, ...quick,
+  ]), { quiet: true });
+  assert.equal((JSON.parse(readFileSync(join(control, "config.json"), "utf8")) as { latent_head?: unknown }).latent_head, undefined);
+
+  // 2. fine-tuning on GQA and ScienceQA files (and the world's questions); the head is dropped
+  const ft = await runRecipe(loadStageRecipe(join(PAPER, "qwen2_5_vl_7b", "finetune_latent.yaml"), [
+    `model=${latent}`, `world=${world}`, `out=${join(tmp, "ft")}`, ...quick,
+    `datasets=[{task: gqa, data: ${join(X, "gqa")}, split: testdev}, {task: scienceqa_img, data: ${sqa}, split: train}]`,
+  ]), { quiet: true });
+  assert.equal((JSON.parse(readFileSync(join(ft, "config.json"), "utf8")) as { latent_head?: unknown }).latent_head, undefined);
+  assert.ok(existsSync(join(ft, "DONE")) && !existsSync(join(ft, LATENT_HEAD_FILE)));
+
+  // 3. evaluation, every task
+  const cases: [string, string, number][] = [["world_gqa", world, 3], ["world_jigsaw", world, 2], ["gqa", join(X, "gqa"), 2], ["scienceqa_img", sqa, 2], ["blink_jigsaw", join(X, "blink"), 2]];
+  for (const [task, dataDir, n] of cases) {
+    const r = await evaluate({ modelDir: join(tmp, "ft"), task, dataDir, out: join(tmp, "eval", task), limit: n, batchSize: 2, maxNewTokens: 3, quiet: true, maxErrorRate: 0.5 });
+    assert.equal(r.n, n, task);
+    assert.match(r.model.fingerprint, /^[0-9a-f]{64}$/);
+    const lines = readFileSync(join(tmp, "eval", task, "predictions.jsonl"), "utf8").trim().split("\n");
+    assert.equal(lines.length, n);
+  }
+});
