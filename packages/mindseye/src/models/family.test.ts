@@ -21,6 +21,8 @@ import { loadStageRecipe, runRecipe } from "../train/stages/index.js";
 import { evaluate } from "../eval/run.js";
 import { saveTinyEvalModel } from "../eval/test_helpers.js";
 import { CLIP_MEAN, CLIP_STD, type RgbImage } from "./processors.js";
+import { LlavaForConditionalGeneration, llavaPreset } from "./llava.js";
+import { InternVLChatModel, internVLPreset } from "./internvl.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const PAPER = join(here, "..", "..", "..", "..", "configs", "paper"); // dist/models -> repo root
@@ -243,5 +245,59 @@ test("Qwen2.5-VL latent-pretrain → finetune → eval from the paper recipes, o
     assert.match(r.model.fingerprint, /^[0-9a-f]{64}$/);
     const lines = readFileSync(join(tmp, "eval", task, "predictions.jsonl"), "utf8").trim().split("\n");
     assert.equal(lines.length, n);
+  }
+});
+
+test("LLaVA (llava-hf layout): CLIP preprocessing padded to a square with the mean colour, image_seq_length tokens, head and vocabulary round trip", () => {
+  const dir = join(tmp, "llava");
+  const m = new LlavaForConditionalGeneration(llavaPreset("tiny"), { generator: new torch.Generator(3) });
+  m.savePretrained(dir);
+  m.parameters().forEach((p) => p.dispose());
+  writeFileSync(join(dir, "preprocessor_config.json"), JSON.stringify({
+    image_processor_type: "CLIPImageProcessor", size: { shortest_edge: 16 }, crop_size: { height: 16, width: 16 }, do_center_crop: true, resample: 3, image_mean: [...CLIP_MEAN], image_std: [...CLIP_STD],
+  }));
+  const vlm = loadVlm(dir);
+  try {
+    assert.equal(vlm.modelType, "llava");
+    assert.equal(vlm.processor.tokensFor({ width: 64, height: 8 }), 16);
+    const px = vlm.processor.process([{ data: new Uint8Array(32 * 8 * 3).fill(255), width: 32, height: 8 }]);
+    assert.deepEqual(px.pixelValues.shape, [1, 3, 16, 16]);
+    // the first row is LLaVA's padding: int(mean·255) per channel, normalised
+    const row0 = px.pixelValues.select(2, 0).select(2, 0).squeeze(0).tolist() as number[];
+    row0.forEach((v, c) => assert.ok(Math.abs(v - (Math.trunc(CLIP_MEAN[c]! * 255) / 255 - CLIP_MEAN[c]!) / CLIP_STD[c]!) < 1e-5, `channel ${c}: ${v}`));
+    const ids = torch.tensor([[1, ...Array<number>(16).fill(100), 5, 6]], { dtype: "int64" });
+    assert.deepEqual(torch.noGrad(() => vlm.forward({ inputIds: ids, pixels: px })).logits.shape, [1, 19, 110]);
+    assert.deepEqual(vlm.visionFeatures(px).features[0]!.shape, [16, 32], "layer -2 without the class token");
+    vlm.attachLatentHead({ type: "linear", inputSize: 48, hiddenSize: 48, latentSize: 32, bias: true }, [110, 111], { generator: new torch.Generator(0) });
+    vlm.savePretrained(join(tmp, "llava-head"));
+    const json = JSON.parse(readFileSync(join(tmp, "llava-head", "config.json"), "utf8")) as { text_config: { vocab_size: number }; latent_token_ids: number[] };
+    assert.deepEqual([json.text_config.vocab_size, json.latent_token_ids], [112, [110, 111]]);
+  } finally {
+    vlm.dispose();
+  }
+});
+
+test("InternVL (published layout): the dynamic tile plan with its thumbnail, ImageNet normalisation, num_image_token per tile", () => {
+  const dir = join(tmp, "internvl");
+  const m = new InternVLChatModel(internVLPreset("tiny"), { generator: new torch.Generator(4) });
+  m.savePretrained(dir);
+  m.parameters().forEach((p) => p.dispose());
+  const vlm = loadVlm(dir);
+  try {
+    assert.equal(vlm.modelType, "internvl_chat");
+    assert.equal(vlm.imageTokenId, 100);
+    // 48×24 → a 2×1 grid of 24-px tiles + the thumbnail = 3 tiles of 9 tokens; a square image is one tile
+    assert.equal(vlm.processor.tokensFor({ width: 48, height: 24 }), 27);
+    assert.equal(vlm.processor.tokensFor({ width: 24, height: 24 }), 9);
+    const px = vlm.processor.process([{ data: new Uint8Array(48 * 24 * 3).fill(0), width: 48, height: 24 }, gray(24, 24)]);
+    assert.deepEqual(px.tokensPerImage, [27, 9]);
+    assert.deepEqual(px.pixelValues.shape, [4, 3, 24, 24]);
+    assert.ok(Math.abs((px.pixelValues.flatten().tolist() as number[])[0]! - -0.485 / 0.229) < 1e-5, "ImageNet mean/std");
+    const ids = torch.tensor([[1, ...Array<number>(36).fill(100), 5]], { dtype: "int64" });
+    assert.deepEqual(torch.noGrad(() => vlm.forward({ inputIds: ids, pixels: px })).logits.shape, [1, 38, 110]);
+    const f = vlm.visionFeatures(px);
+    assert.deepEqual([f.features.length, f.grids[0]], [4, [6, 6]]);
+  } finally {
+    vlm.dispose();
   }
 });
