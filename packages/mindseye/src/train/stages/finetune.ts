@@ -29,7 +29,7 @@ import { SkipCounter } from "../../data/formats/index.js";
 import { mulberry32, shuffleInPlace } from "../../util/random.js";
 import { train, type TrainResult } from "../trainer.js";
 import { collateVlm, vlmLoss, type VlmBatch } from "./vlm_base.js";
-import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, type StageOptions } from "./common.js";
+import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, dataShard, onLeadRank, type StageOptions } from "./common.js";
 
 export const TASK_FAMILIES = ["gqa", "scienceqa", "jigsaw"] as const;
 
@@ -178,16 +178,18 @@ export async function runFinetune(r: FinetuneRecipe, opts: StageOptions = {}): P
   const batches = familyBatches(examples, r.train.batch_size, r.seed, r.task_sampling);
   const collate = collateVlm(bank, tok.specialTokenIds.pad ?? 0);
   const loader = new DataLoader({ length: batches.length, get: (i: number) => batches[i]! }, {
-    batchSize: 1, seed: r.seed, collate: (b: (typeof examples)[]) => collate(b[0]!),
+    batchSize: 1, seed: r.seed, ...dataShard(), collate: (b: (typeof examples)[]) => collate(b[0]!),
   });
   torch.manualSeed(r.seed);
   const result = await train({ model, loader: loader as DataLoader<unknown, VlmBatch>, step: (b) => ({ loss: vlmLoss(model, b) }) },
     trainConfig(r.out, r.train, r.seed), trainOptions(opts));
   stopIfInterrupted(result, r.out);
   const modelDir = join(r.out, "model");
-  model.savePretrained(modelDir);
-  copyCompanions(modelDir, [r.model]);
-  markDone(modelDir, { stage: "finetune", fraction: r.fraction, examples: examples.length, steps: result.steps, lastLoss: result.lastLoss });
+  onLeadRank(() => {
+    model.savePretrained(modelDir);
+    copyCompanions(modelDir, [r.model]);
+    markDone(modelDir, { stage: "finetune", fraction: r.fraction, examples: examples.length, steps: result.steps, lastLoss: result.lastLoss });
+  });
   model.parameters().forEach((p) => p.dispose());
   return { modelDir, result, examples: examples.length, questionIds: qa.map((q) => q.id) };
 }
@@ -260,17 +262,19 @@ async function finetuneFamily(r: FinetuneRecipe, vlm: Vlm, tok: Tokenizer, opts:
   const batches = familyBatches(examples, r.train.batch_size, r.seed, r.task_sampling);
   const collate = collateFamily(vlm, images, tok.specialTokenIds.pad ?? 0);
   const loader = new DataLoader({ length: batches.length, get: (i: number) => batches[i]! }, {
-    batchSize: 1, seed: r.seed, collate: (b: (typeof examples)[]) => collate(b[0]!),
+    batchSize: 1, seed: r.seed, ...dataShard(), collate: (b: (typeof examples)[]) => collate(b[0]!),
   });
   torch.manualSeed(r.seed);
   const result = await train({ model: vlm.module, loader: loader as DataLoader<unknown, FamilyBatch>, step: (b) => ({ loss: familyLoss(vlm, b) }) },
     trainConfig(r.out, r.train, r.seed), trainOptions(opts));
   stopIfInterrupted(result, r.out);
   const modelDir = join(r.out, "model");
-  vlm.savePretrained(modelDir);
-  tok.save(modelDir);
-  copyFileSync(join(r.model, "preprocessor_config.json"), join(modelDir, "preprocessor_config.json"));
-  markDone(modelDir, { stage: "finetune", fraction: r.fraction, examples: examples.length, steps: result.steps, lastLoss: result.lastLoss });
+  onLeadRank(() => {
+    vlm.savePretrained(modelDir);
+    tok.save(modelDir);
+    copyFileSync(join(r.model, "preprocessor_config.json"), join(modelDir, "preprocessor_config.json"));
+    markDone(modelDir, { stage: "finetune", fraction: r.fraction, examples: examples.length, steps: result.steps, lastLoss: result.lastLoss });
+  });
   vlm.dispose();
   return { modelDir, result, examples: examples.length, questionIds: qa.map((q) => q.id) };
 }

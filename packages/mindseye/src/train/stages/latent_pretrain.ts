@@ -55,7 +55,7 @@ import type { Tokenizer } from "../../data/tokenizer.js";
 import type { TargetNorm } from "../../objectives/instance.js";
 import { train, type TrainResult } from "../trainer.js";
 import { captionPairs, collateVlm } from "./vlm_base.js";
-import { TrainSection, trainConfig, loadTokenizer, readPreprocessor, loadUsable, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, type StageOptions } from "./common.js";
+import { TrainSection, trainConfig, loadTokenizer, readPreprocessor, loadUsable, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, dataShard, onLeadRank, type StageOptions } from "./common.js";
 
 /** Where the predictions are read (see the header). */
 export const READOUTS = ["queries", "last_token", "image_tokens"] as const;
@@ -209,13 +209,13 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOpti
     const examples = usable.map((p) => ({ ...buildExample(tok, { images: 1, text: "", answer: p.caption, imagesAfterText }, imageTokenCount(model.config)), image: p.image }));
     const collate = collateVlm(bank, pad);
     loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
-      batchSize: r.train.batch_size, seed: r.seed,
+      batchSize: r.train.batch_size, seed: r.seed, ...dataShard(),
       collate: (batch: LatentExample[]): LatentBatch => ({ ...collate(batch.map((b) => ({ ...b, images: [b.image] }))), targets: targetsOf(batch) }),
     });
   } else {
     const examples: LatentExample[] = pairs.map((p) => ({ ...latentInput(tok, p.caption, latentArm ? latentIds : []), image: p.image }));
     loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
-      batchSize: r.train.batch_size, seed: r.seed,
+      batchSize: r.train.batch_size, seed: r.seed, ...dataShard(),
       collate: (batch: LatentExample[]): LatentBatch => {
         // Left padding keeps every sequence's latent queries at the end, where the head reads them.
         const T = Math.max(...batch.map((b) => b.ids.length));
@@ -283,20 +283,20 @@ export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOpti
   dispose();
   logTemperature?.dispose();
   const modelDir = join(r.out, "model");
-  model.savePretrained(modelDir);
-  copyCompanions(modelDir, [r.base]);
-  if (stats) {
-    io.saveFile(join(modelDir, TARGET_STATS_FILE), new Map([["mean", stats.mean], ["std", stats.std]]));
-    stats.mean.dispose();
-    stats.std.dispose();
-  }
-  if (head) {
-    io.saveFile(join(modelDir, LATENT_READOUT_FILE), head.stateDict());
-    const info = { readout, ...(readout === "image_tokens" ? { readout_layer: layer } : {}), pool: r.pool, head: latentHeadToHfConfig(head.config) };
-    writeFileSync(join(modelDir, `${LATENT_READOUT_FILE.replace(/\.safetensors$/, "")}.json`), JSON.stringify(info, null, 2) + "\n");
-    head.parameters().forEach((p) => p.dispose());
-  }
-  markDone(modelDir, { stage: "latent-pretrain", arm: latentArm ? "latent" : "text-control", readout, steps: result.steps, lastLoss: result.lastLoss });
+  onLeadRank(() => {
+    model.savePretrained(modelDir);
+    copyCompanions(modelDir, [r.base]);
+    if (stats) io.saveFile(join(modelDir, TARGET_STATS_FILE), new Map([["mean", stats.mean], ["std", stats.std]]));
+    if (head) {
+      io.saveFile(join(modelDir, LATENT_READOUT_FILE), head.stateDict());
+      const info = { readout, ...(readout === "image_tokens" ? { readout_layer: layer } : {}), pool: r.pool, head: latentHeadToHfConfig(head.config) };
+      writeFileSync(join(modelDir, `${LATENT_READOUT_FILE.replace(/\.safetensors$/, "")}.json`), JSON.stringify(info, null, 2) + "\n");
+    }
+    markDone(modelDir, { stage: "latent-pretrain", arm: latentArm ? "latent" : "text-control", readout, steps: result.steps, lastLoss: result.lastLoss });
+  });
+  stats?.mean.dispose();
+  stats?.std.dispose();
+  head?.parameters().forEach((p) => p.dispose());
   model.parameters().forEach((p) => p.dispose());
   return { modelDir, result };
 }
@@ -430,7 +430,7 @@ async function latentPretrainFamily(r: LatentPretrainRecipe, vlm: Vlm, latentArm
   const pad = tok.specialTokenIds.pad ?? 0;
   const examples = pairs.map((p) => ({ ...latentInput(tok, p.caption, latentIds), key: p.key }));
   const loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
-    batchSize: r.train.batch_size, seed: r.seed,
+    batchSize: r.train.batch_size, seed: r.seed, ...dataShard(),
     collate: (batch: (typeof examples)[number][]): LatentBatch => {
       // Left padding keeps every sequence's latent queries at the end, where the head reads them.
       const T = Math.max(...batch.map((b) => b.ids.length));
@@ -465,15 +465,15 @@ async function latentPretrainFamily(r: LatentPretrainRecipe, vlm: Vlm, latentArm
   (targets as Tensor | null)?.dispose();
   logTemperature?.dispose();
   const modelDir = join(r.out, "model");
-  vlm.savePretrained(modelDir);
-  tok.save(modelDir);
-  copyFileSync(join(r.base, "preprocessor_config.json"), join(modelDir, "preprocessor_config.json"));
-  if (stats) {
-    io.saveFile(join(modelDir, TARGET_STATS_FILE), new Map([["mean", stats.mean], ["std", stats.std]]));
-    stats.mean.dispose();
-    stats.std.dispose();
-  }
-  markDone(modelDir, { stage: "latent-pretrain", family: vlm.modelType, arm: latentArm ? "latent" : "text-control", readout: "queries", steps: result.steps, lastLoss: result.lastLoss });
+  onLeadRank(() => {
+    vlm.savePretrained(modelDir);
+    tok.save(modelDir);
+    copyFileSync(join(r.base, "preprocessor_config.json"), join(modelDir, "preprocessor_config.json"));
+    if (stats) io.saveFile(join(modelDir, TARGET_STATS_FILE), new Map([["mean", stats.mean], ["std", stats.std]]));
+    markDone(modelDir, { stage: "latent-pretrain", family: vlm.modelType, arm: latentArm ? "latent" : "text-control", readout: "queries", steps: result.steps, lastLoss: result.lastLoss });
+  });
+  stats?.mean.dispose();
+  stats?.std.dispose();
   vlm.dispose();
   return { modelDir, result };
 }

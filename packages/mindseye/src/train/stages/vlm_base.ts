@@ -15,7 +15,7 @@ import { buildExample, padRight } from "../../data/vlm_inputs.js";
 import { nextTokenCrossEntropy } from "../../objectives/next_token.js";
 import { readPairs } from "../../data/formats/index.js";
 import { train, type TrainResult } from "../trainer.js";
-import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, loadUsable, readScenes, type StageOptions } from "./common.js";
+import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, loadUsable, readScenes, dataShard, onLeadRank, type StageOptions } from "./common.js";
 import { groundingPairs } from "../../world/grounding.js";
 import { Rng } from "../../world/rng.js";
 
@@ -115,15 +115,17 @@ export async function runVlmBase(r: VlmBaseRecipe, opts: StageOptions = {}): Pro
   const imagesAfterText = model.config.imagePosition === "after_text";
   const examples = usable.map((p) => ({ ...buildExample(tok, { images: 1, text: p.text, answer: p.answer, imagesAfterText }, perImage), images: [p.image] }));
   const loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
-    batchSize: r.train.batch_size, seed: r.seed, collate: collateVlm(bank, tok.specialTokenIds.pad ?? 0),
+    batchSize: r.train.batch_size, seed: r.seed, ...dataShard(), collate: collateVlm(bank, tok.specialTokenIds.pad ?? 0),
   });
   const result = await train({ model, loader: loader as DataLoader<unknown, VlmBatch>, step: (b) => ({ loss: vlmLoss(model, b) }) },
     trainConfig(r.out, r.train, r.seed), trainOptions(opts));
   stopIfInterrupted(result, r.out);
   const modelDir = join(r.out, "model");
-  model.savePretrained(modelDir);
-  copyCompanions(modelDir, [r.world, r.encoder]);
-  markDone(modelDir, { stage: "vlm-base", steps: result.steps, lastLoss: result.lastLoss });
+  onLeadRank(() => {
+    model.savePretrained(modelDir);
+    copyCompanions(modelDir, [r.world, r.encoder]);
+    markDone(modelDir, { stage: "vlm-base", steps: result.steps, lastLoss: result.lastLoss });
+  });
   bank.dispose();
   model.parameters().forEach((p) => p.dispose());
   return { modelDir, result };

@@ -11,7 +11,7 @@ import { VitVisionModel, resolveVitConfig } from "../../models/vit.js";
 import { DataLoader } from "../../data/loader.js";
 import { COLORS, MATERIALS, SHAPES, SIZES, type Scene } from "../../world/scene.js";
 import { train, type TrainResult } from "../trainer.js";
-import { TrainSection, readScenes, trainConfig, worldPreprocessorJson, readPreprocessor, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, loadUsable, type StageOptions } from "./common.js";
+import { TrainSection, readScenes, trainConfig, worldPreprocessorJson, readPreprocessor, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, loadUsable, dataShard, onLeadRank, type StageOptions } from "./common.js";
 
 export const WorldEncoderRecipe = z.strictObject({
   stage: z.literal("world-encoder"),
@@ -85,7 +85,7 @@ export async function runWorldEncoder(r: WorldEncoderRecipe, opts: StageOptions 
   const generator = new torch.Generator(r.seed);
   const model = new EncoderWithProbe(new VitVisionModel(config, { generator }), new nn.Linear(config.hiddenSize, ATTRIBUTES.length, { generator }));
   const loader = new DataLoader({ length: train_.length, get: (i: number) => train_[i]! }, {
-    batchSize: r.train.batch_size, seed: r.seed,
+    batchSize: r.train.batch_size, seed: r.seed, ...dataShard(),
     collate: (batch: Scene[]) => ({ pixels: bank.get(batch.map(path)), targets: torch.tensor(batch.map(sceneTargets)) }),
   });
   const result = await train({
@@ -106,8 +106,10 @@ export async function runWorldEncoder(r: WorldEncoderRecipe, opts: StageOptions 
     return p + t > 0 ? (2 * tp) / (p + t) : 0;
   }));
   const accuracy = f1(val), trainF1 = f1(train_);
-  model.encoder.savePretrained(encoderDir);
-  markDone(encoderDir, { steps: result.steps, valAttributeF1: accuracy, trainAttributeF1: trainF1 });
+  onLeadRank(() => {
+    model.encoder.savePretrained(encoderDir);
+    markDone(encoderDir, { steps: result.steps, valAttributeF1: accuracy, trainAttributeF1: trainF1 });
+  });
   bank.dispose();
   model.parameters().forEach((p) => p.dispose());
   return { encoderDir, result, accuracy, trainF1 };
