@@ -39,7 +39,8 @@ import { writeReport, ARMS, type Baseline, type EvalRun, type RetrievalSummary, 
 const common = { stage: true, world: true, out: true, seed: true } as const;
 
 /** The study's latent_pretrain section: the stage's recipe without what the study decides. */
-const StudyLatentPretrain = LatentPretrainRecipe.omit({ ...common, encoder: true, base: true, targets: true });
+// The study runs on the world with its own model family: real-dataset and published-family keys are not study settings.
+const StudyLatentPretrain = LatentPretrainRecipe.omit({ ...common, encoder: true, base: true, targets: true, captions: true, vision_layer: true });
 type StudyLatentPretrain = z.output<typeof StudyLatentPretrain>;
 
 const AblationValue = z.union([z.string(), z.number(), z.boolean(), z.null()]);
@@ -163,7 +164,7 @@ export const StudyConfig = z.strictObject({
   world_encoder: WorldEncoderRecipe.omit(common),
   vlm_base: VlmBaseRecipe.omit({ ...common, encoder: true }),
   latent_pretrain: StudyLatentPretrain,
-  finetune: FinetuneRecipe.omit({ ...common, model: true, fraction: true }),
+  finetune: FinetuneRecipe.omit({ ...common, model: true, fraction: true, datasets: true }),
   fractions: z.array(z.number().gt(0).max(1)).min(1),
   seeds: z.array(z.number().int().min(0)).min(1),
   eval: z.strictObject({
