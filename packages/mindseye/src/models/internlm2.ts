@@ -22,13 +22,12 @@ import { torch, nn, F, type Tensor, type DType, type Device } from "@mindseye/to
 import { ConfigError } from "../config/errors.js";
 import { readHfConfig, hfField, ensure, type HfJson } from "../config/hf.js";
 import { didYouMean } from "../data/formats/index.js";
-import { loadCheckpoint, assignWeights, saveCheckpoint, readCheckpointHeader, checkTensorShape, checkLayerCount, type CheckpointHeader } from "./pretrained.js";
+import { assignWeights, saveCheckpoint, readCheckpointHeader, checkTensorShape, checkLayerCount, type CheckpointHeader } from "./pretrained.js";
 import {
-  KVCache, QWEN2_LIMITS, ropeAttention, rotaryInvFreq, rotaryFromInvFreq, decoderForward,
+  KVCache, QWEN2_LIMITS, ropeAttention, rotaryInvFreq, rotaryFromInvFreq, decoderForward, initCausalLmHead, keepLastPositions, loadDecoderWeights, tieOnLoad,
   type RotaryEmbeddings, type AttentionMask, type DecoderLayerInput, type LayerOptions,
   type Qwen2ModelInput, type Qwen2ModelOutput, type Qwen2CausalLMInput, type Qwen2CausalLMOutput, type Qwen2Dtype, type PretrainedOptions,
 } from "./qwen2.js";
-import { tieOnLoad } from "./llama.js";
 
 // =============================================================================================
 // Config
@@ -430,22 +429,12 @@ export class InternLM2ForCausalLM extends nn.Module {
     super();
     this.model = new InternLM2Model(cfg, o);
     this.output = new nn.Linear(cfg.hiddenSize, cfg.vocabSize, { ...o, bias: false });
-    if (cfg.tieWordEmbeddings) {
-      this.output.weight.dispose();
-      this.output.weight = this.model.tok_embeddings.weight; // one Parameter under two names
-    }
-    for (const [, m] of this.namedModules()) {
-      if (m instanceof nn.Linear || m instanceof nn.Embedding) nn.init.normal_(m.weight, 0, cfg.initializerRange, o.generator);
-      if (m instanceof nn.Linear && m.bias) nn.init.zeros_(m.bias);
-    }
+    initCausalLmHead(this, this.output, this.model.tok_embeddings, cfg, o.generator);
   }
 
   forward(input: InternLM2CausalLMInput): InternLM2CausalLMOutput {
     const out = this.model.forward(input);
-    const keep = input.logitsToKeep ?? 0;
-    const T = out.lastHiddenState.shape[1]!;
-    const h = keep > 0 ? out.lastHiddenState.narrow(1, Math.max(0, T - keep), Math.min(keep, T)) : out.lastHiddenState;
-    return { ...out, logits: this.output.forward(h) }; // [B, T, V]
+    return { ...out, logits: this.output.forward(keepLastPositions(out.lastHiddenState, input.logitsToKeep)) }; // [B, T, V]
   }
 
   /** Loads a checkpoint directory (config.json + model.safetensors or shards); missing, unexpected and mis-shaped weights are one error. */
@@ -454,10 +443,7 @@ export class InternLM2ForCausalLM extends nn.Module {
     checkInternLM2Checkpoint(cfg, readCheckpointHeader(dir), { where: `${dir}/config.json` }); // before anything is allocated
     const dtype = opts.dtype ?? "float32";
     const model = new InternLM2ForCausalLM(cfg, { dtype, ...(opts.device ? { device: opts.device } : {}) });
-    const weights = loadCheckpoint(dir, { dtype });
-    for (const [name, t] of weights) {
-      if (name.endsWith(".rotary_emb.inv_freq")) { t.dispose(); weights.delete(name); } // computed, never loaded
-    }
+    const weights = loadDecoderWeights(dir, dtype);
     tieOnLoad(weights, cfg.tieWordEmbeddings, "model.tok_embeddings.weight", "output.weight");
     try {
       assignWeights(model, weights);

@@ -20,9 +20,9 @@ import { torch, nn, F, type Tensor, type DType, type Device } from "@mindseye/to
 import { ConfigError } from "../config/errors.js";
 import { readHfConfig, hfField, ensure, type HfJson } from "../config/hf.js";
 import { didYouMean } from "../data/formats/index.js";
-import { loadCheckpoint, assignWeights, saveCheckpoint, readCheckpointHeader, checkTensorShape, checkLayerCount, type CheckpointHeader } from "./pretrained.js";
+import { assignWeights, saveCheckpoint, readCheckpointHeader, checkTensorShape, checkLayerCount, type CheckpointHeader } from "./pretrained.js";
 import {
-  KVCache, QWEN2_LIMITS, ropeAttention, rotaryInvFreq, rotaryFromInvFreq, decoderForward,
+  KVCache, QWEN2_LIMITS, ropeAttention, rotaryInvFreq, rotaryFromInvFreq, decoderForward, initCausalLmHead, keepLastPositions, loadDecoderWeights, tieOnLoad,
   type RotaryEmbeddings, type AttentionMask, type DecoderLayerInput, type LayerOptions,
   type Qwen2ModelInput, type Qwen2ModelOutput, type Qwen2CausalLMInput, type Qwen2CausalLMOutput, type Qwen2Dtype, type PretrainedOptions,
 } from "./qwen2.js";
@@ -501,22 +501,12 @@ export class LlamaForCausalLM extends nn.Module {
     super();
     this.model = new LlamaModel(cfg, o);
     this.lm_head = new nn.Linear(cfg.hiddenSize, cfg.vocabSize, { ...o, bias: false });
-    if (cfg.tieWordEmbeddings) {
-      this.lm_head.weight.dispose();
-      this.lm_head.weight = this.model.embed_tokens.weight; // one Parameter under two names
-    }
-    for (const [, m] of this.namedModules()) {
-      if (m instanceof nn.Linear || m instanceof nn.Embedding) nn.init.normal_(m.weight, 0, cfg.initializerRange, o.generator);
-      if (m instanceof nn.Linear && m.bias) nn.init.zeros_(m.bias);
-    }
+    initCausalLmHead(this, this.lm_head, this.model.embed_tokens, cfg, o.generator);
   }
 
   forward(input: LlamaCausalLMInput): LlamaCausalLMOutput {
     const out = this.model.forward(input);
-    const keep = input.logitsToKeep ?? 0;
-    const T = out.lastHiddenState.shape[1]!;
-    const h = keep > 0 ? out.lastHiddenState.narrow(1, Math.max(0, T - keep), Math.min(keep, T)) : out.lastHiddenState;
-    return { ...out, logits: this.lm_head.forward(h) }; // [B, T, V]
+    return { ...out, logits: this.lm_head.forward(keepLastPositions(out.lastHiddenState, input.logitsToKeep)) }; // [B, T, V]
   }
 
   /**
@@ -528,11 +518,7 @@ export class LlamaForCausalLM extends nn.Module {
     checkLlamaCheckpoint(cfg, readCheckpointHeader(dir), { where: `${dir}/config.json` }); // before anything is allocated
     const dtype = opts.dtype ?? "float32";
     const model = new LlamaForCausalLM(cfg, { dtype, ...(opts.device ? { device: opts.device } : {}) });
-    const weights = loadCheckpoint(dir, { dtype });
-    for (const [name, t] of weights) {
-      // Rotary tables are computed, not loaded; older checkpoints carry them (HF skips them too).
-      if (name.endsWith(".rotary_emb.inv_freq")) { t.dispose(); weights.delete(name); }
-    }
+    const weights = loadDecoderWeights(dir, dtype);
     tieOnLoad(weights, cfg.tieWordEmbeddings, "model.embed_tokens.weight", "lm_head.weight");
     try {
       assignWeights(model, weights);
@@ -556,16 +542,4 @@ export class LlamaForCausalLM extends nn.Module {
   }
 }
 
-/**
- * HF saves a tied output embedding once, as the input embedding: under `tie`, a copy under
- * `lmHead` is dropped and the embedding is given that name too (loadStateDict fills the shared
- * Parameter twice with the same tensor).
- */
-export function tieOnLoad(weights: Map<string, Tensor>, tie: boolean, embed: string, lmHead: string): void {
-  if (!tie) return;
-  weights.get(lmHead)?.dispose();
-  weights.delete(lmHead);
-  const emb = weights.get(embed);
-  if (emb) weights.set(lmHead, emb);
-}
 

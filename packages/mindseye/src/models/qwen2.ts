@@ -660,6 +660,46 @@ export interface PretrainedOptions {
 }
 
 /**
+ * The output head of a decoder-only LM, as HF's *ForCausalLM classes set it up: tied to the input
+ * embedding when the config says so (one Parameter under two names), then every linear and
+ * embedding weight drawn from normal(0, initializerRange) and biases zeroed, module by module.
+ */
+export function initCausalLmHead(lm: nn.Module, head: nn.Linear, embedding: nn.Embedding, cfg: { tieWordEmbeddings: boolean; initializerRange: number }, generator?: Generator): void {
+  if (cfg.tieWordEmbeddings) {
+    head.weight.dispose();
+    head.weight = embedding.weight;
+  }
+  for (const [, m] of lm.namedModules()) {
+    if (m instanceof nn.Linear || m instanceof nn.Embedding) nn.init.normal_(m.weight, 0, cfg.initializerRange, generator);
+    if (m instanceof nn.Linear && m.bias) nn.init.zeros_(m.bias);
+  }
+}
+
+/** hidden [B, T, D] → its last `keep` positions (all when keep is 0), as HF's logits_to_keep. */
+export function keepLastPositions(hidden: Tensor, keep = 0): Tensor {
+  const T = hidden.shape[1]!;
+  return keep > 0 ? hidden.narrow(1, Math.max(0, T - keep), Math.min(keep, T)) : hidden;
+}
+
+/** A checkpoint's weights without the rotary tables older ones carry (computed, never loaded; HF skips them too). */
+export function loadDecoderWeights(dir: string, dtype: DType): Map<string, Tensor> {
+  const weights = loadCheckpoint(dir, { dtype });
+  for (const [name, t] of weights) {
+    if (name.endsWith(".rotary_emb.inv_freq")) { t.dispose(); weights.delete(name); }
+  }
+  return weights;
+}
+
+/** HF saves a tied output embedding once, as the input embedding: under `tie`, a copy under `lmHead` is dropped and the embedding used. */
+export function tieOnLoad(weights: Map<string, Tensor>, tie: boolean, embed: string, lmHead: string): void {
+  if (!tie) return;
+  weights.get(lmHead)?.dispose();
+  weights.delete(lmHead);
+  const emb = weights.get(embed);
+  if (emb) weights.set(lmHead, emb);
+}
+
+/**
  * Qwen2 language model with its output head (HF's Qwen2ForCausalLM). New weights follow HF's
  * initialisation: normal(0, initializerRange) for linear and embedding weights, zero biases,
  * RMSNorm weights one.
@@ -675,21 +715,12 @@ export class Qwen2ForCausalLM extends nn.Module {
     super();
     this.model = new Qwen2Model(cfg, o);
     this.lm_head = new nn.Linear(cfg.hiddenSize, cfg.vocabSize, { ...o, bias: false });
-    if (cfg.tieWordEmbeddings) {
-      this.lm_head.weight.dispose();
-      this.lm_head.weight = this.model.embed_tokens.weight; // one Parameter under two names
-    }
-    for (const [, m] of this.namedModules()) {
-      if (m instanceof nn.Linear || m instanceof nn.Embedding) nn.init.normal_(m.weight, 0, cfg.initializerRange, o.generator);
-      if (m instanceof nn.Linear && m.bias) nn.init.zeros_(m.bias);
-    }
+    initCausalLmHead(this, this.lm_head, this.model.embed_tokens, cfg, o.generator);
   }
 
   forward(input: Qwen2CausalLMInput): Qwen2CausalLMOutput {
     const out = this.model.forward(input);
-    const keep = input.logitsToKeep ?? 0;
-    const h = keep > 0 ? out.lastHiddenState.narrow(1, Math.max(0, out.lastHiddenState.shape[1]! - keep), Math.min(keep, out.lastHiddenState.shape[1]!)) : out.lastHiddenState;
-    return { ...out, logits: this.lm_head.forward(h) }; // [B, T, V]
+    return { ...out, logits: this.lm_head.forward(keepLastPositions(out.lastHiddenState, input.logitsToKeep)) }; // [B, T, V]
   }
 
   /**
@@ -701,18 +732,8 @@ export class Qwen2ForCausalLM extends nn.Module {
     checkQwen2Checkpoint(cfg, readCheckpointHeader(dir), { where: `${dir}/config.json` }); // before anything is allocated
     const dtype = opts.dtype ?? "float32";
     const model = new Qwen2ForCausalLM(cfg, { dtype, ...(opts.device ? { device: opts.device } : {}) });
-    const weights = loadCheckpoint(dir, { dtype });
-    for (const [name, t] of weights) {
-      // Rotary tables are computed, not loaded; some older checkpoints carry them (HF skips them too).
-      if (name.endsWith(".rotary_emb.inv_freq")) { t.dispose(); weights.delete(name); }
-    }
-    if (cfg.tieWordEmbeddings) {
-      // HF saves a tied lm_head once, as embed_tokens (a copy under lm_head.weight is ignored).
-      weights.get("lm_head.weight")?.dispose();
-      weights.delete("lm_head.weight");
-      const emb = weights.get("model.embed_tokens.weight");
-      if (emb) weights.set("lm_head.weight", emb);
-    }
+    const weights = loadDecoderWeights(dir, dtype);
+    tieOnLoad(weights, cfg.tieWordEmbeddings, "model.embed_tokens.weight", "lm_head.weight");
     try {
       assignWeights(model, weights);
     } catch (e) {
