@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 NODE_TEST := node --test --test-concurrency=2 --test-reporter=spec
 
-.PHONY: setup build demo test test-unit lint typecheck bench clean
+.PHONY: setup test-setup build demo test test-unit lint typecheck bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -21,7 +21,11 @@ lint: setup
 
 # Test files are compiled next to their sources (dist/**/*.test.js). Two processes at most, each
 # with one intra-op thread (MINDSEYE_NUM_THREADS), so the suite does not oversubscribe 2 cores.
-test: setup typecheck lint
+# The tests also need Debian's chromium (experiment/report_html.test.ts opens a report headless).
+test-setup:
+	@MINDSEYE_WITH_CHROMIUM=1 bash scripts/setup.sh
+
+test: test-setup typecheck lint
 	@shopt -s globstar; MINDSEYE_NUM_THREADS=1 MINDSEYE_BLAS_THREADS=1 $(NODE_TEST) packages/*/dist/**/*.test.js
 
 bench:

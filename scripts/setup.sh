@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian/Ubuntu machine for MindsEye, idempotently:
-#   1. system packages: libtorch (headers + libs), OpenBLAS (pthread build), Gloo headers, Chromium (report test)
+#   1. system packages: libtorch (headers + libs), OpenBLAS (pthread build), Gloo headers
 #   2. npm packages (npm ci, only when package-lock.json changed)
 #   3. the native addon (node-gyp, incremental)
 #   4. the TypeScript build
@@ -10,6 +10,8 @@
 #   MINDSEYE_SKIP_APT=1  do not touch system packages (you installed them yourself).
 #   MINDSEYE_WITH_PYTORCH=1  also install Debian's python3-torch (the PyTorch reference that
 #                        benchmarks and fixture scripts use; the product never needs it).
+#   MINDSEYE_WITH_CHROMIUM=1  also install Debian's chromium, which the test of a study's
+#                        report.html opens headless (make test sets it; make demo does not need it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
@@ -20,7 +22,7 @@ need=()
 if [ -z "${LIBTORCH:-}" ]; then
   need+=(libtorch-dev libopenblas0-pthread libgloo-dev)
 fi
-need+=(chromium) # headless, for the test that opens a study's report.html (experiment/report_html.test.ts)
+if [ "${MINDSEYE_WITH_CHROMIUM:-0}" = "1" ]; then need+=(chromium); fi
 if [ "${MINDSEYE_WITH_PYTORCH:-0}" = "1" ]; then need+=(python3-torch); fi
 missing=()
 for p in "${need[@]}"; do

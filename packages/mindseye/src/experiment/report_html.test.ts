@@ -1,5 +1,5 @@
 // report.html of a tiny study, opened in headless Chromium (Debian's `chromium`, which
-// scripts/setup.sh installs; driven by playwright-core, which downloads no browser): the page loads
+// scripts/setup.sh installs for make test; driven by playwright-core, which downloads no browser): the page loads
 // with no console errors and no request leaves the file, every plot is there and drawn, the
 // contact sheets decode, and a screenshot is not blank. Also `mindseye analyze` on the same study.
 import { test, before, after } from "node:test";
@@ -14,7 +14,7 @@ import { StudyConfig, runStudy } from "./runner.js";
 import { analyzeStudy, formatAnalysis, type StudyAnalysis } from "../analysis/study.js";
 import { writeHtmlReport } from "./report_html.js";
 
-/** Debian's chromium (scripts/setup.sh installs it); MINDSEYE_CHROMIUM names another. */
+/** Debian's chromium (scripts/setup.sh installs it under MINDSEYE_WITH_CHROMIUM=1, as make test sets); MINDSEYE_CHROMIUM names another. */
 const CHROMIUM = process.env.MINDSEYE_CHROMIUM ?? "/usr/bin/chromium";
 
 let root = "", study = "", analysis: StudyAnalysis;
@@ -55,7 +55,7 @@ test("analyze: every model probed and clustered, the latent head aligned and pro
 
 test("report.html opens in headless Chromium with every plot drawn, no console error, no request out, and a non-blank screenshot", async () => {
   if (!existsSync(CHROMIUM)) {
-    assert.fail(`Chromium not found at ${CHROMIUM}: run scripts/setup.sh, which installs Debian's chromium for this test (or set MINDSEYE_CHROMIUM to a Chromium binary)`);
+    assert.fail(`Chromium not found at ${CHROMIUM}: run "MINDSEYE_WITH_CHROMIUM=1 bash scripts/setup.sh" (make test does), which installs Debian's chromium for this test (or set MINDSEYE_CHROMIUM to a Chromium binary)`);
   }
   const path = await writeHtmlReport(study);
   assert.equal(path, join(study, "report.html"));
