@@ -1,6 +1,6 @@
 // `mindseye experiment --config configs/demo.yaml`: the whole study, resumable.
 import type { Command } from "commander";
-import { loadStudy, runStudy } from "../experiment/runner.js";
+import { loadStudy, runStudy, planStudy, type PlannedStep } from "../experiment/runner.js";
 
 export function registerExperimentCommand(program: Command): void {
   program
@@ -10,11 +10,27 @@ export function registerExperimentCommand(program: Command): void {
     .option("--set <key=value...>", "override values by dotted key, e.g. --set seeds=[0] out=runs/quick", [])
     .option("--progress", "show each training run's progress")
     .option("--force", "redo steps whose settings (or the steps they read) changed since they ran, and every step after them")
-    .action(async (o: { config: string; set: string[]; progress?: boolean; force?: boolean }) => {
+    .option("--dry-run", "list every step with what a run would do to it (done, run, changed), and run nothing")
+    .action(async (o: { config: string; set: string[]; progress?: boolean; force?: boolean; dryRun?: boolean }) => {
       const study = loadStudy(o.config, o.set);
+      if (o.dryRun) {
+        console.log(formatPlan(await planStudy(study), study.out));
+        return;
+      }
       const r = await runStudy(study, { quiet: !(o.progress ?? false), force: o.force ?? false });
       console.log(`\n${r.markdown}\n`);
       console.log(`study folder: ${r.dir} (results.md, results.csv, results.json, analysis.json; each run's metrics, checkpoints and predictions)`);
       console.log(`report: ${r.report}`);
     });
+}
+
+/** The plan as lines: each step's status and name, then the counts per kind of step. */
+export function formatPlan(plan: readonly PlannedStep[], dir: string): string {
+  const lines = plan.map((p) => `${p.status.padEnd(7)} ${p.what}`);
+  const kinds = [...new Set(plan.map((p) => p.kind))];
+  const count = (kind: string, status: PlannedStep["status"]) => plan.filter((p) => p.kind === kind && p.status === status).length;
+  lines.push("", `${dir}: ${plan.length} steps; per kind (to run / changed / done):`);
+  for (const kind of kinds) lines.push(`  ${kind.padEnd(16)} ${count(kind, "run")} / ${count(kind, "changed")} / ${count(kind, "done")}`);
+  if (plan.some((p) => p.status === "changed")) lines.push("changed steps stop a run: rerun with --force to redo them and every step after them, or use another --set out=…");
+  return lines.join("\n");
 }
