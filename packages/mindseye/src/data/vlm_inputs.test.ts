@@ -5,7 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Tokenizer } from "./tokenizer.js";
 import { buildTokenizer } from "../world/tokenizer_json.js";
-import { buildPrompt, buildExample, padRight, decodeAnswer, expandImagePads } from "./vlm_inputs.js";
+import { buildPrompt, buildExample, padRight, decodeAnswer, expandImagePads, VICUNA_V1 } from "./vlm_inputs.js";
+import { writeLlavaTokenizer } from "../models/llava_test_helpers.js";
+import { latentInput } from "../train/stages/latent_pretrain.js";
 import { IGNORE_INDEX } from "../objectives/next_token.js";
 
 function worldTokenizer(edit: (tokenizer: { added_tokens: { content: string }[]; model: { vocab: Record<string, number> } }) => void = () => {}, dir = mkdtempSync(join(tmpdir(), "mindseye-tok-"))): Tokenizer {
@@ -71,4 +73,34 @@ test("a tokenizer without <|image_pad|> as a token is named, not a prompt with 0
   assert.throws(() => buildPrompt(without, { images: 1, text: "Is it red?" }, 4), new RegExp(`the tokenizer ${none} lacks the image token <\\|image_pad\\|> \\(Qwen2-VL's image placeholder\\)`));
   assert.deepEqual(buildPrompt(without, { images: 0, text: "Is it red?" }, 4).length > 0, true, "text-only prompts need no image token");
   rmSync(base, { recursive: true, force: true });
+});
+
+test("LLaVA-1.5 (Vicuna v1): <s> USER: <image>×n \\n text ASSISTANT: answer </s>, labels on the answer and </s> only; the same ids from llava-hf's template and the fallback", () => {
+  const tmp = mkdtempSync(join(tmpdir(), "mindseye-llava-tok-"));
+  try {
+    const ids = writeLlavaTokenizer(join(tmp, "plain"), { template: false });
+    writeLlavaTokenizer(join(tmp, "hf"), { template: true });
+    const plain = Tokenizer.fromPretrained(join(tmp, "plain")), hf = Tokenizer.fromPretrained(join(tmp, "hf"));
+    assert.equal(plain.template, null);
+    const w = (t: string) => plain.tokenToId(t)!;
+    const prompt = [1, w("USER"), w(":"), ...Array<number>(3).fill(ids.image), w("Is"), w("there"), w("a"), w("red"), w("circle"), w("?"), w("ASSISTANT"), w(":")];
+    const answer = [w("yes"), ids.eos];
+    for (const tok of [plain, hf]) {
+      const ex = buildExample(tok, { images: 1, text: "Is there a red circle?", answer: "yes" }, 3, VICUNA_V1);
+      assert.deepEqual(ex.ids, [...prompt, ...answer], tok.template ?? "fallback");
+      assert.deepEqual(ex.labels, [...prompt.map(() => IGNORE_INDEX), ...answer]);
+      assert.deepEqual(buildPrompt(tok, { images: 1, text: "Is there a red circle?" }, 3, VICUNA_V1), prompt);
+      assert.equal(decodeAnswer(tok, [w("yes"), ids.eos, w("no")], VICUNA_V1), "yes", "generation ends at </s>");
+      // latent pretraining's caption turn: labels on the caption only
+      const li = latentInput(tok, "a red circle", [7, 8], VICUNA_V1);
+      assert.deepEqual(li.ids, [1, w("USER"), w(":"), w("a"), w("red"), w("circle"), w("ASSISTANT"), w(":"), 7, 8]);
+      assert.deepEqual(li.labels, [IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, w("a"), w("red"), w("circle"), ...Array<number>(4).fill(IGNORE_INDEX)]);
+    }
+    // two images: one <image> each, expanded to each image's own count
+    assert.equal(buildPrompt(plain, { images: 2, text: "Is it red?" }, [2, 4], VICUNA_V1).filter((i) => i === ids.image).length, 6);
+    // the ChatML default names the token it lacks
+    assert.throws(() => buildExample(plain, { images: 1, text: "Is it red?", answer: "yes" }, 3), /no chat template|<\|image_pad\|>/);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 });

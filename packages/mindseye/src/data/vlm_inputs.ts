@@ -5,6 +5,11 @@
 //
 //   const p = buildPrompt(tok, { images: 1, text: "Is there a red circle?\nAnswer the question using a single word or phrase." }, 16);
 //   const ex = buildExample(tok, { images: 1, text: "..." , answer: "yes" }, 16);  // ids, labels (-100 on the prompt)
+//
+// The prompt format is the family's (PromptFormat): CHATML above (Qwen, MindsEye), VICUNA_V1 for
+// LLaVA-1.5 ("USER: <image>\n{text} ASSISTANT:", the answer ended by the tokenizer's EOS </s>).
+// A format other than ChatML renders with the tokenizer's own chat template when it has one
+// (llava-hf ships it as chat_template.json) and with the format's documented text otherwise.
 import type { Tokenizer } from "./tokenizer.js";
 import { IGNORE_INDEX } from "../objectives/next_token.js";
 
@@ -17,6 +22,65 @@ export interface Turn {
 }
 
 const IMAGE_TOKEN = "<|image_pad|>";
+
+/** How a family writes a conversation for the LLM. */
+export interface PromptFormat {
+  readonly name: string;
+  /** The image placeholder as text (one per image in the rendered prompt, expanded afterwards). */
+  readonly imageToken: string;
+  /** The token ending an answer and generation: ChatML's <|im_end|> or the tokenizer's eos_token. */
+  readonly end: "im_end" | "eos";
+  /** Encode with the tokenizer's post-processor tokens (LLaVA's processor prepends <s>). */
+  readonly addSpecialTokens: boolean;
+  /** The user turn and the assistant's opening when the tokenizer has no chat template; null: a template is required. */
+  readonly fallback: ((content: readonly Record<string, unknown>[]) => string) | null;
+}
+
+/** ChatML with Qwen2-VL's <|image_pad|> (Qwen2.5-VL, MindsEye VLMs): the tokenizer's template is required. */
+export const CHATML: PromptFormat = Object.freeze({ name: "chatml", imageToken: IMAGE_TOKEN, end: "im_end", addSpecialTokens: false, fallback: null });
+
+/**
+ * LLaVA-1.5's Vicuna v1 conversation as llava-hf's chat_template.json renders it: "USER: ", each
+ * image as "<image>\n" (images first), each text part + " ", then "ASSISTANT:"; the answer is
+ * followed by </s> (eos_token) and the processor's tokenizer call prepends <s>.
+ */
+export const VICUNA_V1: PromptFormat = Object.freeze({
+  name: "vicuna_v1", imageToken: "<image>", end: "eos", addSpecialTokens: true,
+  fallback: (content: readonly Record<string, unknown>[]) => "USER: " + content.filter((c) => c.type === "image").map(() => "<image>\n").join("") +
+    content.filter((c) => c.type === "text").map((c) => `${c.text as string} `).join("") + "ASSISTANT:",
+});
+
+/** The user turn (content parts) and the assistant's opening as text: the tokenizer's template, else the format's own text. */
+export function renderUserTurn(tok: Tokenizer, format: PromptFormat, content: Record<string, unknown>[]): string {
+  if (format.fallback !== null && tok.template === null) return format.fallback(content);
+  return tok.applyChatTemplate([{ role: "user", content }], { addGenerationPrompt: true }) as string;
+}
+
+/** The id of the format's end token (answers end with it, generation stops at it), or null when the tokenizer lacks it. */
+export function endTokenId(tok: Tokenizer, format: PromptFormat): number | null {
+  return format.end === "im_end" ? tok.specialTokenIds.imEnd : tok.specialTokenIds.eos;
+}
+
+/** The id of the format's image placeholder, or null when the tokenizer lacks it. */
+export function imageTokenId(tok: Tokenizer, format: PromptFormat): number | null {
+  return format === CHATML ? tok.specialTokenIds.imagePad : tok.tokenToId(format.imageToken);
+}
+
+/** The end token's name in messages. */
+export function endTokenName(format: PromptFormat): string {
+  return format.end === "im_end" ? "<|im_end|>" : "eos_token";
+}
+
+function requiredOf(tok: Tokenizer, format: PromptFormat, what: "image" | "end"): number {
+  if (format === CHATML) return required(tok, what === "image" ? "imagePad" : "imEnd");
+  const id = what === "image" ? imageTokenId(tok, format) : endTokenId(tok, format);
+  if (id === null) {
+    throw new Error(what === "image"
+      ? `the tokenizer ${tok.source} lacks the image token ${format.imageToken}, which ${format.name} prompts need; add it to tokenizer.json "added_tokens" (special: true), as llava-hf's tokenizer has it`
+      : `the tokenizer ${tok.source} has no eos_token (the end of an answer in ${format.name} prompts); set "eos_token" in tokenizer_config.json (LLaVA-1.5: "</s>")`);
+  }
+  return id;
+}
 
 function required(tok: Tokenizer, name: "imagePad" | "imEnd"): number {
   const id = tok.specialTokenIds[name];
@@ -69,10 +133,11 @@ export function expandImagePads(ids: readonly number[], padId: number, perImage:
  * The user turn and the assistant's opening, as ids with expanded image pads: `tokensPerImage`
  * tokens for every image, or one count per image.
  */
-export function buildPrompt(tok: Tokenizer, turn: Turn, tokensPerImage: number | readonly number[]): number[] {
+export function buildPrompt(tok: Tokenizer, turn: Turn, tokensPerImage: number | readonly number[], format: PromptFormat = CHATML): number[] {
   if (typeof tokensPerImage !== "number" && tokensPerImage.length !== turn.images) {
     throw new RangeError(`buildPrompt: ${tokensPerImage.length} token counts for ${turn.images} image(s)`);
   }
+  if (format !== CHATML) return buildFormatPrompt(tok, turn, tokensPerImage, format);
   const imageParts = Array.from({ length: turn.images }, () => ({ type: "image" })), textPart = { type: "text", text: turn.text };
   const content = turn.imagesAfterText ? [textPart, ...imageParts] : [...imageParts, textPart];
   const text = tok.applyChatTemplate([{ role: "user", content }], { addGenerationPrompt: true }) as string;
@@ -83,10 +148,22 @@ export function buildPrompt(tok: Tokenizer, turn: Turn, tokensPerImage: number |
   return expandImagePads(ids, padId, tokensPerImage);
 }
 
-/** A training example: the prompt, then the answer and <|im_end|>; labels only on the latter. */
-export function buildExample(tok: Tokenizer, turn: Turn & { answer: string }, tokensPerImage: number | readonly number[]): { ids: number[]; labels: number[] } {
-  const prompt = buildPrompt(tok, turn, tokensPerImage);
-  const answer = [...tok.encode(turn.answer, { addSpecialTokens: false }), required(tok, "imEnd")];
+/** A family's own format: the template (or the format's text), one placeholder per image, expanded. */
+function buildFormatPrompt(tok: Tokenizer, turn: Turn, tokensPerImage: number | readonly number[], format: PromptFormat): number[] {
+  const imageParts = Array.from({ length: turn.images }, () => ({ type: "image" })), textPart = { type: "text", text: turn.text };
+  const ids = tok.encode(renderUserTurn(tok, format, turn.imagesAfterText ? [textPart, ...imageParts] : [...imageParts, textPart]), { addSpecialTokens: format.addSpecialTokens });
+  const padId = requiredOf(tok, format, "image");
+  const pads = ids.filter((id) => id === padId).length;
+  if (pads !== turn.images) {
+    throw new Error(`the ${format.name} prompt of ${tok.source} holds ${pads} ${format.imageToken} tokens for ${turn.images} image(s); the chat template must render each {"type": "image"} part as ${format.imageToken}, and tokenizer.json must hold ${format.imageToken} as an added token (special: true) so that it is not split`);
+  }
+  return expandImagePads(ids, padId, tokensPerImage);
+}
+
+/** A training example: the prompt, then the answer and the format's end token (<|im_end|>, or </s>); labels only on the latter. */
+export function buildExample(tok: Tokenizer, turn: Turn & { answer: string }, tokensPerImage: number | readonly number[], format: PromptFormat = CHATML): { ids: number[]; labels: number[] } {
+  const prompt = buildPrompt(tok, turn, tokensPerImage, format);
+  const answer = [...tok.encode(turn.answer, { addSpecialTokens: false }), requiredOf(tok, format, "end")];
   return { ids: [...prompt, ...answer], labels: [...prompt.map(() => IGNORE_INDEX), ...answer] };
 }
 
@@ -104,8 +181,8 @@ export function padRight(examples: { ids: number[]; labels: number[] }[], padId:
   };
 }
 
-/** The generated answer as text: up to <|im_end|>, special tokens dropped. */
-export function decodeAnswer(tok: Tokenizer, tokens: readonly number[]): string {
-  const end = tokens.indexOf(required(tok, "imEnd"));
+/** The generated answer as text: up to the format's end token (<|im_end|>), special tokens dropped. */
+export function decodeAnswer(tok: Tokenizer, tokens: readonly number[], format: PromptFormat = CHATML): string {
+  const end = tokens.indexOf(requiredOf(tok, format, "end"));
   return tok.decode(end >= 0 ? tokens.slice(0, end) : tokens, { skipSpecialTokens: true }).trim();
 }

@@ -5,7 +5,7 @@
 //   items ─► decode images (skips counted) ─► the model's preprocessing ─► harness prompt
 //         ─► buildPrompt (the chat template training uses, each image's pads expanded to the
 //            tokens the family's processor gives it) ─► left-padded
-//         batches ─► greedy generation until <|im_end|> ─► decodeAnswer ─► harness score
+//         batches ─► greedy generation until <|im_end|> (LLaVA: </s>) ─► decodeAnswer ─► harness score
 //
 // Output, in `out`:
 //   predictions.jsonl   one line per question: {id, type, prompt, prediction, answer, choices?, correct}
@@ -37,7 +37,7 @@ import { padLeft, type GenerationStep, type GenerativeLM, type GenerationCache }
 import type { RgbImage } from "../models/processors.js";
 import { DistinctImages } from "../data/images.js";
 import { Tokenizer } from "../data/tokenizer.js";
-import { buildPrompt, decodeAnswer } from "../data/vlm_inputs.js";
+import { buildPrompt, decodeAnswer, endTokenId, endTokenName, imageTokenId } from "../data/vlm_inputs.js";
 import { SkipCounter, type SkippedRecord } from "../data/formats/index.js";
 import { makeOutputDir } from "../util/output_dir.js";
 import { Progress } from "../util/progress.js";
@@ -166,11 +166,12 @@ export function loadEvalModel(path: string): EvalModel {
   const tokenizer = Tokenizer.fromPretrained(dir);
   const model = loadVlm(dir);
   model.module.eval();
-  const ids = tokenizer.specialTokenIds;
   const problems: string[] = [];
   const key = model.modelType === "qwen2_5_vl" ? "image_token_id" : "image_token_index";
-  if (ids.imEnd === null) problems.push("the tokenizer has no <|im_end|> (the stop token)");
-  if (ids.imagePad !== model.imageTokenId) problems.push(`the tokenizer's <|image_pad|> is ${ids.imagePad} but config.json's ${key} is ${model.imageTokenId}`);
+  const format = model.promptFormat;
+  if (endTokenId(tokenizer, format) === null) problems.push(`the tokenizer has no ${endTokenName(format)} (the stop token)`);
+  const imageId = imageTokenId(tokenizer, format);
+  if (imageId !== model.imageTokenId) problems.push(`the tokenizer's ${format.imageToken} is ${imageId} but config.json's ${key} is ${model.imageTokenId}`);
   if (tokenizer.vocabSize > model.vocabSize) problems.push(`the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary ${model.vocabSize}`);
   if (problems.length > 0) {
     model.dispose();
@@ -283,8 +284,9 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
   // 2. The model.
   const fingerprint = await modelFingerprint(resolveModelDir(o.modelDir));
   const { dir, model, tokenizer, processor } = loadEvalModel(o.modelDir);
-  const imEnd = tokenizer.specialTokenIds.imEnd!;
-  const padId = tokenizer.specialTokenIds.pad ?? imEnd; // any id will do: the attention mask hides padding
+  const format = model.promptFormat;
+  const stopId = endTokenId(tokenizer, format)!; // <|im_end|>, or LLaVA's </s>
+  const padId = tokenizer.specialTokenIds.pad ?? stopId; // any id will do: the attention mask hides padding
 
   makeOutputDir(o.out, "the evaluation's output folder (--out)");
   const predictionsPath = join(o.out, "predictions.jsonl");
@@ -318,7 +320,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
           let at = 0;
           const ids = ready.map((r, i) => {
             const counts = pixels.tokensPerImage.slice(at, at += r.images.length);
-            return buildPrompt(tokenizer, { images: r.images.length, text: prompts[i]!, imagesAfterText }, counts);
+            return buildPrompt(tokenizer, { images: r.images.length, text: prompts[i]!, imagesAfterText }, counts, format);
           });
           const { inputIds, attentionMask } = padLeft(ids, padId);
           if (model instanceof MindsEyeVlm) {
@@ -328,13 +330,13 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
             }
           }
           return model.generate({
-            inputIds, attentionMask, pixels, maxNewTokens, stopTokenIds: [imEnd],
+            inputIds, attentionMask, pixels, maxNewTokens, stopTokenIds: [stopId],
             wrap: (lm) => checkedLogits(lm, dir, () => ready.map((r) => r.item.id)),
           });
         }));
         // 5. Answers, scored; one line each.
         const lines = ready.map((r, i): PredictionLine => {
-          const prediction = decodeAnswer(tokenizer, generated.tokens[i]!);
+          const prediction = decodeAnswer(tokenizer, generated.tokens[i]!, format);
           if (generated.finishReasons[i] === "length") truncated++;
           const correct = scoreItem(r.item, harness, prediction);
           scored.push({ correct, type: r.item.type });

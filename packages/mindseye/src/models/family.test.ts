@@ -23,6 +23,8 @@ import { saveTinyEvalModel } from "../eval/test_helpers.js";
 import { CLIP_MEAN, CLIP_STD, type RgbImage } from "./processors.js";
 import { LlavaForConditionalGeneration, llavaPreset } from "./llava.js";
 import { InternVLChatModel, internVLPreset } from "./internvl.js";
+import { writeTinyLlava } from "./llava_test_helpers.js";
+import { VICUNA_V1 } from "../data/vlm_inputs.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const PAPER = join(here, "..", "..", "..", "..", "configs", "paper"); // dist/models -> repo root
@@ -274,6 +276,55 @@ test("LLaVA (llava-hf layout): CLIP preprocessing padded to a square with the me
     assert.deepEqual([json.text_config.vocab_size, json.latent_token_ids], [112, [110, 111]]);
   } finally {
     vlm.dispose();
+  }
+});
+
+test("LLaVA-1.5 (llava-hf layout, Vicuna v1 prompts with <image> and </s>) latent-pretrain → finetune → eval on the world, the vision tower frozen", async () => {
+  const dir = join(tmp, "llava-e2e");
+  writeTinyLlava(dir, { template: false });
+  const quick = ["train.steps=2", "train.batch_size=4", "train.grad_accum=1", "train.warmup_steps=1", "train.log_every=1", "train.checkpoint_every=100", "max_error_rate=0.5"];
+
+  // 1. latent pretraining on COCO-format and the world's captions: targets from LLaVA's own tower (the projector's input)
+  const coco = `captions=[{format: coco, annotations: ${join(X, "coco/annotations/captions_val2017.json")}, images: ${join(X, "coco/val2017")}}]`;
+  const latent = await runRecipe(loadStageRecipe(join(PAPER, "qwen2_5_vl_7b", "latent.yaml"), [
+    `base=${dir}`, coco, `world=${world}`, "vision_layer=projector_input", "pool=grid:4", `out=${join(tmp, "llava-latent")}`, ...quick,
+  ]), { quiet: true });
+  const json = JSON.parse(readFileSync(join(latent, "config.json"), "utf8")) as { model_type: string; latent_token_ids: number[]; latent_head: { latent_size: number } };
+  assert.equal(json.model_type, "llava");
+  assert.equal(json.latent_token_ids.length, 4);
+  assert.equal(json.latent_head.latent_size, 32, "the tower's width");
+  const base = loadVlm(dir), trained = loadVlm(latent);
+  try {
+    assert.equal(trained.promptFormat, VICUNA_V1);
+    const [b, t] = [weightsOf(base, "vision_tower."), weightsOf(trained, "vision_tower.")];
+    assert.ok(b.size > 0 && [...b].every(([n, w]) => same(t.get(n)!, w)), "the vision tower stayed frozen");
+    const q = "language_model.model.layers.0.self_attn.q_proj.weight";
+    const [bl, tl] = [weightsOf(base, q), weightsOf(trained, q)];
+    assert.ok(bl.size > 0 && [...bl].every(([n, w]) => !same(tl.get(n)!, w)), "the LM trained");
+  } finally {
+    base.dispose();
+    trained.dispose();
+  }
+
+  // 2. fine-tuning on the world's questions and a GQA file; the head is dropped, the vision tower still frozen
+  const ft = await runRecipe(loadStageRecipe(join(PAPER, "llava_1_5_7b", "finetune_baseline.yaml"), [
+    `model=${latent}`, `world=${world}`, `out=${join(tmp, "llava-ft")}`, ...quick, `datasets=[{task: gqa, data: ${join(X, "gqa")}, split: testdev}]`,
+  ]), { quiet: true });
+  assert.ok(existsSync(join(ft, "DONE")) && !existsSync(join(ft, LATENT_HEAD_FILE)));
+  const first = loadVlm(dir), tuned = loadVlm(ft);
+  try {
+    const [b, t] = [weightsOf(first, "vision_tower."), weightsOf(tuned, "vision_tower.")];
+    assert.ok([...b].every(([n, w]) => same(t.get(n)!, w)), "the vision tower stayed frozen through fine-tuning");
+  } finally {
+    first.dispose();
+    tuned.dispose();
+  }
+
+  // 3. evaluation: prompts in the Vicuna format, generation stopping at </s>
+  for (const [task, dataDir, n] of [["world_gqa", world, 3], ["gqa", join(X, "gqa"), 2]] as const) {
+    const r = await evaluate({ modelDir: join(tmp, "llava-ft"), task, dataDir, out: join(tmp, "llava-eval", task), limit: n, batchSize: 2, maxNewTokens: 3, quiet: true, maxErrorRate: 0.5 });
+    assert.equal(r.n, n, task);
+    assert.equal(readFileSync(join(tmp, "llava-eval", task, "predictions.jsonl"), "utf8").trim().split("\n").length, n);
   }
 });
 

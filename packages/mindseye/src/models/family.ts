@@ -10,6 +10,7 @@
 //   latent head     attach (with its query tokens; embeddings grow as resize_token_embeddings),
 //                   drop, predictLatents
 //   savePretrained  the family's published layout
+//   promptFormat    how prompts are written (ChatML + <|image_pad|>; LLaVA: Vicuna v1 + <image>, </s>)
 //
 //   family        model_type      model class                              processor
 //   mindseye_vlm  mindseye_vlm    MindsEyeVLM (ViT + LLaVA projector + Qwen2) CLIP / SigLIP (fixed size)
@@ -27,6 +28,7 @@ import { torch, nn, io, F, type Tensor, type Generator } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
 import { readHfConfig, type HfJson } from "../config/hf.js";
 import { didYouMean } from "../data/formats/index.js";
+import { CHATML, VICUNA_V1, type PromptFormat } from "../data/vlm_inputs.js";
 import { MindsEyeVLM, imageTokenCount, VLM_MODEL_TYPE } from "./vlm.js";
 import { Qwen2_5_VLForConditionalGeneration, visionWindowIndex, type GridThw, type ResolvedQwen2_5_VLConfig } from "./qwen2_5_vl.js";
 import { LlavaForConditionalGeneration } from "./llava.js";
@@ -206,6 +208,8 @@ export interface Vlm {
   readonly imageTokenId: number;
   /** Prompts put images after the text (mindseye_vlm's image_position after_text). */
   readonly imagesAfterText: boolean;
+  /** How prompts are written: ChatML with <|image_pad|> (Qwen, MindsEye) or LLaVA-1.5's Vicuna v1 with <image> and </s>. */
+  readonly promptFormat: PromptFormat;
   readonly textHiddenSize: number;
   readonly textLayers: number;
   readonly vocabSize: number;
@@ -247,6 +251,7 @@ interface FamilyParts<M extends nn.Module> {
   processor: VlmProcessor;
   imageTokenId: number;
   imagesAfterText: boolean;
+  promptFormat: PromptFormat;
   text: { hiddenSize: number; numHiddenLayers: number; vocabSize: number };
   /** The language model's token embedding and output head (resized together). */
   lm: () => LmParts;
@@ -285,6 +290,7 @@ class FamilyVlm<M extends nn.Module> implements Vlm {
   get processor(): VlmProcessor { return this.p.processor; }
   get imageTokenId(): number { return this.p.imageTokenId; }
   get imagesAfterText(): boolean { return this.p.imagesAfterText; }
+  get promptFormat(): PromptFormat { return this.p.promptFormat; }
   get textHiddenSize(): number { return this.p.text.hiddenSize; }
   get textLayers(): number { return this.p.text.numHiddenLayers; }
   get vocabSize(): number { return this.p.lm().embed.numEmbeddings; }
@@ -373,6 +379,7 @@ function growVocab({ embed, head }: LmParts, needed: number, setVocab: (v: numbe
 export class MindsEyeVlm implements Vlm {
   readonly modelType = VLM_MODEL_TYPE;
   readonly visionLayers = ["projector_input"] as const;
+  readonly promptFormat = CHATML;
   constructor(readonly model: MindsEyeVLM, readonly processor: VlmProcessor) {}
   get module(): nn.Module { return this.model; }
   get imageTokenId(): number { return this.model.config.imageTokenId; }
@@ -495,7 +502,7 @@ function qwen2_5_vlFamily(dir: string, json: HfJson): FamilyVlm<Qwen2_5_VLForCon
   const processor = qwen2VLProcessor(readProcessor(dir, {}), `${dir}/preprocessor_config.json`);
   const cfg = () => model.config;
   const fam = new FamilyVlm({
-    modelType: "qwen2_5_vl", model, processor, imageTokenId: model.config.imageTokenId, imagesAfterText: false,
+    modelType: "qwen2_5_vl", model, processor, imageTokenId: model.config.imageTokenId, imagesAfterText: false, promptFormat: CHATML,
     text: { hiddenSize: cfg().text.hiddenSize, numHiddenLayers: cfg().text.numHiddenLayers, vocabSize: cfg().text.vocabSize },
     lm: () => ({ embed: model.languageModel.embed_tokens, head: model.lm_head }), visionLayers: ["merger", "pre_merger"], vision: model.visual,
     forward: (i) => model.forward({
@@ -538,7 +545,7 @@ function llavaFamily(dir: string, json: HfJson): FamilyVlm<LlavaForConditionalGe
   const config = processorConfigFromHf(type === "LlavaImageProcessor" ? { ...pp.json, image_processor_type: "CLIPImageProcessor" } : pp.json, { padToSquare: pad }, pp.path);
   const processor = fixedSizeProcessor(config, c.imageSeqLength, pp.path);
   const fam = new FamilyVlm({
-    modelType: "llava", model, processor, imageTokenId: c.imageTokenIndex, imagesAfterText: false,
+    modelType: "llava", model, processor, imageTokenId: c.imageTokenIndex, imagesAfterText: false, promptFormat: VICUNA_V1,
     text: c.text.config, lm: () => lmParts(model.language_model), visionLayers: ["projector_input"], vision: model.vision_tower,
     forward: (i) => model.language_model.forward({
       inputsEmbeds: model.embed(i.inputIds, i.pixels?.pixelValues), ...(i.attentionMask ? { attentionMask: i.attentionMask } : {}),
@@ -567,7 +574,7 @@ function internVLFamily(dir: string, json: HfJson): FamilyVlm<InternVLChatModel>
     kind: "internvl_tiles", imageSize: c.imageSize, minNum: c.minDynamicPatch, maxNum: c.dynamicImageSize ? c.maxDynamicPatch : 1, useThumbnail: c.useThumbnail, tokensPerTile: c.numImageToken,
   });
   const fam = new FamilyVlm({
-    modelType: "internvl_chat", model, processor, imageTokenId: c.imgContextTokenId, imagesAfterText: false,
+    modelType: "internvl_chat", model, processor, imageTokenId: c.imgContextTokenId, imagesAfterText: false, promptFormat: CHATML,
     text: c.llm.config, lm: () => lmParts(model.language_model), visionLayers: ["projector_input"], vision: model.vision_model,
     forward: (i) => model.language_model.forward({
       inputsEmbeds: model.embed(i.inputIds, i.pixels?.pixelValues), ...(i.attentionMask ? { attentionMask: i.attentionMask } : {}),

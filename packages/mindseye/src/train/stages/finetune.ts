@@ -257,7 +257,7 @@ async function finetuneFamily(r: FinetuneRecipe, vlm: Vlm, tok: Tokenizer, opts:
   const qa = sampleFraction(all.filter((q) => q.images.every((p) => images.has(p))), r.fraction, r.seed);
   const examples = qa.map((q) => {
     const counts = q.images.map((p) => vlm.processor.tokensFor(images.get(p)!));
-    return { ...buildExample(tok, { images: q.images.length, text: q.text, answer: q.answer, imagesAfterText: vlm.imagesAfterText }, counts), images: q.images, task: q.task };
+    return { ...buildExample(tok, { images: q.images.length, text: q.text, answer: q.answer, imagesAfterText: vlm.imagesAfterText }, counts, vlm.promptFormat), images: q.images, task: q.task };
   });
   const batches = familyBatches(examples, r.train.batch_size, r.seed, r.task_sampling);
   const collate = collateFamily(vlm, images, tok.specialTokenIds.pad ?? 0);

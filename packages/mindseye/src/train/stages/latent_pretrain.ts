@@ -46,7 +46,7 @@ import { loadVlm, MindsEyeVlm, poolImageFeatures, disposePixels, type Vlm } from
 import { readPairs, SkipCounter, type ImageRef } from "../../data/formats/index.js";
 import { decodeBatch } from "../../data/images.js";
 import { LatentHead, latentTokens, gatherLastPosition, gatherImagePositions, latentHeadToHfConfig, LATENT_HEAD_TYPES } from "../../models/latent_head.js";
-import { buildExample } from "../../data/vlm_inputs.js";
+import { buildExample, renderUserTurn, CHATML, type PromptFormat } from "../../data/vlm_inputs.js";
 import { ConfigError } from "../../config/errors.js";
 import { DataLoader } from "../../data/loader.js";
 import { TargetCache, extractTargets, loadEncoder, encoderFingerprint } from "../../data/targets.js";
@@ -323,12 +323,12 @@ export function readTargetStats(modelDir: string): TargetStats {
  * caption's tokens (next-token CE on the text t), IGNORE_INDEX elsewhere. With no latent ids
  * (the text control) the sequence ends at the assistant's opening.
  */
-export function latentInput(tok: Tokenizer, caption: string, latentIds: readonly number[]): { ids: number[]; labels: number[] } {
+export function latentInput(tok: Tokenizer, caption: string, latentIds: readonly number[], format: PromptFormat = CHATML): { ids: number[]; labels: number[] } {
   const SLOT = "\u0000caption\u0000";
-  const text = tok.applyChatTemplate([{ role: "user", content: [{ type: "text", text: SLOT }] }], { addGenerationPrompt: true }) as string;
+  const text = renderUserTurn(tok, format, [{ type: "text", text: SLOT }]);
   const at = text.indexOf(SLOT);
   if (at < 0) throw new Error("the chat template dropped the user's text");
-  const before = tok.encode(text.slice(0, at), { addSpecialTokens: false });
+  const before = tok.encode(text.slice(0, at), { addSpecialTokens: format.addSpecialTokens });
   const words = tok.encode(caption, { addSpecialTokens: false });
   const after = tok.encode(text.slice(at + SLOT.length), { addSpecialTokens: false });
   return {
@@ -428,7 +428,7 @@ async function latentPretrainFamily(r: LatentPretrainRecipe, vlm: Vlm, latentArm
   if (tok.vocabSize > vlm.vocabSize) throw new ConfigError(`${r.base}: the tokenizer has ${tok.vocabSize} tokens but the model's vocabulary ${vlm.vocabSize}`);
 
   const pad = tok.specialTokenIds.pad ?? 0;
-  const examples = pairs.map((p) => ({ ...latentInput(tok, p.caption, latentIds), key: p.key }));
+  const examples = pairs.map((p) => ({ ...latentInput(tok, p.caption, latentIds, vlm.promptFormat), key: p.key }));
   const loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
     batchSize: r.train.batch_size, seed: r.seed, ...dataShard(),
     collate: (batch: (typeof examples)[number][]): LatentBatch => {
