@@ -5,8 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Tokenizer } from "./tokenizer.js";
 import { buildTokenizer } from "../world/tokenizer_json.js";
-import { buildPrompt, buildExample, padRight, decodeAnswer, expandImagePads, VICUNA_V1 } from "./vlm_inputs.js";
+import { buildPrompt, buildExample, padRight, decodeAnswer, expandImagePads, VICUNA_V1, INTERNVL_CHATML } from "./vlm_inputs.js";
 import { writeLlavaTokenizer } from "../models/llava_test_helpers.js";
+import { writeInternVLTokenizer } from "../models/internvl_test_helpers.js";
 import { latentInput } from "../train/stages/latent_pretrain.js";
 import { IGNORE_INDEX } from "../objectives/next_token.js";
 
@@ -100,6 +101,32 @@ test("LLaVA-1.5 (Vicuna v1): <s> USER: <image>×n \\n text ASSISTANT: answer </s
     assert.equal(buildPrompt(plain, { images: 2, text: "Is it red?" }, [2, 4], VICUNA_V1).filter((i) => i === ids.image).length, 6);
     // the ChatML default names the token it lacks
     assert.throws(() => buildExample(plain, { images: 1, text: "Is it red?", answer: "yes" }, 3), /no chat template|<\|image_pad\|>/);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test("InternVL2.5 (ChatML as chat() writes it): <|im_start|>user <img> <IMG_CONTEXT>×n </img> text <|im_end|> <|im_start|>assistant answer <|im_end|>, labels on the answer and <|im_end|> only", () => {
+  const tmp = mkdtempSync(join(tmpdir(), "mindseye-internvl-tok-"));
+  try {
+    const ids = writeInternVLTokenizer(tmp);
+    const tok = Tokenizer.fromPretrained(tmp);
+    const w = (t: string) => tok.tokenToId(t)!;
+    const prompt = [ids.imStart, w("user"), ids.img, ...Array<number>(3).fill(ids.context), ids.imgEnd, w("Is"), w("there"), w("a"), w("red"), w("circle"), w("?"), ids.imEnd, ids.imStart, w("assistant")];
+    const answer = [w("yes"), ids.imEnd];
+    const ex = buildExample(tok, { images: 1, text: "Is there a red circle?", answer: "yes" }, 3, INTERNVL_CHATML);
+    assert.deepEqual(ex.ids, [...prompt, ...answer]);
+    assert.deepEqual(ex.labels, [...prompt.map(() => IGNORE_INDEX), ...answer]);
+    assert.deepEqual(buildPrompt(tok, { images: 1, text: "Is there a red circle?" }, 3, INTERNVL_CHATML), prompt);
+    assert.equal(decodeAnswer(tok, [w("yes"), ids.imEnd, w("no")], INTERNVL_CHATML), "yes", "generation ends at <|im_end|>");
+    // two images: one <img>…</img> block each, expanded to each image's own count (num_image_token × tiles)
+    const two = buildPrompt(tok, { images: 2, text: "Is it red?" }, [2, 4], INTERNVL_CHATML);
+    assert.equal(two.filter((i) => i === ids.context).length, 6);
+    assert.equal(two.filter((i) => i === ids.img).length, 2);
+    // latent pretraining's caption turn: labels on the caption only
+    const li = latentInput(tok, "a red circle", [7, 8], INTERNVL_CHATML);
+    assert.deepEqual(li.ids, [ids.imStart, w("user"), w("a"), w("red"), w("circle"), ids.imEnd, ids.imStart, w("assistant"), 7, 8]);
+    assert.deepEqual(li.labels, [IGNORE_INDEX, IGNORE_INDEX, w("a"), w("red"), w("circle"), ...Array<number>(5).fill(IGNORE_INDEX)]);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

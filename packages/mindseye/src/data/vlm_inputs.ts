@@ -34,6 +34,8 @@ export interface PromptFormat {
   readonly addSpecialTokens: boolean;
   /** The user turn and the assistant's opening when the tokenizer has no chat template; null: a template is required. */
   readonly fallback: ((content: readonly Record<string, unknown>[]) => string) | null;
+  /** Always the format's own text, never the tokenizer's template (InternVL's chat() builds its prompt itself). */
+  readonly ownText?: boolean;
 }
 
 /** ChatML with Qwen2-VL's <|image_pad|> (Qwen2.5-VL, MindsEye VLMs): the tokenizer's template is required. */
@@ -50,9 +52,21 @@ export const VICUNA_V1: PromptFormat = Object.freeze({
     content.filter((c) => c.type === "text").map((c) => `${c.text as string} `).join("") + "ASSISTANT:",
 });
 
+/**
+ * InternVL2.5's ChatML as InternVLChatModel.chat writes it: "<|im_start|>user\n", each image as
+ * "<image>\n" (images first) replaced by "<img>" + <IMG_CONTEXT> (img_context_token_id, expanded to
+ * num_image_token × tiles) + "</img>", the text, "<|im_end|>\n<|im_start|>assistant\n"; the answer is
+ * followed by <|im_end|>. The internvl2_5 template's system turn is not written (as the other formats).
+ */
+export const INTERNVL_CHATML: PromptFormat = Object.freeze({
+  name: "internvl_chatml", imageToken: "<IMG_CONTEXT>", end: "im_end", addSpecialTokens: false, ownText: true,
+  fallback: (content: readonly Record<string, unknown>[]) => "<|im_start|>user\n" + content.map((c) => c.type === "image" ? "<img><IMG_CONTEXT></img>\n" : (c.text as string)).join("") +
+    "<|im_end|>\n<|im_start|>assistant\n",
+});
+
 /** The user turn (content parts) and the assistant's opening as text: the tokenizer's template, else the format's own text. */
 export function renderUserTurn(tok: Tokenizer, format: PromptFormat, content: Record<string, unknown>[]): string {
-  if (format.fallback !== null && tok.template === null) return format.fallback(content);
+  if (format.fallback !== null && (tok.template === null || format.ownText === true)) return format.fallback(content);
   return tok.applyChatTemplate([{ role: "user", content }], { addGenerationPrompt: true }) as string;
 }
 

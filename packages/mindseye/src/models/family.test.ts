@@ -24,7 +24,8 @@ import { CLIP_MEAN, CLIP_STD, type RgbImage } from "./processors.js";
 import { LlavaForConditionalGeneration, llavaPreset } from "./llava.js";
 import { InternVLChatModel, internVLPreset } from "./internvl.js";
 import { writeTinyLlava } from "./llava_test_helpers.js";
-import { VICUNA_V1 } from "../data/vlm_inputs.js";
+import { VICUNA_V1, INTERNVL_CHATML } from "../data/vlm_inputs.js";
+import { writeTinyInternVL } from "./internvl_test_helpers.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const PAPER = join(here, "..", "..", "..", "..", "configs", "paper"); // dist/models -> repo root
@@ -350,5 +351,52 @@ test("InternVL (published layout): the dynamic tile plan with its thumbnail, Ima
     assert.deepEqual([f.features.length, f.grids[0]], [4, [6, 6]]);
   } finally {
     vlm.dispose();
+  }
+});
+
+test("InternVL2.5 (published layout, ChatML with <img> <IMG_CONTEXT>×(tokens·tiles) </img>) latent-pretrain → finetune → eval on the world, the vision tower frozen", async () => {
+  const dir = join(tmp, "internvl-e2e");
+  writeTinyInternVL(dir);
+  const quick = ["train.steps=2", "train.batch_size=4", "train.grad_accum=1", "train.warmup_steps=1", "train.log_every=1", "train.checkpoint_every=100", "max_error_rate=0.5"];
+
+  // 1. latent pretraining on COCO-format and the world's captions: targets from InternViT (the projector's input)
+  const coco = `captions=[{format: coco, annotations: ${join(X, "coco/annotations/captions_val2017.json")}, images: ${join(X, "coco/val2017")}}]`;
+  const latent = await runRecipe(loadStageRecipe(join(PAPER, "qwen2_5_vl_7b", "latent.yaml"), [
+    `base=${dir}`, coco, `world=${world}`, "vision_layer=projector_input", "pool=grid:4", `out=${join(tmp, "internvl-latent")}`, ...quick,
+  ]), { quiet: true });
+  const json = JSON.parse(readFileSync(join(latent, "config.json"), "utf8")) as { model_type: string; latent_token_ids: number[] };
+  assert.equal(json.model_type, "internvl_chat");
+  assert.equal(json.latent_token_ids.length, 4);
+  const base = loadVlm(dir), trained = loadVlm(latent);
+  try {
+    assert.equal(trained.promptFormat, INTERNVL_CHATML);
+    const [b, t] = [weightsOf(base, "vision_model."), weightsOf(trained, "vision_model.")];
+    assert.ok(b.size > 0 && [...b].every(([n, w]) => same(t.get(n)!, w)), "the vision tower stayed frozen");
+    const [bl, tl] = [weightsOf(base, "language_model.model.layers.0."), weightsOf(trained, "language_model.model.layers.0.")];
+    assert.ok(bl.size > 0 && [...bl].some(([n, w]) => !same(tl.get(n)!, w)), "the LM trained");
+  } finally {
+    base.dispose();
+    trained.dispose();
+  }
+
+  // 2. fine-tuning on the world's questions and a GQA file; the head is dropped, the vision tower still frozen
+  const ft = await runRecipe(loadStageRecipe(join(PAPER, "internvl2_5_8b", "finetune_baseline.yaml"), [
+    `model=${latent}`, `world=${world}`, `out=${join(tmp, "internvl-ft")}`, ...quick, `datasets=[{task: gqa, data: ${join(X, "gqa")}, split: testdev}]`,
+  ]), { quiet: true });
+  assert.ok(existsSync(join(ft, "DONE")) && !existsSync(join(ft, LATENT_HEAD_FILE)));
+  const first = loadVlm(dir), tuned = loadVlm(ft);
+  try {
+    const [b, t] = [weightsOf(first, "vision_model."), weightsOf(tuned, "vision_model.")];
+    assert.ok([...b].every(([n, w]) => same(t.get(n)!, w)), "the vision tower stayed frozen through fine-tuning");
+  } finally {
+    first.dispose();
+    tuned.dispose();
+  }
+
+  // 3. evaluation: InternVL's prompts, generation stopping at <|im_end|>
+  for (const [task, dataDir, n] of [["world_gqa", world, 3], ["gqa", join(X, "gqa"), 2]] as const) {
+    const r = await evaluate({ modelDir: join(tmp, "internvl-ft"), task, dataDir, out: join(tmp, "internvl-eval", task), limit: n, batchSize: 2, maxNewTokens: 3, quiet: true, maxErrorRate: 0.5 });
+    assert.equal(r.n, n, task);
+    assert.equal(readFileSync(join(tmp, "internvl-eval", task, "predictions.jsonl"), "utf8").trim().split("\n").length, n);
   }
 });

@@ -10,7 +10,8 @@
 //   latent head     attach (with its query tokens; embeddings grow as resize_token_embeddings),
 //                   drop, predictLatents
 //   savePretrained  the family's published layout
-//   promptFormat    how prompts are written (ChatML + <|image_pad|>; LLaVA: Vicuna v1 + <image>, </s>)
+//   promptFormat    how prompts are written (ChatML + <|image_pad|>; LLaVA: Vicuna v1 + <image>, </s>;
+//                   InternVL: ChatML + <img> <IMG_CONTEXT>… </img>)
 //
 //   family        model_type      model class                              processor
 //   mindseye_vlm  mindseye_vlm    MindsEyeVLM (ViT + LLaVA projector + Qwen2) CLIP / SigLIP (fixed size)
@@ -28,7 +29,7 @@ import { torch, nn, io, F, type Tensor, type Generator } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
 import { readHfConfig, type HfJson } from "../config/hf.js";
 import { didYouMean } from "../data/formats/index.js";
-import { CHATML, VICUNA_V1, type PromptFormat } from "../data/vlm_inputs.js";
+import { CHATML, VICUNA_V1, INTERNVL_CHATML, type PromptFormat } from "../data/vlm_inputs.js";
 import { MindsEyeVLM, imageTokenCount, VLM_MODEL_TYPE } from "./vlm.js";
 import { Qwen2_5_VLForConditionalGeneration, visionWindowIndex, type GridThw, type ResolvedQwen2_5_VLConfig } from "./qwen2_5_vl.js";
 import { LlavaForConditionalGeneration } from "./llava.js";
@@ -574,7 +575,7 @@ function internVLFamily(dir: string, json: HfJson): FamilyVlm<InternVLChatModel>
     kind: "internvl_tiles", imageSize: c.imageSize, minNum: c.minDynamicPatch, maxNum: c.dynamicImageSize ? c.maxDynamicPatch : 1, useThumbnail: c.useThumbnail, tokensPerTile: c.numImageToken,
   });
   const fam = new FamilyVlm({
-    modelType: "internvl_chat", model, processor, imageTokenId: c.imgContextTokenId, imagesAfterText: false, promptFormat: CHATML,
+    modelType: "internvl_chat", model, processor, imageTokenId: c.imgContextTokenId, imagesAfterText: false, promptFormat: INTERNVL_CHATML,
     text: c.llm.config, lm: () => lmParts(model.language_model), visionLayers: ["projector_input"], vision: model.vision_model,
     forward: (i) => model.language_model.forward({
       inputsEmbeds: model.embed(i.inputIds, i.pixels?.pixelValues), ...(i.attentionMask ? { attentionMask: i.attentionMask } : {}),
