@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { torch, io, type Tensor } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
-import { wellConditioned } from "./test_weights.js";
+import { wellConditioned, configRefusal } from "./test_weights.js";
 import {
   InternVisionModel, INTERN_VIT_PRESETS, internVitPreset, internVitFromHfConfig, internVitToHfConfig, resolveInternVit, type ResolvedInternVitConfig,
 } from "./intern_vit.js";
@@ -109,12 +109,7 @@ test("config.json that does not describe the checkpoint is refused before alloca
   const dir = tmp();
   try {
     model.savePretrained(dir);
-    const path = join(dir, "config.json");
-    const good = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
-    const refuse = (patch: Record<string, unknown>, msg: RegExp) => {
-      writeFileSync(path, JSON.stringify({ ...good, ...patch }));
-      assert.throws(() => InternVisionModel.fromPretrained(dir), (e: Error) => e instanceof ConfigError && msg.test(e.message), JSON.stringify(patch));
-    };
+    const { refuse } = configRefusal(dir, (d) => InternVisionModel.fromPretrained(d));
     refuse({ num_hidden_layers: 24 }, /field "num_hidden_layers" says 24, but the checkpoint has weights for 2 layers/);
     refuse({ hidden_size: 1024, num_attention_heads: 16 }, /field "hidden_size" says 1024, but the checkpoint's embeddings\.patch_embedding\.weight .* has shape \[32, 3, 4, 4\]/);
     refuse({ image_size: 448 }, /"\(image_size \/ patch_size\)² \+ 1 = \(448 \/ 4\)² \+ 1" says 12545, but the checkpoint's embeddings\.position_embedding/);

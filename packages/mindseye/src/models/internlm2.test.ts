@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { torch, io, type Tensor } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
-import { wellConditioned } from "./test_weights.js";
+import { wellConditioned, configRefusal } from "./test_weights.js";
 import { KVCache, rotaryInvFreq } from "./qwen2.js";
 import { generate } from "./generation.js";
 import {
@@ -160,12 +160,7 @@ test("config.json that does not describe the checkpoint is refused before alloca
   const dir = tmp();
   try {
     model.savePretrained(dir);
-    const path = join(dir, "config.json");
-    const good = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
-    const refuse = (patch: Record<string, unknown>, msg: RegExp) => {
-      writeFileSync(path, JSON.stringify({ ...good, ...patch }));
-      assert.throws(() => InternLM2ForCausalLM.fromPretrained(dir), (e: Error) => e instanceof ConfigError && msg.test(e.message), JSON.stringify(patch));
-    };
+    const { refuse } = configRefusal(dir, (d) => InternLM2ForCausalLM.fromPretrained(d));
     refuse({ num_hidden_layers: 32 }, /field "num_hidden_layers" says 32, but the checkpoint has weights for 2 layers/);
     refuse({ num_key_value_heads: 4 }, /field "\(num_attention_heads \+ 2 × num_key_value_heads\) × head_dim \(\(4 \+ 2 × 4\) × 8\)" says 96, but the checkpoint's model\.layers\.0\.attention\.wqkv\.weight .* has shape \[64, 32\]/);
     refuse({ vocab_size: 92544 }, /field "vocab_size" says 92544, but the checkpoint's model\.tok_embeddings\.weight/);

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { torch, io, type Tensor } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
-import { wellConditioned } from "./test_weights.js";
+import { wellConditioned, configRefusal } from "./test_weights.js";
 import { Qwen2ForCausalLM, qwen2Preset } from "./qwen2.js";
 import { InternLM2ForCausalLM } from "./internlm2.js";
 import {
@@ -156,12 +156,7 @@ test("config.json that does not describe the checkpoint is refused before alloca
   const dir = tmp();
   try {
     model.savePretrained(dir);
-    const path = join(dir, "config.json");
-    const good = JSON.parse(readFileSync(path, "utf8")) as Record<string, Record<string, unknown>>;
-    const refuse = (patch: Record<string, unknown>, msg: RegExp) => {
-      writeFileSync(path, JSON.stringify({ ...good, ...patch }));
-      assert.throws(() => InternVLChatModel.fromPretrained(dir), (e: Error) => e instanceof ConfigError && msg.test(e.message), JSON.stringify(patch));
-    };
+    const { good, refuse } = configRefusal<Record<string, Record<string, unknown>>>(dir, (d) => InternVLChatModel.fromPretrained(d));
     refuse({ llm_config: { ...good.llm_config, num_hidden_layers: 24 } }, /config\.json llm_config: field "num_hidden_layers" says 24, but the checkpoint has weights for 2 layers/);
     refuse({ llm_config: { ...good.llm_config, hidden_size: 64 } }, /field "llm_config\.hidden_size" says 64, but the checkpoint's mlp1\.1\.weight/);
     refuse({ vision_config: { ...good.vision_config, num_hidden_layers: 24 } }, /config\.json vision_config: field "num_hidden_layers" says 24/);

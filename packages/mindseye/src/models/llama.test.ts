@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { torch, F, io, type Tensor } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
-import { wellConditioned } from "./test_weights.js";
+import { wellConditioned, configRefusal } from "./test_weights.js";
 import { KVCache, positionIdsFromMask } from "./qwen2.js";
 import { generate } from "./generation.js";
 import {
@@ -229,16 +229,11 @@ test("config.json that does not describe the checkpoint is refused before alloca
   const dir = tmp();
   try {
     model.savePretrained(dir);
-    const path = join(dir, "config.json");
-    const good = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
-    const refuse = (patch: Record<string, unknown>, msg: RegExp) => {
-      writeFileSync(path, JSON.stringify({ ...good, ...patch }));
-      assert.throws(() => LlamaForCausalLM.fromPretrained(dir), (e: Error) => e instanceof ConfigError && msg.test(e.message) && e.message.startsWith(path));
-    };
+    const { good, refuse } = configRefusal(dir, (d) => LlamaForCausalLM.fromPretrained(d), { namesFile: true });
     refuse({ num_hidden_layers: 3 }, /field "num_hidden_layers" says 3, but the checkpoint has weights for 2 layers/);
     refuse({ head_dim: null }, /field "num_attention_heads × head_dim \(4 × 8\)" says 32, but the checkpoint's model\.layers\.0\.self_attn\.q_proj\.weight .* has shape \[64, 32\]/);
     refuse({ vocab_size: 1000 }, /field "vocab_size" says 1000/);
-    writeFileSync(path, JSON.stringify({ ...good, attention_bias: false }));
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ ...good, attention_bias: false }));
     assert.throws(() => LlamaForCausalLM.fromPretrained(dir), /attention_bias: false[\s\S]*unexpected keys \(8\): .*model\.layers\.0\.self_attn\.q_proj\.bias/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
