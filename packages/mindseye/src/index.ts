@@ -1,3 +1,3 @@
 // mindseye — latent-prediction pretraining of vision-language models, over @mindseye/torch.
 export { VERSION } from "./version.js";
-export { doctorReport } from "./cli/doctor.js";
+export { doctorReport } from "./util/environment.js";

@@ -44,7 +44,7 @@ import { scoreClusters, distances, type ClusterScore } from "./clustering.js";
 import { linearProbe, ridgeReadout, type ProbeResult } from "./probes.js";
 import { pca2d, umap2d } from "./projection.js";
 import { correlate, type Correlation } from "./correlation.js";
-import { imagine } from "../cli/imagine.js";
+import { imagine } from "./imagine.js";
 
 export interface AnalyzeOptions {
   /** The study folder. */

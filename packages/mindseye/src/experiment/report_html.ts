@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { View, parse } from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
 import { ConfigError } from "../config/errors.js";
-import { doctorReport } from "../cli/doctor.js"; // what `mindseye doctor` prints: the engine's build and threads
+import { doctorReport } from "../util/environment.js"; // what `mindseye doctor` prints: the engine's build and threads
 import type { StudyAnalysis } from "../analysis/study.js";
 import type { RetrievalMetrics } from "../analysis/retrieval.js";
 

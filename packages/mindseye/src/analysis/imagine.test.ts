@@ -12,11 +12,12 @@ import { ConfigError } from "../config/errors.js";
 import { generateWorld, resolveWorldOptions } from "../world/generate.js";
 import { loadStageRecipe, runRecipe } from "../train/stages/index.js";
 import { decodeImage } from "../data/images.js";
-import { resolveLatentRun, loadImaginer, disposeImaginer, imagineLatents, latentSimilarity, loadGallery, worldGallery, runTargetStats } from "../analysis/retrieval.js";
-import { imagine, contactSheet, drawText, sheetLabel, formatImagine, SHEET } from "./imagine.js";
+import { resolveLatentRun, loadImaginer, disposeImaginer, imagineLatents, latentSimilarity, loadGallery, worldGallery, runTargetStats } from "./retrieval.js";
+import { imagine, contactSheet, drawText, sheetLabel, SHEET } from "./imagine.js";
+import { formatImagine } from "../cli/imagine.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const configs = join(here, "..", "..", "..", "..", "configs"); // dist/cli -> repo root
+const configs = join(here, "..", "..", "..", "..", "configs"); // dist/analysis -> repo root
 const CAPTION = "a small red circle left of a large blue square";
 let root = "", study = "", world = "";
 
