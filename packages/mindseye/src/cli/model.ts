@@ -13,6 +13,7 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { io, nn, type DType } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
+import { resolveModelRef } from "../config/hub.js";
 import { readHfConfig } from "../config/hf.js";
 import { didYouMean } from "../data/formats/index.js";
 import { summarize } from "../models/pretrained.js";
@@ -255,7 +256,8 @@ function tiedWeights(m: nn.Module): string[] {
  * r.parameters.total; r.modules.map((m) => [m.name, m.parameters]);
  * ```
  */
-export function inspectModel(path: string): InspectReport {
+export function inspectModel(ref: string): InspectReport {
+  const path = resolveModelRef(ref); // a directory, or a Hugging Face id in the hub cache
   const dir = !existsSync(join(path, "config.json")) && existsSync(join(path, "model", "config.json")) ? join(path, "model") : path;
   const json = readHfConfig(dir);
   const modelType = json.model_type;

@@ -25,6 +25,7 @@ import { VitVisionModel } from "../models/vit.js";
 import { processClip, processSiglip, processorConfigFromHf, type ImageProcessorConfig, type RgbImage } from "../models/processors.js";
 import { poolFeatures, parsePool, pooledCount, type PoolSpec } from "../objectives/pooling.js";
 import { readHfConfig } from "../config/hf.js";
+import { resolveModelRef } from "../config/hub.js";
 import { expandBraces, getFormat, readPairs, SkipCounter, type DatasetSpec, type ImageTextPair, type SkippedRecord } from "./formats/index.js";
 import { decodeBatch } from "./images.js";
 import { Progress } from "../util/progress.js";
@@ -149,7 +150,8 @@ function canonicalJson(v: unknown): string {
 }
 
 /** The encoder of a cache: model, its HF config and its preprocessing (preprocessor_config.json). */
-export function loadEncoder(dir: string): { model: VitVisionModel; config: Record<string, unknown>; preprocessing: ImageProcessorConfig } {
+export function loadEncoder(ref: string): { model: VitVisionModel; config: Record<string, unknown>; preprocessing: ImageProcessorConfig } {
+  const dir = resolveModelRef(ref); // a directory, or a Hugging Face id in the hub cache
   const config = readHfConfig(dir);
   const ppPath = join(dir, "preprocessor_config.json");
   if (!existsSync(ppPath)) throw new Error(`${dir}: no preprocessor_config.json; the cache must know how images were preprocessed (write one as HF does)`);

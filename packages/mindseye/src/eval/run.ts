@@ -32,6 +32,7 @@ import { createReadStream, existsSync, readdirSync, renameSync, writeFileSync, a
 import { join, resolve } from "node:path";
 import { torch } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
+import { resolveModelRef } from "../config/hub.js";
 import { loadVlm, MindsEyeVlm, type Vlm, type VlmProcessor } from "../models/family.js";
 import { padLeft, type GenerationStep, type GenerativeLM, type GenerationCache } from "../models/generation.js";
 import type { RgbImage } from "../models/processors.js";
@@ -144,7 +145,8 @@ export interface PredictionLine {
 const MODEL_FILES = "config.json (model_type mindseye_vlm, qwen2_5_vl, llava or internvl_chat), model.safetensors, preprocessor_config.json, tokenizer.json, tokenizer_config.json";
 
 /** The model directory itself when it holds config.json, else its model/ (a run folder). */
-export function resolveModelDir(path: string): string {
+export function resolveModelDir(ref: string): string {
+  const path = resolveModelRef(ref); // a directory, or a Hugging Face id in the hub cache
   if (existsSync(join(path, "config.json"))) return path;
   if (existsSync(join(path, "model", "config.json"))) return join(path, "model");
   throw new ConfigError(`${path}: neither it nor ${join(path, "model")} holds a config.json; --model takes a MindsEye VLM directory (${MODEL_FILES}) or a run folder with one in model/`);

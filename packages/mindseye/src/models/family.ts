@@ -27,6 +27,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { torch, nn, io, F, type Tensor, type Generator } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
+import { resolveModelRef } from "../config/hub.js";
 import { readHfConfig, type HfJson } from "../config/hf.js";
 import { didYouMean } from "../data/formats/index.js";
 import { CHATML, VICUNA_V1, INTERNVL_CHATML, type PromptFormat } from "../data/vlm_inputs.js";
@@ -635,7 +636,8 @@ export const VLM_FAMILIES: readonly string[] = Object.keys(FAMILIES);
  * const { logits } = vlm.forward({ inputIds, attentionMask, pixels: px });
  * ```
  */
-export function loadVlm(dir: string): Vlm {
+export function loadVlm(ref: string): Vlm {
+  const dir = resolveModelRef(ref);
   const json = readHfConfig(dir);
   const type = json.model_type;
   if (typeof type !== "string") throw new ConfigError(`${dir}/config.json: no "model_type" (expected one of ${VLM_FAMILIES.join(", ")})`);

@@ -25,6 +25,7 @@ import { nextTokenCrossEntropy } from "../../objectives/next_token.js";
 import type { Harness } from "../../eval/harness.js";
 import { getTask, promptFor, answerText } from "../../eval/tasks.js";
 import { ConfigError } from "../../config/errors.js";
+import { resolveModelRef } from "../../config/hub.js";
 import { SkipCounter } from "../../data/formats/index.js";
 import { mulberry32, shuffleInPlace } from "../../util/random.js";
 import { train, type TrainResult } from "../trainer.js";
@@ -154,7 +155,8 @@ function sharedBank(paths: string[], pre: ImageProcessorConfig, maxErrorRate: nu
   return bank;
 }
 
-export async function runFinetune(r: FinetuneRecipe, opts: StageOptions = {}): Promise<{ modelDir: string; result: TrainResult; examples: number; questionIds: string[] }> {
+export async function runFinetune(recipe: FinetuneRecipe, opts: StageOptions = {}): Promise<{ modelDir: string; result: TrainResult; examples: number; questionIds: string[] }> {
+  const r = { ...recipe, model: resolveModelRef(recipe.model) }; // a directory, or a Hugging Face id in the hub cache
   mkdirSync(r.out, { recursive: true });
   writeResolved(r.out, r);
   if (r.world === undefined && r.datasets === undefined) throw new ConfigError("finetune: give world (the synthetic world) or datasets (real GQA / ScienceQA files)");

@@ -48,6 +48,7 @@ import { decodeBatch } from "../../data/images.js";
 import { LatentHead, latentTokens, gatherLastPosition, gatherImagePositions, latentHeadToHfConfig, LATENT_HEAD_TYPES } from "../../models/latent_head.js";
 import { buildExample, renderUserTurn, CHATML, type PromptFormat } from "../../data/vlm_inputs.js";
 import { ConfigError } from "../../config/errors.js";
+import { resolveModelRef } from "../../config/hub.js";
 import { DataLoader } from "../../data/loader.js";
 import { TargetCache, extractTargets, loadEncoder, encoderFingerprint } from "../../data/targets.js";
 import { latentObjective, termValues, collapseStats, pooledCount, parsePool, targetStats, IGNORE_INDEX, TARGET_NORMS, type ObjectiveConfig, type TargetStats, type PoolSpec } from "../../objectives/index.js";
@@ -138,7 +139,8 @@ export async function extractWorldTargets(o: { world: string; encoder: string; o
   });
 }
 
-export async function runLatentPretrain(r: LatentPretrainRecipe, opts: StageOptions = {}): Promise<{ modelDir: string; result: TrainResult }> {
+export async function runLatentPretrain(recipe: LatentPretrainRecipe, opts: StageOptions = {}): Promise<{ modelDir: string; result: TrainResult }> {
+  const r = { ...recipe, base: resolveModelRef(recipe.base) }; // a directory, or a Hugging Face id in the hub cache
   mkdirSync(r.out, { recursive: true });
   writeResolved(r.out, r);
   const latentArm = r.loss.lambda_sim > 0 || (r.loss.lambda_align > 0 && r.loss.alignment !== "none");

@@ -69,7 +69,7 @@ test("small.yaml: its steps validate and plan in order on one GPU's models, and 
     else models.add(from);
     made.add(join(r.out, "model"));
   }
-  assert.deepEqual([...models].sort(), ["models/InternVL2_5-1B", "models/Qwen2.5-VL-3B-Instruct", "models/llava-qwen2-0.5b"]);
+  assert.deepEqual([...models].sort(), ["OpenGVLab/InternVL2_5-1B", "Qwen/Qwen2.5-VL-3B-Instruct", "llava-hf/llava-interleave-qwen-0.5b-hf"]); // Hugging Face ids, read from the hub cache
   assert.equal(Object.keys(doc.steps).length, 7);
   for (const t of doc.eval.tasks) assert.equal(getTask(t).name, t);
 });

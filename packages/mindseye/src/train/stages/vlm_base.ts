@@ -18,6 +18,7 @@ import { train, type TrainResult } from "../trainer.js";
 import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, loadUsable, readScenes, dataShard, onLeadRank, type StageOptions } from "./common.js";
 import { groundingPairs } from "../../world/grounding.js";
 import { Rng } from "../../world/rng.js";
+import { resolveModelRef } from "../../config/hub.js";
 
 export const VlmBaseRecipe = z.strictObject({
   stage: z.literal("vlm-base"),
@@ -97,7 +98,8 @@ export function vlmLoss(model: MindsEyeVLM, b: VlmBatch): Tensor {
   return nextTokenCrossEntropy(logits, b.labels);
 }
 
-export async function runVlmBase(r: VlmBaseRecipe, opts: StageOptions = {}): Promise<{ modelDir: string; result: TrainResult }> {
+export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {}): Promise<{ modelDir: string; result: TrainResult }> {
+  const r = { ...recipe, encoder: resolveModelRef(recipe.encoder) }; // a directory, or a Hugging Face id in the hub cache
   mkdirSync(r.out, { recursive: true });
   writeResolved(r.out, r);
   const tok = loadTokenizer(r.world);
