@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Tokenizer } from "./tokenizer.js";
 import { buildTokenizer } from "../world/tokenizer_json.js";
-import { buildPrompt, buildExample, padRight, decodeAnswer, expandImagePads, VICUNA_V1, INTERNVL_CHATML } from "./vlm_inputs.js";
+import { buildPrompt, buildExample, padRight, decodeAnswer, expandImagePads, VICUNA_V1, INTERNVL_CHATML, INTERNVL2_5_SYSTEM_MESSAGE } from "./vlm_inputs.js";
 import { writeLlavaTokenizer } from "../models/llava_test_helpers.js";
 import { writeInternVLTokenizer } from "../models/internvl_test_helpers.js";
 import { latentInput } from "../train/stages/latent_pretrain.js";
@@ -106,13 +106,16 @@ test("LLaVA-1.5 (Vicuna v1): <s> USER: <image>×n \\n text ASSISTANT: answer </s
   }
 });
 
-test("InternVL2.5 (ChatML as chat() writes it): <|im_start|>user <img> <IMG_CONTEXT>×n </img> text <|im_end|> <|im_start|>assistant answer <|im_end|>, labels on the answer and <|im_end|> only", () => {
+test("InternVL2.5 (ChatML as chat() writes it): the internvl2_5 system turn, <|im_start|>user <img> <IMG_CONTEXT>×n </img> text <|im_end|> <|im_start|>assistant answer <|im_end|>, labels on the answer and <|im_end|> only", () => {
   const tmp = mkdtempSync(join(tmpdir(), "mindseye-internvl-tok-"));
   try {
     const ids = writeInternVLTokenizer(tmp);
     const tok = Tokenizer.fromPretrained(tmp);
     const w = (t: string) => tok.tokenToId(t)!;
-    const prompt = [ids.imStart, w("user"), ids.img, ...Array<number>(3).fill(ids.context), ids.imgEnd, w("Is"), w("there"), w("a"), w("red"), w("circle"), w("?"), ids.imEnd, ids.imStart, w("assistant")];
+    // the system message is Chinese: this word-level vocabulary reads it as <unk> pieces
+    const system = [ids.imStart, w("system"), ...tok.encode(INTERNVL2_5_SYSTEM_MESSAGE, { addSpecialTokens: false }), ids.imEnd];
+    assert.ok(system.length > 3);
+    const prompt = [...system, ids.imStart, w("user"), ids.img, ...Array<number>(3).fill(ids.context), ids.imgEnd, w("Is"), w("there"), w("a"), w("red"), w("circle"), w("?"), ids.imEnd, ids.imStart, w("assistant")];
     const answer = [w("yes"), ids.imEnd];
     const ex = buildExample(tok, { images: 1, text: "Is there a red circle?", answer: "yes" }, 3, INTERNVL_CHATML);
     assert.deepEqual(ex.ids, [...prompt, ...answer]);
@@ -125,8 +128,8 @@ test("InternVL2.5 (ChatML as chat() writes it): <|im_start|>user <img> <IMG_CONT
     assert.equal(two.filter((i) => i === ids.img).length, 2);
     // latent pretraining's caption turn: labels on the caption only
     const li = latentInput(tok, "a red circle", [7, 8], INTERNVL_CHATML);
-    assert.deepEqual(li.ids, [ids.imStart, w("user"), w("a"), w("red"), w("circle"), ids.imEnd, ids.imStart, w("assistant"), 7, 8]);
-    assert.deepEqual(li.labels, [IGNORE_INDEX, IGNORE_INDEX, w("a"), w("red"), w("circle"), ...Array<number>(5).fill(IGNORE_INDEX)]);
+    assert.deepEqual(li.ids, [...system, ids.imStart, w("user"), w("a"), w("red"), w("circle"), ids.imEnd, ids.imStart, w("assistant"), 7, 8]);
+    assert.deepEqual(li.labels, [...system.map(() => IGNORE_INDEX), IGNORE_INDEX, IGNORE_INDEX, w("a"), w("red"), w("circle"), ...Array<number>(5).fill(IGNORE_INDEX)]);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

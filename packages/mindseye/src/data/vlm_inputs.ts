@@ -52,16 +52,20 @@ export const VICUNA_V1: PromptFormat = Object.freeze({
     content.filter((c) => c.type === "text").map((c) => `${c.text as string} `).join("") + "ASSISTANT:",
 });
 
+/** The system message of InternVL2.5's "internvl2_5" conversation template (its conversation.py), which chat() writes first. */
+export const INTERNVL2_5_SYSTEM_MESSAGE = "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。";
+
 /**
- * InternVL2.5's ChatML as InternVLChatModel.chat writes it: "<|im_start|>user\n", each image as
- * "<image>\n" (images first) replaced by "<img>" + <IMG_CONTEXT> (img_context_token_id, expanded to
- * num_image_token × tiles) + "</img>", the text, "<|im_end|>\n<|im_start|>assistant\n"; the answer is
- * followed by <|im_end|>. The internvl2_5 template's system turn is not written (as the other formats).
+ * InternVL2.5's ChatML as InternVLChatModel.chat writes it with the internvl2_5 template: the
+ * system turn "<|im_start|>system\n{INTERNVL2_5_SYSTEM_MESSAGE}<|im_end|>\n", then
+ * "<|im_start|>user\n", each image as "<image>\n" (images first) replaced by "<img>" +
+ * <IMG_CONTEXT> (img_context_token_id, expanded to num_image_token × tiles) + "</img>", the text,
+ * "<|im_end|>\n<|im_start|>assistant\n"; the answer is followed by <|im_end|>.
  */
 export const INTERNVL_CHATML: PromptFormat = Object.freeze({
   name: "internvl_chatml", imageToken: "<IMG_CONTEXT>", end: "im_end", addSpecialTokens: false, ownText: true,
-  fallback: (content: readonly Record<string, unknown>[]) => "<|im_start|>user\n" + content.map((c) => c.type === "image" ? "<img><IMG_CONTEXT></img>\n" : (c.text as string)).join("") +
-    "<|im_end|>\n<|im_start|>assistant\n",
+  fallback: (content: readonly Record<string, unknown>[]) => `<|im_start|>system\n${INTERNVL2_5_SYSTEM_MESSAGE}<|im_end|>\n<|im_start|>user\n` +
+    content.map((c) => c.type === "image" ? "<img><IMG_CONTEXT></img>\n" : (c.text as string)).join("") + "<|im_end|>\n<|im_start|>assistant\n",
 });
 
 /** The user turn (content parts) and the assistant's opening as text: the tokenizer's template, else the format's own text. */

@@ -11,8 +11,8 @@ import { internLM2Preset } from "./internlm2.js";
 /** Writes tokenizer.json and tokenizer_config.json to `dir`; returns the added tokens' ids. */
 export function writeInternVLTokenizer(dir: string): { imStart: number; imEnd: number; img: number; imgEnd: number; context: number; pad: number; vocabSize: number } {
   mkdirSync(dir, { recursive: true });
-  const words = worldWords().filter((w) => !["user", "assistant"].includes(w));
-  const all = ["<unk>", ...words, "user", "assistant", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<pad>"];
+  const words = worldWords().filter((w) => !["user", "assistant", "system"].includes(w));
+  const all = ["<unk>", ...words, "system", "user", "assistant", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<pad>"];
   const vocab: Record<string, number> = {};
   all.forEach((t, i) => (vocab[t] = i));
   const special = ["<unk>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<pad>"];
