@@ -10,7 +10,9 @@
 // settings, and is scored, teacher-forced, on the val scenes' questions: answer-exact and token
 // accuracy with the right images and with images shuffled across questions (what the question
 // alone gives). A second VLM trains on the questions about one fixed cell only (the top left):
-// reading a cell without a lookup to compose, the control.
+// reading a cell without a lookup to compose, the control. Linear probes of the first VLM's
+// projected image tokens (analysis/probes.ts: each cell's colour, shape, size and material, or
+// "empty"; fitted on 1,500 training scenes, scored on 300 val scenes) show what the LM is given.
 //
 //   npm run bench:grounding [-- --steps 500 --inits 0.02,0.08 --run runs/demo]
 // Reads the world and encoder of a finished study (make demo); last line: one row per init.
@@ -32,6 +34,8 @@ import { train } from "mindseye/dist/train/trainer.js";
 import { groundingPairs, GROUNDING_TEMPLATES } from "mindseye/dist/world/grounding.js";
 import { POSITION_PHRASES } from "mindseye/dist/world/language.js";
 import { Rng } from "mindseye/dist/world/rng.js";
+import { GRID, type Scene } from "mindseye/dist/world/scene.js";
+import { linearProbe } from "mindseye/dist/analysis/probes.js";
 
 const args = parseArgs({
   options: {
@@ -83,6 +87,24 @@ function score(model: MindsEyeVLM, tok: Tokenizer, bank: ImageBank, pairs: Pair[
   return { exact: (100 * exact) / pairs.length, token: (100 * right) / total };
 }
 
+/** Held-out accuracy (%) of a linear probe of each attribute of each cell from its projected image token. */
+function cellProbes(model: MindsEyeVLM, bank: ImageBank, world: string, train: Scene[], test: Scene[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  const tokens = (scenes: Scene[]) => torch.noGrad(() => model.imageFeatures(bank.get(scenes.map((sc) => join(world, "images", sc.file_name))))); // [n, 9, D]
+  const xTrain = tokens(train), xTest = tokens(test);
+  try {
+    for (const attr of ["color", "shape", "size", "material"] as const) {
+      const labels = (scenes: Scene[]) => scenes.flatMap((sc) => Array.from({ length: GRID * GRID }, (_, c) => sc.objects.find((o) => o.row * GRID + o.col === c)?.[attr] ?? "empty"));
+      const flat = (x: typeof xTrain) => x.reshape(-1, x.shape[2]!);
+      out[attr] = 100 * linearProbe(flat(xTrain), labels(train), flat(xTest), labels(test)).accuracy;
+    }
+  } finally {
+    xTrain.dispose();
+    xTest.dispose();
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   const study = loadStudy(resolve(root, args.config));
   const run = resolve(root, args.run ?? study.out);
@@ -96,7 +118,9 @@ async function main(): Promise<void> {
   const valPairs = atQuestions(world, "val", 2, 7).slice(0, 600);
   const topLeft = `${GROUNDING_TEMPLATES.at.q.replace("{pos}", POSITION_PHRASES[0]![0]!)}`;
   const fixedCell = valPairs.filter((p) => p.text === topLeft);
-  const bank = await ImageBank.load([...trainPairs, ...valPairs].map((p) => p.image), pre);
+  const scenes = readScenes(world);
+  const probeTrain = scenes.filter((sc) => sc.split === "train").slice(0, 1500), probeTest = scenes.filter((sc) => sc.split === "val").slice(0, 300);
+  const bank = await ImageBank.load([...trainPairs.map((p) => p.image), ...valPairs.map((p) => p.image), ...probeTest.map((sc) => join(world, "images", sc.file_name))], pre);
   console.log(`${trainPairs.length} training questions, ${valPairs.length} val (${fixedCell.length} about the top left cell); ${steps} steps of ${study.vlm_base.train.batch_size}`);
   /** A fresh VLM at `init`, trained `steps` steps on `pairs`; the callback scores it before it is freed. */
   const trained = async <T>(init: number, pairs: Pair[], then: (model: MindsEyeVLM) => T): Promise<T> => {
@@ -125,10 +149,11 @@ async function main(): Promise<void> {
   };
   const rows: string[] = [];
   for (const init of inits) {
-    const [real, blind] = await trained(init, trainPairs, (m) => [score(m, tok, bank, valPairs, false), score(m, tok, bank, valPairs, true)] as const);
+    const [real, blind, probes] = await trained(init, trainPairs, (m) => [score(m, tok, bank, valPairs, false), score(m, tok, bank, valPairs, true), cellProbes(m, bank, world, probeTrain, probeTest)] as const);
     const fixed = await trained(init, trainPairs.filter((p) => p.text === topLeft), (m) => score(m, tok, bank, fixedCell, false));
     rows.push(`initializer_range ${init}: every cell: exact ${real.exact.toFixed(1)}% (shuffled images ${blind.exact.toFixed(1)}%), token ${real.token.toFixed(1)}% (${blind.token.toFixed(1)}%); ` +
-      `top-left cell only: exact ${fixed.exact.toFixed(1)}%, token ${fixed.token.toFixed(1)}%`);
+      `top-left cell only: exact ${fixed.exact.toFixed(1)}%, token ${fixed.token.toFixed(1)}%; ` +
+      `image-token probes ${Object.entries(probes).map(([k, v]) => `${k} ${v.toFixed(1)}%`).join(", ")}`);
     console.log(rows[rows.length - 1]);
   }
   bank.dispose();
