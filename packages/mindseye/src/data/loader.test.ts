@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { DataLoader, LoaderError, type Dataset } from "./loader.js";
+import { DataLoader, LoaderError, lengthGroupedOrder, type Dataset } from "./loader.js";
+import { mulberry32 } from "../util/random.js";
 
 const range = (n: number): Dataset<number> => ({ length: n, get: (i) => i });
 const ids = (records: number[]) => records;
@@ -90,4 +91,89 @@ test("invalid options and mismatched cursors are clear errors", () => {
   const l = new DataLoader(range(10), { batchSize: 2, seed: 1, collate: ids });
   assert.throws(() => l.load({ seed: 2, epoch: 0, batch: 0, rank: 0, worldSize: 1 }), /checkpoint's loader had seed 2/);
   assert.throws(() => l.load({ seed: 1, epoch: 0, batch: 99, rank: 0, worldSize: 1 }), /outside an epoch of 5 batches/);
+});
+
+// A skewed length distribution, as real VLM fine-tuning data: most prompts short (a GQA question
+// and one image's tokens), one in ten long (many dynamic-resolution image tokens, InternVL tiles).
+const skewed = (n: number): number[] => {
+  const rand = mulberry32(42);
+  return Array.from({ length: n }, () => (rand() < 0.1 ? 300 + Math.floor(rand() * 1700) : 20 + Math.floor(rand() * 80)));
+};
+/** Padded tokens over real tokens when each batch is right-padded to its longest record. */
+const paddingRatio = (batches: number[][], lengths: readonly number[]): number => {
+  let real = 0, padded = 0;
+  for (const b of batches) {
+    const max = Math.max(...b.map((i) => lengths[i]!));
+    for (const i of b) { real += lengths[i]!; padded += max - lengths[i]!; }
+  }
+  return padded / real;
+};
+
+test("lengthGroupedOrder: megabatches of mult × batch size sorted longest first, the longest record at position 0", () => {
+  const lengths = [5, 1, 9, 3, 7, 2, 8, 4, 6, 0, 11, 10];
+  // 12 records, batch 2: mult = min(floor(12 / 8), 50) = 1, so megabatches of 2 from the identity
+  // order, each longest first: [0 1] [2 3] [4 5] [6 7] [8 9] [10 11]; then 10 (length 11) and 0 swap
+  assert.deepEqual(lengthGroupedOrder(lengths, 2, null), [10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 11]);
+  // batch 1: mult = 3, megabatches of 3: [2 0 1] [4 3 5] [6 8 7] [10 11 9], then 10 (length 11) swapped to the front
+  assert.deepEqual(lengthGroupedOrder(lengths, 1, null), [10, 0, 1, 4, 3, 5, 6, 8, 7, 2, 11, 9]);
+  const big = skewed(5000), order = lengthGroupedOrder(big, 8, mulberry32(1));
+  assert.deepEqual([...order].sort((a, b) => a - b), big.map((_, i) => i), "a permutation");
+  assert.equal(big[order[0]!], Math.max(...big));
+  // mult is capped at 50: megabatches of 400, each sorted (but the first element of the first and of the longest's)
+  for (let m = 0; m < 5000; m += 400) {
+    const run = order.slice(m + 1, m + 400).map((i) => big[i]!);
+    assert.ok(run.every((l, k) => k === 0 || l <= run[k - 1]!), `megabatch at ${m} sorted longest first`);
+  }
+});
+
+test("group by length: each epoch the same records, far less padding than a random order, the longest first, seeded", async () => {
+  const n = 2000, bs = 8, lengths = skewed(n);
+  const grouped = new DataLoader(range(n), { batchSize: bs, seed: 7, lengths, collate: ids });
+  const plain = new DataLoader(range(n), { batchSize: bs, seed: 7, collate: ids });
+  const [g0, p0] = [await collect(grouped.epoch()), await collect(plain.epoch())];
+  assert.deepEqual(g0.flat().sort((a, b) => a - b), p0.flat().sort((a, b) => a - b), "the same records each epoch");
+  assert.equal(g0.length, p0.length);
+  const [rg, rp] = [paddingRatio(g0, lengths), paddingRatio(p0, lengths)];
+  assert.ok(rg < rp / 10, `padded / real tokens: ${rg.toFixed(3)} grouped against ${rp.toFixed(3)} random`);
+  assert.equal(lengths[g0[0]![0]!], Math.max(...lengths), "the longest record is in the first batch (out of memory at once, not later)");
+  const g1 = await collect(grouped.epoch());
+  assert.notDeepEqual(g1, g0, "another epoch, another order");
+  assert.equal(lengths[g1[0]![0]!], Math.max(...lengths));
+  assert.deepEqual(await collect(new DataLoader(range(n), { batchSize: bs, seed: 7, lengths, collate: ids }).epoch()), g0, "the same seed, the same batches");
+  assert.notDeepEqual(await collect(new DataLoader(range(n), { batchSize: bs, seed: 8, lengths, collate: ids }).epoch()), g0);
+  assert.throws(() => new DataLoader(range(n), { batchSize: bs, lengths: lengths.slice(1), collate: ids }), /lengths must give each of the dataset's 2000 records a finite length >= 0 \(got 1999 lengths\)/);
+});
+
+test("group by length: a resumed loader hands out exactly the remaining batches", async () => {
+  const lengths = skewed(300), opts = { batchSize: 4, seed: 3, lengths, collate: ids };
+  const full = new DataLoader(range(300), opts);
+  const expected = [...(await collect(full.epoch())), ...(await collect(full.epoch()))];
+  const first = new DataLoader(range(300), opts);
+  const got: number[][] = [];
+  let saved = first.state();
+  for await (const b of first.epoch()) {
+    got.push(b);
+    saved = first.state();
+    if (got.length === 30) break;
+  }
+  const resumed = new DataLoader(range(300), opts);
+  resumed.load(JSON.parse(JSON.stringify(saved)));
+  got.push(...(await collect(resumed.epoch())), ...(await collect(resumed.epoch())));
+  assert.deepEqual(got, expected);
+});
+
+test("group by length with two ranks: disjoint shards of as many batches, each step's batches alike in length", async () => {
+  const n = 1000, bs = 4, lengths = skewed(n);
+  const [a, b] = await Promise.all([0, 1].map((rank) => collect(new DataLoader(range(n), { batchSize: bs, seed: 5, rank, worldSize: 2, lengths, collate: ids }).epoch())));
+  assert.equal(a!.length, b!.length);
+  assert.equal(a!.length, 125);
+  const [fa, fb] = [a!.flat(), b!.flat()];
+  assert.equal(new Set([...fa, ...fb]).size, n, "disjoint, and together every record");
+  assert.equal(lengths[a![0]![0]!], Math.max(...lengths), "rank 0 meets the longest record first");
+  // both ranks' k-th batches come from one sorted run of the global batch: their padded widths are close
+  const width = (batch: number[]) => Math.max(...batch.map((i) => lengths[i]!));
+  const plain = await Promise.all([0, 1].map((rank) => collect(new DataLoader(range(n), { batchSize: bs, seed: 5, rank, worldSize: 2, collate: ids }).epoch())));
+  const gap = (x: number[][], y: number[][]) => x.reduce((s, batch, k) => s + Math.abs(width(batch) - width(y[k]!)), 0);
+  assert.ok(gap(a!, b!) < gap(plain[0]!, plain[1]!) / 10, `ranks' step widths differ by ${gap(a!, b!)} tokens in all, against ${gap(plain[0]!, plain[1]!)} unsorted`);
+  assert.ok(paddingRatio([...a!, ...b!], lengths) < paddingRatio([...plain[0]!, ...plain[1]!], lengths) / 10);
 });

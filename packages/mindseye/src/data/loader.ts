@@ -39,6 +39,13 @@ export interface LoaderOptions<T, B> {
    * dataset, so the run stops as soon as the failures alone exceed it, wherever they sit.
    */
   maxErrorRate?: number;
+  /**
+   * Length-grouped batches (Hugging Face Trainer's group_by_length): each record's length in
+   * tokens (what padding pads to: prompt + answer + image tokens), by index. When given, each
+   * epoch's order is lengthGroupedOrder's, so a batch holds records of similar lengths and pads
+   * little; absent, the plain seeded permutation.
+   */
+  lengths?: readonly number[];
 }
 
 /** Where the loader is: saved in checkpoints. */
@@ -63,6 +70,31 @@ export class LoaderError extends Error {
   }
 }
 
+/**
+ * An order of `lengths.length` records in which each run of `batchSize` consecutive indices holds
+ * records of similar lengths, keeping some randomness (transformers' get_length_grouped_indices):
+ *   1. a random permutation (`rand`; null keeps 0..n-1),
+ *   2. cut into megabatches of mult × batchSize, mult = min(n / (4 × batchSize), 50) and at least 1
+ *      (at most 50 batches mix, and an epoch has at least about 4 megabatches),
+ *   3. each megabatch sorted by length, longest first (stable: ties keep the permutation's order),
+ *   4. the longest record swapped to position 0, with the first of the first megabatch taking its
+ *      place, so a batch too long for memory fails on the first step, not hours in.
+ * LLaVA's group_by_modality_length also keeps text-only records (negative lengths) in batches of
+ * their own; every fine-tuning record here has images, so there is one group.
+ */
+export function lengthGroupedOrder(lengths: readonly number[], batchSize: number, rand: (() => number) | null): number[] {
+  const n = lengths.length;
+  const perm = Array.from({ length: n }, (_, i) => i);
+  if (rand !== null) shuffleInPlace(perm, rand);
+  const size = Math.max(1, Math.min(Math.floor(n / (batchSize * 4)), 50)) * batchSize;
+  const megabatches: number[][] = [];
+  for (let i = 0; i < n; i += size) megabatches.push(perm.slice(i, i + size).sort((a, b) => lengths[b]! - lengths[a]!));
+  let longest = 0;
+  megabatches.forEach((m, k) => { if (lengths[m[0]!]! > lengths[megabatches[longest]![0]!]!) longest = k; });
+  if (n > 0) [megabatches[0]![0], megabatches[longest]![0]] = [megabatches[longest]![0]!, megabatches[0]![0]!];
+  return megabatches.flat();
+}
+
 /** A seed for (base, epoch) so that consecutive epochs get unrelated orders. */
 function epochSeed(seed: number, epoch: number): number {
   let h = (seed ^ 0x9e3779b9) >>> 0;
@@ -71,7 +103,7 @@ function epochSeed(seed: number, epoch: number): number {
 }
 
 export class DataLoader<T, B> {
-  private readonly o: Required<Omit<LoaderOptions<T, B>, "collate">> & Pick<LoaderOptions<T, B>, "collate">;
+  private readonly o: Required<Omit<LoaderOptions<T, B>, "collate" | "lengths">> & Pick<LoaderOptions<T, B>, "collate" | "lengths">;
   private cursor: LoaderCursor;
   /** Records attempted (1) so far, by index; each counts once across epochs. */
   private readonly attempted: Uint8Array;
@@ -92,6 +124,10 @@ export class DataLoader<T, B> {
     }
     if (!Number.isInteger(prefetch) || prefetch < 0) throw new LoaderError(`prefetch must be a non-negative integer, got ${prefetch}`);
     if (!(this.o.maxErrorRate >= 0 && this.o.maxErrorRate <= 1)) throw new LoaderError(`maxErrorRate (the recipe's max_error_rate) must be a fraction in [0, 1], got ${this.o.maxErrorRate}`);
+    const lengths = opts.lengths;
+    if (lengths !== undefined && (lengths.length !== dataset.length || !lengths.every((l) => Number.isFinite(l) && l >= 0))) {
+      throw new LoaderError(`lengths must give each of the dataset's ${dataset.length} records a finite length >= 0 (got ${lengths.length} lengths)`);
+    }
     if (dataset.length < worldSize) throw new LoaderError(`the dataset has ${dataset.length} records, fewer than the ${worldSize} ranks`);
     this.cursor = { seed: this.o.seed, epoch: 0, batch: 0, rank, worldSize };
     if (this.batchesPerEpoch() === 0) {
@@ -113,11 +149,19 @@ export class DataLoader<T, B> {
     return this.o.dropLast ? Math.floor(n / this.o.batchSize) : Math.ceil(n / this.o.batchSize);
   }
 
-  /** This rank's record indices for an epoch, in order. */
+  /**
+   * This rank's record indices for an epoch, in order. With `lengths`, the whole dataset's order is
+   * length-grouped for the global batch (batchSize × worldSize) and then dealt out by rank, as
+   * transformers' DistributedLengthGroupedSampler does: the shards stay disjoint and equal, and at
+   * each step every rank's batch comes from the same sorted run, so no rank waits long on another's
+   * longer batch. The order depends only on (seed, epoch), so a cursor resumes it exactly.
+   */
   order(epoch: number): number[] {
-    const n = this.dataset.length, { worldSize, rank } = this.o;
-    const all = Array.from({ length: n }, (_, i) => i);
-    if (this.o.shuffle) shuffleInPlace(all, mulberry32(epochSeed(this.o.seed, epoch)));
+    const n = this.dataset.length, { worldSize, rank, lengths } = this.o;
+    const rand = this.o.shuffle ? mulberry32(epochSeed(this.o.seed, epoch)) : null;
+    let all = Array.from({ length: n }, (_, i) => i);
+    if (lengths !== undefined) all = lengthGroupedOrder(lengths, this.o.batchSize * worldSize, rand);
+    else if (rand !== null) shuffleInPlace(all, rand);
     const total = Math.ceil(n / worldSize) * worldSize;
     for (let i = n; i < total; i++) all.push(all[i - n]!);
     return all.filter((_, i) => i % worldSize === rank);
