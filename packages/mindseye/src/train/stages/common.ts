@@ -44,6 +44,8 @@ export const TrainSection = z.strictObject({
   }).optional(),
   /** With several ranks: a rank that waits this long for another (dead or hung) fails (absent: 1800, PyTorch's 30 minutes). */
   dist_timeout_s: z.number().positive().optional(),
+  /** finetune: batches of examples of similar lengths, as Hugging Face Trainer's group_by_length, so less compute goes to padding (absent: false). */
+  group_by_length: z.boolean().optional(),
 });
 export type TrainSection = z.output<typeof TrainSection>;
 

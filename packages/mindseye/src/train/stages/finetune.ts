@@ -138,6 +138,33 @@ export function familyBatches<E extends { task: string }>(examples: readonly E[]
 }
 
 /**
+ * The fine-tune's loader over its examples (ids: prompt + answer tokens, image tokens expanded).
+ *
+ * By default one task family per batch (familyBatches), the batches shuffled by the loader: a
+ * jigsaw prompt (three images and BLINK's long text) is several times a GQA question, and
+ * padding every mixed batch to it would cost most of the step.
+ *
+ * With train.group_by_length, batches of examples of similar lengths instead (the DataLoader's
+ * `lengths`, Hugging Face's group_by_length), which serves the same end for any spread of
+ * lengths, also within a family (Qwen2.5-VL's per-image token counts, long and short prompts);
+ * families mix in a batch. task_sampling still decides how often each family is seen: the
+ * examples are familyBatches' (for "balanced", the smaller families repeated), each epoch
+ * regrouped. As with any loader, an epoch's last incomplete batch is dropped.
+ */
+export function finetuneLoader<E extends { task: string; ids: number[] }, B>(examples: readonly E[], r: FinetuneRecipe, collate: (batch: E[]) => B): DataLoader<E[], B> | DataLoader<E, B> {
+  const batches = familyBatches(examples, r.train.batch_size, r.seed, r.task_sampling);
+  if (r.train.group_by_length !== true) {
+    return new DataLoader({ length: batches.length, get: (i: number) => batches[i]! }, {
+      batchSize: 1, seed: r.seed, ...dataShard(), collate: (b: E[][]) => collate(b[0]!),
+    });
+  }
+  const records = batches.flat();
+  return new DataLoader({ length: records.length, get: (i: number) => records[i]! }, {
+    batchSize: r.train.batch_size, seed: r.seed, ...dataShard(), lengths: records.map((e) => e.ids.length), collate: (b: E[]) => collate(b),
+  });
+}
+
+/**
  * The training questions' images, decoded and preprocessed once per process and kept: a study
  * fine-tunes many models (arms × fractions × seeds) on subsets of the same images, and decoding
  * them took longer than a short fine-tuning run.
@@ -175,13 +202,7 @@ export async function runFinetune(recipe: FinetuneRecipe, opts: StageOptions = {
   const perImage = imageTokenCount(model.config);
   const imagesAfterText = model.config.imagePosition === "after_text";
   const examples = qa.map((q) => ({ ...buildExample(tok, { images: q.images.length, text: q.text, answer: q.answer, imagesAfterText }, perImage), images: q.images, task: q.task }));
-  // One task family per batch: a jigsaw prompt (three images and BLINK's long text) is several
-  // times a GQA question, and padding every mixed batch to it would cost most of the step.
-  const batches = familyBatches(examples, r.train.batch_size, r.seed, r.task_sampling);
-  const collate = collateVlm(bank, tok.specialTokenIds.pad ?? 0);
-  const loader = new DataLoader({ length: batches.length, get: (i: number) => batches[i]! }, {
-    batchSize: 1, seed: r.seed, ...dataShard(), collate: (b: (typeof examples)[]) => collate(b[0]!),
-  });
+  const loader = finetuneLoader(examples, r, collateVlm(bank, tok.specialTokenIds.pad ?? 0));
   torch.manualSeed(r.seed);
   const result = await train({ model, loader: loader as DataLoader<unknown, VlmBatch>, step: (b) => ({ loss: vlmLoss(model, b) }) },
     trainConfig(r.out, r.train, r.seed), trainOptions(opts));
@@ -261,11 +282,7 @@ async function finetuneFamily(r: FinetuneRecipe, vlm: Vlm, tok: Tokenizer, opts:
     const counts = q.images.map((p) => vlm.processor.tokensFor(images.get(p)!));
     return { ...buildExample(tok, { images: q.images.length, text: q.text, answer: q.answer, imagesAfterText: vlm.imagesAfterText }, counts, vlm.promptFormat), images: q.images, task: q.task };
   });
-  const batches = familyBatches(examples, r.train.batch_size, r.seed, r.task_sampling);
-  const collate = collateFamily(vlm, images, tok.specialTokenIds.pad ?? 0);
-  const loader = new DataLoader({ length: batches.length, get: (i: number) => batches[i]! }, {
-    batchSize: 1, seed: r.seed, ...dataShard(), collate: (b: (typeof examples)[]) => collate(b[0]!),
-  });
+  const loader = finetuneLoader(examples, r, collateFamily(vlm, images, tok.specialTokenIds.pad ?? 0));
   torch.manualSeed(r.seed);
   const result = await train({ model: vlm.module, loader: loader as DataLoader<unknown, FamilyBatch>, step: (b) => ({ loss: familyLoss(vlm, b) }) },
     trainConfig(r.out, r.train, r.seed), trainOptions(opts));
