@@ -7,3 +7,5 @@ export type { SGDOptions } from "./sgd.js";
 export { clipGradNorm } from "./clip.js";
 export * as schedules from "./schedules.js";
 export type { Schedule } from "./schedules.js";
+export { ZeroRedundancyOptimizer, partitionParameters } from "./zero.js";
+export type { ZeroOptions, OptimizerClass } from "./zero.js";

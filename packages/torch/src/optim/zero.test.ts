@@ -1,0 +1,192 @@
+// ZeRO-1 (zero.ts) with two real processes over Gloo: this file starts itself twice as the two
+// ranks (`node zero.test.js --rank-child <scenario>`, with torchrun's variables), and each rank
+// trains the DDP test model (testing/ddp_fixture.ts) twice, side by side: DDP + plain AdamW and
+// DDP + ZeroRedundancyOptimizer(AdamW). Both must end with the same weights, bit for bit: the
+// owner of a parameter computes the plain optimizer's update of it, and a broadcast copies bits.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { fileURLToPath } from "node:url";
+import { torch, nn, optim, distributed as dist, type Tensor } from "../index.js";
+import { ddpBatch, ddpLoss, ddpModel, type DdpNet } from "../testing/ddp_fixture.js";
+import { partitionParameters, ZeroRedundancyOptimizer } from "./zero.js";
+import type { OptimizerState } from "./optimizer.js";
+
+const SELF = fileURLToPath(import.meta.url);
+const values = (t: Tensor) => [...t.toTypedArray()].map(Number);
+
+/** Weights with decay, biases without: two groups, so the partition spans groups. */
+function groups(m: DdpNet, opts: { weightDecay: number }): optim.GroupSpec<optim.AdamWOptions>[] {
+  const trained = m.namedParameters().filter(([, p]) => p.requiresGrad);
+  return [
+    { params: trained.filter(([n]) => n.endsWith("weight")).map(([, p]) => p), weightDecay: opts.weightDecay },
+    { params: trained.filter(([n]) => n.endsWith("bias")).map(([, p]) => p), weightDecay: 0 },
+  ];
+}
+
+/** Largest |a - b| over two full optimizer states, which must have the same keys, step counts and groups. */
+function stateDiff(a: OptimizerState, b: OptimizerState): number {
+  assert.deepEqual([...a.tensors.keys()].sort(), [...b.tensors.keys()].sort());
+  assert.deepEqual(a.meta.steps, b.meta.steps);
+  assert.deepEqual(a.meta.groups, b.meta.groups);
+  return Math.max(0, ...[...a.tensors].map(([k, t]) => torch.scope(() => t.sub(b.tensors.get(k)!).abs().amax().item())));
+}
+
+// ---------------------------------------------------------------------------------------------
+// One rank (the child process).
+if (process.argv[2] === "--rank-child") {
+  const opts = JSON.parse(process.argv[4] ?? "{}") as { steps: number; batch: number; more: number };
+  const pg = dist.initProcessGroup({ backend: "gloo", timeoutMs: 20_000 });
+  const { rank, worldSize } = pg;
+  const lr = { lr: 1e-2, weightDecay: 0.1 };
+  // different seeds per rank: DDP broadcasts rank 0's weights
+  const plainModel = ddpModel(100 + rank), zeroModel = ddpModel(100 + rank);
+  const plainDdp = new nn.DistributedDataParallel(plainModel, { bucketCapMb: 0.001 });
+  const zeroDdp = new nn.DistributedDataParallel(zeroModel, { bucketCapMb: 0.001 });
+  const plain = new optim.AdamW(groups(plainModel, lr), lr);
+  let zero = new ZeroRedundancyOptimizer(groups(zeroModel, lr), optim.AdamW, lr, { bucketCapMb: 0.0002 }); // ~200-byte buckets: several per rank
+  const numel = (s: OptimizerState) => [...s.tensors.values()].reduce((a, t) => a + t.numel(), 0);
+  const train = (from: number, to: number) => {
+    for (let s = from; s < to; s++) {
+      // the lr changes every step, as a schedule would set it: it must reach the inner optimizer
+      for (const o of [plain, zero]) for (const g of o.paramGroups) g.lr = g.initialLr * (1 - s / (2 * to));
+      for (const [model, ddp, opt] of [[plainModel, plainDdp, plain], [zeroModel, zeroDdp, zero]] as const) {
+        torch.scope(() => {
+          const { x, y, flag } = ddpBatch(s, worldSize * opts.batch); // the global batch; this rank's rows
+          const mine = (t: Tensor) => t.narrow(0, rank * opts.batch, opts.batch);
+          ddp.backward(ddpLoss(model, mine(x), mine(y), mine(flag)));
+          opt.step();
+          opt.zeroGrad();
+        });
+      }
+    }
+  };
+  train(0, opts.steps);
+  const full = plain.stateDict();
+  // 1. the shards: state for this rank's partition only
+  const owned = zero.partition[rank]!.flat();
+  const shard = { local: numel(zero.optim.stateDict()), plain: numel(full), ownedElements: owned.reduce((a, p) => a + p.numel(), 0), ownedParams: owned.length };
+  // a list that splits evenly (64, 64, 64, 64, 32, 32 → 160 elements each): half of AdamW's state on each rank
+  const even = [64, 64, 64, 64, 32, 32].map((n) => torch.ones([n]).requiresGrad_());
+  const evenOpt = new ZeroRedundancyOptimizer(even, optim.AdamW, {});
+  for (const p of even) p.grad = torch.ones([p.numel()]);
+  evenOpt.step();
+  const evenShard = { local: numel(evenOpt.optim.stateDict()), total: 2 * even.reduce((a, p) => a + p.numel(), 0) };
+  // 2. consolidated on rank 0, then on rank 1: the plain optimizer's state exactly
+  let noState = "";
+  try { zero.stateDict(); } catch (e) { noState = (e as Error).message; }
+  const consolidated: number[] = [];
+  for (const to of [0, 1]) {
+    zero.consolidateStateDict(to);
+    if (rank === to) consolidated.push(stateDiff(zero.stateDict(), full));
+    zero.clearConsolidatedState();
+  }
+  // 3. a fresh ZeRO optimizer loads the full state (each rank its shard) and trains on as the plain one
+  zero = new ZeroRedundancyOptimizer(groups(zeroModel, { weightDecay: 0 }), optim.AdamW, { lr: 1 }, { bucketCapMb: 0.0002 }); // wrong hyperparameters: the state brings them
+  zero.loadStateDict(full);
+  zero.consolidateStateDict(0);
+  const reloaded = rank === 0 ? stateDiff(zero.stateDict(), full) : 0;
+  train(opts.steps, opts.steps + opts.more);
+  const params = (m: DdpNet) => Object.fromEntries(m.namedParameters().map(([n, p]) => [n, values(p)]));
+  process.stdout.write(JSON.stringify({ rank, shard, evenShard, noState, consolidated, reloaded, plain: params(plainModel), zero: params(zeroModel) }) + "\n");
+  dist.destroyProcessGroup();
+} else {
+  await registerTests();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests (the parent process).
+async function registerTests(): Promise<void> {
+  const freePort = () => new Promise<number>((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+
+  const runRanks = async (opts: Record<string, unknown>): Promise<string[]> => {
+    const port = await freePort();
+    return Promise.all([0, 1].map((rank) => new Promise<string>((resolve, reject) => {
+      const env = { ...process.env, RANK: String(rank), LOCAL_RANK: String(rank), WORLD_SIZE: "2", MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(port), MINDSEYE_NUM_THREADS: "1", MINDSEYE_BLAS_THREADS: "1" };
+      const child = spawn(process.execPath, [SELF, "--rank-child", "train", JSON.stringify(opts)], { env, stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "", stderr = "";
+      child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+      child.on("close", (code, signal) => {
+        clearTimeout(timer);
+        if (code === 0) resolve(stdout);
+        else reject(new Error(`rank ${rank} exited with ${code ?? signal}:\n${stderr}`));
+      });
+    })));
+  };
+
+  test("partition: per group, largest first, each to the rank with the fewest elements so far (carried over groups; ties to the lower rank)", () => {
+    const t = (n: number) => torch.zeros([n]);
+    const [a, b, c, d, e] = [t(10), t(3), t(7), t(5), t(5)];
+    const p = partitionParameters([[a!, b!, c!], [d!, e!]], 2);
+    // group 0 sorted 10, 7, 3: 10 → r0 (10, 0); 7 → r1 (10, 7); 3 → r1 (10, 10). group 1: 5 → r0 (tie), 5 → r1.
+    assert.deepEqual(p.map((r) => r.map((g) => g.map((x) => x.numel()))), [[[10], [5]], [[7, 3], [5]]]);
+    // a transformer-like list (24 layers of q, k, v, o, two norms) splits about in half
+    const layer = () => [t(4096), t(1024), t(1024), t(4096), t(64), t(64)];
+    const sizes = partitionParameters([Array.from({ length: 24 }, layer).flat()], 2).map((r) => r.flat().reduce((s, x) => s + x.numel(), 0));
+    assert.ok(Math.abs(sizes[0]! - sizes[1]!) / (sizes[0]! + sizes[1]!) < 0.01, `${sizes}`);
+  });
+
+  test("ZeRO-1 over a 1-rank group is the wrapped optimizer (SGD with momentum): same weights, same state", async () => {
+    dist.initProcessGroup({ backend: "gloo", rank: 0, worldSize: 1, masterAddr: "127.0.0.1", masterPort: await freePort(), timeoutMs: 5000 });
+    try {
+      const a = ddpModel(1), b = ddpModel(1);
+      const sgd = { lr: 0.1, momentum: 0.9, weightDecay: 0.01 };
+      const plain = new optim.SGD(a.parameters().filter((p) => p.requiresGrad), sgd);
+      const zero = new ZeroRedundancyOptimizer(b.parameters().filter((p) => p.requiresGrad), optim.SGD, sgd);
+      for (let s = 0; s < 5; s++) {
+        for (const [m, o] of [[a, plain], [b, zero]] as const) {
+          torch.scope(() => {
+            const { x, y, flag } = ddpBatch(s, 8);
+            ddpLoss(m, x, y, flag).backward();
+            o.step();
+            o.zeroGrad();
+          });
+        }
+      }
+      for (const [[n, p], [, q]] of a.namedParameters().map((e, i) => [e, b.namedParameters()[i]!] as const)) assert.deepEqual(values(p), values(q), n);
+      assert.equal(zero.paramGroups[0]!.momentum, 0.9);
+      zero.consolidateStateDict();
+      assert.equal(stateDiff(zero.stateDict(), plain.stateDict()), 0);
+    } finally {
+      dist.destroyProcessGroup();
+    }
+  });
+
+  test("ZeRO-1 on 2 ranks: DDP + ZeroRedundancyOptimizer(AdamW) ends 20 steps (lr changing each step) where DDP + AdamW does; each rank holds only its shard; consolidate and load round-trip", async (t) => {
+    type Out = {
+      rank: number; shard: { local: number; plain: number; ownedElements: number; ownedParams: number }; evenShard: { local: number; total: number };
+      noState: string; consolidated: number[]; reloaded: number; plain: Record<string, number[]>; zero: Record<string, number[]>;
+    };
+    const [r0, r1] = (await runRanks({ steps: 20, batch: 4, more: 5 })).map((s) => JSON.parse(s.trim()) as Out);
+    let worst = 0;
+    for (const r of [r0!, r1!]) {
+      for (const [name, v] of Object.entries(r.plain)) v.forEach((x, i) => (worst = Math.max(worst, Math.abs(x - r.zero[name]![i]!))));
+    }
+    assert.deepEqual(r0!.zero, r1!.zero, "the two replicas differ");
+    const s0 = r0!.shard, s1 = r1!.shard;
+    t.diagnostic(`after 20 + 5 steps: max |Δweight| ZeRO-1 vs plain ${worst.toExponential(2)}; state elements: rank 0 ${s0.local}, rank 1 ${s1.local}, plain ${s0.plain}; ` +
+      `partition: rank 0 ${s0.ownedParams} parameters (${s0.ownedElements} elements), rank 1 ${s1.ownedParams} (${s1.ownedElements}); an even list: ${r0!.evenShard.local} + ${r1!.evenShard.local} of ${r0!.evenShard.total}`);
+    assert.equal(worst, 0, `ZeRO-1 weights differ from plain AdamW's by ${worst}`);
+    // the shards: together the plain state, no element twice; AdamW keeps 2 slots per trained element (unused.* never get a gradient)
+    assert.equal(s0.local + s1.local, s0.plain);
+    assert.ok(s0.local > 0 && s1.local > 0);
+    assert.equal(s0.ownedElements + s1.ownedElements, 188); // every trainable element has one owner
+    // an evenly divisible list: each rank holds exactly half of the state
+    assert.deepEqual([r0!.evenShard.local, r1!.evenShard.local], [320, 320]);
+    assert.equal(r0!.evenShard.total, 640);
+    assert.match(r0!.noState, /call consolidateStateDict\(to\) on every rank first/);
+    assert.deepEqual(r0!.consolidated, [0]);
+    assert.deepEqual(r1!.consolidated, [0]);
+    assert.equal(r0!.reloaded, 0);
+  });
+}
