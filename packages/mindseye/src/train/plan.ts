@@ -7,7 +7,9 @@
 //   Parameter Models", §3.1, §5): mixed-precision AdamW keeps, per trained parameter, 2 bytes of
 //   bf16 weight, 2 of bf16 gradient and K = 12 of fp32 state (master weight, m, v). ZeRO-1 splits
 //   the K bytes over N GPUs, ZeRO-2 the gradients as well. In float32 there is no master copy:
-//   4 + 4 + 8 bytes.
+//   4 + 4 + 8 bytes. The trainer implements ZeRO-1 (train.zero_stage: 1, torch's
+//   ZeroRedundancyOptimizer): it shards AdamW's m and v, the optimizer's whole state, over the
+//   ranks. ZeRO-2 is estimated here for comparison only: the trainer does not implement it.
 // - Activations (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer
 //   Models", §4.1): a GPT layer keeps sbh(34 + 5as/h) bytes in 16-bit precision. Their accounting
 //   redone for a Qwen2 layer (RMSNorm, SwiGLU MLP of width I, no dropout, fused attention that
@@ -63,7 +65,7 @@ export function countParameters(m: ModelShape): ParameterCount {
 export interface PlanOptions {
   /** Data-parallel GPUs. */
   worldSize: number;
-  /** 0: plain DDP; 1: optimizer state sharded; 2: gradients too (ZeRO stages). */
+  /** 0: plain DDP; 1: optimizer state sharded (what train.zero_stage: 1 does); 2: gradients too (ZeRO stages; 2 is an estimate, not implemented by the trainer). */
   zero: 0 | 1 | 2;
   /** Rerun each layer in backward (torch.checkpoint per layer). */
   checkpointing: boolean;

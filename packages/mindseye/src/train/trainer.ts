@@ -26,6 +26,14 @@
 // that dies makes the others fail with a PeerFailure at their next collective, within the
 // process group's timeout (train.dist_timeout_s).
 //
+// ZeRO-1 (zeroStage 1, the recipe's train.zero_stage; optim/zero.ts): under data parallelism the
+// AdamW state is sharded over the ranks (torch's ZeroRedundancyOptimizer): each rank keeps m and v
+// for about 1/worldSize of the parameters, updates those, and broadcasts them to the others after
+// each step; weights and gradients stay replicated. A checkpoint gathers the full state on rank 0
+// first, so it is the same file plain DDP writes: a run may resume with or without ZeRO-1 and at
+// another world size. In one process zeroStage 1 trains plainly (ZeRO-1 over one rank is AdamW),
+// so a recipe runs unchanged on one GPU.
+//
 // Recipe settings applied here: gradientCheckpointing (torch.setGradientCheckpointing) and lora
 // (models/lora.ts: only the adapters train; at the end the adapter is saved to runDir/adapter in
 // PEFT's layout and, with merge, folded into the weights the stage then saves).
@@ -85,6 +93,11 @@ export interface TrainConfig {
   lora: LoraSettings | null;
   /** Under DDP: a collective (hence the run) fails after waiting this long for another rank. */
   distTimeoutMs: number;
+  /**
+   * Under DDP, 1 shards the optimizer state over the ranks (ZeRO-1); 0 or unset: a full copy on
+   * each rank. Ignored in one process. Not part of the resume fingerprint: checkpoints are the same.
+   */
+  zeroStage?: 0 | 1;
 }
 
 /** LoRA as a recipe sets it (the recipe's train.lora). */
@@ -271,6 +284,7 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
   const given: TrainConfig = { ...TRAIN_DEFAULTS, ...config };
   if (!Number.isInteger(given.steps) || given.steps < 1) throw new RangeError(`train: steps must be a positive integer, got ${given.steps}`);
   if (!Number.isInteger(given.gradAccum) || given.gradAccum < 1) throw new RangeError(`train: gradAccum must be a positive integer, got ${given.gradAccum}`);
+  if (given.zeroStage !== undefined && given.zeroStage !== 0 && given.zeroStage !== 1) throw new RangeError(`train: zeroStage must be 0 or 1 (ZeRO-1, optimizer state sharding, is the stage this trainer implements), got ${String(given.zeroStage)}`);
   validateOverrides(opts.overrides ?? {}, given.steps);
   const runDir = given.runDir;
   const model = task.model;
@@ -319,7 +333,11 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
 
     model.train();
     const extra = task.extraParameters ?? [];
-    const opt = new optim.AdamW(parameterGroups(model, extra, cfg), { lr: cfg.lr, betas: cfg.betas, eps: cfg.eps });
+    const adamw = { lr: cfg.lr, betas: cfg.betas, eps: cfg.eps };
+    // ZeRO-1: each rank builds AdamW on its partition (one all-gather checks every rank has the same parameters)
+    const zero = ranks === null || cfg.zeroStage !== 1 ? null
+      : ranks.comm("partitioning the optimizer state over the ranks (ZeRO-1)", () => new optim.ZeroRedundancyOptimizer(parameterGroups(model, extra, cfg), optim.AdamW, adamw, { group: ranks.pg }));
+    const opt: optim.Optimizer<optim.AdamWOptions> = zero ?? new optim.AdamW(parameterGroups(model, extra, cfg), adamw);
     const params = opt.paramGroups.flatMap((g) => g.params);
     const sched = schedule(cfg);
     const frozenAtStart = frozenHash(model);
@@ -383,8 +401,14 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
       const health = { weightsFinite: true, gradNorm: lastGradNorm, gradNormMedian: lastMedian };
       const rankRngs = ranks === null ? null : ranks.gatherBytes(`gathering the ranks' random states for the checkpoint of step ${step}`, rngBytes()).map((b) => Buffer.from(b).toString("base64"));
       const state = { step, loader: task.loader.state(), fingerprint, overrides, resumes, gradNorms, health, consolidated: true, ...(rankRngs ? { rankRngs } : {}) };
+      // ZeRO-1: the full optimizer state on rank 0, which saves it as plain DDP's
+      if (zero !== null) ranks!.comm(`gathering the sharded optimizer state (ZeRO-1) for the checkpoint of step ${step}`, () => zero.consolidateStateDict(0));
       // rank 0 writes; the others wait for it (no rank runs ahead of a checkpoint that may fail)
-      lastCheckpoint = together(`writing the checkpoint of step ${step}`, () => (lead ? saveCheckpoint(runDir, model, opt, state, cfg.keepCheckpoints) : checkpointDir(runDir, step)));
+      try {
+        lastCheckpoint = together(`writing the checkpoint of step ${step}`, () => (lead ? saveCheckpoint(runDir, model, opt, state, cfg.keepCheckpoints) : checkpointDir(runDir, step)));
+      } finally {
+        zero?.clearConsolidatedState();
+      }
     };
     // Training diverged on the weights of `step`: a checkpoint of them is suspect, so the last healthy
     // one is older. `latest` is pointed at it and the suspect ones are marked (by rank 0; every rank
@@ -446,7 +470,8 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
         gradNorms = [...gradNorms, gradNorm].slice(-GRAD_HISTORY);
         lastGradNorm = gradNorm;
         lastMedian = med;
-        opt.step();
+        if (zero !== null) ranks!.comm(`step ${step + 1}: the optimizer step (ZeRO-1: each rank's parameters broadcast to the others)`, () => opt.step());
+        else opt.step();
         opt.zeroGrad();
         step += 1;
         losses.push(lossSum);

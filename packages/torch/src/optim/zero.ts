@@ -80,8 +80,13 @@ export class ZeroRedundancyOptimizer<H extends { lr: number }> extends Optimizer
     this.partition = partitionParameters(this.paramGroups.map((g) => g.params), this.group.worldSize);
     const mine = this.partition[this.group.rank]!;
     this.optim = new optimizerClass(this.paramGroups.map((g, gi) => ({ ...hyperOf(g), params: mine[gi]! }) as GroupSpec<H>), defaults);
-    // the wrapped class's defaults (AdamW's betas, ...) into the full groups, so that they read and save the same
-    this.optim.paramGroups.forEach((g, gi) => Object.assign(this.paramGroups[gi]!, hyperOf(g)));
+    // the full groups take the wrapped class's defaults (AdamW's betas, ...) and key order, so that
+    // they read and save as the plain optimizer's (a checkpoint is then the same file)
+    this.optim.paramGroups.forEach((g, gi) => {
+      const full = this.paramGroups[gi]! as Record<string, unknown>;
+      for (const k of Object.keys(full)) if (k !== "params") delete full[k];
+      Object.assign(full, hyperOf(g));
+    });
     this.buckets = makeBuckets(this.partition.map((groups) => groups.flat()), (o.bucketCapMb ?? 25) * 1024 * 1024);
   }
 

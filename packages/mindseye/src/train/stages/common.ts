@@ -44,6 +44,8 @@ export const TrainSection = z.strictObject({
   }).optional(),
   /** With several ranks: a rank that waits this long for another (dead or hung) fails (absent: 1800, PyTorch's 30 minutes). */
   dist_timeout_s: z.number().positive().optional(),
+  /** With several ranks, 1 shards AdamW's state over them (ZeRO-1, ~1/world size of it per rank); 0 keeps a full copy on each (absent: 0). One process trains plainly either way. */
+  zero_stage: z.union([z.literal(0), z.literal(1)]).optional(),
   /** finetune: batches of examples of similar lengths, as Hugging Face Trainer's group_by_length, so less compute goes to padding (absent: false). */
   group_by_length: z.boolean().optional(),
 });
@@ -57,6 +59,7 @@ export function trainConfig(runDir: string, t: TrainSection, seed: number): Part
     gradientCheckpointing: t.gradient_checkpointing ?? false,
     lora: t.lora === undefined ? null : { r: t.lora.r, alpha: t.lora.alpha, dropout: t.lora.dropout, targetModules: t.lora.target_modules, merge: t.lora.merge },
     ...(t.dist_timeout_s === undefined ? {} : { distTimeoutMs: t.dist_timeout_s * 1000 }),
+    ...(t.zero_stage === undefined ? {} : { zeroStage: t.zero_stage }),
   };
 }
 

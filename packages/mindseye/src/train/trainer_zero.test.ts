@@ -1,0 +1,131 @@
+// The trainer with ZeRO-1 (train.zero_stage: 1) in real processes: this file starts itself as the
+// two ranks of a Gloo group (`node trainer_zero.test.js --rank-child <json>`, with torchrun's
+// variables), each training the tiny task of test_helpers.ts on its shard, as trainer_child.ts
+// does. A ZeRO-1 run must end where plain DDP ends, bit for bit (the owner of a parameter computes
+// AdamW's update of it and a broadcast copies bits), write the same checkpoint files (the state is
+// gathered on rank 0 first), and resume, also in one process.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { cpSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { torch, io, type Tensor } from "@mindseye/torch";
+import { train, type TrainConfig } from "./trainer.js";
+import { makeTask, tempRun } from "./test_helpers.js";
+import { DataLoader } from "../data/loader.js";
+import { dataShard, TrainSection, trainConfig } from "./stages/common.js";
+
+const SELF = fileURLToPath(import.meta.url);
+
+interface ChildArgs { runDir: string; steps: number; batchSize: number; zeroStage?: 0 | 1; resume?: boolean; stopAfter?: number }
+interface Result { steps: number; interrupted: boolean; losses: number[] }
+
+// ---------------------------------------------------------------------------------------------
+// One rank (the child process): trainer_child.ts's task and loader, with zeroStage.
+if (process.argv[2] === "--rank-child") {
+  const args = JSON.parse(process.argv[3]!) as ChildArgs;
+  const task = makeTask();
+  task.loader = new DataLoader({ length: 64, get: (i: number) => Array.from({ length: 8 }, (_, t) => (i * 3 + t * 5) % 32) }, {
+    batchSize: args.batchSize, seed: 9, ...dataShard(), collate: (recs: number[][]) => ({ tokens: torch.tensor(recs, { dtype: "int64" }) }),
+  }) as DataLoader<unknown, { tokens: Tensor }>;
+  const config: Partial<TrainConfig> & Pick<TrainConfig, "runDir" | "steps"> = {
+    runDir: args.runDir, steps: args.steps, lr: 1e-2, warmupSteps: 2, checkpointEvery: 1000, logEvery: 1, batchSize: args.batchSize,
+    autocast: "none", gradAccum: 2, distTimeoutMs: 20_000, ...(args.zeroStage === undefined ? {} : { zeroStage: args.zeroStage }),
+  };
+  const result = await train(task, config, { resume: args.resume ?? false, quiet: true, ...(args.stopAfter === undefined ? {} : { stopAfter: args.stopAfter }) });
+  console.log(`result ${JSON.stringify({ steps: result.steps, interrupted: result.interrupted, losses: result.losses })}`);
+} else {
+  registerTests();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests (the parent process).
+function registerTests(): void {
+  const freePort = () => new Promise<number>((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+
+  /** Runs the child on `worldSize` ranks (1: a plain process); each rank's Result, in rank order. */
+  const runRanks = async (args: ChildArgs, worldSize: 1 | 2): Promise<Result[]> => {
+    const port = await freePort();
+    return Promise.all(Array.from({ length: worldSize }, (_, rank) => new Promise<Result>((resolve, reject) => {
+      const dist = worldSize === 1 ? {} : { RANK: String(rank), LOCAL_RANK: String(rank), WORLD_SIZE: "2", MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(port) };
+      const env: NodeJS.ProcessEnv = { ...process.env, MINDSEYE_NUM_THREADS: "1", MINDSEYE_BLAS_THREADS: "1", ...dist };
+      if (worldSize === 1) for (const k of ["RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"]) delete env[k];
+      const child = spawn(process.execPath, [SELF, "--rank-child", JSON.stringify(args)], { env, stdio: ["ignore", "pipe", "pipe"] });
+      let out = "", err = "";
+      child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+      child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+      const timer = setTimeout(() => child.kill("SIGKILL"), 90_000);
+      child.on("close", (code, signal) => {
+        clearTimeout(timer);
+        const m = /^result (.*)$/m.exec(out);
+        if (code === 0 && m) resolve(JSON.parse(m[1]!) as Result);
+        else reject(new Error(`rank ${rank} exited with ${code ?? signal}:\n${err}`));
+      });
+    })));
+  };
+
+  const ckpt = (dir: string, step: number) => join(dir, "checkpoints", `step-${String(step).padStart(6, "0")}`);
+  /** Largest |a - b| over every tensor of two safetensors files, which must hold the same names and metadata. */
+  const fileDiff = (a: string, b: string): number => {
+    assert.deepEqual(io.loadMetadata(a), io.loadMetadata(b), `${a} and ${b}: metadata`);
+    const x = io.loadFile(a), y = io.loadFile(b);
+    try {
+      assert.deepEqual([...x.keys()].sort(), [...y.keys()].sort());
+      return Math.max(0, ...[...x.keys()].map((k) => torch.scope(() => x.get(k)!.sub(y.get(k)!).abs().amax().item())));
+    } finally {
+      for (const t of [...x.values(), ...y.values()]) t.dispose();
+    }
+  };
+
+  const STEPS = 20, base = { steps: STEPS, batchSize: 4 };
+
+  test("recipe: train.zero_stage 0 or 1 reaches TrainConfig.zeroStage; absent, the config has no zeroStage; 2 is refused", () => {
+    assert.equal(trainConfig("r", TrainSection.parse({ steps: 5, zero_stage: 1 }), 0).zeroStage, 1);
+    assert.equal("zeroStage" in trainConfig("r", TrainSection.parse({ steps: 5 }), 0), false);
+    assert.equal("zero_stage" in TrainSection.parse({ steps: 5 }), false, "the resolved recipe is unchanged when absent");
+    assert.throws(() => TrainSection.parse({ steps: 5, zero_stage: 2 }));
+  });
+
+  test("trainer, 2 ranks: ZeRO-1 ends 20 steps with plain DDP's losses, weights and checkpoint (bit for bit); a ZeRO-1 run stopped at step 10 resumes to the same weights, on 2 ranks and in 1 process", { timeout: 300_000 }, async (t) => {
+    const plain = tempRun(), zero = tempRun(), stopped = tempRun(), single = tempRun();
+    try {
+      // 1. plain DDP and ZeRO-1 (2 micro-batches per step)
+      const [p0] = await runRanks({ ...base, runDir: plain }, 2);
+      const [z0, z1] = await runRanks({ ...base, runDir: zero, zeroStage: 1 }, 2);
+      assert.deepEqual(z0!.losses, z1!.losses);
+      const lossErr = Math.max(...p0!.losses.map((l, i) => Math.abs(l - z0!.losses[i]!)));
+      const weightErr = fileDiff(join(ckpt(plain, STEPS), "model.safetensors"), join(ckpt(zero, STEPS), "model.safetensors"));
+      const stateErr = fileDiff(join(ckpt(plain, STEPS), "optimizer.safetensors"), join(ckpt(zero, STEPS), "optimizer.safetensors"));
+      // 2. ZeRO-1 stopped with a checkpoint at step 10, resumed on 2 ranks
+      const [s0] = await runRanks({ ...base, runDir: stopped, zeroStage: 1, stopAfter: 10 }, 2);
+      assert.equal(s0!.steps, 10);
+      cpSync(stopped, single, { recursive: true });
+      const [r0] = await runRanks({ ...base, runDir: stopped, zeroStage: 1, resume: true }, 2);
+      assert.equal(r0!.steps, STEPS);
+      const resumeErr = fileDiff(join(ckpt(stopped, STEPS), "model.safetensors"), join(ckpt(zero, STEPS), "model.safetensors"));
+      // 3. the same checkpoint resumed by one process (zero_stage 1 trains plainly there): the full state loads
+      const [o0] = await runRanks({ ...base, runDir: single, zeroStage: 1, resume: true }, 1);
+      assert.equal(o0!.steps, STEPS);
+      const trainer = JSON.parse(readFileSync(join(ckpt(single, STEPS), "trainer.json"), "utf8")) as { resumes: { worldSize?: { from: number; to: number } }[] };
+      t.diagnostic(`ZeRO-1 vs plain DDP after ${STEPS} steps: max |Δloss| ${lossErr.toExponential(2)}, |Δweight| ${weightErr.toExponential(2)}, |Δoptimizer state| ${stateErr.toExponential(2)}; ` +
+        `stopped at 10 and resumed on 2 ranks: |Δweight| ${resumeErr.toExponential(2)}; resumed in 1 process: losses ${o0!.losses.slice(0, 2).map((l) => l.toFixed(4)).join(", ")}, ...`);
+      assert.equal(lossErr, 0, `losses differ by ${lossErr}`);
+      assert.equal(weightErr, 0, `weights differ by ${weightErr}`);
+      assert.equal(stateErr, 0, `optimizer states differ by ${stateErr}`);
+      assert.equal(resumeErr, 0, `resumed weights differ by ${resumeErr}`);
+      assert.deepEqual(trainer.resumes.at(-1)!.worldSize, { from: 2, to: 1 });
+      assert.ok(o0!.losses.every(Number.isFinite));
+    } finally {
+      for (const d of [plain, zero, stopped, single]) rmSync(d, { recursive: true, force: true });
+    }
+  });
+}
