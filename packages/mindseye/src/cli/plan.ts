@@ -93,7 +93,8 @@ export function planReport(f: PlanFlags): { lines: string[]; fits: boolean } {
       lines.push(`${chosen ? "→" : " "} ${String(z).padStart(4)}  ${(ck ? "on" : "off").padStart(4)}  ${GB(row.weights).padStart(7)}  ${GB(row.gradients).padStart(5)}  ${GB(row.optimizer).padStart(5)}  ${GB(row.activations).padStart(5)}  ${GB(row.total).padStart(11)}  ${ok ? "yes" : "no"}`);
     }
   }
-  lines.push("", `→ the configuration asked for ${chosenFits ? "fits" : "does NOT fit"} (fits: total ≤ 90% of GPU memory; see train/plan.ts for the formulas and their sources)`);
+  lines.push("", `→ the configuration asked for ${chosenFits ? "fits" : "does NOT fit"} (fits: total ≤ 90% of GPU memory; see train/plan.ts for the formulas and their sources)`,
+    "  the trainer implements zero 0 and 1 (train.zero_stage); zero 2 (gradients sharded too) is an estimate only");
   return { lines, fits: chosenFits };
 }
 

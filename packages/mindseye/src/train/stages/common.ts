@@ -14,6 +14,7 @@ import type { Scene } from "../../world/scene.js";
 import type { ResumeOverrides, TrainConfig, TrainResult } from "../trainer.js";
 import { launchShard, Ranks } from "../distributed.js";
 import { LORA_DEFAULTS } from "../../models/lora.js";
+import { ConfigError } from "../../config/errors.js";
 
 /** The `train` section of every recipe (TrainConfig in snake_case, with defaults). */
 export const TrainSection = z.strictObject({
@@ -61,6 +62,11 @@ export function trainConfig(runDir: string, t: TrainSection, seed: number): Part
     ...(t.dist_timeout_s === undefined ? {} : { distTimeoutMs: t.dist_timeout_s * 1000 }),
     ...(t.zero_stage === undefined ? {} : { zeroStage: t.zero_stage }),
   };
+}
+
+/** Keys of the train section that only the finetune stage reads: another stage refuses them rather than ignore them. */
+export function refuseFinetuneOnlyKeys(stage: string, t: TrainSection): void {
+  if (t.group_by_length !== undefined) throw new ConfigError(`${stage}: train.group_by_length batches fine-tuning examples by length; the ${stage} stage does not read it — remove it from this recipe`);
 }
 
 /**

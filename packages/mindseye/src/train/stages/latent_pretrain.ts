@@ -56,7 +56,7 @@ import type { Tokenizer } from "../../data/tokenizer.js";
 import type { TargetNorm } from "../../objectives/instance.js";
 import { train, type TrainResult } from "../trainer.js";
 import { captionPairs, collateVlm } from "./vlm_base.js";
-import { TrainSection, trainConfig, loadTokenizer, readPreprocessor, loadUsable, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, dataShard, onLeadRank, type StageOptions } from "./common.js";
+import { TrainSection, trainConfig, loadTokenizer, readPreprocessor, loadUsable, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, dataShard, onLeadRank, type StageOptions, refuseFinetuneOnlyKeys } from "./common.js";
 
 /** Where the predictions are read (see the header). */
 export const READOUTS = ["queries", "last_token", "image_tokens"] as const;
@@ -140,6 +140,7 @@ export async function extractWorldTargets(o: { world: string; encoder: string; o
 }
 
 export async function runLatentPretrain(recipe: LatentPretrainRecipe, opts: StageOptions = {}): Promise<{ modelDir: string; result: TrainResult }> {
+  refuseFinetuneOnlyKeys("latent-pretrain", recipe.train);
   const r = { ...recipe, base: resolveModelRef(recipe.base) }; // a directory, or a Hugging Face id in the hub cache
   mkdirSync(r.out, { recursive: true });
   writeResolved(r.out, r);

@@ -67,3 +67,10 @@ test("every shipped recipe validates; unknown keys and wrong types name the dott
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a stage other than finetune refuses train.group_by_length instead of ignoring it", async () => {
+  for (const name of ["world-encoder", "vlm-base", "latent-pretrain"]) {
+    const r = loadStageRecipe(join(configs, `${name}.yaml`), ["train.group_by_length=true", "out=/nonexistent/never-written"]);
+    await assert.rejects(runRecipe(r, { quiet: true }), new RegExp(`${name}: train.group_by_length .* remove it`));
+  }
+});

@@ -11,7 +11,7 @@ import { VitVisionModel, resolveVitConfig } from "../../models/vit.js";
 import { DataLoader } from "../../data/loader.js";
 import { COLORS, MATERIALS, SHAPES, SIZES, type Scene } from "../../world/scene.js";
 import { train, type TrainResult } from "../trainer.js";
-import { TrainSection, readScenes, trainConfig, worldPreprocessorJson, readPreprocessor, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, loadUsable, dataShard, onLeadRank, type StageOptions } from "./common.js";
+import { TrainSection, readScenes, trainConfig, worldPreprocessorJson, readPreprocessor, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, loadUsable, dataShard, onLeadRank, type StageOptions, refuseFinetuneOnlyKeys } from "./common.js";
 
 export const WorldEncoderRecipe = z.strictObject({
   stage: z.literal("world-encoder"),
@@ -63,6 +63,7 @@ class EncoderWithProbe extends nn.Module {
 }
 
 export async function runWorldEncoder(r: WorldEncoderRecipe, opts: StageOptions = {}): Promise<{ encoderDir: string; result: TrainResult; accuracy: number; trainF1: number }> {
+  refuseFinetuneOnlyKeys("world-encoder", r.train);
   mkdirSync(r.out, { recursive: true });
   writeResolved(r.out, r);
   const scenes = readScenes(r.world);
