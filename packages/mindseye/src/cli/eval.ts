@@ -47,7 +47,7 @@ export function registerEvalCommand(program: Command): void {
   program
     .command("eval")
     .description("evaluate a VLM on a benchmark task with a public harness's prompts and exact scoring")
-    .requiredOption("--model <dir>", "a MindsEye VLM directory (config.json, model.safetensors, preprocessor_config.json, tokenizer files) or a run folder holding one in model/")
+    .requiredOption("--model <dir>", "a MindsEye VLM directory (config.json, model.safetensors, preprocessor_config.json, tokenizer files), a run folder holding one in model/, one of its training checkpoints (checkpoints/step-N, read with the run's model/ files), or a Hugging Face id in the local hub cache")
     .requiredOption("--task <name>", `one of ${[...TASKS.keys(), RETRIEVAL_TASK.name].join(", ")}`)
     .requiredOption("--data <dir>", "the world directory for world_* tasks; the dataset root for gqa (questions1.2/, images/), scienceqa_img (data/scienceqa) and blink_jigsaw (Jigsaw/*.parquet)")
     .option("--harness <name>", HARNESSES.join(" | "), "lmms-eval")

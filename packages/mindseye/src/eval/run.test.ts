@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { ConfigError } from "../config/errors.js";
 import { generateWorld, resolveWorldOptions } from "../world/generate.js";
 import { score, type Harness, type TaskKind } from "./harness.js";
-import { evaluate, MAX_NEW_TOKENS_CAP, type EvalResults, type PredictionLine } from "./run.js";
+import { evaluate, loadEvalModel, MAX_NEW_TOKENS_CAP, type EvalResults, type PredictionLine } from "./run.js";
 import { captureEvalCli, saveTinyEvalModel } from "./test_helpers.js";
 
 const X = fileURLToPath(new URL("../../test-fixtures/formats/", import.meta.url));
@@ -164,4 +164,33 @@ test("mindseye eval: the command runs the evaluation and prints a short table", 
   assert.match(text, /^world_gqa test \(lmms-eval\): 3 questions, /);
   assert.match(text, /\n {2}type +n +accuracy +95% CI\n {2}overall +3 +\d+\.\d% +\[\d+\.\d, \d+\.\d\]\n/);
   assert.match(text, new RegExp(`predictions\\.jsonl and results\\.json in ${out}$`));
+});
+
+test("a training checkpoint (checkpoints/step-N) is evaluated with its run's saved configuration, and recorded as itself", async () => {
+  // The checkpoint: other weights (the projector not scaled) under the run's checkpoints/, as the trainer writes them.
+  const other = join(tmp, "other-weights");
+  saveTinyEvalModel(other, world, SIZE);
+  const checkpoint = join(tmp, "run", "checkpoints", "step-000007");
+  mkdirSync(checkpoint, { recursive: true });
+  cpSync(join(other, "model.safetensors"), join(checkpoint, "model.safetensors"));
+  writeFileSync(join(checkpoint, "trainer.json"), JSON.stringify({ step: 7 }));
+  const fromCheckpoint = loadEvalModel(checkpoint), fromOther = loadEvalModel(other), fromRun = loadEvalModel(modelDir);
+  try {
+    assert.equal(fromCheckpoint.source, resolve(checkpoint));
+    const weight = (m: typeof fromRun) => m.model.module.stateDict().get("multi_modal_projector.linear_2.weight")!;
+    assert.equal(weight(fromCheckpoint).sub(weight(fromOther)).abs().max().item(), 0, "the checkpoint's weights are loaded");
+    assert.ok(weight(fromCheckpoint).sub(weight(fromRun)).abs().max().item() > 0, "not the run's final ones");
+  } finally {
+    [fromCheckpoint, fromOther, fromRun].forEach((m) => m.model.dispose());
+  }
+  const out = join(tmp, "eval-checkpoint");
+  const r = await evaluate({ modelDir: checkpoint, task: "world_gqa", dataDir: world, out: out, limit: 4, quiet: true });
+  assert.equal(r.model.path, resolve(checkpoint));
+  assert.notEqual(r.model.fingerprint, (await evaluate({ modelDir, task: "world_gqa", dataDir: world, out: join(tmp, "eval-final"), limit: 4, quiet: true })).model.fingerprint);
+  // A checkpoint of a run that has not saved its model yet cannot be read: said, with what to do.
+  const orphan = join(tmp, "unfinished", "checkpoints", "step-000003");
+  mkdirSync(orphan, { recursive: true });
+  cpSync(join(checkpoint, "model.safetensors"), join(orphan, "model.safetensors"));
+  writeFileSync(join(orphan, "trainer.json"), "{}");
+  assert.throws(() => loadEvalModel(orphan), (e: Error) => e instanceof ConfigError && /training checkpoint, but its run has no saved model/.test(e.message));
 });

@@ -28,7 +28,8 @@
 // search looks at the last tokens); pass maxNewTokens: 1024 for the harness's exact setting.
 // results.json counts the answers that hit the limit ("truncated").
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, readdirSync, renameSync, writeFileSync, appendFileSync } from "node:fs";
+import { createReadStream, existsSync, mkdtempSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync, appendFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { torch } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
@@ -144,15 +145,52 @@ export interface PredictionLine {
 
 const MODEL_FILES = "config.json (model_type mindseye_vlm, qwen2_5_vl, llava or internvl_chat), model.safetensors, preprocessor_config.json, tokenizer.json, tokenizer_config.json";
 
-/** The model directory itself when it holds config.json, else its model/ (a run folder). */
+/**
+ * The model directory itself when it holds config.json, else its model/ (a run folder), else —
+ * for a training checkpoint (a run's checkpoints/step-N) — a view of it as a model directory.
+ */
 export function resolveModelDir(ref: string): string {
   const path = resolveModelRef(ref); // a directory, or a Hugging Face id in the hub cache
   if (existsSync(join(path, "config.json"))) return path;
+  const view = checkpointView(path);
+  if (view !== null) return view;
   if (existsSync(join(path, "model", "config.json"))) return join(path, "model");
   throw new ConfigError(`${path}: neither it nor ${join(path, "model")} holds a config.json; --model takes a MindsEye VLM directory (${MODEL_FILES}) or a run folder with one in model/`);
 }
 
+const checkpointViews = new Map<string, string>();
+
+/**
+ * A training checkpoint (checkpoints/step-N: model.safetensors + trainer.json) read as a model: a
+ * temporary directory holding links to the run's saved model/ files (config.json, tokenizer,
+ * preprocessing) and to the checkpoint's weights, so intermediate points of a run are evaluated
+ * with the run's own configuration (learning curves). Null when `path` is not a checkpoint. The
+ * weights must carry the saved model's names (mindseye_vlm runs do; a LoRA run's checkpoint holds
+ * the wrapped names and is refused by the loader). Removed when the process exits.
+ */
+function checkpointView(path: string): string | null {
+  if (!existsSync(join(path, "trainer.json")) || !existsSync(join(path, "model.safetensors"))) return null;
+  const key = resolve(path);
+  const known = checkpointViews.get(key);
+  if (known !== undefined) return known;
+  const modelDir = resolve(path, "..", "..", "model");
+  if (!existsSync(join(modelDir, "config.json"))) {
+    throw new ConfigError(`${path} is a training checkpoint, but its run has no saved model (${modelDir}/config.json) whose configuration, tokenizer and preprocessing would read it; evaluate it once the run has finished, or copy those files next to the checkpoint's model.safetensors`);
+  }
+  const view = mkdtempSync(join(tmpdir(), "mindseye-checkpoint-"));
+  process.once("exit", () => rmSync(view, { recursive: true, force: true }));
+  for (const f of readdirSync(modelDir)) {
+    if (f.endsWith(".safetensors") || f === "model.safetensors.index.json" || f === "DONE") continue; // the final weights and marker stay out
+    symlinkSync(join(modelDir, f), join(view, f));
+  }
+  symlinkSync(join(key, "model.safetensors"), join(view, "model.safetensors"));
+  checkpointViews.set(key, view);
+  return view;
+}
+
 export interface EvalModel {
+  /** What was asked for: the model directory, or the training checkpoint (then `dir` is its view). */
+  source: string;
   dir: string;
   /** The model through its family's interface. */
   model: Vlm;
@@ -162,6 +200,7 @@ export interface EvalModel {
 
 /** Loads a VLM directory for evaluation (eval mode) and checks that its parts agree. */
 export function loadEvalModel(path: string): EvalModel {
+  const asked = resolve(resolveModelRef(path));
   const dir = resolveModelDir(path);
   const ppPath = join(dir, "preprocessor_config.json");
   if (!existsSync(ppPath)) throw new ConfigError(`${dir}: no preprocessor_config.json; a model directory needs ${MODEL_FILES}`);
@@ -179,7 +218,7 @@ export function loadEvalModel(path: string): EvalModel {
     model.dispose();
     throw new ConfigError(`${dir}: the tokenizer does not belong to this model: ${problems.join("; ")}`);
   }
-  return { dir, model, tokenizer, processor: model.processor };
+  return { source: checkpointViews.get(asked) === dir ? asked : dir, dir, model, tokenizer, processor: model.processor };
 }
 
 /** sha256 over the files that decide predictions: config, weights, tokenizer, preprocessing. */
@@ -285,7 +324,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
 
   // 2. The model.
   const fingerprint = await modelFingerprint(resolveModelDir(o.modelDir));
-  const { dir, model, tokenizer, processor } = loadEvalModel(o.modelDir);
+  const { source, dir, model, tokenizer, processor } = loadEvalModel(o.modelDir);
   const format = model.promptFormat;
   const stopId = endTokenId(tokenizer, format)!; // <|im_end|>, or LLaVA's </s>
   const padId = tokenizer.specialTokenIds.pad ?? stopId; // any id will do: the attention mask hides padding
@@ -370,7 +409,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
       list: [...entries("record", records.report().records), ...entries("image", images.errors.report().records)],
     },
     truncated,
-    model: { path: resolve(dir), fingerprint }, data: resolve(o.dataDir),
+    model: { path: resolve(source), fingerprint }, data: resolve(o.dataDir),
     generation: { greedy: true, maxNewTokens, harnessMaxNewTokens, stopToken: "<|im_end|>", batchSize },
     limit: o.limit ?? null, seconds, itemsPerSecond: items.length / ((now - tLoop) / 1000), finished: new Date().toISOString(),
   };
