@@ -196,17 +196,22 @@ test("loadVlm dispatches on model_type and names the known families", () => {
   assert.deepEqual(qwen2_5_vlPreset("tiny").vision.patchSize, 4);
 });
 
-test("Qwen2.5-VL latent-pretrain → finetune → eval from the paper recipes, on the world and on COCO / GQA / ScienceQA / BLINK fixtures", async () => {
+test("Qwen2.5-VL latent-pretrain → finetune → eval from the paper recipes, on the world and on COCO / CC3M / WebDataset / LAION / GQA / ScienceQA / BLINK fixtures", async () => {
   const sqa = join(tmp, "scienceqa");
   mkdirSync(sqa);
   for (const f of ["problems.json", "pid_splits.json"]) symlinkSync(join(X, "scienceqa/data/scienceqa", f), join(sqa, f));
   symlinkSync(join(X, "scienceqa/images"), join(sqa, "images"));
   const quick = ["train.steps=2", "train.batch_size=4", "train.grad_accum=1", "train.warmup_steps=1", "train.log_every=1", "train.checkpoint_every=100", "max_error_rate=0.5"];
   const coco = `captions=[{format: coco, annotations: ${join(X, "coco/annotations/captions_val2017.json")}, images: ${join(X, "coco/val2017")}}]`;
+  // every caption source the proposal names, in its published format: COCO, CC3M (img2dataset), WebDataset shards, LAION parquet
+  const allSources = `captions=[{format: coco, annotations: ${join(X, "coco/annotations/captions_val2017.json")}, images: ${join(X, "coco/val2017")}}, ` +
+    `{format: cc3m, tsv: ${join(X, "cc3m/cc3m.tsv")}, images: ${join(X, "cc3m/images")}}, ` +
+    `{format: webdataset, shards: [${join(X, "webdataset/00000.tar")}, ${join(X, "webdataset/00001.tar")}]}, ` +
+    `{format: laion, metadata: ${join(X, "laion/laion400m-meta")}, images: ${join(X, "laion/images")}, samplesPerShard: 3}]`;
 
   // 1. latent pretraining: targets from the model's own tower (after the PatchMerger), pooled 2×2
   const latent = await runRecipe(loadStageRecipe(join(PAPER, "qwen2_5_vl_7b", "latent.yaml"), [
-    `base=${qwenDir}`, coco, `world=${world}`, "pool=grid:4", `out=${join(tmp, "latent")}`, ...quick,
+    `base=${qwenDir}`, allSources, `world=${world}`, "pool=grid:4", `out=${join(tmp, "latent")}`, ...quick,
   ]), { quiet: true });
   const json = JSON.parse(readFileSync(join(latent, "config.json"), "utf8")) as { model_type: string; latent_token_ids: number[]; latent_head: { latent_size: number } };
   assert.equal(json.model_type, "qwen2_5_vl");
