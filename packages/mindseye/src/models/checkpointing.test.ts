@@ -3,9 +3,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { torch, F, type Tensor, type nn } from "@mindseye/torch";
+import { torch, F, nn, type Tensor } from "@mindseye/torch";
 import { VitVisionModel, vitPreset } from "./vit.js";
 import { qwen2Preset } from "./qwen2.js";
+import { Qwen2_5_VLForConditionalGeneration, qwen2_5_vlPreset, type GridThw } from "./qwen2_5_vl.js";
 import { wellConditionedQwen2 } from "./test_helpers.js";
 
 /** Loss and every parameter's gradient after one forward/backward in training mode. */
@@ -74,6 +75,61 @@ test("Qwen2: gradient checkpointing gives the same loss and gradients (left padd
   // With a KV cache (generation) the layers run as usual: a rerun would append to the cache twice.
   torch.scope(() => { model.forward({ inputIds: ids, useCache: true }).pastKeyValues!.dispose(); assert.equal(torch.pendingCheckpoints(), 0); });
   for (const x of [ids, attentionMask]) x.dispose();
+});
+
+test("Qwen2.5-VL: vision-block checkpointing gives the same loss and gradients (two images, window and full attention), through torch.setGradientCheckpointing", (t) => {
+  // The tiny preset (vision depth 3, block 1 full attention), re-initialised so that every
+  // gradient is far above the 1e-6 tolerance (HF's std 0.02 leaves the tower's gradients ~1e-7).
+  const generator = new torch.Generator(0);
+  const model = new Qwen2_5_VLForConditionalGeneration(qwen2_5_vlPreset("tiny"), { generator }).train();
+  for (const [name, p] of model.namedParameters()) {
+    if (p.ndim === 1 && !name.endsWith("bias")) nn.init.normal_(p, 1, 0.2, generator); // RMSNorm gains
+    else if (name.endsWith("bias")) nn.init.normal_(p, 0, 0.2, generator);
+    else if (name.includes("embed_tokens")) nn.init.normal_(p, 0, 1, generator);
+    else nn.init.normal_(p, 0, 1 / Math.sqrt(p.shape.slice(1).reduce((a, b) => a * b, 1)), generator);
+  }
+  const cfg = model.config, v = cfg.vision;
+  // Two images of 6×8 and 4×4 patches: 12 + 4 merged tokens; 6×8 spans several 2×2-token windows.
+  const grids: GridThw[] = [[1, 6, 8], [1, 4, 4]];
+  const pixelValues = torch.randn([48 + 16, v.patchDim], { generator: new torch.Generator(1) });
+  const image = (n: number) => [cfg.visionStartTokenId, ...Array<number>(n).fill(cfg.imageTokenId), cfg.visionEndTokenId];
+  const ids = torch.tensor([[5, 6, ...image(12), 7, 8, ...image(4), 9, 10]], { dtype: "int64" }); // [1, 24]
+  let pendingAfterForward = -1;
+  const loss = () => {
+    const { logits } = model.forward({ inputIds: ids, pixelValues, imageGridThw: grids }); // [1, T, V]
+    pendingAfterForward = torch.pendingCheckpoints();
+    return F.crossEntropy(logits.slice(1, 0, -1).reshape(-1, cfg.text.vocabSize), ids.slice(1, 1).reshape(-1));
+  };
+  const plain = gradients(model, loss);
+  assert.equal(pendingAfterForward, 0);
+  const visualGrads = [...plain.grads].filter(([n]) => n.startsWith("model.visual."));
+  assert.equal(visualGrads.length, [...model.visual.namedParameters()].length, "every vision parameter gets a gradient");
+  const smallest = Math.min(...visualGrads.map(([, g]) => g.reduce((m, x) => Math.max(m, Math.abs(x)), 0)));
+  t.diagnostic(`smallest largest-|gradient| over the vision parameters: ${smallest}`);
+  assert.ok(smallest > 1e-4, `a vision gradient is too small for the comparison to mean anything: ${smallest}`);
+
+  // The vision tower alone: one segment per block, rerun in backward.
+  model.visual.gradientCheckpointing = true;
+  const visionOnly = gradients(model, loss);
+  assert.equal(pendingAfterForward, v.depth);
+  const dv = largestDifference(plain, visionOnly);
+  t.diagnostic(`vision blocks checkpointed: largest loss/gradient difference ${dv}`);
+  assert.ok(dv <= 1e-6, `largest difference ${dv}`);
+  assert.equal(torch.pendingCheckpoints(), 0);
+
+  // The whole VLM, as a trainer turns it on: vision blocks and decoder layers.
+  assert.deepEqual(torch.setGradientCheckpointing(model).sort(), ["model.language_model", "model.visual"]);
+  const all = gradients(model, loss);
+  assert.equal(pendingAfterForward, v.depth + cfg.text.numHiddenLayers);
+  const d = largestDifference(plain, all);
+  t.diagnostic(`vision blocks and decoder layers checkpointed: largest loss/gradient difference ${d}`);
+  assert.ok(d <= 1e-6, `largest difference ${d}`);
+  assert.equal(torch.pendingCheckpoints(), 0);
+
+  // In eval mode (HF: checkpointing only while training) the blocks run as usual.
+  model.eval();
+  torch.scope(() => { model.visual.forward(pixelValues, grids); assert.equal(torch.pendingCheckpoints(), 0); });
+  for (const x of [pixelValues, ids]) x.dispose();
 });
 
 /**

@@ -329,6 +329,8 @@ export class Qwen2_5_VisionTransformer extends nn.Module {
   patch_embed: Qwen2_5_VisionPatchEmbed;
   blocks: nn.ModuleList<Qwen2_5_VLVisionBlock>;
   merger: Qwen2_5_VLPatchMerger;
+  /** Rerun each block in backward instead of keeping its activations (torch.checkpoint; HF's gradient_checkpointing). */
+  gradientCheckpointing = false;
   constructor(readonly config: ResolvedVisionConfig, o: ModelOptions = {}) {
     super();
     this.patch_embed = new Qwen2_5_VisionPatchEmbed(config, o);
@@ -378,8 +380,14 @@ export class Qwen2_5_VisionTransformer extends nn.Module {
       const windowMask = blockDiagonalMask(cuWindowSeqlens, device);
       const fullMask = blockDiagonalMask(visionFrameSeqlens(grids), device);
       const full = new Set(c.fullattBlockIndexes);
+      // Checkpointed blocks keep only their inputs: the mask and rotary tables go in as arguments,
+      // not through the closure, so they outlive this scope until backward reruns the block.
+      const checkpointing = this.gradientCheckpointing && this.training;
       let i = 0;
-      for (const block of this.blocks) x = block.forward(x, full.has(i++) ? fullMask : windowMask, cos, sin);
+      for (const block of this.blocks) {
+        const mask = full.has(i++) ? fullMask : windowMask;
+        x = checkpointing ? torch.checkpoint((y, m, co, si) => block.forward(y, m, co, si), x, mask, cos, sin) : block.forward(x, mask, cos, sin);
+      }
 
       // 4. merge 2×2 blocks (consecutive in window order), then back to the original order.
       const merged = this.merger.forward(x); // [N / unit, Dout]
