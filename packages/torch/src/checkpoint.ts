@@ -115,7 +115,7 @@ export function setGradientCheckpointing(root: Module, on = true): string[] {
     (m as unknown as { gradientCheckpointing: boolean }).gradientCheckpointing = on;
     names.push(name === "" ? "(root)" : name);
   }
-  if (names.length === 0) throw new Error(`setGradientCheckpointing: ${root.constructor.name} has no module with a gradientCheckpointing switch (Qwen2Model and VitVisionModel have one)`);
+  if (names.length === 0) throw new Error(`setGradientCheckpointing: ${root.constructor.name} has no module with a gradientCheckpointing switch (the decoders — Qwen2, Llama, InternLM2 — and the vision towers — CLIP/SigLIP ViT, InternViT, Qwen2.5-VL — have one)`);
   return names;
 }
 
