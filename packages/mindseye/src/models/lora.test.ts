@@ -9,7 +9,7 @@ import { torch, nn, F, io, optim, type Tensor } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
 import { qwen2Preset } from "./qwen2.js";
 import { wellConditionedQwen2 } from "./test_helpers.js";
-import { applyLora, loadLoraAdapter, resolveLora, matchesTarget, LoraLinear, type LoraAdapter } from "./lora.js";
+import { applyLora, loadLoraAdapter, resolveLora, matchesTarget, LoraLinear, TrainableTokensEmbedding, type LoraAdapter } from "./lora.js";
 
 const tiny = () => wellConditionedQwen2(qwen2Preset("tiny"), 0);
 const ids = () => torch.randint(0, 99, [2, 6], { generator: new torch.Generator(1) });
@@ -159,6 +159,87 @@ test("training: only the adapter weights get gradients and change; a tiny fine-t
   for (const [n, p] of lora.namedParameters()) assert.ok(p.toFloat32Array().some((v) => v !== 0), `${n} trained`);
   t.diagnostic(`loss ${losses[0]!.toFixed(3)} -> ${losses.at(-1)!.toFixed(3)} in 40 steps`);
   assert.ok(losses.at(-1)! < 0.5 * losses[0]!, `loss ${losses[0]!.toFixed(3)} -> ${losses.at(-1)!.toFixed(3)}`);
+});
+
+test("modulesToSave and trainableTokenIndices: the saved module and the chosen rows train, all else stays bit-identical; PEFT's names; save -> load -> merge / unload", (t) => {
+  const dir = tmp();
+  try {
+    const model = tiny().train();
+    const base = new Map([...model.stateDict()].map(([k, v]) => [k, v.clone()]));
+    const rows = [5, 7];
+    const cfg = resolveLora({ r: 4, loraAlpha: 8, targetModules: ["q_proj", "gate_proj"], modulesToSave: ["layers.1.mlp"], trainableTokenIndices: { embed_tokens: rows } });
+    const lora = applyLora(model, cfg, { generator: new torch.Generator(11) });
+    // q_proj in both layers; gate_proj only in layer 0 (layer 1's mlp trains whole)
+    assert.deepEqual([...lora.modules.keys()].sort(), ["model.layers.0.mlp.gate_proj", "model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.q_proj"]);
+    const trainable = model.namedParameters().filter(([, p]) => p.requiresGrad).map(([n]) => n).sort();
+    assert.deepEqual(trainable, lora.namedParameters().map(([n]) => n).sort());
+    assert.ok(trainable.includes("model.layers.1.mlp.down_proj.weight") && trainable.includes("model.embed_tokens.token_adapter.trainable_tokens_delta"));
+    assert.ok(model.namedModules().some(([n, m]) => n === "model.embed_tokens" && m instanceof TrainableTokensEmbedding));
+    const x = torch.randint(0, 99, [4, 12], { generator: new torch.Generator(12) });
+    x.indexPut_([null, torch.tensor([0, 3], { dtype: "int64" })], torch.tensor([5, 7], { dtype: "int64" })); // the chosen tokens are read
+    const logits = () => model.forward({ inputIds: x }).logits;
+    assert.equal(maxDiff(torch.scope(logits), torch.scope(() => tiny().forward({ inputIds: x }).logits)), 0, "at init the model computes the base model");
+    const opt = new optim.AdamW(lora.parameters(), { lr: 1e-2, weightDecay: 0 });
+    const losses: number[] = [];
+    for (let step = 0; step < 20; step++) {
+      torch.scope(() => {
+        const loss = F.crossEntropy(logits().slice(1, 0, -1).reshape(-1, 99), x.slice(1, 1).reshape(-1));
+        loss.backward();
+        opt.step();
+        opt.zeroGrad();
+        losses.push(loss.item());
+      });
+    }
+    t.diagnostic(`loss ${losses[0]!.toFixed(3)} -> ${losses.at(-1)!.toFixed(3)} in 20 steps`);
+    assert.ok(losses.at(-1)! < 0.7 * losses[0]!);
+    for (const [n, p] of model.namedParameters()) if (!p.requiresGrad) assert.equal(maxDiff(p, base.get(n)!), 0, `${n} is frozen`);
+    const delta = lora.tokens.get("model.embed_tokens")!.token_adapter.trainable_tokens_delta;
+    const idx = torch.tensor(rows, { dtype: "int64" });
+    assert.ok(maxDiff(delta, base.get("model.embed_tokens.weight")!.indexSelect(0, idx)) > 1e-3, "the chosen rows trained");
+    assert.ok(maxDiff(model.stateDict().get("model.layers.1.mlp.up_proj.weight")!, base.get("model.layers.1.mlp.up_proj.weight")!) > 1e-3, "the saved module trained");
+
+    lora.save(dir);
+    const json = JSON.parse(readFileSync(join(dir, "adapter_config.json"), "utf8")) as Record<string, unknown>;
+    assert.deepEqual(json.modules_to_save, ["layers.1.mlp"]);
+    assert.deepEqual(json.trainable_token_indices, { embed_tokens: rows });
+    const names = [...io.readHeader(join(dir, "adapter_model.safetensors")).tensors.keys()];
+    assert.deepEqual(names.filter((n) => !n.includes(".lora_")).sort(), [
+      "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta",
+      "base_model.model.model.layers.1.mlp.down_proj.weight", "base_model.model.model.layers.1.mlp.gate_proj.weight", "base_model.model.model.layers.1.mlp.up_proj.weight",
+    ]);
+    model.eval();
+    const adapted = torch.scope(logits);
+    const fresh = tiny().eval();
+    loadLoraAdapter(fresh, dir);
+    assert.equal(maxDiff(torch.scope(() => fresh.forward({ inputIds: x }).logits), adapted), 0, "a fresh base model with the adapter computes the same");
+
+    // merge: the rows are written into the embedding, the saved module keeps its training
+    const trainedRows = delta.clone();
+    lora.merge();
+    assert.ok(model.namedModules().every(([, m]) => !(m instanceof LoraLinear || m instanceof TrainableTokensEmbedding)));
+    const merged = model.stateDict();
+    assert.deepEqual([...merged.keys()].sort(), [...base.keys()].sort());
+    assert.equal(maxDiff(merged.get("model.embed_tokens.weight")!.indexSelect(0, idx), trainedRows), 0);
+    const others = torch.tensor([...Array(99).keys()].filter((i) => !rows.includes(i)), { dtype: "int64" });
+    assert.equal(maxDiff(merged.get("model.embed_tokens.weight")!.indexSelect(0, others), base.get("model.embed_tokens.weight")!.indexSelect(0, others)), 0);
+    const d = maxDiff(torch.scope(logits), adapted);
+    assert.ok(d <= 1e-5, `merged vs adapted logits: ${d}`);
+
+    // unload (merge: false): base weights and rows back; the saved module stays trained, as PEFT's unload
+    const reloaded = loadLoraAdapter(tiny(), dir);
+    reloaded.unload();
+    const unloaded = reloaded.model.stateDict();
+    assert.equal(maxDiff(unloaded.get("model.embed_tokens.weight")!, base.get("model.embed_tokens.weight")!), 0);
+    assert.equal(maxDiff(unloaded.get("model.layers.0.self_attn.q_proj.weight")!, base.get("model.layers.0.self_attn.q_proj.weight")!), 0);
+    assert.equal(maxDiff(unloaded.get("model.layers.1.mlp.up_proj.weight")!, merged.get("model.layers.1.mlp.up_proj.weight")!), 0);
+
+    assert.throws(() => applyLora(tiny(), resolveLora({ modulesToSave: ["nope"] })), /modulesToSave \["nope"\] matches no module/);
+    assert.throws(() => applyLora(tiny(), resolveLora({ trainableTokenIndices: { embed_tokens: [99] } })), /token id 99 is outside the embedding's 99 rows/);
+    assert.throws(() => applyLora(tiny(), resolveLora({ trainableTokenIndices: { q_proj: [1] } })), /must name one module/);
+    assert.throws(() => resolveLora({ trainableTokenIndices: { embed_tokens: [] } }), /lora\.trainableTokenIndices/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("LoRA with gradient checkpointing: the same adapter gradients as without", () => {

@@ -11,6 +11,22 @@
 //
 // Module names are the model's dotted paths (HF's), so a wrapped `model.layers.0.self_attn.q_proj`
 // saves as `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`, PEFT's name.
+//
+// Besides the adapters, two PEFT options train parts of the model itself:
+//   modulesToSave          whole modules (a new head) train and are saved in the adapter file.
+//                          PEFT trains a copy (`<name>.modules_to_save.default.*` in memory) and its
+//                          save_pretrained strips "modules_to_save." and ".default", so the file holds
+//                          `base_model.model.<name>.<param>` (peft src/peft/utils/save_and_load.py,
+//                          get_peft_model_state_dict / set_peft_model_state_dict). Here the module
+//                          trains in place (no frozen copy: MindsEye has no disable_adapter), under the
+//                          same saved names; merge and unload both keep the trained module, as PEFT's
+//                          merge_and_unload and unload put the trained copy in the model.
+//   trainableTokenIndices  chosen rows of an nn.Embedding train (new tokens): PEFT's TrainableTokens.
+//                          The rows' values (initialised from the rows, not deltas despite the name)
+//                          are `<embed>.token_adapter.trainable_tokens_delta` [n, dim], saved as
+//                          `base_model.model.<embed>.token_adapter.trainable_tokens_delta`; the base
+//                          weight stays frozen and the forward reads it with those rows replaced.
+//                          merge writes the rows into the weight; unload drops them (as PEFT).
 import { readFileSync, writeFileSync, mkdirSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { torch, nn, F, io, type Tensor, type Generator } from "@mindseye/torch";
@@ -37,6 +53,16 @@ export interface LoraConfig {
   baseModelNameOrPath: string | null;
   /** PEFT's task type ("CAUSAL_LM" for a decoder LM), or null. */
   taskType: string | null;
+  /**
+   * Modules trained whole and saved beside the adapters (PEFT's modules_to_save), by name with
+   * the list rule of targetModules; a match inside another match is part of it. null: none.
+   */
+  modulesToSave: string[] | null;
+  /**
+   * Embedding rows that train (PEFT's trainable_token_indices, dict form): embedding module name
+   * (list rule of targetModules) -> token ids. null: none.
+   */
+  trainableTokenIndices: Readonly<Record<string, readonly number[]>> | null;
 }
 
 export type ResolvedLoraConfig = Readonly<LoraConfig & { /** α / r */ scaling: number }>;
@@ -49,6 +75,8 @@ export const LORA_DEFAULTS: Readonly<LoraConfig> = Object.freeze({
   loraDropout: 0,
   baseModelNameOrPath: null,
   taskType: "CAUSAL_LM",
+  modulesToSave: null,
+  trainableTokenIndices: null,
 });
 
 /**
@@ -71,7 +99,18 @@ export function resolveLora(p: Partial<LoraConfig>, where = "lora"): ResolvedLor
   if (typeof t === "string") {
     try { new RegExp(t); } catch (e) { throw new ConfigError(`${where}.targetModules: ${JSON.stringify(t)} is not a regular expression (${(e as Error).message})`); }
   }
-  return Object.freeze({ ...c, targetModules: typeof t === "string" ? t : Object.freeze([...t]) as string[], scaling: c.loraAlpha / c.r });
+  const s = c.modulesToSave;
+  ensure(s === null || (Array.isArray(s) && s.every((x) => typeof x === "string" && x.length > 0)), `${where}.modulesToSave`, `must be a list of module names or null, got ${JSON.stringify(s)}`);
+  const tti = c.trainableTokenIndices;
+  ensure(tti === null || (typeof tti === "object" && !Array.isArray(tti) && Object.values(tti).every((ids) => Array.isArray(ids) && ids.length > 0 && ids.every((i) => Number.isInteger(i) && i >= 0))),
+    `${where}.trainableTokenIndices`, `must map embedding module names to non-empty lists of token ids, or be null, got ${JSON.stringify(tti)}`);
+  return Object.freeze({
+    ...c,
+    targetModules: typeof t === "string" ? t : Object.freeze([...t]) as string[],
+    modulesToSave: s === null || s.length === 0 ? null : Object.freeze([...new Set(s)]) as string[],
+    trainableTokenIndices: tti === null || Object.keys(tti).length === 0 ? null : Object.freeze(Object.fromEntries(Object.entries(tti).map(([k, ids]) => [k, Object.freeze([...new Set(ids)].sort((a, b) => a - b))]))),
+    scaling: c.loraAlpha / c.r,
+  });
 }
 
 /** PEFT's target rule (check_target_module_exists): regex full match, or exact / "."-suffix match. */
@@ -136,6 +175,65 @@ export class LoraLinear extends nn.Module {
   unwrap(): nn.Linear { return this.#base; }
 }
 
+/** The trained rows of a TrainableTokensEmbedding, under PEFT's name (`token_adapter.trainable_tokens_delta`). */
+export class TrainableTokens extends nn.Module {
+  /** [n, dim]: the rows' values (PEFT initialises them from the rows; they replace, not add). */
+  trainable_tokens_delta: nn.Parameter;
+  constructor(rows: Tensor) {
+    super();
+    this.trainable_tokens_delta = new nn.Parameter(rows);
+  }
+}
+
+/**
+ * An nn.Embedding some of whose rows train (PEFT's trainable_token_indices). It shares the base
+ * weight (frozen, still `<path>.weight`) and reads it with rows `tokenIds` replaced by
+ * `token_adapter.trainable_tokens_delta`, so only those rows get gradients and the rest stay
+ * bit-identical. Exposes numEmbeddings / embeddingDim / paddingIdx as nn.Embedding does.
+ */
+export class TrainableTokensEmbedding extends nn.Module {
+  weight: nn.Parameter;
+  token_adapter: TrainableTokens;
+  readonly numEmbeddings: number;
+  readonly embeddingDim: number;
+  readonly paddingIdx: number;
+  readonly #base: nn.Embedding;
+  /** int64 [n] on the weight's device (a private field: not a buffer, not saved with the model). */
+  readonly #index: Tensor;
+
+  constructor(base: nn.Embedding, readonly tokenIds: readonly number[]) {
+    super();
+    const bad = tokenIds.find((i) => i >= base.numEmbeddings);
+    if (bad !== undefined) throw new ConfigError(`lora.trainableTokenIndices: token id ${bad} is outside the embedding's ${base.numEmbeddings} rows`);
+    this.#base = base;
+    this.weight = base.weight;
+    this.numEmbeddings = base.numEmbeddings;
+    this.embeddingDim = base.embeddingDim;
+    this.paddingIdx = base.paddingIdx;
+    this.#index = torch.tensor([...tokenIds], { dtype: "int64" }).to({ device: base.weight.device });
+    const rows = torch.noGrad(() => base.weight.indexSelect(0, this.#index)); // [n, dim]
+    this.token_adapter = new TrainableTokens(rows);
+    rows.dispose();
+  }
+
+  /** ids [..] -> [.., dim], the chosen rows read from the adapter. */
+  forward(ids: Tensor): Tensor {
+    return torch.scope(() => F.embedding(ids, this.weight.indexPut([this.#index], this.token_adapter.trainable_tokens_delta), this.paddingIdx));
+  }
+
+  /** Writes the trained rows into the base weight and returns the base layer. */
+  mergeIntoBase(): nn.Embedding {
+    torch.noGrad(() => { this.weight.indexPut_([this.#index], this.token_adapter.trainable_tokens_delta.to({ dtype: this.weight.dtype })); });
+    return this.unwrap();
+  }
+
+  /** The base layer as it was (the trained rows dropped). */
+  unwrap(): nn.Embedding {
+    this.#index.dispose();
+    return this.#base;
+  }
+}
+
 // =============================================================================================
 // Applying, saving, loading, merging
 
@@ -146,15 +244,29 @@ const PEFT_PREFIX = "base_model.model.";
 
 /** A model with LoRA adapters: the wrapped modules by name, and what to save or merge. */
 export class LoraAdapter {
-  constructor(readonly model: nn.Module, readonly config: ResolvedLoraConfig, readonly modules: ReadonlyMap<string, LoraLinear>) {}
+  constructor(
+    readonly model: nn.Module, readonly config: ResolvedLoraConfig, readonly modules: ReadonlyMap<string, LoraLinear>,
+    /** The modules trained whole (config.modulesToSave), by full name. */
+    readonly saved: ReadonlyMap<string, nn.Module> = new Map(),
+    /** The embeddings with trainable rows (config.trainableTokenIndices), by full name. */
+    readonly tokens: ReadonlyMap<string, TrainableTokensEmbedding> = new Map(),
+  ) {}
 
-  /** The adapter weights by model name (`<path>.lora_A.weight`, `<path>.lora_B.weight`). */
+  /** What the adapter owns (freed by merge / unload): `<path>.lora_{A,B}.weight`, `<embed>.token_adapter.trainable_tokens_delta`. */
+  #owned(): [string, nn.Parameter][] {
+    return [
+      ...[...this.modules].flatMap(([n, m]) => [[`${n}.lora_A.weight`, m.lora_A.weight], [`${n}.lora_B.weight`, m.lora_B.weight]] as [string, nn.Parameter][]),
+      ...[...this.tokens].map(([n, m]) => [`${n}.token_adapter.trainable_tokens_delta`, m.token_adapter.trainable_tokens_delta] as [string, nn.Parameter]),
+    ];
+  }
+
+  /** Everything that trains, by model name: the adapters, the token rows, and the saved modules' parameters (`<name>.<param>`). */
   namedParameters(): [string, nn.Parameter][] {
-    return [...this.modules].flatMap(([n, m]) => [[`${n}.lora_A.weight`, m.lora_A.weight], [`${n}.lora_B.weight`, m.lora_B.weight]] as [string, nn.Parameter][]);
+    return [...this.#owned(), ...[...this.saved].flatMap(([n, m]) => m.namedParameters().map(([k, p]) => [`${n}.${k}`, p] as [string, nn.Parameter]))];
   }
   parameters(): nn.Parameter[] { return this.namedParameters().map(([, p]) => p); }
 
-  /** The adapter weights under PEFT's names (`base_model.model.<path>.lora_A.weight`). */
+  /** What adapter_model.safetensors holds, under PEFT's names (`base_model.model.<path>.lora_A.weight`, `base_model.model.<saved>.<param>`, ...). */
   peftStateDict(): Map<string, Tensor> {
     return new Map(this.namedParameters().map(([n, p]) => [PEFT_PREFIX + n, p]));
   }
@@ -173,8 +285,20 @@ export class LoraAdapter {
    */
   merge(): string[] {
     for (const [name, m] of this.modules) replaceModule(this.model, name, m.mergeIntoBase());
-    for (const p of this.parameters()) p.dispose();
+    for (const [name, m] of this.tokens) replaceModule(this.model, name, m.mergeIntoBase());
+    for (const [, p] of this.#owned()) p.dispose();
     return [...this.modules.keys()];
+  }
+
+  /**
+   * Puts the base layers back without merging (PEFT's unload): the adapted weights and the
+   * embedding keep their base values, the trainable token rows are dropped; the saved modules
+   * keep their trained weights (PEFT puts the trained copy in the model). The adapter is spent.
+   */
+  unload(): void {
+    for (const [name, m] of this.modules) replaceModule(this.model, name, m.unwrap());
+    for (const [name, m] of this.tokens) replaceModule(this.model, name, m.unwrap());
+    for (const [, p] of this.#owned()) p.dispose();
   }
 }
 
@@ -184,7 +308,29 @@ export class LoraAdapter {
  * a module that is not an nn.Linear, is an error naming it.
  */
 export function applyLora(model: nn.Module, config: ResolvedLoraConfig, o: { generator?: Generator } = {}): LoraAdapter {
-  const matched = model.namedModules().filter(([name]) => name !== "" && matchesTarget(name, config.targetModules));
+  // modules_to_save: the outermost modules that match (a match inside one is part of it).
+  const saved = new Map<string, nn.Module>();
+  if (config.modulesToSave !== null) {
+    for (const [name, m] of model.namedModules()) {
+      if (name === "" || !matchesTarget(name, config.modulesToSave) || [...saved.keys()].some((s) => name.startsWith(`${s}.`))) continue;
+      saved.set(name, m);
+    }
+    if (saved.size === 0) throw new ConfigError(`lora.modulesToSave ${JSON.stringify(config.modulesToSave)} matches no module of ${model.constructor.name}`);
+  }
+  const inSaved = (name: string) => [...saved.keys()].some((s) => name === s || name.startsWith(`${s}.`));
+  // trainable_token_indices: one nn.Embedding per entry.
+  const tokenTargets: [string, nn.Embedding, readonly number[]][] = [];
+  for (const [key, ids] of Object.entries(config.trainableTokenIndices ?? {})) {
+    const found = model.namedModules().filter(([name]) => name !== "" && matchesTarget(name, [key]));
+    if (found.length !== 1) throw new ConfigError(`lora.trainableTokenIndices: ${JSON.stringify(key)} must name one module of ${model.constructor.name}, matches ${found.length}${found.length ? ` (${found.map(([n]) => n).slice(0, 3).join(", ")})` : ""}`);
+    const [name, m] = found[0]!;
+    if (m instanceof TrainableTokensEmbedding) throw new ConfigError(`lora: ${name} already has trainable token rows`);
+    if (!(m instanceof nn.Embedding)) throw new ConfigError(`lora.trainableTokenIndices names ${name}, a ${m.constructor.name}; trainable tokens need an nn.Embedding`);
+    if (inSaved(name)) throw new ConfigError(`lora: ${name} is in modulesToSave (all of it trains) and in trainableTokenIndices; give it in one only`);
+    tokenTargets.push([name, m, ids]);
+  }
+  // LoRA targets inside a saved module are left out: the module trains whole.
+  const matched = model.namedModules().filter(([name]) => name !== "" && matchesTarget(name, config.targetModules) && !inSaved(name));
   if (matched.length === 0) {
     const linears = model.namedModules().filter(([, m]) => m instanceof nn.Linear).map(([n]) => n);
     throw new ConfigError(`lora.targetModules ${JSON.stringify(config.targetModules)} matches no module of ${model.constructor.name} (its nn.Linear modules include ${linears.slice(0, 6).join(", ")}${linears.length > 6 ? ", ..." : ""})`);
@@ -201,7 +347,15 @@ export function applyLora(model: nn.Module, config: ResolvedLoraConfig, o: { gen
     replaceModule(model, name, lora);
     modules.set(name, lora);
   }
-  return new LoraAdapter(model, config, modules);
+  for (const m of saved.values()) m.requiresGrad_(true);
+  const tokens = new Map<string, TrainableTokensEmbedding>();
+  for (const [name, m, ids] of tokenTargets) {
+    const t = new TrainableTokensEmbedding(m, ids);
+    t.training = model.training;
+    replaceModule(model, name, t);
+    tokens.set(name, t);
+  }
+  return new LoraAdapter(model, config, modules, saved, tokens);
 }
 
 /**
@@ -250,7 +404,9 @@ export function loraConfigToPeft(c: ResolvedLoraConfig): Record<string, unknown>
     fan_in_fan_out: false,
     inference_mode: true,
     init_lora_weights: true,
-    modules_to_save: null,
+    modules_to_save: c.modulesToSave,
+    // newer PEFT's key, written only when used so that plain adapters' configs are unchanged
+    ...(c.trainableTokenIndices === null ? {} : { trainable_token_indices: c.trainableTokenIndices }),
     layers_to_transform: null,
     layers_pattern: null,
     rank_pattern: {},
@@ -271,10 +427,15 @@ export function readLoraConfig(dir: string): ResolvedLoraConfig {
   ensure((j.bias ?? "none") === "none", at("bias"), `only "none" is supported (biases stay frozen), got ${JSON.stringify(j.bias)}`);
   for (const k of ["use_rslora", "use_dora", "fan_in_fan_out"]) ensure(!j[k], at(k), "is not supported by MindsEye's LoRA (must be false)");
   for (const k of ["rank_pattern", "alpha_pattern"]) ensure(j[k] === undefined || j[k] === null || Object.keys(j[k] as object).length === 0, at(k), "per-module ranks or alphas are not supported (must be empty)");
-  for (const k of ["modules_to_save", "layers_to_transform", "layers_pattern"]) {
+  for (const k of ["layers_to_transform", "layers_pattern"]) {
     const v = j[k];
     ensure(v === undefined || v === null || (Array.isArray(v) && v.length === 0), at(k), `is not supported by MindsEye's LoRA (must be null), got ${JSON.stringify(v)}`);
   }
+  const mts = j.modules_to_save ?? null;
+  ensure(mts === null || (Array.isArray(mts) && mts.every((x) => typeof x === "string")), at("modules_to_save"), `must be a list of module names or null, got ${JSON.stringify(mts)}`);
+  // PEFT's list form means the input embedding (get_input_embeddings), taken here as the module named embed_tokens.
+  const tti = j.trainable_token_indices ?? null;
+  const tokens = Array.isArray(tti) ? { embed_tokens: tti as number[] } : (tti as Record<string, number[]> | null);
   const str = (v: unknown) => (typeof v === "string" ? v : null);
   return resolveLora({
     r: j.r as number,
@@ -283,6 +444,8 @@ export function readLoraConfig(dir: string): ResolvedLoraConfig {
     loraDropout: (j.lora_dropout ?? 0) as number,
     baseModelNameOrPath: str(j.base_model_name_or_path),
     taskType: str(j.task_type),
+    modulesToSave: mts as string[] | null,
+    trainableTokenIndices: tokens,
   }, path);
 }
 

@@ -35,8 +35,10 @@
 // so a recipe runs unchanged on one GPU.
 //
 // Recipe settings applied here: gradientCheckpointing (torch.setGradientCheckpointing) and lora
-// (models/lora.ts: only the adapters train; at the end the adapter is saved to runDir/adapter in
-// PEFT's layout and, with merge, folded into the weights the stage then saves).
+// (models/lora.ts: only the adapters train, with the modules in modulesToSave and the embedding
+// rows in trainableTokenIndices; at the end the adapter is saved to runDir/adapter in PEFT's layout
+// and, with merge, folded into the weights the stage then saves; saved modules keep their trained
+// weights either way).
 import { createHash } from "node:crypto";
 import { constants as osConstants } from "node:os";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
@@ -109,6 +111,13 @@ export interface LoraSettings {
   targetModules: string[] | string;
   /** At the end, fold the adapters into the weights (the model the stage saves is the merged one); false: the model keeps its base weights. */
   merge: boolean;
+  /**
+   * Modules trained whole and saved in the adapter (PEFT's modules_to_save; names as targetModules'
+   * list). Absent: none (and left out, so earlier runs' fingerprints are unchanged).
+   */
+  modulesToSave?: string[];
+  /** Embedding rows that train (PEFT's trainable_token_indices): embedding module name -> token ids. Absent: none. */
+  trainableTokenIndices?: Record<string, number[]>;
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, "runDir" | "steps"> = {
@@ -517,7 +526,7 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
     if (lora !== null && step === cfg.steps) {
       together("saving the LoRA adapter", () => { if (lead) lora.save(join(runDir, "adapter")); });
       if (cfg.lora!.merge) lora.merge();
-      else unwrapLora(lora);
+      else lora.unload();
     }
     // a signal on any rank stops every rank: each exits as if it had got it
     const signal: NodeJS.Signals | null = step < cfg.steps ? agreedSignal : null;
@@ -578,18 +587,10 @@ function applyRecipeLora(model: nn.Module, s: LoraSettings, seed: number): LoraA
     const trainable = model.namedModules().filter(([, m]) => m instanceof nn.Linear && m.weight.requiresGrad).map(([n]) => n);
     throw new ConfigError(`train.lora.target_modules ${JSON.stringify(s.targetModules)} matches no trainable nn.Linear of ${model.constructor.name} (trainable ones include ${trainable.slice(0, 6).join(", ")}${trainable.length > 6 ? ", ..." : ""})`);
   }
-  return applyLora(model, resolveLora({ r: s.r, loraAlpha: s.alpha, loraDropout: s.dropout, targetModules: names }, "train.lora"), { generator: new torch.Generator(seed) });
-}
-
-/** Puts the base layers back without merging (lora.merge: false): the model keeps its base weights; the adapter is spent. */
-function unwrapLora(lora: LoraAdapter): void {
-  for (const [name, m] of lora.modules) {
-    const dot = name.lastIndexOf(".");
-    const parentName = dot < 0 ? "" : name.slice(0, dot);
-    const parent = lora.model.namedModules().find(([n]) => n === parentName)![1];
-    (parent as unknown as Record<string, nn.Module>)[name.slice(dot + 1)] = m.unwrap();
-  }
-  for (const p of lora.parameters()) p.dispose();
+  return applyLora(model, resolveLora({
+    r: s.r, loraAlpha: s.alpha, loraDropout: s.dropout, targetModules: names,
+    modulesToSave: s.modulesToSave ?? null, trainableTokenIndices: s.trainableTokenIndices ?? null,
+  }, "train.lora"), { generator: new torch.Generator(seed) });
 }
 
 /** Frees the tensors of a batch (a tensor, or an object or array of them). */

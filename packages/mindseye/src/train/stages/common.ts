@@ -42,6 +42,8 @@ export const TrainSection = z.strictObject({
     target_modules: z.union([z.array(z.string().min(1)).min(1), z.string().min(1)]).default([...LORA_DEFAULTS.targetModules]),
     /** Fold the trained adapters into the weights of the saved model (else it keeps the base weights). */
     merge: z.boolean().default(true),
+    /** Modules trained whole and saved in the adapter (PEFT's modules_to_save; names as target_modules' list). Absent: none; latent-pretrain adds its latent head. */
+    modules_to_save: z.array(z.string().min(1)).optional(),
   }).optional(),
   /** With several ranks: a rank that waits this long for another (dead or hung) fails (absent: 1800, PyTorch's 30 minutes). */
   dist_timeout_s: z.number().positive().optional(),

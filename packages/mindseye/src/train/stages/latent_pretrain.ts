@@ -37,6 +37,12 @@
 // latent query tokens are added to its tokenizer when missing and its embeddings grow as
 // resize_token_embeddings does; only the queries readout is offered there. Those targets are
 // computed once per run in memory (not yet in a fingerprinted cache on disk).
+//
+// Under train.lora only the adapters train, so a head in the model (readout queries) would stay
+// at its random init, and so would the latent query tokens' embedding rows. The stage therefore
+// adds the head to modules_to_save (trained whole, saved in the adapter as PEFT does) and makes
+// the query tokens' rows trainable (PEFT's trainable_token_indices: those rows only, the rest of
+// the embedding frozen and bit-identical), and says so in the log (latentLoraSettings).
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
@@ -54,7 +60,7 @@ import { TargetCache, extractTargets, loadEncoder, encoderFingerprint } from "..
 import { latentObjective, termValues, collapseStats, pooledCount, parsePool, targetStats, IGNORE_INDEX, TARGET_NORMS, type ObjectiveConfig, type TargetStats, type PoolSpec } from "../../objectives/index.js";
 import type { Tokenizer } from "../../data/tokenizer.js";
 import type { TargetNorm } from "../../objectives/instance.js";
-import { train, type TrainResult } from "../trainer.js";
+import { train, type TrainResult, type TrainConfig } from "../trainer.js";
 import { captionPairs, collateVlm } from "./vlm_base.js";
 import { TrainSection, trainConfig, loadTokenizer, readPreprocessor, loadUsable, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, dataShard, onLeadRank, type StageOptions, refuseFinetuneOnlyKeys } from "./common.js";
 
@@ -279,7 +285,7 @@ export async function runLatentPretrain(recipe: LatentPretrainRecipe, opts: Stag
       const c = collapseStats(lastLatents);
       Object.assign(values, { pred_std: c.stdMean, pred_effective_rank: c.effectiveRank, pred_mean_cosine: c.meanPairwiseCosine });
     },
-  }, trainConfig(r.out, r.train, r.seed), trainOptions(opts));
+  }, latentTrainConfig(r, model, readout === "queries" && latentArm ? latentIds : null), trainOptions(opts));
   stopIfInterrupted(result, r.out);
   (lastLatents as Tensor | null)?.dispose();
   cache?.dispose();
@@ -302,6 +308,34 @@ export async function runLatentPretrain(recipe: LatentPretrainRecipe, opts: Stag
   head?.parameters().forEach((p) => p.dispose());
   model.parameters().forEach((p) => p.dispose());
   return { modelDir, result };
+}
+
+/**
+ * The trainer's settings; under train.lora the recipe's modules_to_save is passed on and, when
+ * the model holds a latent head (`latentIds`: its query tokens; null: no head in the model),
+ * `latent_head` joins modules_to_save and the query tokens' rows of the input embedding become
+ * trainable_token_indices. Without lora: trainConfig's settings, unchanged.
+ */
+export function latentTrainConfig(r: LatentPretrainRecipe, model: nn.Module, latentIds: readonly number[] | null): ReturnType<typeof trainConfig> {
+  const cfg = trainConfig(r.out, r.train, r.seed);
+  const given = r.train.lora;
+  if (cfg.lora == null || given === undefined) return cfg;
+  const lora: NonNullable<TrainConfig["lora"]> = { ...cfg.lora, ...(given.modules_to_save ? { modulesToSave: [...given.modules_to_save] } : {}) };
+  if (latentIds !== null && latentIds.length > 0) {
+    const embed = inputEmbeddingName(model);
+    lora.modulesToSave = [...new Set([...(lora.modulesToSave ?? []), "latent_head"])];
+    lora.trainableTokenIndices = { [embed]: [...latentIds] };
+    onLeadRank(() => console.error(`latent-pretrain: train.lora trains the adapters and, as PEFT's modules_to_save, the new latent head (latent_head, saved in ${join(r.out, "adapter")}), ` +
+      `and as trainable_token_indices the ${latentIds.length} latent query tokens' rows of ${embed} (the rest of the model stays frozen)`));
+  }
+  return { ...cfg, lora };
+}
+
+/** The full name of the LM's input embedding (`…embed_tokens`, InternLM2's `…tok_embeddings`). */
+function inputEmbeddingName(model: nn.Module): string {
+  const found = model.namedModules().filter(([n, m]) => m instanceof nn.Embedding && /(^|\.)(embed_tokens|tok_embeddings)$/.test(n)).map(([n]) => n);
+  if (found.length !== 1) throw new Error(`latent-pretrain: expected one input embedding (embed_tokens) in ${model.constructor.name}, found ${found.length} (${found.join(", ")})`);
+  return found[0]!;
 }
 
 /** The head of readouts last_token and image_tokens, beside the model (with a .json of where it reads). */
@@ -463,7 +497,7 @@ async function latentPretrainFamily(r: LatentPretrainRecipe, vlm: Vlm, latentArm
       const { loss: _loss, ...logged } = termValues(terms);
       return { loss: terms.loss, metrics: logged };
     },
-  }, trainConfig(r.out, r.train, r.seed), trainOptions(opts));
+  }, latentTrainConfig(r, vlm.module, latentArm ? latentIds : null), trainOptions(opts));
   stopIfInterrupted(result, r.out);
   (targets as Tensor | null)?.dispose();
   logTemperature?.dispose();
