@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { torch, io, type Tensor } from "@mindseye/torch";
 import { generateWorld, resolveWorldOptions } from "../world/generate.js";
 import { loadStageRecipe, runRecipe } from "./stages/index.js";
+import { trainConfig } from "./stages/common.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const configs = join(here, "..", "..", "..", "..", "configs"); // dist/train -> repo root
@@ -106,4 +107,8 @@ test("train.lora and gradient_checkpointing are validated with the recipe and le
   assert.throws(() => loadStageRecipe(join(configs, "vlm-base.yaml"), ["train.lora.rank=4"]), /train\.lora\.rank/);
   assert.throws(() => loadStageRecipe(join(configs, "vlm-base.yaml"), ["train.lora.dropout=1"]), /train\.lora\.dropout/);
   assert.throws(() => loadStageRecipe(join(configs, "vlm-base.yaml"), ["train.gradient_checkpointing=yes"]), /train\.gradient_checkpointing/);
+  // modules_to_save reaches the trainer from any stage's recipe, and stays out when not given
+  const saved = loadStageRecipe(join(configs, "vlm-base.yaml"), ["train.lora.r=4", "train.lora.modules_to_save=[multi_modal_projector]"]);
+  assert.deepEqual(trainConfig(saved.out, saved.train, 0).lora?.modulesToSave, ["multi_modal_projector"]);
+  assert.ok(!("modulesToSave" in trainConfig(r.out, r.train, 0).lora!));
 });

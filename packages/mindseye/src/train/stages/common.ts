@@ -60,7 +60,7 @@ export function trainConfig(runDir: string, t: TrainSection, seed: number): Part
     weightDecay: t.weight_decay, gradAccum: t.grad_accum, clipGradNorm: t.clip_grad_norm, checkpointEvery: t.checkpoint_every,
     logEvery: Math.min(t.log_every, t.steps), seed, batchSize: t.batch_size,
     gradientCheckpointing: t.gradient_checkpointing ?? false,
-    lora: t.lora === undefined ? null : { r: t.lora.r, alpha: t.lora.alpha, dropout: t.lora.dropout, targetModules: t.lora.target_modules, merge: t.lora.merge },
+    lora: t.lora === undefined ? null : { r: t.lora.r, alpha: t.lora.alpha, dropout: t.lora.dropout, targetModules: t.lora.target_modules, merge: t.lora.merge, ...(t.lora.modules_to_save ? { modulesToSave: t.lora.modules_to_save } : {}) },
     ...(t.dist_timeout_s === undefined ? {} : { distTimeoutMs: t.dist_timeout_s * 1000 }),
     ...(t.zero_stage === undefined ? {} : { zeroStage: t.zero_stage }),
   };

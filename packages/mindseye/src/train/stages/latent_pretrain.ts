@@ -311,16 +311,15 @@ export async function runLatentPretrain(recipe: LatentPretrainRecipe, opts: Stag
 }
 
 /**
- * The trainer's settings; under train.lora the recipe's modules_to_save is passed on and, when
- * the model holds a latent head (`latentIds`: its query tokens; null: no head in the model),
- * `latent_head` joins modules_to_save and the query tokens' rows of the input embedding become
- * trainable_token_indices. Without lora: trainConfig's settings, unchanged.
+ * The trainer's settings; under train.lora, when the model holds a latent head (`latentIds`: its
+ * query tokens; null: no head in the model), `latent_head` joins the recipe's modules_to_save and
+ * the query tokens' rows of the input embedding become trainable_token_indices. Without lora:
+ * trainConfig's settings, unchanged.
  */
 export function latentTrainConfig(r: LatentPretrainRecipe, model: nn.Module, latentIds: readonly number[] | null): ReturnType<typeof trainConfig> {
   const cfg = trainConfig(r.out, r.train, r.seed);
-  const given = r.train.lora;
-  if (cfg.lora == null || given === undefined) return cfg;
-  const lora: NonNullable<TrainConfig["lora"]> = { ...cfg.lora, ...(given.modules_to_save ? { modulesToSave: [...given.modules_to_save] } : {}) };
+  if (cfg.lora == null) return cfg;
+  const lora: NonNullable<TrainConfig["lora"]> = { ...cfg.lora };
   if (latentIds !== null && latentIds.length > 0) {
     const embed = inputEmbeddingName(model);
     lora.modulesToSave = [...new Set([...(lora.modulesToSave ?? []), "latent_head"])];
