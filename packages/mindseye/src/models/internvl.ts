@@ -288,9 +288,12 @@ export function dynamicTiles(width: number, height: number, o: { minNum?: number
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`dynamicTiles: ${k} must be a positive integer, got ${v}`);
   }
   if (!Number.isInteger(maxNum) || maxNum < minNum) throw new RangeError(`dynamicTiles: maxNum must be an integer ≥ minNum ${minNum}, got ${maxNum}`);
-  // Every grid once, stably ordered by tile count. (The reference sorts a Python set; grids with
-  // equal counts never tie for closest, so their order does not matter: make_internvl_golden.py
-  // checks a spread of sizes.)
+  // Every grid once, stably ordered by tile count. (The reference sorts a Python set, so grids of
+  // equal count come in CPython's set order, which this does not reproduce. With minNum = 1, as
+  // every InternVL release, that never changes the result: (1, 1) is always closer than two
+  // equal-count grids tying with each other (checked for maxNum ≤ 12 on all sizes to 300×300).
+  // With minNum ≥ 4 such ties occur, e.g. 5×2 under minNum = maxNum = 4 gives (4, 1) in the
+  // reference but (2, 2) here. make_internvl_golden.py and make_processor_golden.py check sizes.)
   const grids: [number, number][] = [];
   for (let n = minNum; n <= maxNum; n++) {
     for (let i = 1; i <= n; i++) {

@@ -1,6 +1,7 @@
 // Image processors: Pillow's bicubic resize, HF's CLIP / SigLIP / Qwen2-VL processors and
-// LLaVA's pad-to-square against fixtures/models/make_processor_golden.py (Pillow + numpy
-// following transformers step by step), smart_resize and Python's round, configs, errors.
+// LLaVA's pad-to-square and InternVL2.5's load_image (tiles + thumbnail) against
+// fixtures/models/make_processor_golden.py (Pillow + numpy following transformers and the
+// InternVL model card step by step), smart_resize and Python's round, configs, errors.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
@@ -11,6 +12,8 @@ import {
   processClip, processSiglip, processQwen2VL, processorConfigFromHf, validateProcessorConfig, PROCESSOR_PRESETS,
   CLIP_MEAN, CLIP_STD, type RgbImage, type ClipProcessorConfig, type SiglipProcessorConfig, type Qwen2VLProcessorConfig,
 } from "./processors.js";
+import { internVLProcessor } from "./family.js";
+import { dynamicTiles } from "./internvl.js";
 
 // dist/models/processors.test.js -> <repo>/fixtures/models/
 const GOLDEN = fileURLToPath(new URL("../../../../fixtures/models/processor_golden.safetensors", import.meta.url));
@@ -101,6 +104,31 @@ test("golden: Qwen2-VL pixel_values (patch order) and image_grid_thw equal HF's"
     assert.equal(d, 0, `qwen.${name}: max |diff| ${d}`);
   }
   console.log(`Qwen2-VL pixel_values: max |diff| ${worst}`);
+});
+
+test("golden: InternVL2.5's tile plan and pixel_values (tiles row-major, then the thumbnail) equal load_image's", () => {
+  // Exact (max |diff| 0), not a tolerance: the resizes are PIL's bicubic byte for byte, and
+  // ToTensor's float32(x) / 255 equals HF's float32(float64(x) · (1/255)) for every byte (each
+  // is the correctly rounded x/255), so the float32 normalisation sees the same operands.
+  const grids = new Map(header<[string, number, number][]>("internvl_grids").map(([n, cols, rows]) => [n, [cols, rows]]));
+  let worst = 0;
+  for (const [name, w, h, seed, imageSize, maxNum] of header<[string, number, number, number, number, number][]>("internvls")) {
+    const plan = dynamicTiles(w, h, { minNum: 1, maxNum, imageSize, useThumbnail: true });
+    assert.deepEqual([plan.columns, plan.rows], grids.get(name), `${name}: grid (columns, rows)`);
+    const tokensPerTile = 4;
+    const proc = internVLProcessor({ kind: "internvl_tiles", imageSize, minNum: 1, maxNum, useThumbnail: true, tokensPerTile });
+    const img = makeImage(w, h, seed);
+    const { pixelValues, tokensPerImage } = proc.process([img]);
+    const want = get(`internvl.${name}`); // [tiles (+ thumbnail), 3, S, S]
+    assert.deepEqual(pixelValues.shape, want.shape, name);
+    assert.deepEqual(tokensPerImage, [want.shape[0]! * tokensPerTile], name);
+    assert.equal(proc.tokensFor(img), want.shape[0]! * tokensPerTile, name);
+    const d = maxAbs(pixelValues.toFloat32Array(), want.toFloat32Array());
+    worst = Math.max(worst, d);
+    assert.equal(d, 0, `internvl.${name} (${w}×${h}, ${plan.columns}×${plan.rows} tiles of ${imageSize}): max |diff| ${d}`);
+  }
+  assert.deepEqual([...grids.values()].map((g) => g.join("×")), ["1×1", "3×1", "1×2", "1×1", "2×2", "2×1"], "the fixture covers one tile, a thumbnail, and both sides of the area tie rule");
+  console.log(`InternVL2.5 pixel_values: max |diff| ${worst}`);
 });
 
 test("Qwen2-VL: several images concatenate their patches, one grid row each", () => {
