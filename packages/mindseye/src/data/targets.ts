@@ -18,7 +18,7 @@
 // listed in the manifest; past maxErrorRate over the whole input the extraction stops (the
 // manifest then says complete: false and lists what was skipped).
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { torch, io, type DType, type Tensor } from "@mindseye/torch";
 import { VitVisionModel } from "../models/vit.js";
@@ -112,7 +112,7 @@ export function dataSource(spec: DatasetSpec): DataSource {
 }
 
 /** What differs between two data sources, one line each; empty when they agree. */
-function dataDifferences(old: DataSource, now: DataSource): string[] {
+export function dataDifferences(old: DataSource, now: DataSource): string[] {
   const lines: string[] = [];
   const describe = (f: DataSource["files"][number] | undefined) => f === undefined ? "(none)" : f.kind === "file" ? `${f.path} (${f.size} bytes)` : `${f.path} (${f.kind})`;
   const keys = [...new Set([...Object.keys(old.spec), ...Object.keys(now.spec)])];
@@ -141,7 +141,8 @@ export function encoderFingerprint(model: VitVisionModel, config: Record<string,
   return h.digest("hex");
 }
 
-function canonicalJson(v: unknown): string {
+/** JSON with sorted keys: equal values hash equally. */
+export function canonicalJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
   if (v !== null && typeof v === "object") {
     return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`).join(",")}}`;
@@ -183,11 +184,12 @@ export interface ExtractOptions {
   quiet?: boolean;
 }
 
-function shardName(i: number): string {
+export function shardName(i: number): string {
   return `targets-${String(i).padStart(5, "0")}.safetensors`;
 }
 
-function writeManifest(dir: string, m: TargetManifest): void {
+/** Writes DIR/manifest.json atomically (any cache manifest). */
+export function writeManifest(dir: string, m: object): void {
   const tmp = join(dir, `manifest.json.tmp-${process.pid}`);
   writeFileSync(tmp, JSON.stringify(m, null, 2) + "\n");
   renameSync(tmp, join(dir, "manifest.json"));
@@ -260,7 +262,7 @@ export async function extractTargets(o: ExtractOptions): Promise<TargetManifest>
       io.saveFile(join(o.out, file), new Map([["targets", torch.zeros([0, manifest.k, manifest.d], { dtype })]]), { ids: "[]" });
     }
     shardTensors.forEach((t) => t.dispose());
-    manifest.shards.push({ file, count: shardIds.length, records: shardRecords.length, ids: idsOf(shardRecords), skippedImages: shardSkipped });
+    manifest.shards.push({ file, count: shardIds.length, records: shardRecords.length, ids: idsOf(shardRecords.map((p) => p.id)), skippedImages: shardSkipped });
     record();
     writeManifest(o.out, manifest);
     shardIds = [];
@@ -337,10 +339,11 @@ function entry(kind: SkippedEntry["kind"], r: SkippedRecord): SkippedEntry {
   return { kind, file: r.source.file, record: r.source.record, reason: r.reason };
 }
 
-function idsOf(pairs: readonly ImageTextPair[]): ShardEntry["ids"] {
+/** sha256 over record ids in order, with the first and last (a shard's records, checked on resume). */
+export function idsOf(ids: readonly string[]): ShardEntry["ids"] {
   const h = createHash("sha256");
-  for (const p of pairs) h.update(`${p.id}\n`);
-  return { sha256: h.digest("hex"), first: pairs[0]!.id, last: pairs[pairs.length - 1]!.id };
+  for (const id of ids) h.update(`${id}\n`);
+  return { sha256: h.digest("hex"), first: ids[0]!, last: ids[ids.length - 1]! };
 }
 
 /** A resumed extraction must read the same data: refuses another source, naming what differs. */
@@ -357,7 +360,7 @@ function checkSameData(out: string, old: TargetManifest, data: DataSource): void
 
 /** The records read for a finished shard must be the ones it was made from. */
 function checkSameRecords(out: string, shard: ShardEntry, pairs: readonly ImageTextPair[]): void {
-  const now = idsOf(pairs);
+  const now = idsOf(pairs.map((p) => p.id));
   if (now.sha256 === shard.ids.sha256) return;
   throw new Error(
     `${out}: shard ${shard.file} was made from records ${shard.ids.first} … ${shard.ids.last}, but the data now gives ${now.first} … ${now.last} there; ` +
@@ -365,16 +368,37 @@ function checkSameRecords(out: string, shard: ShardEntry, pairs: readonly ImageT
   );
 }
 
-/** Reads a target cache: targets by record id, refusing a cache made by another encoder. */
-export class TargetCache {
-  readonly manifest: TargetManifest;
+/** Shard files TargetCache keeps open with readRows (least recently used closed first). */
+const MAX_OPEN_SHARDS = 64;
+
+/** What TargetCache reads of a manifest: the world's encoders' (TargetManifest) and the published families' caches share it. */
+export interface CacheManifestCore {
+  fingerprint: string;
+  complete: boolean;
+  k: number;
+  d: number;
+  shards: { file: string; count: number }[];
+}
+
+/**
+ * Reads a target cache: targets by record id, refusing a cache made by another encoder.
+ * By default a shard is loaded whole on first use and kept until dispose() (the whole cache ends
+ * up resident). With `readRows`, get() reads just the asked rows from the shard files (pread at
+ * the row's offset; the OS page cache does the caching), so memory stays at the ids' index plus
+ * the batch, whatever the cache's size.
+ */
+export class TargetCache<M extends CacheManifestCore = TargetManifest> {
+  readonly manifest: M;
   private readonly where = new Map<string, { shard: number; row: number }>();
   private readonly loaded = new Map<number, Tensor>();
+  private readonly files = new Map<number, { fd: number; start: number; rowBytes: number; shape: number[]; dtype: DType }>();
+  private readonly readRows: boolean;
 
-  constructor(readonly dir: string, opts: { expectFingerprint?: string } = {}) {
+  constructor(readonly dir: string, opts: { expectFingerprint?: string; readRows?: boolean } = {}) {
     const path = join(dir, "manifest.json");
     if (!existsSync(path)) throw new Error(`${dir}: no manifest.json (not a target cache; make one with \`mindseye targets extract\`)`);
-    this.manifest = JSON.parse(readFileSync(path, "utf8")) as TargetManifest;
+    this.manifest = JSON.parse(readFileSync(path, "utf8")) as M;
+    this.readRows = opts.readRows ?? false;
     if (!this.manifest.complete) throw new Error(`${dir}: the extraction did not finish; run the same \`mindseye targets extract\` again to resume it`);
     if (opts.expectFingerprint !== undefined && opts.expectFingerprint !== this.manifest.fingerprint) {
       throw new Error(`${dir} was made with another encoder (fingerprint ${this.manifest.fingerprint.slice(0, 12)}…, the encoder in use has ${opts.expectFingerprint.slice(0, 12)}…); re-extract the targets`);
@@ -396,10 +420,38 @@ export class TargetCache {
       const rows = ids.map((id) => {
         const at = this.where.get(id);
         if (at === undefined) throw new Error(`target cache ${this.dir}: no target for record "${id}"`);
-        return this.shard(at.shard).select(0, at.row);
+        return this.readRows ? this.row(at.shard, at.row) : this.shard(at.shard).select(0, at.row);
       });
       return torch.stack(rows, 0).to({ dtype });
     });
+  }
+
+  /** One row [K, D] read from its shard file. */
+  private row(i: number, row: number): Tensor {
+    let f = this.files.get(i);
+    if (f !== undefined) {
+      this.files.delete(i); // most recently used last
+      this.files.set(i, f);
+    } else {
+      if (this.files.size >= MAX_OPEN_SHARDS) {
+        const [oldest, g] = this.files.entries().next().value!;
+        closeSync(g.fd);
+        this.files.delete(oldest);
+      }
+      const path = join(this.dir, this.manifest.shards[i]!.file);
+      const h = io.readHeader(path);
+      const info = h.tensors.get("targets");
+      if (info === undefined) throw new Error(`${path}: no "targets" tensor; the cache is damaged`);
+      const dtype = (Object.keys(io.SAFETENSORS_DTYPE) as DType[]).find((d) => io.SAFETENSORS_DTYPE[d] === info.dtype);
+      if (dtype === undefined) throw new Error(`${path}: targets of dtype ${info.dtype} cannot be read`);
+      const [n, ...rest] = info.shape;
+      f = { fd: openSync(path, "r"), start: h.dataStart + info.dataOffsets[0], rowBytes: (info.dataOffsets[1] - info.dataOffsets[0]) / n!, shape: rest, dtype };
+      this.files.set(i, f);
+    }
+    const buf = new Uint8Array(f.rowBytes);
+    const got = readSync(f.fd, buf, 0, f.rowBytes, f.start + row * f.rowBytes);
+    if (got !== f.rowBytes) throw new Error(`${join(this.dir, this.manifest.shards[i]!.file)}: short read of row ${row}; the cache is damaged`);
+    return torch.fromBytes(buf, f.shape, f.dtype);
   }
 
   private shard(i: number): Tensor {
@@ -417,5 +469,7 @@ export class TargetCache {
   dispose(): void {
     for (const t of this.loaded.values()) t.dispose();
     this.loaded.clear();
+    for (const f of this.files.values()) closeSync(f.fd);
+    this.files.clear();
   }
 }

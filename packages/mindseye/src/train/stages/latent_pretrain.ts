@@ -35,28 +35,36 @@
 // its targets are its OWN frozen vision tower's features at `vision_layer` (Qwen2.5-VL: after the
 // PatchMerger, "merger", or before it, "pre_merger"), pooled per image on its own 2-D grid; the
 // latent query tokens are added to its tokenizer when missing and its embeddings grow as
-// resize_token_embeddings does; only the queries readout is offered there. Those targets are
-// computed once per run in memory (not yet in a fingerprinted cache on disk).
+// resize_token_embeddings does; only the queries readout is offered there. Those targets live in a
+// fingerprinted cache on disk (`targets`, default <out>/targets; familyTargetCache): made in
+// bounded memory (64 images decoded, 8 through the tower at a time, one shard held), bound to the
+// tower's weights, processor, config, vision_layer, pool and the caption datasets, reused whole
+// when it matches, resumed when a run stopped while making it, refused when made otherwise; the
+// trainer reads each batch's rows from the shard files.
 //
 // Under train.lora only the adapters train, so a head in the model (readout queries) would stay
 // at its random init, and so would the latent query tokens' embedding rows. The stage therefore
 // adds the head to modules_to_save (trained whole, saved in the adapter as PEFT does) and makes
 // the query tokens' rows trainable (PEFT's trainable_token_indices: those rows only, the rest of
 // the embedding frozen and bit-identical), and says so in the log (latentLoraSettings).
+import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { torch, nn, io, type Tensor } from "@mindseye/torch";
 import { imageTokenCount } from "../../models/vlm.js";
 import { loadVlm, MindsEyeVlm, poolImageFeatures, disposePixels, type Vlm } from "../../models/family.js";
-import { readPairs, SkipCounter, type ImageRef } from "../../data/formats/index.js";
+import { readPairs, SkipCounter, type DatasetSpec, type ImageRef, type ImageTextPair, type SkippedRecord } from "../../data/formats/index.js";
+import type { RgbImage } from "../../models/processors.js";
+import { Progress } from "../../util/progress.js";
+import { makeOutputDir } from "../../util/output_dir.js";
 import { decodeBatch } from "../../data/images.js";
 import { LatentHead, latentTokens, gatherLastPosition, gatherImagePositions, latentHeadToHfConfig, LATENT_HEAD_TYPES } from "../../models/latent_head.js";
 import { buildExample, renderUserTurn, CHATML, type PromptFormat } from "../../data/vlm_inputs.js";
 import { ConfigError } from "../../config/errors.js";
 import { resolveModelRef } from "../../config/hub.js";
 import { DataLoader } from "../../data/loader.js";
-import { TargetCache, extractTargets, loadEncoder, encoderFingerprint } from "../../data/targets.js";
+import { TargetCache, extractTargets, loadEncoder, encoderFingerprint, dataSource, dataDifferences, canonicalJson, shardName, writeManifest, idsOf, type CacheManifestCore, type DataSource, type ShardEntry, type SkippedEntry } from "../../data/targets.js";
 import { latentObjective, termValues, collapseStats, pooledCount, parsePool, targetStats, IGNORE_INDEX, TARGET_NORMS, type ObjectiveConfig, type TargetStats, type PoolSpec } from "../../objectives/index.js";
 import type { Tokenizer } from "../../data/tokenizer.js";
 import type { TargetNorm } from "../../objectives/instance.js";
@@ -80,7 +88,7 @@ export const LatentPretrainRecipe = z.strictObject({
   /** The model directory to start from (vlm-base's, or any family's: models/family.ts). */
   base: z.string(),
   out: z.string(),
-  /** Where the target cache is (extracted there first if absent; mindseye_vlm). */
+  /** Where the target cache is (extracted there first if absent). A published family: its own tower's targets, default <out>/targets. */
   targets: z.string().optional(),
   /** A published family's tower layer the targets are read at (Qwen2.5-VL: merger | pre_merger; absent: the family's default). */
   vision_layer: z.string().optional(),
@@ -387,75 +395,297 @@ function imageIdsByPath(world: string): Map<string, string> {
   return new Map(coco.images.map((im) => [join(world, "images", im.file_name), String(im.id)]));
 }
 
-/** A caption of a published family's latent pretraining: its image by key, and the image itself. */
-interface CaptionPair { key: string; image: ImageRef; caption: string }
+/** A caption of a published family's latent pretraining and the key of its image (the images are read by the target cache, not kept). */
+interface CaptionPair { key: string; caption: string }
 
 /** The captions of `captions` datasets (keys "d<i>:<id>") and of the world (keys: image paths). */
 async function familyCaptions(r: LatentPretrainRecipe): Promise<CaptionPair[]> {
   const out: CaptionPair[] = [];
   for (const [i, spec] of (r.captions ?? []).entries()) {
     const errors = new SkipCounter(`captions[${i}] (${spec.format})`, { maxErrorRate: r.max_error_rate, setting: "max_error_rate in the recipe" });
-    for await (const p of readPairs(spec, { errors })) for (const caption of p.captions) out.push({ key: `d${i}:${p.id}`, image: p.image, caption });
+    for await (const p of readPairs(spec, { errors })) for (const caption of p.captions) out.push({ key: `d${i}:${p.id}`, caption });
     errors.finish();
     if (errors.skipped > 0) console.error(errors.summary());
   }
-  if (r.world !== undefined) for (const p of await captionPairs(r.world, "train")) out.push({ key: p.image, image: { kind: "file", path: p.image }, caption: p.caption });
+  if (r.world !== undefined) for (const p of await captionPairs(r.world, "train")) out.push({ key: p.image, caption: p.caption });
   if (out.length === 0) throw new ConfigError("latent-pretrain: no captions (give world or captions)");
   return out;
 }
 
+/** The datasets a family's captions come from, in order: each `captions` spec, then the world's training captions (COCO layout). */
+function familyDatasets(r: LatentPretrainRecipe): DatasetSpec[] {
+  const specs: DatasetSpec[] = (r.captions ?? []).map((c) => c as DatasetSpec);
+  if (r.world !== undefined) specs.push({ format: "coco", annotations: join(r.world, "captions_train.json"), images: join(r.world, "images") });
+  return specs;
+}
+
+/** Each distinct caption image once, in dataset order, with the key familyCaptions gives its captions. */
+async function* familyImages(r: LatentPretrainRecipe, errors: SkipCounter): AsyncGenerator<{ key: string; image: ImageRef; source: ImageTextPair["source"] }> {
+  const seen = new Set<string>();
+  const specs = familyDatasets(r);
+  for (const [i, spec] of specs.entries()) {
+    const world = r.world !== undefined && i === specs.length - 1;
+    for await (const p of readPairs(spec, { errors })) {
+      // The world's captions are keyed by image path (captionPairs), the datasets' by "d<i>:<id>".
+      const key = world ? (p.image.kind === "file" ? p.image.path : p.id) : `d${i}:${p.id}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      yield { key, image: p.image, source: p.source };
+    }
+  }
+}
+
+/** Version of a published family's target cache manifest. */
+export const FAMILY_TARGETS_VERSION = 1;
+
 /**
- * The targets of a published family: each distinct image through its processor and frozen tower
- * (at `layer`), pooled per image on its own grid. Returns [n, K, D] and the row of each key;
- * captions whose image could not be decoded are dropped (counted, past the rate the run stops).
+ * The manifest of a published family's target cache (DIR/manifest.json; shards as targets.ts
+ * writes them: "targets" [n, K, D] float32, metadata "ids" = the n image keys). `fingerprint`
+ * covers what the targets are a function of besides the settings beside it: the tower's weights
+ * (every tensor of the vision tower as loaded: name, dtype, shape, bytes), the processor's
+ * settings and the model's config.json (vision_feature_layer, select strategy, …).
  */
-async function familyTargets(vlm: Vlm, pairs: CaptionPair[], pool: string, layer: string | undefined, maxErrorRate: number): Promise<{ targets: Tensor; row: Map<string, number>; usable: CaptionPair[] }> {
-  const first = new Map<string, ImageRef>();
-  for (const p of pairs) if (!first.has(p.key)) first.set(p.key, p.image);
-  const keys = [...first.keys()];
-  const errors = new SkipCounter("caption images", { maxErrorRate, setting: "max_error_rate in the recipe" });
-  errors.expectTotal(keys.length);
-  const images = await decodeBatch(keys.map((k) => ({ image: first.get(k)!, source: { file: k, record: "image" } })), { errors });
-  errors.finish();
-  if (errors.skipped > 0) console.error(errors.summary());
-  const rows: Tensor[] = [], row = new Map<string, number>();
-  try {
-    keys.forEach((k, i) => {
-      const img = images[i];
-      if (!img) return;
-      rows.push(torch.scope(() => {
-        const px = vlm.processor.process([img]);
+export interface FamilyTargetManifest extends CacheManifestCore {
+  version: number;
+  kind: "family";
+  fingerprint: string;
+  family: { base: string; modelType: string; processor: unknown; towerTensors: number };
+  visionLayer: string;
+  pooling: string;
+  dtype: "float32";
+  /** Images per shard at most (a shard is also cut at FAMILY_SHARD_BYTES). */
+  shardSize: number;
+  /** The caption datasets, in order (targets.ts's dataSource: resolved paths and sizes). */
+  data: DataSource[];
+  shards: ShardEntry[];
+  complete: boolean;
+  maxErrorRate: number;
+  skipped: number;
+  skippedList: SkippedEntry[];
+}
+
+/** Images decoded at a time, and run through the tower at a time, while a cache is made. */
+export const FAMILY_DECODE_CHUNK = 64;
+export const FAMILY_TOWER_BATCH = 8;
+/** A shard is written when it holds this many images or this many bytes of targets. */
+export const FAMILY_SHARD_SIZE = 4096;
+export const FAMILY_SHARD_BYTES = 256 * 2 ** 20;
+
+/** Tensors of the vision tower within a family's module (Qwen2.5-VL visual, LLaVA vision_tower, InternVL vision_model). */
+const TOWER = /(^|\.)(visual|vision_tower|vision_model)\./;
+
+/** sha256 over the tower's tensors (name, dtype, shape, bytes), the processor settings and config.json; and how many tensors. */
+export function familyFingerprint(vlm: Vlm, base: string): { fingerprint: string; towerTensors: number } {
+  const h = createHash("sha256");
+  const tensors = vlm.module.namedParameters().filter(([n]) => TOWER.test(n)).sort(([a], [b]) => a.localeCompare(b));
+  if (tensors.length === 0) throw new Error(`latent-pretrain: found no vision tower tensors in ${vlm.modelType} (names matching ${TOWER})`);
+  for (const [name, t] of tensors) {
+    h.update(name);
+    h.update(t.dtype);
+    h.update(JSON.stringify(t.shape));
+    h.update(t.toBytes());
+  }
+  h.update(vlm.modelType);
+  h.update(canonicalJson(vlm.processor.config));
+  h.update(canonicalJson(JSON.parse(readFileSync(join(base, "config.json"), "utf8"))));
+  return { fingerprint: h.digest("hex"), towerTensors: tensors.length };
+}
+
+/** Why an existing cache does not fit these settings, one line each; empty when it does. */
+function familyCacheDifferences(old: FamilyTargetManifest, now: FamilyTargetManifest): string[] {
+  if (old.version !== now.version || old.kind !== "family") return [`it is not a version ${now.version} family target cache (version ${old.version}, kind ${old.kind ?? "encoder"})`];
+  const lines: string[] = [];
+  if (old.fingerprint !== now.fingerprint) lines.push(`the vision tower's weights, processor or config differ (fingerprint ${old.fingerprint.slice(0, 12)}…, now ${now.fingerprint.slice(0, 12)}…)`);
+  for (const k of ["visionLayer", "pooling", "dtype", "shardSize"] as const) if (old[k] !== now[k]) lines.push(`${k} was ${old[k]}, now ${now[k]}`);
+  if (old.data.length !== now.data.length) lines.push(`${old.data.length} caption datasets, now ${now.data.length}`);
+  else now.data.forEach((d, i) => lines.push(...dataDifferences(old.data[i]!, d).map((l) => `dataset ${i}: ${l}`)));
+  return lines;
+}
+
+/**
+ * The targets of a published family in a fingerprinted cache at `dir` (see FamilyTargetManifest):
+ * each distinct caption image through the family's processor and frozen tower (at `vision_layer`),
+ * pooled per image on its own grid. Memory stays bounded: FAMILY_DECODE_CHUNK images decoded at a
+ * time, FAMILY_TOWER_BATCH through the tower at a time, one shard's targets held until written.
+ * A complete cache made with the same tower, processor, layer, pooling and data is reused (no
+ * tower forward); an incomplete one resumes at its first missing shard (finished shards' image
+ * keys checked against the data); one made otherwise is refused, naming what differs.
+ * Images that cannot be decoded are skipped and listed (past max_error_rate the run stops).
+ * With several ranks rank 0 makes it and the others poll its manifest until it is complete.
+ * Returns the cache (rows read from the files) and the number of images run through the tower.
+ */
+export async function familyTargetCache(vlm: Vlm, r: LatentPretrainRecipe, dir: string, o: { quiet?: boolean; chunk?: number; towerBatch?: number; shardSize?: number } = {}): Promise<{ cache: TargetCache<FamilyTargetManifest>; computed: number }> {
+  const chunkSize = o.chunk ?? FAMILY_DECODE_CHUNK, towerBatch = o.towerBatch ?? FAMILY_TOWER_BATCH, shardSize = o.shardSize ?? FAMILY_SHARD_SIZE;
+  const layer = r.vision_layer ?? vlm.visionLayers[0]!;
+  if (!vlm.visionLayers.includes(layer)) throw new ConfigError(`vision_layer "${layer}" is not one ${vlm.modelType} offers (known: ${vlm.visionLayers.join(", ")})`);
+  const pool = parsePool(r.pool);
+  const data = familyDatasets(r).map(dataSource);
+  const { fingerprint, towerTensors } = familyFingerprint(vlm, r.base);
+  const manifest: FamilyTargetManifest = {
+    version: FAMILY_TARGETS_VERSION, kind: "family", fingerprint, family: { base: r.base, modelType: vlm.modelType, processor: vlm.processor.config, towerTensors },
+    visionLayer: layer, pooling: pool, dtype: "float32", k: 0, d: 0, shardSize, data, shards: [], complete: false,
+    maxErrorRate: r.max_error_rate, skipped: 0, skippedList: [],
+  };
+  let computed = 0; // images run through the tower by this call
+  const open = () => ({ cache: new TargetCache<FamilyTargetManifest>(dir, { expectFingerprint: fingerprint, readRows: true }), computed });
+  const manifestPath = join(dir, "manifest.json");
+  // With several ranks, rank 0 makes the cache; the others wait for its manifest to say complete.
+  const { rank, worldSize } = dataShard();
+  while (worldSize > 1 && rank !== 0 && !(existsSync(manifestPath) && (JSON.parse(readFileSync(manifestPath, "utf8")) as FamilyTargetManifest).complete)) {
+    await new Promise((done) => setTimeout(done, 2000));
+  }
+  if (existsSync(manifestPath)) {
+    const old = JSON.parse(readFileSync(manifestPath, "utf8")) as FamilyTargetManifest;
+    const diff = familyCacheDifferences(old, manifest);
+    if (diff.length > 0) {
+      throw new ConfigError(`latent-pretrain: ${dir} holds targets made otherwise (${old.complete ? "complete" : `${old.shards?.length ?? 0} shards done`}):\n  ${diff.join("\n  ")}\n` +
+        `Give another targets: DIR for these settings, or delete ${dir} to rebuild it.`);
+    }
+    if (old.complete) return open();
+    for (const s of old.shards) {
+      if (!existsSync(join(dir, s.file))) break; // the first missing shard and all after it are redone
+      manifest.shards.push(s);
+    }
+    manifest.k = old.k;
+    manifest.d = old.d;
+  }
+  makeOutputDir(dir, "the target cache (targets)");
+
+  const policy = { maxErrorRate: r.max_error_rate, setting: "max_error_rate in the recipe" };
+  const records = new SkipCounter("caption records", policy);
+  const images = new SkipCounter("caption images", policy);
+  for (const s of manifest.shards) images.carry(s.records - s.skippedImages.length, s.skippedImages);
+  const progress = new Progress(Number.NaN, 0, o.quiet ?? false, "targets", "images");
+  let shardIds: string[] = [], shardRows: Tensor[] = [], shardKeys: string[] = [], shardSkipped: SkippedRecord[] = [], shardBytes = 0, processed = 0;
+  const record = () => {
+    const entry = (kind: SkippedEntry["kind"], x: SkippedRecord): SkippedEntry => ({ kind, file: x.source.file, record: x.source.record, reason: x.reason });
+    manifest.skippedList = [...records.report().records.map((x) => entry("record", x)), ...images.report().records.map((x) => entry("image", x))];
+    manifest.skipped = manifest.skippedList.length;
+  };
+  const flushShard = () => {
+    if (shardKeys.length === 0) return;
+    const file = shardName(manifest.shards.length);
+    const targets = shardRows.length > 0 ? torch.cat(shardRows, 0) : torch.zeros([0, manifest.k, manifest.d]); // [n, K, D]
+    io.saveFile(join(dir, file), new Map([["targets", targets]]), { ids: JSON.stringify(shardIds) });
+    targets.dispose();
+    shardRows.forEach((t) => t.dispose());
+    manifest.shards.push({ file, count: shardIds.length, records: shardKeys.length, ids: idsOf(shardKeys), skippedImages: shardSkipped });
+    record();
+    writeManifest(dir, manifest);
+    [shardIds, shardRows, shardKeys, shardSkipped, shardBytes] = [[], [], [], [], 0];
+  };
+  // 1. decode a chunk; 2. the tower over it towerBatch images at a time; 3. pool each image on its grid.
+  const runChunk = async (chunk: { key: string; image: ImageRef; source: ImageTextPair["source"] }[]) => {
+    const before = images.skipped;
+    const decoded = await decodeBatch(chunk.map((c) => ({ image: c.image, source: c.source })), { errors: images });
+    shardSkipped.push(...images.skippedSince(before));
+    const ok = chunk.map((c, i) => ({ key: c.key, img: decoded[i] })).filter((x): x is { key: string; img: RgbImage } => x.img !== null);
+    for (let at = 0; at < ok.length; at += towerBatch) {
+      const batch = ok.slice(at, at + towerBatch);
+      const pooled = torch.noGrad(() => torch.scope(() => {
+        const px = vlm.processor.process(batch.map((b) => b.img));
         const f = vlm.visionFeatures(px, layer);
         disposePixels(px);
-        return poolImageFeatures(f.features[0]!, f.grids[0]!, pool, f.hasClassToken).detach(); // [K, D]
+        const rows = f.features.map((x, i) => poolImageFeatures(x, f.grids[i]!, r.pool, f.hasClassToken)); // each [K, D]
+        const k = manifest.k || rows[0]!.shape[0]!;
+        const odd = rows.find((t) => t.shape[0] !== k);
+        if (odd) throw new ConfigError(`pool ${r.pool} gives ${k} latents for one image and ${odd.shape[0]} for another (their grids differ): use mean or grid:K`);
+        return torch.stack(rows, 0).to({ dtype: "float32" }).contiguous(); // [b, K, D]
       }));
-      row.set(k, row.size);
-    });
-    const k0 = rows[0]?.shape[0];
-    const odd = rows.findIndex((t) => t.shape[0] !== k0);
-    if (odd >= 0) throw new ConfigError(`pool ${pool} gives ${k0} latents for one image and ${rows[odd]!.shape[0]} for another (their grids differ): use mean or grid:K`);
-    if (rows.length === 0) throw new Error("latent-pretrain: no caption image could be decoded");
-    return { targets: torch.stack(rows, 0), row, usable: pairs.filter((p) => row.has(p.key)) };
-  } finally {
-    rows.forEach((t) => t.dispose());
+      [manifest.k, manifest.d] = [pooled.shape[1]!, pooled.shape[2]!];
+      shardRows.push(pooled);
+      shardIds.push(...batch.map((b) => b.key));
+      shardBytes += pooled.shape.reduce((a, b) => a * b, 4);
+      computed += batch.length;
+    }
+    shardKeys.push(...chunk.map((c) => c.key));
+    processed += chunk.length;
+    progress.update(processed);
+  };
+
+  // Images of finished shards are not decoded again (the order is deterministic), but their keys are checked.
+  const done = manifest.shards.slice();
+  let shard = 0, inShard: string[] = [], pending: { key: string; image: ImageRef; source: ImageTextPair["source"] }[] = [];
+  const changed = `the data changed since the cache was started — give another targets: DIR, or delete ${dir} to start over`;
+  for await (const item of familyImages(r, records)) {
+    if (shard < done.length) {
+      inShard.push(item.key);
+      if (inShard.length === done[shard]!.records) {
+        if (idsOf(inShard).sha256 !== done[shard]!.ids.sha256) throw new Error(`${dir}: shard ${done[shard]!.file} was made from images ${done[shard]!.ids.first} … ${done[shard]!.ids.last}, but the data now gives ${inShard[0]} … ${inShard[inShard.length - 1]} there; ${changed}`);
+        [shard, inShard] = [shard + 1, []];
+      }
+      continue;
+    }
+    pending.push(item);
+    if (pending.length === chunkSize) {
+      await runChunk(pending);
+      pending = [];
+      if (shardKeys.length >= shardSize || shardBytes >= FAMILY_SHARD_BYTES) flushShard();
+    }
   }
+  if (shard < done.length) throw new Error(`${dir}: the data now has fewer images than the cache's finished shards were made from; ${changed}`);
+  if (pending.length > 0) await runChunk(pending);
+  flushShard();
+  progress.stop(processed);
+  record();
+  try {
+    records.finish();
+    images.finish();
+  } catch (e) {
+    writeManifest(dir, manifest);
+    throw e;
+  }
+  if (images.skipped > 0) console.error(images.summary());
+  if (manifest.shards.every((s) => s.count === 0)) throw new Error("latent-pretrain: no caption image could be decoded");
+  manifest.complete = true;
+  writeManifest(dir, manifest);
+  return open();
+}
+
+/**
+ * The standardisation statistics of a whole cache (targetStats' mean and std over images, per
+ * latent and dimension), one shard in memory at a time: sums in float64.
+ */
+export function cacheTargetStats(cache: TargetCache<FamilyTargetManifest>): TargetStats {
+  return torch.noGrad(() => torch.scope(() => {
+    const { k, d } = cache.manifest;
+    let sum = torch.zeros([k, d], { dtype: "float64" }), sq = torch.zeros([k, d], { dtype: "float64" }), n = 0;
+    for (const s of cache.manifest.shards) {
+      if (s.count === 0) continue;
+      torch.scope(() => {
+        const m = io.loadFile(join(cache.dir, s.file));
+        const z = m.get("targets")!.to({ dtype: "float64" }); // [n, K, D]
+        sum = torch.keep(sum.add(z.sum([0])));
+        sq = torch.keep(sq.add(z.pow(2).sum([0])));
+        for (const t of m.values()) t.dispose();
+      });
+      n += s.count;
+    }
+    const mean = sum.div(n);
+    const std = sq.div(n).sub(mean.pow(2)).clamp(0).sqrt().to({ dtype: "float32" });
+    return { mean: mean.to({ dtype: "float32" }), std: std.clamp(std.mean().item() * 1e-6 + 1e-12) };
+  }));
 }
 
 /** Latent pretraining of a published family (see the header): its own tower's targets, its tokenizer grown by the latent queries. */
 async function latentPretrainFamily(r: LatentPretrainRecipe, vlm: Vlm, latentArm: boolean, opts: StageOptions): Promise<{ modelDir: string; result: TrainResult }> {
   if ((r.readout ?? "queries") !== "queries" || r.readout_layer !== undefined) throw new ConfigError(`latent-pretrain: ${vlm.modelType} models are pre-trained with the queries readout only (remove readout / readout_layer)`);
-  if (r.encoder !== undefined || r.targets !== undefined) throw new ConfigError(`latent-pretrain: a ${vlm.modelType} model's targets come from its own frozen vision tower; remove encoder and targets (vision_layer picks the layer)`);
+  if (r.encoder !== undefined) throw new ConfigError(`latent-pretrain: a ${vlm.modelType} model's targets come from its own frozen vision tower; remove encoder (vision_layer picks the layer, targets where they are cached)`);
   const tok = loadTokenizer(r.base);
   vlm.freezeVision();
-  const pool = parsePool(r.pool);
+  parsePool(r.pool); // a bad pool fails before anything is read
   let pairs = await familyCaptions(r);
-  let targets: Tensor | null = null, stats: TargetStats | null = null;
-  let row = new Map<string, number>();
+  let cache: TargetCache<FamilyTargetManifest> | null = null, stats: TargetStats | null = null;
   let latentIds: number[] = [];
   if (latentArm) {
-    ({ targets, row, usable: pairs } = await familyTargets(vlm, pairs, pool, r.vision_layer, r.max_error_rate));
-    const [, k, d] = targets.shape as [number, number, number];
-    if (r.loss.target_norm === "standardize") stats = targetStats(targets);
+    // Targets: the frozen tower's pooled features of each caption image, from the cache (made first when absent).
+    const dir = r.targets ?? join(r.out, "targets");
+    cache = (await familyTargetCache(vlm, r, dir, { quiet: opts.quiet ?? false })).cache;
+    const withTarget = pairs.filter((p) => cache!.has(p.key));
+    if (withTarget.length < pairs.length) console.error(`latent-pretrain: ${pairs.length - withTarget.length} captions left out: their images could not be decoded (${dir}/manifest.json lists them)`);
+    pairs = withTarget;
+    const { k, d } = cache.manifest;
+    if (r.loss.target_norm === "standardize") stats = cacheTargetStats(cache);
     latentIds = tok.addTokens(latentTokens(k), { special: true });
     torch.manualSeed(r.seed);
     const head = { type: r.head.type, inputSize: vlm.textHiddenSize, hiddenSize: r.head.hidden_size ?? vlm.textHiddenSize, latentSize: d, bias: true };
@@ -475,7 +705,7 @@ async function latentPretrainFamily(r: LatentPretrainRecipe, vlm: Vlm, latentArm
         inputIds: torch.tensor(batch.map((b) => left(b.ids, pad)), { dtype: "int64" }),
         labels: torch.tensor(batch.map((b) => left(b.labels, IGNORE_INDEX)), { dtype: "int64" }),
         attentionMask: torch.tensor(batch.map((b) => left(b.ids.map(() => 1), 0)), { dtype: "int64" }),
-        targets: targets ? torch.scope(() => targets!.indexSelect(0, torch.tensor(batch.map((b) => row.get(b.key)!), { dtype: "int64" }))) : null,
+        targets: cache ? cache.get(batch.map((b) => b.key)) : null, // [B, K, D], rows read from the shard files
       };
     },
   });
@@ -498,7 +728,7 @@ async function latentPretrainFamily(r: LatentPretrainRecipe, vlm: Vlm, latentArm
     },
   }, latentTrainConfig(r, vlm.module, latentArm ? latentIds : null), trainOptions(opts));
   stopIfInterrupted(result, r.out);
-  (targets as Tensor | null)?.dispose();
+  (cache as TargetCache<FamilyTargetManifest> | null)?.dispose();
   logTemperature?.dispose();
   const modelDir = join(r.out, "model");
   onLeadRank(() => {
