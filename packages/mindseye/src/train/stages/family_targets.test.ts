@@ -5,20 +5,18 @@
 // / dataset is refused, and latent-pretrain trains from it.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync, existsSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { torch, io, type Tensor } from "@mindseye/torch";
 import { ConfigError } from "../../config/errors.js";
 import { generateWorld, resolveWorldOptions } from "../../world/generate.js";
-import { Tokenizer } from "../../data/tokenizer.js";
 import { readPairs, SkipCounter } from "../../data/formats/index.js";
 import { decodeBatch } from "../../data/images.js";
 import { loadVlm, poolImageFeatures, disposePixels, type Vlm } from "../../models/family.js";
-import { Qwen2_5_VLForConditionalGeneration, resolveQwen2_5_VL, QWEN2_5_VL_PRESETS } from "../../models/qwen2_5_vl.js";
-import { CLIP_MEAN, CLIP_STD } from "../../models/processors.js";
 import { writeTinyLlava } from "../../models/llava_test_helpers.js";
+import { writeTinyQwen } from "../../models/qwen2_5_vl_test_helpers.js";
 import { targetStats } from "../../objectives/index.js";
 import { loadStageRecipe, runRecipe } from "./index.js";
 import { LatentPretrainRecipe, familyTargetCache, cacheTargetStats, type FamilyTargetManifest } from "./latent_pretrain.js";
@@ -28,41 +26,6 @@ const X = join(here, "..", "..", "..", "test-fixtures", "formats"); // dist/trai
 const PAPER = join(here, "..", "..", "..", "..", "..", "configs", "paper");
 const COCO = { format: "coco", annotations: join(X, "coco/annotations/captions_val2017.json"), images: join(X, "coco/val2017") };
 let tmp = "", llavaDir = "", qwenDir = "", world = "";
-
-/** A tiny random Qwen2.5-VL in the original release's layout (as models/family.test.ts writes it). */
-function writeTinyQwen(dir: string, tokenizerDir: string): void {
-  mkdirSync(dir, { recursive: true });
-  const tok = Tokenizer.fromPretrained(tokenizerDir);
-  const [, videoPad] = tok.addTokens(["<|vision_pad|>", "<|video_pad|>"], { special: true });
-  tok.save(dir);
-  const ids = tok.specialTokenIds;
-  const t = QWEN2_5_VL_PRESETS.tiny!.config;
-  writeFileSync(join(dir, "config.json"), JSON.stringify({
-    architectures: ["Qwen2_5_VLForConditionalGeneration"], model_type: "qwen2_5_vl", torch_dtype: "float32",
-    vocab_size: tok.vocabSize, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
-    hidden_act: "silu", rms_norm_eps: 1e-6, rope_theta: 1000000.0, max_position_embeddings: 4096, tie_word_embeddings: false,
-    sliding_window: 4096, use_sliding_window: false, max_window_layers: 2, attention_dropout: 0.0, initializer_range: 0.02,
-    rope_scaling: { type: "mrope", mrope_section: [2, 3, 3] }, bos_token_id: ids.pad, eos_token_id: ids.imEnd,
-    vision_start_token_id: ids.visionStart, vision_end_token_id: ids.visionEnd, vision_token_id: tok.tokenToId("<|vision_pad|>"),
-    image_token_id: ids.imagePad, video_token_id: videoPad,
-    vision_config: {
-      depth: 3, hidden_size: 32, intermediate_size: 48, num_heads: 2, in_chans: 3, out_hidden_size: 64, patch_size: 4, spatial_patch_size: 4,
-      temporal_patch_size: 2, spatial_merge_size: 2, window_size: 16, fullatt_block_indexes: [1], hidden_act: "silu", tokens_per_second: 2,
-    },
-  }, null, 2));
-  const model = new Qwen2_5_VLForConditionalGeneration(resolveQwen2_5_VL({
-    ...t, text: { ...t.text, vocabSize: tok.vocabSize, bosTokenId: ids.pad!, eosTokenId: ids.imEnd! },
-    imageTokenId: ids.imagePad!, videoTokenId: videoPad!, visionStartTokenId: ids.visionStart!, visionEndTokenId: ids.visionEnd!,
-  }), { generator: new torch.Generator(0) });
-  const original = new Map<string, Tensor>();
-  for (const [name, p] of model.stateDict()) original.set(name.replace(/^model\.visual\./, "visual.").replace(/^model\.language_model\./, "model."), p);
-  io.saveFile(join(dir, "model.safetensors"), original);
-  model.parameters().forEach((p) => p.dispose());
-  writeFileSync(join(dir, "preprocessor_config.json"), JSON.stringify({
-    image_processor_type: "Qwen2VLImageProcessor", do_resize: true, resample: 3, do_rescale: true, rescale_factor: 1 / 255, do_normalize: true,
-    image_mean: [...CLIP_MEAN], image_std: [...CLIP_STD], min_pixels: 16 * 16, max_pixels: 32 * 32, patch_size: 4, temporal_patch_size: 2, merge_size: 2,
-  }));
-}
 
 before(async () => {
   tmp = mkdtempSync(join(tmpdir(), "mindseye-family-targets-"));
