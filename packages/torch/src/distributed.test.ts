@@ -3,23 +3,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { torch, optim, distributed as dist, type Tensor } from "./index.js";
 import { ddpBatch, ddpLoss, ddpModel } from "./testing/ddp_fixture.js";
+import { freePort } from "./testing/ports.js";
 
 const CHILD = fileURLToPath(new URL("./testing/dist_child.js", import.meta.url));
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface RankResult { rank: number; code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number }
 

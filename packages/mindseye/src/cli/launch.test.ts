@@ -1,24 +1,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { launchOptions, rankEnv } from "./launch.js";
+import { freePort } from "@mindseye/torch/testing";
 
 const MAIN = fileURLToPath(new URL("./main.js", import.meta.url));
 // One rank of @mindseye/torch's own distributed tests: joins the group from the launcher's variables.
 const DIST_CHILD = fileURLToPath(new URL("../../../torch/dist/testing/dist_child.js", import.meta.url));
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Runs `mindseye launch ...`; kills it after killAfterMs so a hang fails the test instead of stalling it. */
 function mindseye(args: string[], killAfterMs = 30_000, onStdout?: (soFar: string, launcherPid: number) => void): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {

@@ -5,26 +5,16 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { readFileSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { torch, io, type Tensor } from "@mindseye/torch";
 import { tempRun } from "./test_helpers.js";
+import { freePort } from "@mindseye/torch/testing";
 
 const CHILD = fileURLToPath(new URL("./trainer_child.js", import.meta.url));
 const MAIN = fileURLToPath(new URL("../cli/main.js", import.meta.url));
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Run { code: number | null; out: string; err: string; ms: number }
 

@@ -7,7 +7,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { cpSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,6 +15,7 @@ import { train, type TrainConfig } from "./trainer.js";
 import { makeTask, tempRun } from "./test_helpers.js";
 import { DataLoader } from "../data/loader.js";
 import { dataShard, TrainSection, trainConfig } from "./stages/common.js";
+import { freePort } from "@mindseye/torch/testing";
 
 const SELF = fileURLToPath(import.meta.url);
 
@@ -43,15 +43,6 @@ if (process.argv[2] === "--rank-child") {
 // ---------------------------------------------------------------------------------------------
 // The tests (the parent process).
 function registerTests(): void {
-  const freePort = () => new Promise<number>((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-
   /** Runs the child on `worldSize` ranks (1: a plain process); each rank's Result, in rank order. */
   const runRanks = async (args: ChildArgs, worldSize: 1 | 2): Promise<Result[]> => {
     const port = await freePort();

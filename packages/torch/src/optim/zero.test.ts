@@ -6,12 +6,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { torch, nn, optim, distributed as dist, type Tensor } from "../index.js";
 import { ddpBatch, ddpLoss, ddpModel, type DdpNet } from "../testing/ddp_fixture.js";
 import { partitionParameters, ZeroRedundancyOptimizer } from "./zero.js";
 import type { OptimizerState } from "./optimizer.js";
+import { freePort } from "../testing/ports.js";
 
 const SELF = fileURLToPath(import.meta.url);
 const values = (t: Tensor) => [...t.toTypedArray()].map(Number);
@@ -98,15 +98,6 @@ if (process.argv[2] === "--rank-child") {
 // ---------------------------------------------------------------------------------------------
 // The tests (the parent process).
 async function registerTests(): Promise<void> {
-  const freePort = () => new Promise<number>((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-
   const runRanks = async (opts: Record<string, unknown>): Promise<string[]> => {
     const port = await freePort();
     return Promise.all([0, 1].map((rank) => new Promise<string>((resolve, reject) => {

@@ -3,7 +3,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { mkdtempSync, rmSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,20 +10,11 @@ import { fileURLToPath } from "node:url";
 import { torch } from "@mindseye/torch";
 import { generateWorld, resolveWorldOptions } from "../../world/generate.js";
 import { VitVisionModel } from "../../models/vit.js";
+import { freePort } from "@mindseye/torch/testing";
 
 const MAIN = fileURLToPath(new URL("../../cli/main.js", import.meta.url));
 const CONFIGS = fileURLToPath(new URL("../../../../../configs", import.meta.url)); // dist/train/stages -> repo root
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** `mindseye ARGS`, killed after 120 s so a hang fails the test instead of stalling the suite. */
 function mindseye(args: string[]): Promise<{ code: number | null; output: string }> {
