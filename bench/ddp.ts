@@ -10,14 +10,13 @@
 // Last line: `ddp step time ratio vs pytorch: R` (median MindsEye step / median PyTorch step).
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir, availableParallelism } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { median, fmt } from "./common.js";
 import { torch, nn, optim, io, distributed as dist, type Tensor } from "@mindseye/torch";
-import { ReferenceDecoder, type DecoderConfig } from "@mindseye/torch/testing";
+import { ReferenceDecoder, freePort, type DecoderConfig } from "@mindseye/torch/testing";
 
 const args = parseArgs({
   options: {
@@ -57,17 +56,6 @@ function worker(fixture: string): void {
   }
   if (pg.rank === 0) console.log(JSON.stringify({ ms, losses, buckets: ddp.numBuckets }));
   dist.destroyProcessGroup();
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** Starts WORLD ranks of `argv`; resolves to rank 0's JSON line. */
