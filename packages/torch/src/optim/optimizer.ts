@@ -92,6 +92,17 @@ export abstract class Optimizer<H extends { lr: number }> {
     return { tensors, meta: { groups, steps } };
   }
 
+  /** A checkpoint's parameter groups must be this optimizer's, group for group, in size. */
+  protected checkGroupSizes(groups: OptimizerState["meta"]["groups"]): void {
+    if (groups.length !== this.paramGroups.length) {
+      throw new Error(`optimizer loadStateDict: checkpoint has ${groups.length} parameter groups, this optimizer has ${this.paramGroups.length}`);
+    }
+    groups.forEach((g, gi) => {
+      const n = (g.params as number[]).length, here = this.paramGroups[gi]!.params.length;
+      if (n !== here) throw new Error(`optimizer loadStateDict: group ${gi} has ${n} parameters in the checkpoint, ${here} here`);
+    });
+  }
+
   /**
    * Restores hyperparameters, step counts and slots saved by stateDict (same parameter order),
    * replacing the current state. The checkpoint is checked in full before anything changes.
@@ -100,13 +111,7 @@ export abstract class Optimizer<H extends { lr: number }> {
     const params = this.allParams();
     const { groups, steps } = state.meta;
     // 1. check
-    if (groups.length !== this.paramGroups.length) {
-      throw new Error(`optimizer loadStateDict: checkpoint has ${groups.length} parameter groups, this optimizer has ${this.paramGroups.length}`);
-    }
-    groups.forEach((g, gi) => {
-      const n = (g.params as number[]).length, here = this.paramGroups[gi]!.params.length;
-      if (n !== here) throw new Error(`optimizer loadStateDict: group ${gi} has ${n} parameters in the checkpoint, ${here} here`);
-    });
+    this.checkGroupSizes(groups);
     for (const i of Object.keys(steps)) {
       if (params[Number(i)] === undefined) throw new Error(`optimizer loadStateDict: step count for parameter ${i}, but this optimizer has ${params.length} parameters`);
     }

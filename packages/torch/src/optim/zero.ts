@@ -196,13 +196,7 @@ export class ZeroRedundancyOptimizer<H extends { lr: number }> extends Optimizer
     const params = this.paramGroups.flatMap((g) => g.params);
     const { groups, steps } = state.meta;
     // 1. check against the full parameter list, so that errors name the checkpoint's indices
-    if (groups.length !== this.paramGroups.length) {
-      throw new Error(`optimizer loadStateDict: checkpoint has ${groups.length} parameter groups, this optimizer has ${this.paramGroups.length}`);
-    }
-    groups.forEach((g, gi) => {
-      const n = (g.params as number[]).length, here = this.paramGroups[gi]!.params.length;
-      if (n !== here) throw new Error(`optimizer loadStateDict: group ${gi} has ${n} parameters in the checkpoint, ${here} here`);
-    });
+    this.checkGroupSizes(groups);
     const inner = this.optim.paramGroups.flatMap((g) => g.params);
     const innerIndex = new Map(inner.map((p, j) => [p, j]));
     const tensors = new Map<string, Tensor>();
