@@ -111,4 +111,9 @@ test("train.lora and gradient_checkpointing are validated with the recipe and le
   const saved = loadStageRecipe(join(configs, "vlm-base.yaml"), ["train.lora.r=4", "train.lora.modules_to_save=[multi_modal_projector]"]);
   assert.deepEqual(trainConfig(saved.out, saved.train, 0).lora?.modulesToSave, ["multi_modal_projector"]);
   assert.ok(!("modulesToSave" in trainConfig(r.out, r.train, 0).lora!));
+  // keep_checkpoints: absent leaves the trainer's default (2); 0 keeps every checkpoint
+  assert.ok(!("keepCheckpoints" in trainConfig(r.out, r.train, 0)));
+  const keepAll = loadStageRecipe(join(configs, "vlm-base.yaml"), ["train.keep_checkpoints=0"]);
+  assert.equal(trainConfig(keepAll.out, keepAll.train, 0).keepCheckpoints, Number.MAX_SAFE_INTEGER);
+  assert.throws(() => loadStageRecipe(join(configs, "vlm-base.yaml"), ["train.keep_checkpoints=-1"]), /train\.keep_checkpoints/);
 });

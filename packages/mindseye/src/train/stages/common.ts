@@ -49,6 +49,8 @@ export const TrainSection = z.strictObject({
   dist_timeout_s: z.number().positive().optional(),
   /** With several ranks, 1 shards AdamW's state over them (ZeRO-1, ~1/world size of it per rank); 0 keeps a full copy on each (absent: 0). One process trains plainly either way. */
   zero_stage: z.union([z.literal(0), z.literal(1)]).optional(),
+  /** Checkpoints kept, the newest (absent: 2); 0 keeps every one (learning curves: `mindseye eval --model RUN/checkpoints/step-N`). */
+  keep_checkpoints: z.number().int().min(0).optional(),
   /** finetune: batches of examples of similar lengths, as Hugging Face Trainer's group_by_length, so less compute goes to padding (absent: false). */
   group_by_length: z.boolean().optional(),
 });
@@ -58,6 +60,7 @@ export function trainConfig(runDir: string, t: TrainSection, seed: number): Part
   return {
     runDir, steps: t.steps, lr: t.lr, minLrRatio: t.min_lr_ratio, warmupSteps: Math.min(t.warmup_steps, t.steps), schedule: t.schedule,
     weightDecay: t.weight_decay, gradAccum: t.grad_accum, clipGradNorm: t.clip_grad_norm, checkpointEvery: t.checkpoint_every,
+    ...(t.keep_checkpoints === undefined ? {} : { keepCheckpoints: t.keep_checkpoints === 0 ? Number.MAX_SAFE_INTEGER : t.keep_checkpoints }),
     logEvery: Math.min(t.log_every, t.steps), seed, batchSize: t.batch_size,
     gradientCheckpointing: t.gradient_checkpointing ?? false,
     lora: t.lora === undefined ? null : { r: t.lora.r, alpha: t.lora.alpha, dropout: t.lora.dropout, targetModules: t.lora.target_modules, merge: t.lora.merge, ...(t.lora.modules_to_save ? { modulesToSave: t.lora.modules_to_save } : {}) },
