@@ -49,9 +49,10 @@ export interface EvalRun {
 
 export interface Cell { arm: string; fraction: number; task: string; seeds: number; accuracy: Interval; perSeed: number[] }
 export interface Comparison { a: string; b: Arm; fraction: number; task: string; difference: Interval; perSeed: number[] }
+/** `arm`: one of ARMS, or a model the study names (its `models` section). */
 export type Control =
-  | { kind: "fraction"; arm: Arm; task: string; from: number; to: number; difference: Interval; perSeed: number[] }
-  | { kind: "blind"; arm: Arm; task: string; fraction: number; accuracy: Interval; difference: Interval; perSeed: number[] };
+  | { kind: "fraction"; arm: string; task: string; from: number; to: number; difference: Interval; perSeed: number[] }
+  | { kind: "blind"; arm: string; task: string; fraction: number; accuracy: Interval; difference: Interval; perSeed: number[] };
 export interface Baseline { chance: number; majority: number; textOnly: number; n: number }
 export interface Concentration { arm: string; fraction: number; seed: number; task: string; byType: Record<string, { answer: string; share: number }>; flagged: string[] }
 
@@ -128,11 +129,14 @@ export function summarize(runs: readonly EvalRun[], seed = 0): { cells: Cell[]; 
     }
   }
 
+  // Controls for the arms and for every model evaluated blind too (the study's named models);
+  // ablation cells have none.
   const controls: Control[] = [];
   const fractions = [...new Set(seen.map((r) => r.fraction))].sort((a, b) => a - b);
   const lo = fractions[0]!, hi = fractions[fractions.length - 1]!;
+  const controlled = [...new Set<string>([...ARMS, ...blind.map((r) => r.arm)])].sort(armOrder);
   for (const task of [...new Set(seen.map((r) => r.task))].sort()) {
-    for (const arm of ARMS) {
+    for (const arm of controlled) {
       const top = groups.get(key(arm, hi, task));
       if (!top) continue;
       const low = groups.get(key(arm, lo, task));
@@ -183,7 +187,7 @@ function controlsTable(controls: Control[], baselines: Record<string, Baseline>)
     const reads = c.kind === "fraction"
       ? (excludesZero(c.difference) && c.difference.mean > 0 ? "more data helps: the study can detect an effect" : "no detectable effect of 10× more data")
       : `blind accuracy ${interval(c.accuracy)}${baselines[c.task] ? ` vs text-only ${pct(baselines[c.task]!.textOnly)}` : ""}`;
-    lines.push(`| ${what} | ${ARM_NAMES[c.arm]} | ${c.task} | ${signed(c.difference)} | ${seedsOf(c.perSeed)} | ${reads} |`);
+    lines.push(`| ${what} | ${armName(c.arm)} | ${c.task} | ${signed(c.difference)} | ${seedsOf(c.perSeed)} | ${reads} |`);
   }
   return lines;
 }
@@ -215,7 +219,28 @@ export interface ReportMeta {
   skipped?: string[];
   retrieval?: RetrievalSummary;
   ablations?: AblationSummary[];
+  /** The published models the study fine-tuned beside the arms (its `models` section). */
+  models?: readonly { name: string; model: string }[];
   [key: string]: unknown;
+}
+
+/**
+ * The named models' table: one row per task × fraction × model, its accuracy and its paired
+ * differences from the baseline and from the latent arm.
+ */
+export function modelsTable(cells: Cell[], comparisons: Comparison[], models: readonly { name: string; model: string }[]): string[] {
+  const byName = new Map(models.map((m) => [m.name, m.model]));
+  const rows = cells.filter((c) => byName.has(c.arm));
+  if (rows.length === 0) return [];
+  const diff = (x: Comparison | undefined) => (x ? `${signed(x.difference)}${excludesZero(x.difference) ? " *" : ""}` : "–");
+  return [
+    "| task | fraction | model | accuracy | − baseline | − latent |",
+    "|---|---|---|---|---|---|",
+    ...rows.map((c) => {
+      const cmp = (b: Arm) => comparisons.find((x) => x.a === c.arm && x.b === b && x.task === c.task && x.fraction === c.fraction);
+      return `| ${c.task} | ${c.fraction} | ${c.arm} (${byName.get(c.arm)}) | ${interval(c.accuracy)}<br>(${seedsOf(c.perSeed)}) | ${diff(cmp("baseline"))} | ${diff(cmp("latent"))} |`;
+    }),
+  ];
 }
 
 /** An ablation cell as results.json lists it (see the header). */
@@ -310,6 +335,14 @@ export function writeReport(dir: string, runs: EvalRun[], meta: ReportMeta): { m
       "Cells of the latent arm with some latent-pretraining keys changed, each fine-tuned and evaluated like an arm. Differences are paired (same seeds, same questions); * marks an interval that excludes 0. Recall@1 and median rank: the cell's test captions retrieving their images from imagined latents before fine-tuning (– for readouts without latent queries).",
       "",
       ...ablationTable(cells, comparisons, meta.ablations, meta.retrieval),
+    ] : []),
+    ...(meta.models && meta.models.length > 0 ? [
+      "",
+      "## Other models",
+      "",
+      "Published models fine-tuned and evaluated with the arms' settings (fractions, seeds, fine-tuning, evaluation, controls above), compared, paired, with the baseline and the latent arm; * marks an interval that excludes 0.",
+      "",
+      ...modelsTable(cells, comparisons, meta.models),
     ] : []),
   ].join("\n");
   writeFileSync(join(dir, "results.md"), markdown + "\n");

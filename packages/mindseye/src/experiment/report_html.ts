@@ -37,6 +37,8 @@ interface ResultsJson {
   baselines: Record<string, { chance: number; majority: number; textOnly: number; n: number }>;
   /** Ablation grid results, when the study declared one (rendered as a table of its rows). */
   ablations?: unknown;
+  /** The published models the study fine-tuned beside the arms (its `models` section). */
+  models?: { name: string; model: string }[];
 }
 
 /** The three arms of every study; other arms in results.json are ablation cells. */
@@ -102,9 +104,22 @@ function resultsSection(r: ResultsJson): string {
   ].join("\n");
 }
 
-/** Ablation cells: results.json cells whose arm is not one of the three, and its `ablations` rows if any. */
+const modelNames = (r: ResultsJson) => new Set((r.models ?? []).map((m) => m.name));
+
+/** The published models the study names: their cells (accuracy with interval and per seed). */
+function modelsSection(r: ResultsJson): string | null {
+  const names = modelNames(r), cells = r.cells.filter((c) => names.has(c.arm));
+  if (cells.length === 0) return null;
+  const source = new Map((r.models ?? []).map((m) => [m.name, m.model]));
+  return [`<h2 id="models">Other models</h2>`,
+    table(["model", "task", "fraction", "accuracy", "per seed"], cells.map((c) => [`${esc(c.arm)} (${esc(source.get(c.arm))})`, esc(c.task), String(c.fraction), ci(c.accuracy), c.perSeed.map(pct).join(" / ")])),
+  ].join("\n");
+}
+
+/** Ablation cells: results.json cells whose arm is neither one of the three nor a named model, and its `ablations` rows if any. */
 function ablationSection(r: ResultsJson): string | null {
-  const cells = r.cells.filter((c) => !MAIN_ARMS.includes(c.arm));
+  const names = modelNames(r);
+  const cells = r.cells.filter((c) => !MAIN_ARMS.includes(c.arm) && !names.has(c.arm));
   const rows = Array.isArray(r.ablations) ? (r.ablations as unknown[]).filter((x): x is Record<string, unknown> => typeof x === "object" && x !== null) : [];
   if (cells.length === 0 && rows.length === 0) return null;
   const parts = [`<h2 id="ablations">Ablations</h2>`];
@@ -320,6 +335,7 @@ export async function writeHtmlReport(study: string): Promise<string> {
   const sections = [
     results ? resultsSection(results) : `<h2 id="results">Results</h2>${missing(esc(resultsPath), "the study has not finished; run <code>mindseye experiment</code> to the end")}`,
     results ? ablationSection(results) : null,
+    results ? modelsSection(results) : null,
     results ? await efficiencySection(results) : null,
     ...(analysis
       ? [await alignmentSection(analysis), await correlationSection(analysis), await structureSection(analysis), sheetsSection(study, analysis)]

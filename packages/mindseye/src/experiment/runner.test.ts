@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { StudyConfig, runStudy, stepMarkerPath, checkStudy } from "./runner.js";
+import { writeTinyLlava } from "../models/llava_test_helpers.js";
 
 const tinyStudy = (out: string, scenes = 30) => StudyConfig.parse({
   name: "tiny", out, world: { scenes, size: 32, latents: 4 },
@@ -70,6 +71,38 @@ test("settings that clash across sections are refused before anything runs", () 
     assert.throws(() => checkStudy({ ...tinyStudy(out), latent_pretrain: { ...tinyStudy(out).latent_pretrain, pool: "grid:9" } }), /pools a 2×2 patch grid into 3×3 cells|needs 9 latent tokens/);
     assert.throws(() => checkStudy({ ...tinyStudy(out), world: { ...tinyStudy(out).world, size: 40 } }), /patch_size 16 does not divide world\.size 40/);
     assert.ok(!existsSync(out), "nothing was made");
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("a study's named models (models:) are fine-tuned and evaluated like the arms, compared with them, and refused when replaced", async () => {
+  const root = mkdtempSync(join(tmpdir(), "mindseye-study-models-"));
+  const lines: string[] = [];
+  const log = (l: string) => lines.push(l);
+  try {
+    const llava = join(root, "llava-hf", "tiny"); // a published-layout LLaVA, as a Hugging Face download would be
+    writeTinyLlava(llava, { template: true });
+    const out = join(root, "study");
+    const study = () => StudyConfig.parse({ ...tinyStudy(out), models: [{ name: "llava-tiny", model: llava }] });
+    await runStudy(study(), { log });
+    const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as {
+      cells: { arm: string }[]; comparisons: { a: string; b: string }[]; controls: { kind: string; arm: string }[]; models: { name: string }[];
+    };
+    assert.deepEqual(results.models.map((m) => m.name), ["llava-tiny"]);
+    assert.ok(results.cells.some((c) => c.arm === "llava-tiny"));
+    assert.deepEqual(results.comparisons.filter((c) => c.a === "llava-tiny").map((c) => c.b).sort(), ["baseline", "latent"]);
+    assert.ok(results.controls.some((c) => c.kind === "blind" && c.arm === "llava-tiny"), "its blind control ran");
+    assert.match(readFileSync(join(out, "results.md"), "utf8"), /## Other models[\s\S]*\| world_gqa\/test \| 1 \| llava-tiny \(/);
+    assert.match(readFileSync(join(out, "report.html"), "utf8"), /<h2 id="models">Other models<\/h2>/);
+
+    lines.length = 0;
+    await runStudy(study(), { log });
+    assert.equal(lines.filter((l) => l.startsWith("[run ]")).length, 0, lines.join("\n"));
+    // The model replaced in place: its fine-tunes are refused as changed, not reused.
+    writeTinyLlava(llava, { template: true, seed: 1 });
+    await assert.rejects(runStudy(study(), { log }), /finetune llava-tiny, fraction 1, seed 0: .*was made from earlier results of the steps it reads.*--force/s);
+    assert.throws(() => checkStudy(StudyConfig.parse({ ...tinyStudy(out), models: [{ name: "latent", model: llava }] })), /models\.0: the name "latent" is taken/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -20,11 +20,12 @@
 // stops and names it, and `force` redoes it and everything after it. The report
 // (results.json / .csv / .md) is rewritten from the evaluations.
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { join, relative, sep } from "node:path";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join, relative, resolve, sep } from "node:path";
 import { z } from "zod";
 import { loadRecipe, setPath, validate } from "../config/recipe.js";
 import { ConfigError } from "../config/errors.js";
+import { resolveModelRef } from "../config/hub.js";
 import { generateWorld, resolveWorldOptions } from "../world/generate.js";
 import { runWorldEncoder, runVlmBase, runLatentPretrain, runFinetune, WorldEncoderRecipe, VlmBaseRecipe, LatentPretrainRecipe, FinetuneRecipe } from "../train/stages/index.js";
 import { checkReadout, extractWorldTargets } from "../train/stages/latent_pretrain.js";
@@ -176,6 +177,17 @@ export const StudyConfig = z.strictObject({
     blind: z.boolean().default(true),
   }).default({ tasks: ["world_gqa", "world_sqa", "world_jigsaw"], splits: ["test", "test_novel"], limit: null, batch_size: 32, blind: true }),
   ablations: AblationsSection,
+  /**
+   * Published models fine-tuned and evaluated beside the arms under the study's settings
+   * (fractions, seeds, finetune, eval, blind control): the proposal's LLaVA and InternVL2.5
+   * baselines. Each is a model directory or a Hugging Face id in the local hub cache, of any
+   * family models/family.ts loads; it is compared, paired, with the baseline and the latent arm.
+   * Absent: none.
+   */
+  models: z.array(z.strictObject({
+    name: z.string().regex(/^[a-z][a-z0-9_.-]*$/, "a lowercase name (letters, digits, _ . -), e.g. llava-1.5-7b"),
+    model: z.string().min(1),
+  })).optional(),
 });
 export type StudyConfig = z.output<typeof StudyConfig>;
 
@@ -191,7 +203,11 @@ export function checkStudy(c: StudyConfig): StudyConfig {
   const patch = c.world_encoder.encoder.patch_size;
   if (c.world.size % patch !== 0) throw new ConfigError(`world_encoder.encoder.patch_size ${patch} does not divide world.size ${c.world.size}`);
   checkLatentPretrain(c, c.latent_pretrain, "latent_pretrain");
-  resolveAblations(c);
+  const taken = new Set<string>([...ARMS, ...resolveAblations(c).map((cell) => cell.name)]);
+  for (const [i, m] of (c.models ?? []).entries()) {
+    if (taken.has(m.name)) throw new ConfigError(`models.${i}: the name "${m.name}" is taken by an arm, an ablation cell or another model; rename it`);
+    taken.add(m.name);
+  }
   return c;
 }
 
@@ -419,6 +435,16 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
     starts.push({ name: cell.name, folder: cell.folder, dir: join(out, "model"), token, fractions, seeds, blind: false });
   }
 
+  // 3b. The published models the study names, fine-tuned and evaluated like the arms. A model's
+  // identity is its resolved directory and its files' names, sizes and times: a model replaced
+  // in place makes its fine-tunes "changed" (refused without --force), without hashing 16 GB.
+  for (const m of c.models ?? []) {
+    const modelDir = resolveModelRef(m.model);
+    if (!existsSync(join(modelDir, "config.json"))) throw new ConfigError(`models: ${m.name}: ${m.model} is not a model directory (no config.json) nor a Hugging Face id in the hub cache`);
+    const files = readdirSync(modelDir).sort().map((f) => { const st = statSync(join(modelDir, f)); return [f, st.size, st.mtimeMs]; });
+    starts.push({ name: m.name, folder: join("models", m.name), dir: modelDir, token: sha([resolve(modelDir), files]), fractions: c.fractions, seeds: c.seeds, blind: true });
+  }
+
   // 4. Fine-tune every arm and cell × fraction × seed, and evaluate each (the arms' largest fraction also blind).
   const runs: EvalRun[] = [];
   const skips: string[] = []; // every evaluation's skipped records, for the report
@@ -459,6 +485,7 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
     baselines, skipped: skips,
     ...(retrieval ? { retrieval } : {}),
     ...(ablations.length > 0 ? { ablations } : {}),
+    ...(c.models && c.models.length > 0 ? { models: c.models } : {}),
     seconds: (performance.now() - t0) / 1000,
   });
   writeFileSync(resolved, JSON.stringify(c, null, 2) + "\n");
