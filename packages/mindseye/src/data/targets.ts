@@ -26,7 +26,7 @@ import { processClip, processSiglip, processorConfigFromHf, type ImageProcessorC
 import { poolFeatures, parsePool, pooledCount, type PoolSpec } from "../objectives/pooling.js";
 import { readHfConfig } from "../config/hf.js";
 import { resolveModelRef } from "../config/hub.js";
-import { expandBraces, getFormat, readPairs, SkipCounter, type DatasetSpec, type ImageTextPair, type SkippedRecord } from "./formats/index.js";
+import { expandBraces, getFormat, readPairs, SkipCounter, type DatasetSpec, type ImageRef, type ImageTextPair, type SkippedRecord } from "./formats/index.js";
 import { decodeBatch } from "./images.js";
 import { Progress } from "../util/progress.js";
 import { makeOutputDir } from "../util/output_dir.js";
@@ -238,95 +238,21 @@ export async function extractTargets(o: ExtractOptions): Promise<TargetManifest>
   }
 
   const policy = { maxErrorRate, setting: "--max-error-rate (mindseye targets extract)" };
-  const records = new SkipCounter(`${o.data.format} records`, policy);
-  const images = new SkipCounter("images", policy);
-  // Images of finished shards are not decoded again: their counts carry over.
-  for (const s of manifest.shards) images.carry(s.records - s.skippedImages.length, s.skippedImages);
-  const progress = new Progress(Number.NaN, 0, o.quiet ?? false, "targets", "images");
-  let shardIds: string[] = [], shardTensors: Tensor[] = [], shardRecords: ImageTextPair[] = [], shardSkipped: SkippedRecord[] = [], processed = 0;
-  let pending: ImageTextPair[] = [];
-  const record = () => {
-    const all = [...records.report().records.map((r) => entry("record", r)), ...images.report().records.map((r) => entry("image", r))];
-    manifest.skipped = all.length;
-    manifest.skippedList = all;
-  };
-
-  const flushShard = () => {
-    if (shardRecords.length === 0) return;
-    const file = shardName(manifest.shards.length);
-    if (shardIds.length > 0) {
-      const targets = torch.cat(shardTensors, 0);
-      io.saveFile(join(o.out, file), new Map([["targets", targets]]), { ids: JSON.stringify(shardIds) });
-      targets.dispose();
-    } else {
-      io.saveFile(join(o.out, file), new Map([["targets", torch.zeros([0, manifest.k, manifest.d], { dtype })]]), { ids: "[]" });
-    }
-    shardTensors.forEach((t) => t.dispose());
-    manifest.shards.push({ file, count: shardIds.length, records: shardRecords.length, ids: idsOf(shardRecords.map((p) => p.id)), skippedImages: shardSkipped });
-    record();
-    writeManifest(o.out, manifest);
-    shardIds = [];
-    shardTensors = [];
-    shardRecords = [];
-    shardSkipped = [];
-  };
-  const runBatch = async (batch: ImageTextPair[]) => {
-    const before = images.skipped;
-    const decoded = await decodeBatch(batch.map((p) => ({ image: p.image, source: p.source })), { errors: images });
-    shardSkipped.push(...images.skippedSince(before));
-    const ok = batch.filter((_, i) => decoded[i] !== null);
-    if (ok.length > 0) {
-      const targets = torch.noGrad(() => torch.scope(() => {
-        const pixels = preprocess(decoded.filter((x): x is RgbImage => x !== null), preprocessing); // [b, 3, H, W]
-        const features = model.features(pixels, featureLayer); // [b, N(+1), D]
-        return poolFeatures(features, pooling, { hasClassToken }).to({ dtype }).contiguous(); // [b, K, D]
-      }));
-      shardTensors.push(targets);
-      shardIds.push(...ok.map((p) => p.id));
-    }
-    shardRecords.push(...batch);
-    processed += batch.length;
-    progress.update(processed);
-  };
-
   try {
-    // Records of finished shards are skipped without decoding (the dataset order is deterministic),
-    // but their ids are checked against the ones each shard was made from.
-    const done = manifest.shards.slice();
-    let shard = 0, inShard: ImageTextPair[] = [];
-    for await (const pair of readPairs(o.data, { errors: records })) {
-      if (shard < done.length) {
-        inShard.push(pair);
-        if (inShard.length === done[shard]!.records) {
-          checkSameRecords(o.out, done[shard]!, inShard);
-          shard++;
-          inShard = [];
-        }
-        continue;
-      }
-      pending.push(pair);
-      if (pending.length === batchSize) {
-        await runBatch(pending);
-        pending = [];
-        if (shardRecords.length === shardSize) flushShard();
-      }
+    const records = new SkipCounter(`${o.data.format} records`, policy);
+    async function* items(): AsyncGenerator<TargetItem> {
+      for await (const p of readPairs(o.data, { errors: records })) yield { id: p.id, image: p.image, source: p.source };
     }
-    if (shard < done.length) {
-      const seen = done.slice(0, shard).reduce((a, s) => a + s.records, 0) + inShard.length;
-      throw new Error(`${o.out}: the data now has ${seen} records, fewer than the ${done.reduce((a, s) => a + s.records, 0)} its finished shards were made from; the data changed since the cache was started — use another --out for this data, or delete ${o.out} to start over`);
-    }
-    if (pending.length > 0) await runBatch(pending);
-    flushShard();
-    progress.stop(processed);
-    // The error rate over the whole input; past it the manifest lists the skips and stays incomplete.
-    record();
-    try {
-      records.finish();
-      images.finish();
-    } catch (e) {
-      writeManifest(o.out, manifest);
-      throw e;
-    }
+    await writeTargetShards(o.out, manifest, items(), {
+      records, images: new SkipCounter("images", policy), chunk: batchSize, dtype, quiet: o.quiet ?? false, unit: "records",
+      full: (n) => n === shardSize,
+      compute: (decoded) => {
+        const pixels = preprocess(decoded, preprocessing); // [b, 3, H, W]
+        const features = model.features(pixels, featureLayer); // [b, N(+1), D]
+        return poolFeatures(features, pooling, { hasClassToken }); // [b, K, D]
+      },
+      changed: `the data changed since the cache was started — use another --out for this data, or delete ${o.out} to start over`,
+    });
     manifest.complete = true;
     writeManifest(o.out, manifest);
   } finally {
@@ -359,13 +285,116 @@ function checkSameData(out: string, old: TargetManifest, data: DataSource): void
 }
 
 /** The records read for a finished shard must be the ones it was made from. */
-function checkSameRecords(out: string, shard: ShardEntry, pairs: readonly ImageTextPair[]): void {
-  const now = idsOf(pairs.map((p) => p.id));
-  if (now.sha256 === shard.ids.sha256) return;
-  throw new Error(
-    `${out}: shard ${shard.file} was made from records ${shard.ids.first} … ${shard.ids.last}, but the data now gives ${now.first} … ${now.last} there; ` +
-      `the data changed since the cache was started — use another --out for this data, or delete ${out} to start over`,
-  );
+/** One item a target cache is made from: its record id, its image, and where it came from (skip reports). */
+export interface TargetItem { id: string; image: ImageRef; source: ImageTextPair["source"] }
+
+/** What writeTargetShards keeps up to date in a cache's manifest (the world's and the published families' alike). */
+export interface ShardedManifest { k: number; d: number; shards: ShardEntry[]; skipped: number; skippedList: SkippedEntry[] }
+
+export interface ShardWriter {
+  /** Counters of bad records (the item stream's) and of images that do not decode; their rates stop the run. */
+  records: SkipCounter;
+  images: SkipCounter;
+  /** Items decoded and computed at a time. */
+  chunk: number;
+  /** Whether the shard being written is full, given its records and its targets' bytes so far (checked after each chunk). */
+  full: (records: number, bytes: number) => boolean;
+  /** The rows [b, K, D] of a chunk's images that decoded, in order (run under noGrad and a scope). */
+  compute: (images: RgbImage[]) => Tensor;
+  dtype: DType;
+  quiet: boolean;
+  /** What an item is called in messages ("records", "images"). */
+  unit: string;
+  /** Ends the message when the data no longer match a finished shard: what to do. */
+  changed: string;
+}
+
+const BYTES_PER: Partial<Record<DType, number>> = { float64: 8, float32: 4, float16: 2, bfloat16: 2 };
+
+/**
+ * Writes a target cache's shards into `dir` from `items`, in their order: `w.chunk` items decoded
+ * at a time (undecodable images skipped and counted), `w.compute` turning the decoded images into
+ * rows, a shard file (targets [n, K, D] and its record ids) written whenever `w.full`, and the
+ * manifest after each shard. The manifest's finished shards (a resume) are not decoded again, but
+ * their items' ids are checked against the ones each shard was made from. At the end the error
+ * rates are judged over the whole input; past them the manifest lists the skips and the error is
+ * thrown. Marking the cache complete is the caller's.
+ */
+export async function writeTargetShards(dir: string, manifest: ShardedManifest, items: AsyncIterable<TargetItem>, w: ShardWriter): Promise<void> {
+  const { records, images } = w;
+  for (const s of manifest.shards) images.carry(s.records - s.skippedImages.length, s.skippedImages);
+  const progress = new Progress(Number.NaN, 0, w.quiet, "targets", "images");
+  let shardIds: string[] = [], shardRows: Tensor[] = [], shardItems: string[] = [], shardSkipped: SkippedRecord[] = [], shardBytes = 0, processed = 0;
+  const record = () => {
+    manifest.skippedList = [...records.report().records.map((r) => entry("record", r)), ...images.report().records.map((r) => entry("image", r))];
+    manifest.skipped = manifest.skippedList.length;
+  };
+  const flushShard = () => {
+    if (shardItems.length === 0) return;
+    const file = shardName(manifest.shards.length);
+    const targets = shardRows.length > 0 ? torch.cat(shardRows, 0) : torch.zeros([0, manifest.k, manifest.d], { dtype: w.dtype }); // [n, K, D]
+    io.saveFile(join(dir, file), new Map([["targets", targets]]), { ids: JSON.stringify(shardIds) });
+    targets.dispose();
+    shardRows.forEach((t) => t.dispose());
+    manifest.shards.push({ file, count: shardIds.length, records: shardItems.length, ids: idsOf(shardItems), skippedImages: shardSkipped });
+    record();
+    writeManifest(dir, manifest);
+    [shardIds, shardRows, shardItems, shardSkipped, shardBytes] = [[], [], [], [], 0];
+  };
+  const runChunk = async (chunk: TargetItem[]) => {
+    const before = images.skipped;
+    const decoded = await decodeBatch(chunk.map((c) => ({ image: c.image, source: c.source })), { errors: images });
+    shardSkipped.push(...images.skippedSince(before));
+    const ok = chunk.filter((_, i) => decoded[i] !== null);
+    if (ok.length > 0) {
+      const rows = torch.noGrad(() => torch.scope(() => w.compute(decoded.filter((x): x is RgbImage => x !== null)).to({ dtype: w.dtype }).contiguous())); // [b, K, D]
+      [manifest.k, manifest.d] = [rows.shape[1]!, rows.shape[2]!];
+      shardRows.push(rows);
+      shardIds.push(...ok.map((c) => c.id));
+      shardBytes += rows.numel() * (BYTES_PER[w.dtype] ?? 4);
+    }
+    shardItems.push(...chunk.map((c) => c.id));
+    processed += chunk.length;
+    progress.update(processed);
+  };
+
+  // Items of finished shards are skipped without decoding (the order is deterministic), but their ids are checked.
+  const done = manifest.shards.slice();
+  let shard = 0, inShard: string[] = [], pending: TargetItem[] = [];
+  for await (const item of items) {
+    if (shard < done.length) {
+      inShard.push(item.id);
+      if (inShard.length === done[shard]!.records) {
+        const now = idsOf(inShard);
+        if (now.sha256 !== done[shard]!.ids.sha256) {
+          throw new Error(`${dir}: shard ${done[shard]!.file} was made from ${w.unit} ${done[shard]!.ids.first} … ${done[shard]!.ids.last}, but the data now gives ${now.first} … ${now.last} there; ${w.changed}`);
+        }
+        [shard, inShard] = [shard + 1, []];
+      }
+      continue;
+    }
+    pending.push(item);
+    if (pending.length === w.chunk) {
+      await runChunk(pending);
+      pending = [];
+      if (w.full(shardItems.length, shardBytes)) flushShard();
+    }
+  }
+  if (shard < done.length) {
+    const seen = done.slice(0, shard).reduce((a, s) => a + s.records, 0) + inShard.length;
+    throw new Error(`${dir}: the data now has ${seen} ${w.unit}, fewer than the ${done.reduce((a, s) => a + s.records, 0)} its finished shards were made from; ${w.changed}`);
+  }
+  if (pending.length > 0) await runChunk(pending);
+  flushShard();
+  progress.stop(processed);
+  record();
+  try {
+    records.finish();
+    images.finish();
+  } catch (e) {
+    writeManifest(dir, manifest); // past the rates: the manifest lists the skips and stays incomplete
+    throw e;
+  }
 }
 
 /** Shard files TargetCache keeps open with readRows (least recently used closed first). */

@@ -54,17 +54,14 @@ import { z } from "zod";
 import { torch, nn, io, type Tensor } from "@mindseye/torch";
 import { imageTokenCount } from "../../models/vlm.js";
 import { loadVlm, MindsEyeVlm, poolImageFeatures, disposePixels, type Vlm } from "../../models/family.js";
-import { readPairs, SkipCounter, type DatasetSpec, type ImageRef, type ImageTextPair, type SkippedRecord } from "../../data/formats/index.js";
-import type { RgbImage } from "../../models/processors.js";
-import { Progress } from "../../util/progress.js";
+import { readPairs, SkipCounter, type DatasetSpec } from "../../data/formats/index.js";
 import { makeOutputDir } from "../../util/output_dir.js";
-import { decodeBatch } from "../../data/images.js";
 import { LatentHead, latentTokens, gatherLastPosition, gatherImagePositions, latentHeadToHfConfig, LATENT_HEAD_TYPES } from "../../models/latent_head.js";
 import { buildExample, renderUserTurn, CHATML, type PromptFormat } from "../../data/vlm_inputs.js";
 import { ConfigError } from "../../config/errors.js";
 import { resolveModelRef } from "../../config/hub.js";
 import { DataLoader } from "../../data/loader.js";
-import { TargetCache, extractTargets, loadEncoder, encoderFingerprint, dataSource, dataDifferences, canonicalJson, shardName, writeManifest, idsOf, type CacheManifestCore, type DataSource, type ShardEntry, type SkippedEntry } from "../../data/targets.js";
+import { TargetCache, extractTargets, loadEncoder, encoderFingerprint, dataSource, dataDifferences, canonicalJson, writeManifest, writeTargetShards, type TargetItem, type CacheManifestCore, type DataSource, type ShardEntry, type SkippedEntry } from "../../data/targets.js";
 import { latentObjective, termValues, collapseStats, pooledCount, parsePool, targetStats, IGNORE_INDEX, TARGET_NORMS, type ObjectiveConfig, type TargetStats, type PoolSpec } from "../../objectives/index.js";
 import type { Tokenizer } from "../../data/tokenizer.js";
 import type { TargetNorm } from "../../objectives/instance.js";
@@ -420,7 +417,7 @@ function familyDatasets(r: LatentPretrainRecipe): DatasetSpec[] {
 }
 
 /** Each distinct caption image once, in dataset order, with the key familyCaptions gives its captions. */
-async function* familyImages(r: LatentPretrainRecipe, errors: SkipCounter): AsyncGenerator<{ key: string; image: ImageRef; source: ImageTextPair["source"] }> {
+async function* familyImages(r: LatentPretrainRecipe, errors: SkipCounter): AsyncGenerator<TargetItem> {
   const seen = new Set<string>();
   const specs = familyDatasets(r);
   for (const [i, spec] of specs.entries()) {
@@ -430,7 +427,7 @@ async function* familyImages(r: LatentPretrainRecipe, errors: SkipCounter): Asyn
       const key = world ? (p.image.kind === "file" ? p.image.path : p.id) : `d${i}:${p.id}`;
       if (seen.has(key)) continue;
       seen.add(key);
-      yield { key, image: p.image, source: p.source };
+      yield { id: key, image: p.image, source: p.source };
     }
   }
 }
@@ -552,89 +549,29 @@ export async function familyTargetCache(vlm: Vlm, r: LatentPretrainRecipe, dir: 
   makeOutputDir(dir, "the target cache (targets)");
 
   const policy = { maxErrorRate: r.max_error_rate, setting: "max_error_rate in the recipe" };
-  const records = new SkipCounter("caption records", policy);
-  const images = new SkipCounter("caption images", policy);
-  for (const s of manifest.shards) images.carry(s.records - s.skippedImages.length, s.skippedImages);
-  const progress = new Progress(Number.NaN, 0, o.quiet ?? false, "targets", "images");
-  let shardIds: string[] = [], shardRows: Tensor[] = [], shardKeys: string[] = [], shardSkipped: SkippedRecord[] = [], shardBytes = 0, processed = 0;
-  const record = () => {
-    const entry = (kind: SkippedEntry["kind"], x: SkippedRecord): SkippedEntry => ({ kind, file: x.source.file, record: x.source.record, reason: x.reason });
-    manifest.skippedList = [...records.report().records.map((x) => entry("record", x)), ...images.report().records.map((x) => entry("image", x))];
-    manifest.skipped = manifest.skippedList.length;
-  };
-  const flushShard = () => {
-    if (shardKeys.length === 0) return;
-    const file = shardName(manifest.shards.length);
-    const targets = shardRows.length > 0 ? torch.cat(shardRows, 0) : torch.zeros([0, manifest.k, manifest.d]); // [n, K, D]
-    io.saveFile(join(dir, file), new Map([["targets", targets]]), { ids: JSON.stringify(shardIds) });
-    targets.dispose();
-    shardRows.forEach((t) => t.dispose());
-    manifest.shards.push({ file, count: shardIds.length, records: shardKeys.length, ids: idsOf(shardKeys), skippedImages: shardSkipped });
-    record();
-    writeManifest(dir, manifest);
-    [shardIds, shardRows, shardKeys, shardSkipped, shardBytes] = [[], [], [], [], 0];
-  };
-  // 1. decode a chunk; 2. the tower over it towerBatch images at a time; 3. pool each image on its grid.
-  const runChunk = async (chunk: { key: string; image: ImageRef; source: ImageTextPair["source"] }[]) => {
-    const before = images.skipped;
-    const decoded = await decodeBatch(chunk.map((c) => ({ image: c.image, source: c.source })), { errors: images });
-    shardSkipped.push(...images.skippedSince(before));
-    const ok = chunk.map((c, i) => ({ key: c.key, img: decoded[i] })).filter((x): x is { key: string; img: RgbImage } => x.img !== null);
-    for (let at = 0; at < ok.length; at += towerBatch) {
-      const batch = ok.slice(at, at + towerBatch);
-      const pooled = torch.noGrad(() => torch.scope(() => {
-        const px = vlm.processor.process(batch.map((b) => b.img));
+  const records = new SkipCounter("caption records", policy), images = new SkipCounter("caption images", policy);
+  await writeTargetShards(dir, manifest, familyImages(r, records), {
+    records, images, chunk: chunkSize, dtype: "float32", quiet: o.quiet ?? false, unit: "images",
+    full: (n, bytes) => n >= shardSize || bytes >= FAMILY_SHARD_BYTES,
+    // the tower towerBatch images at a time, each image pooled on its own grid
+    compute: (decoded) => {
+      const parts: Tensor[] = [];
+      let k = manifest.k; // 0 until the first rows
+      for (let at = 0; at < decoded.length; at += towerBatch) {
+        const px = vlm.processor.process(decoded.slice(at, at + towerBatch));
         const f = vlm.visionFeatures(px, layer);
         disposePixels(px);
         const rows = f.features.map((x, i) => poolImageFeatures(x, f.grids[i]!, r.pool, f.hasClassToken)); // each [K, D]
-        const k = manifest.k || rows[0]!.shape[0]!;
+        k ||= rows[0]!.shape[0]!;
         const odd = rows.find((t) => t.shape[0] !== k);
         if (odd) throw new ConfigError(`pool ${r.pool} gives ${k} latents for one image and ${odd.shape[0]} for another (their grids differ): use mean or grid:K`);
-        return torch.stack(rows, 0).to({ dtype: "float32" }).contiguous(); // [b, K, D]
-      }));
-      [manifest.k, manifest.d] = [pooled.shape[1]!, pooled.shape[2]!];
-      shardRows.push(pooled);
-      shardIds.push(...batch.map((b) => b.key));
-      shardBytes += pooled.shape.reduce((a, b) => a * b, 4);
-      computed += batch.length;
-    }
-    shardKeys.push(...chunk.map((c) => c.key));
-    processed += chunk.length;
-    progress.update(processed);
-  };
-
-  // Images of finished shards are not decoded again (the order is deterministic), but their keys are checked.
-  const done = manifest.shards.slice();
-  let shard = 0, inShard: string[] = [], pending: { key: string; image: ImageRef; source: ImageTextPair["source"] }[] = [];
-  const changed = `the data changed since the cache was started — give another targets: DIR, or delete ${dir} to start over`;
-  for await (const item of familyImages(r, records)) {
-    if (shard < done.length) {
-      inShard.push(item.key);
-      if (inShard.length === done[shard]!.records) {
-        if (idsOf(inShard).sha256 !== done[shard]!.ids.sha256) throw new Error(`${dir}: shard ${done[shard]!.file} was made from images ${done[shard]!.ids.first} … ${done[shard]!.ids.last}, but the data now gives ${inShard[0]} … ${inShard[inShard.length - 1]} there; ${changed}`);
-        [shard, inShard] = [shard + 1, []];
+        parts.push(torch.stack(rows, 0)); // [b, K, D]
       }
-      continue;
-    }
-    pending.push(item);
-    if (pending.length === chunkSize) {
-      await runChunk(pending);
-      pending = [];
-      if (shardKeys.length >= shardSize || shardBytes >= FAMILY_SHARD_BYTES) flushShard();
-    }
-  }
-  if (shard < done.length) throw new Error(`${dir}: the data now has fewer images than the cache's finished shards were made from; ${changed}`);
-  if (pending.length > 0) await runChunk(pending);
-  flushShard();
-  progress.stop(processed);
-  record();
-  try {
-    records.finish();
-    images.finish();
-  } catch (e) {
-    writeManifest(dir, manifest);
-    throw e;
-  }
+      computed += decoded.length;
+      return torch.cat(parts, 0);
+    },
+    changed: `the data changed since the cache was started — give another targets: DIR, or delete ${dir} to start over`,
+  });
   if (images.skipped > 0) console.error(images.summary());
   if (manifest.shards.every((s) => s.count === 0)) throw new Error("latent-pretrain: no caption image could be decoded");
   manifest.complete = true;
