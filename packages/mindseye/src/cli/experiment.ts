@@ -1,17 +1,30 @@
-// `mindseye experiment --config configs/demo.yaml`: the whole study, resumable.
+// `mindseye experiment --config configs/demo.yaml`: the whole study, resumable. A recipe of
+// `steps:` (configs/paper/small.yaml) is the paper study on published models and real data.
 import type { Command } from "commander";
 import { loadStudy, runStudy, planStudy, type PlannedStep } from "../experiment/runner.js";
+import { isPaperStudy, loadPaperStudy, planPaperStudy, runPaperStudy } from "../experiment/paper.js";
 
 export function registerExperimentCommand(program: Command): void {
   program
     .command("experiment")
-    .description("run the study (world → stages → three arms × fractions × seeds → evaluation → report); skips what is done; SIGINT/SIGTERM stop it after the current training step, and the same command resumes it")
-    .requiredOption("--config <study.yaml>", "the study (configs/demo.yaml)")
+    .description("run the study (world → stages → three arms × fractions × seeds → evaluation → report; or a paper study's steps → evaluation → report); skips what is done; SIGINT/SIGTERM stop it after the current training step, and the same command resumes it")
+    .requiredOption("--config <study.yaml>", "the study (configs/demo.yaml), or a paper study of steps (configs/paper/small.yaml)")
     .option("--set <key=value...>", "override values by dotted key, e.g. --set seeds=[0] out=runs/quick", [])
     .option("--progress", "show each training run's progress")
     .option("--force", "redo steps whose settings (or the steps they read) changed since they ran, and every step after them")
     .option("--dry-run", "list every step with what a run would do to it (done, run, changed), and run nothing")
     .action(async (o: { config: string; set: string[]; progress?: boolean; force?: boolean; dryRun?: boolean }) => {
+      if (isPaperStudy(o.config)) {
+        const paper = loadPaperStudy(o.config, o.set);
+        if (o.dryRun) {
+          console.log(formatPlan(await planPaperStudy(paper), paper.study.out));
+          return;
+        }
+        const r = await runPaperStudy(paper, { quiet: !(o.progress ?? false), force: o.force ?? false });
+        console.log(`\n${r.markdown}\n`);
+        console.log(`study folder: ${r.dir} (results.md, results.json; each step's run folder, each evaluation's predictions in eval/)`);
+        return;
+      }
       const study = loadStudy(o.config, o.set);
       if (o.dryRun) {
         console.log(formatPlan(await planStudy(study), study.out));

@@ -64,16 +64,16 @@ const isArm = (name: string): name is Arm => (ARMS as readonly string[]).include
 const armOrder = (x: string, y: string) => (isArm(x) ? ARMS.indexOf(x) : ARMS.length) - (isArm(y) ? ARMS.indexOf(y) : ARMS.length) || x.localeCompare(y);
 const armName = (arm: string) => (isArm(arm) ? ARM_NAMES[arm] : arm);
 
-const accuracyOf = (r: EvalRun) => [...r.outcomes.values()].filter(Boolean).length / Math.max(1, r.outcomes.size);
+export const accuracyOf = (r: EvalRun) => [...r.outcomes.values()].filter(Boolean).length / Math.max(1, r.outcomes.size);
 
 /** Seeds × questions matrix of 0/1 outcomes over the questions every run answered. */
-function matrix(runs: readonly EvalRun[]): number[][] {
+export function matrix(runs: readonly EvalRun[]): number[][] {
   const ids = [...runs[0]!.outcomes.keys()].filter((id) => runs.every((r) => r.outcomes.has(id)));
   return runs.map((r) => ids.map((id) => (r.outcomes.get(id) ? 1 : 0)));
 }
 
 /** Paired a − b: seeds matched by seed number, questions by id. Null when nothing pairs. */
-function pairedDifference(a: readonly EvalRun[], b: readonly EvalRun[], seed: number): { difference: Interval; perSeed: number[] } | null {
+export function pairedDifference(a: readonly EvalRun[], b: readonly EvalRun[], seed: number): { difference: Interval; perSeed: number[] } | null {
   const pairs = a.map((x) => [x, b.find((y) => y.seed === x.seed)] as const).filter((p): p is readonly [EvalRun, EvalRun] => p[1] !== undefined)
     .sort((p, q) => p[0].seed - q[0].seed);
   if (pairs.length === 0) return null;

@@ -12,20 +12,20 @@
 // `planStudy` lists every step with what a run would do to it (skip, run, or stop on a change)
 // without running or writing anything.
 //
-// Every step writes its outputs under the study folder and a marker (steps/<its folder>.json)
+// Every step (steps.ts) writes its outputs under the study folder and a marker (steps/<its folder>.json)
 // holding the fingerprint of the settings that made it and of the steps it read. A finished step whose
 // fingerprint still matches is skipped, so an interrupted study resumes where it stopped; an
 // unfinished one resumes (training runs from their checkpoints). A step made with other
 // settings — or from an upstream step that was redone — is never reused silently: the study
 // stops and names it, and `force` redoes it and everything after it. The report
 // (results.json / .csv / .md) is rewritten from the evaluations.
-import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { join, relative, resolve, sep } from "node:path";
+//
+// A recipe of real-model steps (configs/paper/small.yaml: `steps:`) is the paper study, paper.ts.
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { z } from "zod";
 import { loadRecipe, setPath, validate } from "../config/recipe.js";
 import { ConfigError } from "../config/errors.js";
-import { resolveModelRef } from "../config/hub.js";
 import { generateWorld, resolveWorldOptions } from "../world/generate.js";
 import { runWorldEncoder, runVlmBase, runLatentPretrain, runFinetune, WorldEncoderRecipe, VlmBaseRecipe, LatentPretrainRecipe, FinetuneRecipe } from "../train/stages/index.js";
 import { checkReadout, extractWorldTargets } from "../train/stages/latent_pretrain.js";
@@ -35,6 +35,7 @@ import { blindBaselines } from "./baselines.js";
 import { parsePool, pooledCount } from "../objectives/index.js";
 import { analyzeStudy } from "../analysis/study.js";
 import { writeHtmlReport } from "./report_html.js";
+import { stepRunner, modelToken, readPredictions, skippedLine, type PlannedStep, type StepKind } from "./steps.js";
 import { writeReport, ARMS, type Baseline, type EvalRun, type RetrievalSummary, type AblationSummary } from "./report.js";
 
 const common = { stage: true, world: true, out: true, seed: true } as const;
@@ -235,44 +236,7 @@ function checkLatentPretrain(c: StudyConfig, lp: StudyLatentPretrain, where: str
 
 export interface StudyResult { dir: string; markdown: string; evaluations: number; /** The self-contained report.html. */ report: string }
 
-/** What a study step records of itself, in STUDY/steps/<its output folder>.json. */
-interface StepMarker { step: string; fingerprint: string; settings: unknown; complete: boolean; finished?: string }
-
-const sha = (v: unknown) => createHash("sha256").update(JSON.stringify(v)).digest("hex").slice(0, 16);
-
-/** The marker file of the step writing to `out`, inside study folder `dir`. */
-export function stepMarkerPath(dir: string, out: string): string {
-  return join(dir, "steps", `${relative(dir, out).split(sep).join("__")}.json`);
-}
-
-function readMarker(path: string): StepMarker | null {
-  try {
-    return JSON.parse(readFileSync(path, "utf8")) as StepMarker;
-  } catch {
-    return null;
-  }
-}
-
-/** Dotted keys whose values differ between two settings objects (for the message). */
-function changedKeys(a: unknown, b: unknown, prefix = ""): string[] {
-  if (JSON.stringify(a) === JSON.stringify(b)) return [];
-  if (Array.isArray(a) && Array.isArray(b) && a.length === b.length) return a.flatMap((x, i) => changedKeys(x, b[i], prefix ? `${prefix}.${i}` : String(i)));
-  if (a && b && typeof a === "object" && typeof b === "object" && !Array.isArray(a) && !Array.isArray(b)) {
-    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
-    return keys.flatMap((k) => changedKeys((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k));
-  }
-  return [prefix || "(all)"];
-}
-
-/** What `planStudy` reports of each step: what a run would do to it. */
-export interface PlannedStep {
-  what: string;
-  out: string;
-  kind: StepKind;
-  /** done: skipped; run: run (or resumed); changed: made otherwise, a run stops on it without --force. */
-  status: "done" | "run" | "changed";
-}
-export type StepKind = "world" | "world-encoder" | "vlm-base" | "targets" | "latent-pretrain" | "retrieval" | "finetune" | "eval";
+export { stepMarkerPath, type PlannedStep, type StepKind } from "./steps.js";
 
 /**
  * Every step of the study in order, with what a run would do to it, from the markers in the
@@ -313,50 +277,7 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
   }
   const t0 = performance.now();
   const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(0)} s`;
-
-  /**
-   * Runs one step into `out` unless a finished one with the same fingerprint is there.
-   * `settings` are what decide its output; `inputs` the tokens of the steps it reads. Returns
-   * this step's token (its fingerprint and finish time: a redone step changes its readers').
-   */
-  const step = async (kind: StepKind, what: string, out: string, settings: unknown, inputs: string[], fn: () => Promise<unknown>): Promise<string> => {
-    const fingerprint = sha({ settings, inputs });
-    const markerPath = stepMarkerPath(dir, out);
-    const marker = readMarker(markerPath);
-    const done = marker?.fingerprint === fingerprint && marker.complete;
-    const changed = !done && existsSync(out) && readdirSync(out).length > 0 && marker?.fingerprint !== fingerprint;
-    if (plan) {
-      plan.push({ what, out, kind, status: done ? "done" : changed ? "changed" : "run" });
-      return done ? sha([fingerprint, marker.finished]) : sha([fingerprint, "planned"]);
-    }
-    if (done) {
-      log(`[skip] ${what} (done)`);
-      return sha([fingerprint, marker.finished]);
-    }
-    if (changed) {
-      const keys = marker === null ? [] : changedKeys(marker.settings, settings);
-      const why = marker === null ? "holds outputs this study did not record"
-        : keys.length > 0 ? `was made with other settings (changed: ${keys.join(", ")})`
-          : "was made from earlier results of the steps it reads";
-      if (!opts.force) {
-        throw new ConfigError(`${what}: ${out} ${why}. Rerun with --force to redo it and every step after it, or give the study a new folder (--set out=…).`);
-      }
-      log(`[redo] ${what}: ${why}`);
-      rmSync(out, { recursive: true, force: true });
-    }
-    const write = (m: StepMarker) => {
-      mkdirSync(join(dir, "steps"), { recursive: true });
-      writeFileSync(`${markerPath}.tmp`, JSON.stringify(m, null, 2) + "\n");
-      renameSync(`${markerPath}.tmp`, markerPath);
-    };
-    write({ step: what, fingerprint, settings, complete: false });
-    log(`[run ] ${what} …`);
-    await fn();
-    const finished = new Date().toISOString();
-    write({ step: what, fingerprint, settings, complete: true, finished });
-    log(`[done] ${what} (${elapsed()})`);
-    return sha([fingerprint, finished]);
-  };
+  const step = stepRunner({ dir, log, force: opts.force, plan });
 
   // 1. The world. Generation writes into an empty folder: a partial world is cleared first.
   const world = join(dir, "world");
@@ -439,10 +360,8 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
   // identity is its resolved directory and its files' names, sizes and times: a model replaced
   // in place makes its fine-tunes "changed" (refused without --force), without hashing 16 GB.
   for (const m of c.models ?? []) {
-    const modelDir = resolveModelRef(m.model);
-    if (!existsSync(join(modelDir, "config.json"))) throw new ConfigError(`models: ${m.name}: ${m.model} is not a model directory (no config.json) nor a Hugging Face id in the hub cache`);
-    const files = readdirSync(modelDir).sort().map((f) => { const st = statSync(join(modelDir, f)); return [f, st.size, st.mtimeMs]; });
-    starts.push({ name: m.name, folder: join("models", m.name), dir: modelDir, token: sha([resolve(modelDir), files]), fractions: c.fractions, seeds: c.seeds, blind: true });
+    const { dir: modelDir, token } = modelToken(m.model, `models: ${m.name}`);
+    starts.push({ name: m.name, folder: join("models", m.name), dir: modelDir, token, fractions: c.fractions, seeds: c.seeds, blind: true });
   }
 
   // 4. Fine-tune every arm and cell × fraction × seed, and evaluate each (the arms' largest fraction also blind).
@@ -467,8 +386,8 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
                 }));
               if (plan) continue;
               runs.push({ arm: s.name, fraction, seed, task: `${task}/${split}`, blind, ...readPredictions(join(out, "predictions.jsonl")) });
-              const skipped = (JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as { skipped: { records: number; images: number; items: number } }).skipped;
-              if (skipped.records + skipped.images + skipped.items > 0) skips.push(`eval ${s.name} f=${fraction} s=${seed} ${task}/${split}: ${skipped.records} records, ${skipped.images} images, ${skipped.items} questions skipped`);
+              const skipped = skippedLine(`eval ${s.name} f=${fraction} s=${seed} ${task}/${split}`, join(out, "results.json"));
+              if (skipped !== null) skips.push(skipped);
             }
           }
         }
@@ -495,17 +414,4 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
   const report = await writeHtmlReport(dir);
   log(`study finished in ${elapsed()}: ${runs.length} evaluations`);
   return { dir, markdown, evaluations: runs.length, report };
-}
-
-/** An evaluation's per-question outcomes and answers (predictions.jsonl). */
-function readPredictions(path: string): Pick<EvalRun, "outcomes" | "answers"> {
-  const outcomes = new Map<string, boolean>();
-  const answers: { type: string; prediction: string }[] = [];
-  for (const line of readFileSync(path, "utf8").split("\n")) {
-    if (!line.trim()) continue;
-    const p = JSON.parse(line) as { id: string; correct: boolean; type: string; prediction: string };
-    outcomes.set(p.id, p.correct);
-    answers.push({ type: p.type, prediction: p.prediction });
-  }
-  return { outcomes, answers };
 }

@@ -1,0 +1,143 @@
+// The steps of a study (the world study, runner.ts, and the paper study, paper.ts): each writes its
+// outputs into a folder and a marker (STUDY/steps/<its folder>.json) holding the fingerprint of the
+// settings that made it and of the steps it read. A finished step whose fingerprint still matches
+// is skipped; an unfinished one is run again (training resumes from its checkpoints); a step made
+// with other settings — or from an upstream step that was redone — stops the study, named, unless
+// `force`, which redoes it (and so, through the fingerprints, every step after it).
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join, relative, resolve, sep } from "node:path";
+import { ConfigError } from "../config/errors.js";
+import { resolveModelRef } from "../config/hub.js";
+import type { EvalRun } from "./report.js";
+
+/** What a study step records of itself, in STUDY/steps/<its output folder>.json. */
+interface StepMarker { step: string; fingerprint: string; settings: unknown; complete: boolean; finished?: string }
+
+export const sha = (v: unknown): string => createHash("sha256").update(JSON.stringify(v)).digest("hex").slice(0, 16);
+
+/** The marker file of the step writing to `out`, inside study folder `dir`. */
+export function stepMarkerPath(dir: string, out: string): string {
+  return join(dir, "steps", `${relative(dir, out).split(sep).join("__")}.json`);
+}
+
+function readMarker(path: string): StepMarker | null {
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as StepMarker;
+  } catch {
+    return null;
+  }
+}
+
+/** Dotted keys whose values differ between two settings objects (for the message). */
+function changedKeys(a: unknown, b: unknown, prefix = ""): string[] {
+  if (JSON.stringify(a) === JSON.stringify(b)) return [];
+  if (Array.isArray(a) && Array.isArray(b) && a.length === b.length) return a.flatMap((x, i) => changedKeys(x, b[i], prefix ? `${prefix}.${i}` : String(i)));
+  if (a && b && typeof a === "object" && typeof b === "object" && !Array.isArray(a) && !Array.isArray(b)) {
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
+    return keys.flatMap((k) => changedKeys((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k));
+  }
+  return [prefix || "(all)"];
+}
+
+export type StepKind = "world" | "world-encoder" | "vlm-base" | "targets" | "latent-pretrain" | "retrieval" | "finetune" | "eval";
+
+/** What a plan reports of each step: what a run would do to it. */
+export interface PlannedStep {
+  what: string;
+  out: string;
+  kind: StepKind;
+  /** done: skipped; run: run (or resumed); changed: made otherwise, a run stops on it without --force. */
+  status: "done" | "run" | "changed";
+}
+
+/**
+ * Runs one step into `out` unless a finished one with the same fingerprint is there. `settings`
+ * are what decide its output; `inputs` the tokens of the steps it reads. Returns this step's
+ * token (its fingerprint and finish time: a redone step changes its readers').
+ */
+export type StepFn = (kind: StepKind, what: string, out: string, settings: unknown, inputs: readonly string[], fn: () => Promise<unknown>) => Promise<string>;
+
+/**
+ * The step function of the study in folder `dir`. With `plan`, steps are only listed into it
+ * (nothing runs or is written); a step downstream of one that would run is "changed" when it was
+ * made before, "run" when it never was.
+ * ```ts
+ * const step = stepRunner({ dir, log: console.log, force: false, plan: null });
+ * const token = await step("finetune", "finetune baseline", join(dir, "ft"), recipe, [baseToken], () => runFinetune(recipe));
+ * ```
+ */
+export function stepRunner(o: { dir: string; log: (line: string) => void; force: boolean; plan: PlannedStep[] | null }): StepFn {
+  const { dir, log, plan } = o;
+  const t0 = performance.now();
+  const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(0)} s`;
+  return async (kind, what, out, settings, inputs, fn) => {
+    const fingerprint = sha({ settings, inputs });
+    const markerPath = stepMarkerPath(dir, out);
+    const marker = readMarker(markerPath);
+    const done = marker?.fingerprint === fingerprint && marker.complete;
+    const changed = !done && existsSync(out) && readdirSync(out).length > 0 && marker?.fingerprint !== fingerprint;
+    if (plan) {
+      plan.push({ what, out, kind, status: done ? "done" : changed ? "changed" : "run" });
+      return done ? sha([fingerprint, marker.finished]) : sha([fingerprint, "planned"]);
+    }
+    if (done) {
+      log(`[skip] ${what} (done)`);
+      return sha([fingerprint, marker.finished]);
+    }
+    if (changed) {
+      const keys = marker === null ? [] : changedKeys(marker.settings, settings);
+      const why = marker === null ? "holds outputs this study did not record"
+        : keys.length > 0 ? `was made with other settings (changed: ${keys.join(", ")})`
+          : "was made from earlier results of the steps it reads";
+      if (!o.force) {
+        throw new ConfigError(`${what}: ${out} ${why}. Rerun with --force to redo it and every step after it, or give the study a new folder (--set out=…).`);
+      }
+      log(`[redo] ${what}: ${why}`);
+      rmSync(out, { recursive: true, force: true });
+    }
+    const write = (m: StepMarker) => {
+      mkdirSync(join(dir, "steps"), { recursive: true });
+      writeFileSync(`${markerPath}.tmp`, JSON.stringify(m, null, 2) + "\n");
+      renameSync(`${markerPath}.tmp`, markerPath);
+    };
+    write({ step: what, fingerprint, settings, complete: false });
+    log(`[run ] ${what} …`);
+    await fn();
+    const finished = new Date().toISOString();
+    write({ step: what, fingerprint, settings, complete: true, finished });
+    log(`[done] ${what} (${elapsed()})`);
+    return sha([fingerprint, finished]);
+  };
+}
+
+/**
+ * The token of a model a study reads but does not make (a directory or a Hugging Face id in the
+ * hub cache): its resolved directory and its files' names, sizes and times, so that a model
+ * replaced in place makes the steps that read it "changed", without hashing 16 GB.
+ */
+export function modelToken(ref: string, where: string): { dir: string; token: string } {
+  const dir = resolveModelRef(ref);
+  if (!existsSync(join(dir, "config.json"))) throw new ConfigError(`${where}: ${ref} is not a model directory (no config.json) nor a Hugging Face id in the hub cache`);
+  const files = readdirSync(dir).sort().map((f) => { const st = statSync(join(dir, f)); return [f, st.size, st.mtimeMs]; });
+  return { dir, token: sha([resolve(dir), files]) };
+}
+
+/** An evaluation's per-question outcomes and answers (predictions.jsonl). */
+export function readPredictions(path: string): Pick<EvalRun, "outcomes" | "answers"> {
+  const outcomes = new Map<string, boolean>();
+  const answers: { type: string; prediction: string }[] = [];
+  for (const line of readFileSync(path, "utf8").split("\n")) {
+    if (!line.trim()) continue;
+    const p = JSON.parse(line) as { id: string; correct: boolean; type: string; prediction: string };
+    outcomes.set(p.id, p.correct);
+    answers.push({ type: p.type, prediction: p.prediction });
+  }
+  return { outcomes, answers };
+}
+
+/** The skipped-input line of an evaluation (null when every question was scored). */
+export function skippedLine(what: string, resultsPath: string): string | null {
+  const s = (JSON.parse(readFileSync(resultsPath, "utf8")) as { skipped: { records: number; images: number; items: number } }).skipped;
+  return s.records + s.images + s.items > 0 ? `${what}: ${s.records} records, ${s.images} images, ${s.items} questions skipped` : null;
+}
