@@ -1,4 +1,6 @@
-// Gradient clipping by global norm, as torch.nn.utils.clip_grad_norm_.
+// Gradient clipping by global norm, as torch.nn.utils.clip_grad_norm_. The two halves (the joint
+// norm of per-tensor norms, the scaling) are exported for sharded gradients: ZeRO-2
+// (zero.ts) gathers its ranks' per-parameter norms, then combines and scales as here.
 import type { Tensor } from "../tensor.js";
 import { noGrad } from "../autograd.js";
 import { scope } from "../scope.js";
@@ -14,15 +16,22 @@ export function clipGradNorm(params: Tensor[], maxNorm: number, opts: { normType
   return noGrad(() => scope(() => {
     const grads = params.map((x) => x.grad).filter((g): g is Tensor => g !== null);
     if (grads.length === 0) return 0;
-    const norms = grads.map((g) => g.norm(p));
-    const total = p === Infinity ? stack(norms).amax() : stack(norms).norm(p);
-    const totalValue = total.item();
-    if (opts.errorIfNonfinite && !Number.isFinite(totalValue)) {
-      throw new Error(`clipGradNorm: the total norm of order ${p} of the gradients is non-finite (${totalValue}); cannot clip`);
-    }
-    // As PyTorch: the coefficient is clamped to 1 (multiplying by exactly 1 is skipped; NaN is not).
-    const coef = Math.min(maxNorm / (totalValue + 1e-6), 1);
-    if (!(coef >= 1)) for (const g of grads) g.mul_(coef);
-    return totalValue;
+    const total = jointNorm(stack(grads.map((g) => g.norm(p))), p).item();
+    scaleGrads(grads, total, maxNorm, p, opts.errorIfNonfinite ?? false);
+    return total;
   }));
+}
+
+/** The p-norm of the concatenated gradients from their per-tensor p-norms `norms` (1-D). */
+export function jointNorm(norms: Tensor, p: number): Tensor {
+  return p === Infinity ? norms.amax() : norms.norm(p);
+}
+
+/** Multiplies grads by min(maxNorm / (total + 1e-6), 1), as PyTorch (multiplying by exactly 1 is skipped; NaN is not). */
+export function scaleGrads(grads: Tensor[], total: number, maxNorm: number, p: number, errorIfNonfinite: boolean): void {
+  if (errorIfNonfinite && !Number.isFinite(total)) {
+    throw new Error(`clipGradNorm: the total norm of order ${p} of the gradients is non-finite (${total}); cannot clip`);
+  }
+  const coef = Math.min(maxNorm / (total + 1e-6), 1);
+  if (!(coef >= 1)) noGrad(() => { for (const g of grads) g.mul_(coef); });
 }

@@ -3,6 +3,10 @@
 // trains the DDP test model (testing/ddp_fixture.ts) twice, side by side: DDP + plain AdamW and
 // DDP + ZeroRedundancyOptimizer(AdamW). Both must end with the same weights, bit for bit: the
 // owner of a parameter computes the plain optimizer's update of it, and a broadcast copies bits.
+// The stage-2 scenario trains three side by side: one process on the global batch (no
+// collectives), DDP + AdamW, and ZeRO-2 (gradients reduce-scattered to their owners), with
+// gradient accumulation and clipping; the fixture's frozen layer, its branch only rank 0's first
+// micro-batch takes and its layer no sample uses cover the parameters without a gradient.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -35,7 +39,66 @@ function stateDiff(a: OptimizerState, b: OptimizerState): number {
 
 // ---------------------------------------------------------------------------------------------
 // One rank (the child process).
-if (process.argv[2] === "--rank-child") {
+if (process.argv[2] === "--rank-child" && process.argv[3] === "stage2") {
+  const opts = JSON.parse(process.argv[4]!) as { steps: number; batch: number; accum: number; clip: number };
+  const pg = dist.initProcessGroup({ backend: "gloo", timeoutMs: 20_000 });
+  const { rank, worldSize } = pg;
+  const lr = { lr: 1e-2, weightDecay: 0.1 };
+  const singleModel = ddpModel(100), ddpNet = ddpModel(100 + rank), zeroNet = ddpModel(100 + rank); // DDP broadcasts rank 0's weights (seed 100)
+  const ddp = new nn.DistributedDataParallel(ddpNet, { bucketCapMb: 0.001 });
+  new nn.DistributedDataParallel(zeroNet); // the broadcast of rank 0's weights; ZeRO-2 reduces the gradients itself
+  const single = new optim.AdamW(groups(singleModel, lr), lr);
+  const plain = new optim.AdamW(groups(ddpNet, lr), lr);
+  const zero = new ZeroRedundancyOptimizer(groups(zeroNet, lr), optim.AdamW, lr, { stage: 2, bucketCapMb: 0.0002 }); // ~200-byte buckets: several rounds
+  const gradNumel = (m: DdpNet) => m.parameters().reduce((a, p) => a + (p.grad?.numel() ?? 0), 0);
+  // step() before reduceGradients() is refused (on both ranks, before any collective)
+  let unreduced = "";
+  torch.scope(() => ddpLoss(zeroNet, ...Object.values(ddpBatch(0, 4)) as [Tensor, Tensor, Tensor]).backward());
+  try { zero.step(); } catch (e) { unreduced = (e as Error).message; }
+  zero.zeroGrad();
+  const norms: { single: number; ddp: number; zero: number }[] = [];
+  const memory = { ddp: 0, zero: 0, zeroBeforeReduce: 0 };
+  const micro = opts.batch / opts.accum;
+  for (let s = 0; s < opts.steps; s++) {
+    for (const o of [single, plain, zero]) for (const g of o.paramGroups) g.lr = g.initialLr * (1 - s / (2 * opts.steps));
+    torch.scope(() => {
+      const { x, y, flag } = ddpBatch(s, worldSize * opts.batch); // the global batch
+      // 1. one process, the whole batch at once
+      ddpLoss(singleModel, x, y, flag).backward();
+      const singleNorm = optim.clipGradNorm(singleModel.parameters().filter((p) => p.requiresGrad), opts.clip);
+      single.step();
+      single.zeroGrad();
+      // 2. this rank's rows in `accum` micro-batches: DDP communicates on the last, ZeRO-2 after it
+      const rows = (t: Tensor, k: number) => t.narrow(0, rank * opts.batch + k * micro, micro);
+      for (let k = 0; k < opts.accum; k++) {
+        const lossOf = (m: DdpNet) => ddpLoss(m, rows(x, k), rows(y, k), rows(flag, k)).div(opts.accum);
+        if (k < opts.accum - 1) ddp.noSync(() => ddp.backward(lossOf(ddpNet)));
+        else ddp.backward(lossOf(ddpNet));
+        lossOf(zeroNet).backward();
+      }
+      memory.ddp = Math.max(memory.ddp, gradNumel(ddpNet));
+      memory.zeroBeforeReduce = Math.max(memory.zeroBeforeReduce, gradNumel(zeroNet));
+      zero.reduceGradients();
+      memory.zero = Math.max(memory.zero, gradNumel(zeroNet));
+      const ddpNorm = optim.clipGradNorm(plain.paramGroups.flatMap((g) => g.params), opts.clip); // the same order as ZeRO's: the same sum
+      const zeroNorm = zero.clipGradNorm(opts.clip);
+      norms.push({ single: singleNorm, ddp: ddpNorm, zero: zeroNorm });
+      plain.step();
+      plain.zeroGrad();
+      zero.step();
+      zero.zeroGrad();
+    });
+  }
+  // an evenly divisible list (64, 64, 64, 64, 32, 32: 160 elements each): each rank keeps exactly half of the gradients
+  const even = [64, 64, 64, 64, 32, 32].map((n) => torch.ones([n]).requiresGrad_());
+  const evenOpt = new ZeroRedundancyOptimizer(even, optim.AdamW, {}, { stage: 2, bucketCapMb: 0.0002 }); // rounds of 64 | 64, 64 | 64, 32 | 32
+  for (const p of even) p.grad = torch.full([p.numel()], rank + 1);
+  evenOpt.reduceGradients();
+  const evenGrads = even.flatMap((p) => (p.grad === null ? [] : values(p.grad)));
+  const params = (m: DdpNet) => Object.fromEntries(m.namedParameters().map(([n, p]) => [n, values(p)]));
+  process.stdout.write(JSON.stringify({ rank, unreduced, norms, memory, numGradBuckets: [zero.numGradBuckets, evenOpt.numGradBuckets], evenGrads, single: params(singleModel), ddp: params(ddpNet), zero: params(zeroNet) }) + "\n");
+  dist.destroyProcessGroup();
+} else if (process.argv[2] === "--rank-child") {
   const opts = JSON.parse(process.argv[4] ?? "{}") as { steps: number; batch: number; more: number };
   const pg = dist.initProcessGroup({ backend: "gloo", timeoutMs: 20_000 });
   const { rank, worldSize } = pg;
@@ -98,11 +161,11 @@ if (process.argv[2] === "--rank-child") {
 // ---------------------------------------------------------------------------------------------
 // The tests (the parent process).
 async function registerTests(): Promise<void> {
-  const runRanks = async (opts: Record<string, unknown>): Promise<string[]> => {
+  const runRanks = async (opts: Record<string, unknown>, scenario = "train"): Promise<string[]> => {
     const port = await freePort();
     return Promise.all([0, 1].map((rank) => new Promise<string>((resolve, reject) => {
       const env = { ...process.env, RANK: String(rank), LOCAL_RANK: String(rank), WORLD_SIZE: "2", MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(port), MINDSEYE_NUM_THREADS: "1", MINDSEYE_BLAS_THREADS: "1" };
-      const child = spawn(process.execPath, [SELF, "--rank-child", "train", JSON.stringify(opts)], { env, stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn(process.execPath, [SELF, "--rank-child", scenario, JSON.stringify(opts)], { env, stdio: ["ignore", "pipe", "pipe"] });
       let stdout = "", stderr = "";
       child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
       child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
@@ -180,4 +243,50 @@ async function registerTests(): Promise<void> {
     assert.deepEqual(r1!.consolidated, [0]);
     assert.equal(r0!.reloaded, 0);
   });
+
+  type Stage2 = {
+    rank: number; unreduced: string; norms: { single: number; ddp: number; zero: number }[]; memory: { ddp: number; zero: number; zeroBeforeReduce: number };
+    numGradBuckets: number[]; evenGrads: number[]; single: Record<string, number[]>; ddp: Record<string, number[]>; zero: Record<string, number[]>;
+  };
+  /** Largest |a - b| over two models' named parameters. */
+  const weightDiff = (a: Record<string, number[]>, b: Record<string, number[]>) => {
+    let worst = 0;
+    for (const [name, v] of Object.entries(a)) v.forEach((x, i) => (worst = Math.max(worst, Math.abs(x - b[name]![i]!))));
+    return worst;
+  };
+
+  for (const [what, opts] of [
+    ["one backward per step, no clipping", { steps: 20, batch: 4, accum: 1, clip: Infinity }],
+    ["2 micro-batches per step (communication after the last), clipped to norm 0.05", { steps: 20, batch: 4, accum: 2, clip: 0.05 }],
+  ] as const) {
+    test(`ZeRO-2 on 2 ranks, ${what}: 20 AdamW steps end where DDP + AdamW (bit for bit) and one process on the whole batch (1e-5) end; each rank keeps only its partition's gradients`, { timeout: 120_000 }, async (t) => {
+      const [r0, r1] = (await runRanks({ ...opts, clip: opts.clip === Infinity ? 1e30 : opts.clip }, "stage2")).map((s) => JSON.parse(s.trim()) as Stage2);
+      assert.deepEqual(r0!.zero, r1!.zero, "the two replicas differ");
+      const vsDdp = weightDiff(r0!.zero, r0!.ddp), vsSingle = weightDiff(r0!.zero, r0!.single), ddpVsSingle = weightDiff(r0!.ddp, r0!.single);
+      const normErr = Math.max(...r0!.norms.map((n) => Math.abs(n.zero - n.ddp)));
+      const normVsSingle = Math.max(...r0!.norms.map((n) => Math.abs(n.zero - n.single)));
+      const m0 = r0!.memory, m1 = r1!.memory;
+      t.diagnostic(`max |Δweight| ZeRO-2 vs DDP ${vsDdp.toExponential(2)}, vs one process ${vsSingle.toExponential(2)} (DDP vs one process ${ddpVsSingle.toExponential(2)}); ` +
+        `max |Δgrad norm| vs DDP ${normErr.toExponential(2)}, vs one process ${normVsSingle.toExponential(2)} (norms ${r0!.norms[0]!.zero.toFixed(4)} … ${r0!.norms.at(-1)!.zero.toFixed(4)}); ` +
+        `gradient elements held after the reduction: rank 0 ${m0.zero}, rank 1 ${m1.zero}, DDP ${m0.ddp} per rank (before the reduction ${m0.zeroBeforeReduce}, ${m1.zeroBeforeReduce}); ` +
+        `reduce-scatter buckets: ${r0!.numGradBuckets.join(", ")}; the even list: ${r0!.evenGrads.length} + ${r1!.evenGrads.length} of 320 elements`);
+      assert.equal(vsDdp, 0, `ZeRO-2 weights differ from DDP's by ${vsDdp}`);
+      assert.ok(vsSingle < 1e-5, `ZeRO-2 weights differ from one process's by ${vsSingle}`);
+      assert.ok(vsSingle > 0 || ddpVsSingle === 0, "the comparison with one process compares something");
+      assert.equal(normErr, 0, `grad norms differ from DDP's by ${normErr}`);
+      assert.ok(normVsSingle < 1e-9, `grad norms differ from one process's by ${normVsSingle}`);
+      if (opts.clip !== Infinity) assert.ok(r0!.norms.every((n) => n.zero > opts.clip), "clipping was active on every step");
+      // every trained element's gradient (fc1, fc2, aux: 170; unused.* never gets one) is held by exactly one rank
+      assert.equal(m0.ddp, 170);
+      assert.equal(m0.zero + m1.zero, m0.ddp);
+      assert.ok(m0.zero < m0.ddp && m1.zero < m0.ddp);
+      assert.equal(m0.zeroBeforeReduce, m0.ddp, "before the reduction the local gradients are full-size (the documented cost)");
+      // the fixture's partition (rank 0: fc1.weight, 128 elements; rank 1: the other 60) fits one round; the even list takes three
+      assert.deepEqual(r0!.numGradBuckets, [1, 3]);
+      // the even list: rank 0 owns 64, 64, 32 (the average of 1 and 2 is 1.5), rank 1 the rest
+      assert.deepEqual([r0!.evenGrads.length, r1!.evenGrads.length], [160, 160]);
+      assert.ok([...r0!.evenGrads, ...r1!.evenGrads].every((g) => g === 1.5));
+      assert.match(r0!.unreduced, /call reduceGradients\(\) on every rank after the last backward/);
+    });
+  }
 }

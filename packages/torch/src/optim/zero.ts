@@ -1,6 +1,6 @@
-// ZeRO stage 1 (Rajbhandari et al. 2020, "ZeRO: Memory Optimizations Toward Training Trillion
-// Parameter Models", §5.1): the optimizer state is sharded over the ranks of a data-parallel group,
-// as PyTorch's torch.distributed.optim.ZeroRedundancyOptimizer.
+// ZeRO stages 1 and 2 (Rajbhandari et al. 2020, "ZeRO: Memory Optimizations Toward Training
+// Trillion Parameter Models", §5.1-5.2) over a data-parallel group. Stage 1 shards the optimizer
+// state, as PyTorch's torch.distributed.optim.ZeroRedundancyOptimizer; stage 2 the gradients too.
 //
 //   1. partition (PyTorch's _partition_parameters): per parameter group, its parameters sorted by
 //      number of elements, largest first (a stable sort), each go to the rank that holds the fewest
@@ -8,29 +8,62 @@
 //      partition from the same parameter list.
 //   2. each rank builds the wrapped optimizer (AdamW, SGD) on its partition alone, so it creates
 //      state (exp_avg, exp_avg_sq, momentum_buffer, ...) for about 1/worldSize of the elements;
-//   3. step(): the wrapped optimizer updates this rank's partition (the gradients are already
-//      averaged, by DistributedDataParallel), then every parameter is broadcast from the rank
-//      that owns it, in buckets of consecutive parameters of one owner, dtype and device, so all
-//      replicas hold the same weights again. The weights and gradients stay replicated (ZeRO-2
-//      and -3 would shard those too).
+//   3. stage 2 only, reduceGradients() after backward (instead of DistributedDataParallel's
+//      all-reduce): each parameter's gradient is averaged onto its owner alone, and every other
+//      rank drops its copy (.grad = null), so each rank then holds ~1/worldSize of the gradients;
+//   4. step(): the wrapped optimizer updates this rank's partition (stage 1: the gradients were
+//      averaged by DistributedDataParallel), then every parameter is broadcast from the rank that
+//      owns it, in buckets of consecutive parameters of one owner, dtype and device, so all
+//      replicas hold the same weights again. The weights stay replicated (ZeRO-3 would shard them).
+//
+// Stage 2's reduction is a reduce-scatter per bucket: bucket b holds, for each rank r, a chunk of
+// consecutive parameters of r's partition (one dtype and device), flattened and zero-padded to the
+// bucket's common chunk length; reduceScatter(chunks, "avg") leaves on rank r the average of its
+// own chunk. On NCCL that is a true reduce-scatter: each rank sends and receives (N-1)/N of the
+// bucket once, half an all-reduce's traffic. Gloo (libtorch < 2.7) has none, and the addon runs an
+// all-reduce of the stacked chunks (distributed.cc): the traffic of DDP's all-reduce, no more. A
+// reduce to the owner (c10d's reduce, one per owner) would match the true reduce-scatter's traffic
+// but is not bound in the addon and serialises the owners; padding costs at most one chunk per
+// bucket and rank (the chunks are filled up to the longest one, parameters are never split).
+// As DistributedDataParallel: one small all-reduce first says which parameters got a gradient on
+// some rank; a parameter without a local gradient enters its chunk as zeros, so every rank issues
+// the same collectives and none waits forever; a bucket no rank has a gradient in is skipped, and
+// a parameter no rank has a gradient for keeps .grad = null on its owner (the optimizer skips it,
+// as in one process).
+//
+// Gradient accumulation: the micro-steps run plain loss.backward() (no communication) and
+// reduceGradients() runs once, after the last. Until then each rank holds full-size local
+// gradients, as DeepSpeed's stage 2 without contiguous partitioned accumulation; and since the
+// backward here has no per-parameter hooks, the full gradients also exist for a moment at the end
+// of every backward (the activations are freed by then). The sharding saves memory from the
+// reduction on: through clipping, the optimizer step (with its temporaries) and until zeroGrad.
+//
+// Clipping: with sharded gradients, clipGradNorm() (a collective) gathers every rank's
+// per-parameter norms of the gradients it owns (one all-reduce of 2 floats per parameter) and
+// combines them in the global parameter order, so the norm and the clip coefficient are those
+// clip.ts computes over the full averaged gradients, on every rank.
 //
 // The parameter groups (`paramGroups`) hold every parameter and are what a schedule sets: their
 // hyperparameters reach the wrapped optimizer at each step. Checkpoints hold the full state in
 // the plain optimizer's layout (the same keys and step counts as the wrapped optimizer over all
-// parameters would save), so they load into a ZeRO or a plain optimizer at any world size:
+// parameters would save), so they load into a ZeRO (either stage) or a plain optimizer at any
+// world size:
 //
-//   const opt = new ZeroRedundancyOptimizer(groups, AdamW, { lr: 3e-4 });   // after initProcessGroup()
-//   ddp.backward(loss); opt.step(); opt.zeroGrad();
+//   const opt = new ZeroRedundancyOptimizer(groups, AdamW, { lr: 3e-4 }, { stage: 2 });   // after initProcessGroup()
+//   for (const micro of microBatches) lossOf(micro).backward();   // stage 1: ddp.backward / ddp.syncGradients()
+//   opt.reduceGradients();                            // stage 2: every rank, once per step
+//   opt.clipGradNorm(1.0); opt.step(); opt.zeroGrad();
 //   opt.consolidateStateDict(0);                      // every rank: collective
 //   if (rank === 0) save(opt.stateDict());            // rank 0: the full state
 //   opt.loadStateDict(full);                          // every rank keeps its shard of a full state
 import type { Tensor } from "../tensor.js";
-import { cat, empty, tensor } from "../creation.js";
+import { cat, empty, stack, tensor, zeros } from "../creation.js";
 import { noGrad } from "../autograd.js";
 import { persist, scope } from "../scope.js";
 import { defaultGroup, type ProcessGroup } from "../distributed.js";
 import { ELEMENT_SIZE, type DType } from "../dtype.js";
 import { Optimizer, type GroupSpec, type OptimizerState } from "./optimizer.js";
+import { clipGradNorm, jointNorm, scaleGrads } from "./clip.js";
 
 /** An optimizer class to wrap: AdamW, SGD, or any Optimizer taking (groups, defaults). */
 export type OptimizerClass<H extends { lr: number }> = new (params: GroupSpec<H>[], defaults: Partial<H>) => Optimizer<H>;
@@ -38,8 +71,10 @@ export type OptimizerClass<H extends { lr: number }> = new (params: GroupSpec<H>
 export interface ZeroOptions {
   /** Default: the default process group (initProcessGroup). */
   group: ProcessGroup;
-  /** Largest broadcast bucket of step(), in MiB (a parameter larger than this goes alone). */
+  /** Largest broadcast bucket of step() and reduce-scatter bucket of reduceGradients(), in MiB (a parameter larger than this goes alone). */
   bucketCapMb: number;
+  /** 1 (default): the optimizer state is sharded; 2: the gradients too (reduceGradients). */
+  stage: 1 | 2;
 }
 
 /**
@@ -61,6 +96,8 @@ export function partitionParameters(groups: Tensor[][], worldSize: number): Tens
 }
 
 interface Bucket { owner: number; params: Tensor[]; numel: number }
+/** A reduce-scatter bucket: chunks[r] are parameters rank r owns (index: their global positions), flattened and padded to `length`. */
+interface GradBucket { chunks: { params: Tensor[]; index: number[] }[]; length: number }
 /** One rank's state as every rank must know it to take part in consolidation: slots by global parameter index. */
 interface ShardMeta { slots: [index: number, name: string, dtype: DType][]; steps: Record<string, number> }
 
@@ -70,12 +107,19 @@ export class ZeroRedundancyOptimizer<H extends { lr: number }> extends Optimizer
   readonly optim: Optimizer<H>;
   /** `partition[r][g]`: the parameters of group g whose update and state rank r owns. */
   readonly partition: Tensor[][][];
+  readonly stage: 1 | 2;
   private readonly buckets: Bucket[];
+  /** Stage 2: the reduce-scatter buckets of reduceGradients. */
+  private readonly gradBuckets: GradBucket[];
+  /** Stage 2: whether reduceGradients ran since the last step (step and clipGradNorm need averaged shards). */
+  private reduced = false;
   private consolidated: OptimizerState | null = null;
 
   constructor(params: Tensor[] | GroupSpec<H>[], optimizerClass: OptimizerClass<H>, defaults: Partial<H> = {}, o: Partial<ZeroOptions> = {}) {
     super(params, defaults as H); // full groups; the wrapped class's defaults are merged in below
     this.group = o.group ?? defaultGroup();
+    this.stage = o.stage ?? 1;
+    if (this.stage !== 1 && this.stage !== 2) throw new RangeError(`ZeroRedundancyOptimizer: stage must be 1 (optimizer state sharded) or 2 (gradients too), got ${String(this.stage)}`);
     this.checkSameParameters();
     this.partition = partitionParameters(this.paramGroups.map((g) => g.params), this.group.worldSize);
     const mine = this.partition[this.group.rank]!;
@@ -87,11 +131,103 @@ export class ZeroRedundancyOptimizer<H extends { lr: number }> extends Optimizer
       for (const k of Object.keys(full)) if (k !== "params") delete full[k];
       Object.assign(full, hyperOf(g));
     });
-    this.buckets = makeBuckets(this.partition.map((groups) => groups.flat()), (o.bucketCapMb ?? 25) * 1024 * 1024);
+    const capBytes = (o.bucketCapMb ?? 25) * 1024 * 1024;
+    this.buckets = makeBuckets(this.partition.map((groups) => groups.flat()), capBytes);
+    const index = new Map(this.paramGroups.flatMap((g) => g.params).map((p, i) => [p, i]));
+    this.gradBuckets = this.stage === 2 ? makeGradBuckets(this.partition.map((groups) => groups.flat()), index, capBytes) : [];
+  }
+
+  /** Number of reduce-scatter buckets (one collective each per reduceGradients); 0 under stage 1. */
+  get numGradBuckets(): number { return this.gradBuckets.length; }
+
+  /**
+   * Stage 2, every rank, once per optimizer step after the last backward: averages each
+   * parameter's gradient onto its owner and drops the other ranks' copies (.grad = null).
+   */
+  reduceGradients(): void {
+    if (this.stage !== 2) throw new Error("ZeroRedundancyOptimizer.reduceGradients: gradients are sharded at stage 2; at stage 1 DistributedDataParallel averages them (ddp.backward / ddp.syncGradients)");
+    const params = this.paramGroups.flatMap((g) => g.params);
+    const rank = this.group.rank;
+    noGrad(() => scope(() => {
+      // 1. which parameters got a gradient on at least one rank (one small all-reduce)
+      const local = params.map((p) => (p.grad === null ? 0 : 1));
+      const usedAnywhere = this.group.allReduce(tensor(local, { dtype: "float32", device: params[0]!.device }), "sum").toTypedArray();
+      // 2. per bucket: each rank's chunk flattened (zeros for a missing gradient) and padded, the
+      //    local copies of other ranks' gradients dropped, then the average of its own chunk back
+      for (const b of this.gradBuckets) {
+        if (b.chunks.every((c) => c.index.every((i) => usedAnywhere[i] === 0))) continue;
+        scope(() => {
+          const p0 = b.chunks.find((c) => c.params.length > 0)!.params[0]!;
+          const like = { dtype: p0.dtype, device: p0.device };
+          const inputs = b.chunks.map((c) => {
+            const parts = c.params.map((p) => (p.grad ?? zeros([p.numel()], like)).flatten());
+            const n = c.params.reduce((a, p) => a + p.numel(), 0);
+            if (n < b.length) parts.push(zeros([b.length - n], like));
+            return cat(parts);
+          });
+          b.chunks.forEach((c, r) => { if (r !== rank) for (const p of c.params) p.grad = null; });
+          const avg = this.group.reduceScatter(inputs, "avg");
+          const mine = b.chunks[rank]!;
+          let offset = 0;
+          mine.params.forEach((p, j) => {
+            const n = p.numel();
+            const g = avg.narrow(0, offset, n).view(...p.shape);
+            offset += n;
+            if (usedAnywhere[mine.index[j]!] === 0) return;
+            if (p.grad === null) p.grad = g.clone();
+            else p.grad.copy_(g);
+          });
+        });
+      }
+    }));
+    this.reduced = true;
+  }
+
+  /**
+   * clip.ts's clipGradNorm over every parameter of this optimizer: at stage 2 a collective over
+   * the sharded gradients (after reduceGradients) that returns the norm of the full averaged
+   * gradient on every rank and scales each rank's shard; at stage 1 the local clipGradNorm.
+   */
+  clipGradNorm(maxNorm: number, opts: { normType?: number; errorIfNonfinite?: boolean } = {}): number {
+    const params = this.paramGroups.flatMap((g) => g.params);
+    if (this.stage === 1) return clipGradNorm(params, maxNorm, opts);
+    this.requireReduced("clipGradNorm");
+    const p = opts.normType ?? 2;
+    return noGrad(() => scope(() => {
+      // 1. [norms | has-gradient flags] by global index: each rank fills the parameters it holds a gradient of, one all-reduce sums them
+      const n = params.length;
+      const held = params.flatMap((q, i) => (q.grad === null ? [] : [[i, q.grad] as const]));
+      const values = new Float64Array(2 * n);
+      if (held.length > 0) {
+        const norms = stack(held.map(([, g]) => g.norm(p).double())).toTypedArray();
+        held.forEach(([i], k) => { values[i] = Number(norms[k]); values[n + i] = 1; });
+      }
+      const all = this.group.allReduce(tensor(values, { dtype: "float64", device: params[0]!.device }), "sum").toTypedArray();
+      // 2. the joint norm of the held ones, in global order and in the gradients' dtype: clip.ts's value exactly
+      const used = params.flatMap((_, i) => (Number(all[n + i]) > 0 ? [i] : []));
+      if (used.length === 0) return 0;
+      const dtype = promoted(used.map((i) => params[i]!.dtype));
+      const total = jointNorm(tensor(used.map((i) => Number(all[i])), { dtype, device: params[0]!.device }), p).item();
+      scaleGrads(held.map(([, g]) => g), total, maxNorm, p, opts.errorIfNonfinite ?? false);
+      return total;
+    }));
+  }
+
+  /** Sets every .grad to none (the next step needs reduceGradients again). */
+  override zeroGrad(): void {
+    super.zeroGrad();
+    this.reduced = false;
+  }
+
+  private requireReduced(what: string): void {
+    if (this.stage === 2 && !this.reduced) {
+      throw new Error(`ZeroRedundancyOptimizer.${what}: at stage 2 the gradients must be reduced first: call reduceGradients() on every rank after the last backward of the step (it replaces DistributedDataParallel's all-reduce)`);
+    }
   }
 
   /** The inner step on this rank's partition, then every parameter from its owner (collective). */
   step(): void {
+    this.requireReduced("step");
     this.clearConsolidatedState(); // it described the state before this step
     // 1. what a schedule set on paramGroups reaches the wrapped optimizer
     this.paramGroups.forEach((g, gi) => Object.assign(this.optim.paramGroups[gi]!, hyperOf(g)));
@@ -99,6 +235,7 @@ export class ZeroRedundancyOptimizer<H extends { lr: number }> extends Optimizer
     this.optim.step();
     // 3. every replica gets every parameter: one broadcast per bucket, from its owner
     this.broadcastParameters();
+    this.reduced = false;
   }
 
   private broadcastParameters(): void {
@@ -281,6 +418,51 @@ function makeBuckets(owned: Tensor[][], capBytes: number): Bucket[] {
     }
   });
   return buckets.map(({ owner, params, numel }) => ({ owner, params, numel }));
+}
+
+// Per dtype and device, rounds of one chunk per rank: each chunk takes the next parameters of its
+// rank's partition while it stays within the round's length, which is capBytes / worldSize or the
+// largest next parameter, whichever is longer; the round then pads every chunk to its longest.
+function makeGradBuckets(owned: Tensor[][], index: Map<Tensor, number>, capBytes: number): GradBucket[] {
+  const queues = new Map<string, Tensor[][]>();
+  owned.forEach((params, r) => {
+    for (const p of params) {
+      const key = `${p.dtype}@${p.device}`;
+      if (!queues.has(key)) queues.set(key, owned.map((): Tensor[] => []));
+      queues.get(key)![r]!.push(p);
+    }
+  });
+  const buckets: GradBucket[] = [];
+  for (const qs of queues.values()) {
+    const elementSize = ELEMENT_SIZE[qs.find((q) => q.length > 0)![0]!.dtype];
+    const heads = qs.map(() => 0);
+    while (qs.some((q, r) => heads[r]! < q.length)) {
+      const cap = Math.max(Math.floor(capBytes / (owned.length * elementSize)), ...qs.map((q, r) => q[heads[r]!]?.numel() ?? 0));
+      const chunks = qs.map((q, r) => {
+        const chunk = { params: [] as Tensor[], index: [] as number[] };
+        let n = 0;
+        while (heads[r]! < q.length && n + q[heads[r]!]!.numel() <= cap) {
+          const p = q[heads[r]!]!;
+          chunk.params.push(p);
+          chunk.index.push(index.get(p)!);
+          n += p.numel();
+          heads[r]! += 1;
+        }
+        return { chunk, n };
+      });
+      buckets.push({ chunks: chunks.map((c) => c.chunk), length: Math.max(...chunks.map((c) => c.n)) });
+    }
+  }
+  return buckets;
+}
+
+// The dtype torch.stack gives norms of these dtypes (clip.ts stacks them): float64 over float32
+// over the 16-bit types, and float32 for bfloat16 with float16.
+function promoted(dtypes: DType[]): DType {
+  const set = new Set(dtypes);
+  if (set.size === 1) return dtypes[0]!;
+  if (set.has("float64")) return "float64";
+  return "float32";
 }
 
 // 32-bit FNV-1a: exact in a float64, enough to tell two parameter lists apart.
