@@ -1,17 +1,17 @@
 // The proposal's study recipes (configs/paper/) cannot run here (7B models, real datasets): they
-// are validated and planned without running — every stage recipe against its schema, small.yaml's
-// steps in order (each model a step reads is made by an earlier step or is a downloaded model).
+// are validated and planned without running — every stage recipe against its schema, small.yaml as
+// the paper study `mindseye experiment` runs (experiment/paper.ts; its run end to end on tiny
+// checkpoints is experiment/paper.test.ts): its steps in dependency order, each model a step reads
+// made by an earlier step or a downloaded model, its evaluations and comparisons.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parse as parseYaml } from "yaml";
 import { ConfigError } from "../../config/errors.js";
-import { validate } from "../../config/recipe.js";
 import { parsePool } from "../../objectives/index.js";
-import { getTask } from "../../eval/tasks.js";
-import { loadStageRecipe, Recipe } from "./index.js";
+import { loadPaperStudy } from "../../experiment/paper.js";
+import { loadStageRecipe, type Recipe } from "./index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const PAPER = join(here, "..", "..", "..", "..", "..", "configs", "paper"); // dist/train/stages -> repo root
@@ -58,18 +58,39 @@ test("every paper stage recipe validates against its stage's schema", () => {
   assert.throws(() => loadStageRecipe(join(PAPER, "qwen2_5_vl_7b/latent.yaml"), ["vision_layer=3"]), (e: unknown) => e instanceof ConfigError && /vision_layer/.test(e.message));
 });
 
-test("small.yaml: its steps validate and plan in order on one GPU's models, and its eval tasks exist", () => {
-  const doc = parseYaml(readFileSync(join(PAPER, "small.yaml"), "utf8"), { merge: true }) as { steps: Record<string, unknown>; eval: { tasks: string[] } };
+test("small.yaml: the paper study validates; its steps run in dependency order on one GPU's models; every fine-tune is evaluated and compared", () => {
+  const { study, steps, models } = loadPaperStudy(join(PAPER, "small.yaml"));
+  assert.equal(study.out, "runs/paper-small");
   const made = new Set<string>();
-  const models = new Set<string>();
-  for (const [name, step] of Object.entries(doc.steps)) {
-    const r = validate(Recipe, step, `small.yaml steps.${name}`);
-    const from = input(r);
-    if (from.startsWith("runs/")) assert.ok(made.has(from), `${name} reads ${from}, which no earlier step makes`);
-    else models.add(from);
-    made.add(join(r.out, "model"));
+  const downloaded = new Set<string>();
+  for (const s of steps) {
+    assert.ok(s.recipe.out.startsWith(`${study.out}/`), `${s.name} writes inside the study folder`);
+    if (s.after !== null) assert.ok(made.has(s.reads) && s.reads === join(steps.find((t) => t.name === s.after)!.recipe.out, "model"), `${s.name} reads ${s.reads}, made by an earlier step`);
+    else downloaded.add(s.reads);
+    made.add(join(s.recipe.out, "model"));
   }
-  assert.deepEqual([...models].sort(), ["OpenGVLab/InternVL2_5-1B", "Qwen/Qwen2.5-VL-3B-Instruct", "llava-hf/llava-interleave-qwen-0.5b-hf"]); // Hugging Face ids, read from the hub cache
-  assert.equal(Object.keys(doc.steps).length, 7);
-  for (const t of doc.eval.tasks) assert.equal(getTask(t).name, t);
+  assert.deepEqual([...downloaded].sort(), ["OpenGVLab/InternVL2_5-1B", "Qwen/Qwen2.5-VL-3B-Instruct", "llava-hf/llava-interleave-qwen-0.5b-hf"]); // Hugging Face ids, read from the hub cache
+  assert.equal(steps.length, 7);
+  const byName = new Map(steps.map((s) => [s.name, s]));
+  assert.equal(byName.get("qwen2_5_vl_3b_finetune_latent")!.after, "qwen2_5_vl_3b_latent");
+  assert.equal(byName.get("qwen2_5_vl_3b_finetune_text_control")!.after, "qwen2_5_vl_3b_text_control");
+  // the arms and the other families share every fine-tuning setting but the model and folder
+  const finetunes = steps.filter((s) => s.recipe.stage === "finetune");
+  const shared = (s: (typeof steps)[number]) => ({ ...s.recipe, model: "", out: "", seeds: s.seeds });
+  for (const s of finetunes) assert.deepEqual(shared(s), shared(finetunes[0]!), s.name);
+  assert.deepEqual(finetunes[0]!.seeds, [0, 1, 2]);
+  // the text control is the latent step with λ_sim = λ_align = 0
+  const [latent, control] = [byName.get("qwen2_5_vl_3b_latent")!.recipe, byName.get("qwen2_5_vl_3b_text_control")!.recipe] as Recipe[];
+  assert.ok(latent!.stage === "latent-pretrain" && control!.stage === "latent-pretrain");
+  assert.deepEqual([control.loss.lambda_sim, control.loss.lambda_align], [0, 0]);
+  assert.ok(latent.loss.lambda_sim > 0);
+  assert.deepEqual({ ...control.train }, { ...latent.train }, "the same caption steps");
+  // evaluated: every fine-tune and the zero-shot base; compared: latent against the baseline and the text control
+  assert.deepEqual(models.map((m) => m.name), [...finetunes.map((s) => s.name), "qwen2_5_vl_3b_zero_shot"]);
+  assert.deepEqual(study.eval.tasks.map((t) => t.task), ["gqa", "scienceqa_img", "blink_jigsaw"]);
+  for (const b of ["qwen2_5_vl_3b_finetune_baseline", "qwen2_5_vl_3b_finetune_text_control"]) {
+    assert.ok(study.compare.some((c) => c.a === "qwen2_5_vl_3b_finetune_latent" && c.b === b), b);
+  }
+  // a bad key is named, through --set as in the file
+  assert.throws(() => loadPaperStudy(join(PAPER, "small.yaml"), ["steps.qwen2_5_vl_3b_latent.vision_layer=3"]), (e: unknown) => e instanceof ConfigError && /steps\.qwen2_5_vl_3b_latent: invalid configuration\n {2}vision_layer/.test(e.message));
 });
