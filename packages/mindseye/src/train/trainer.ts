@@ -26,13 +26,17 @@
 // that dies makes the others fail with a PeerFailure at their next collective, within the
 // process group's timeout (train.dist_timeout_s).
 //
-// ZeRO-1 (zeroStage 1, the recipe's train.zero_stage; optim/zero.ts): under data parallelism the
-// AdamW state is sharded over the ranks (torch's ZeroRedundancyOptimizer): each rank keeps m and v
-// for about 1/worldSize of the parameters, updates those, and broadcasts them to the others after
-// each step; weights and gradients stay replicated. A checkpoint gathers the full state on rank 0
-// first, so it is the same file plain DDP writes: a run may resume with or without ZeRO-1 and at
-// another world size. In one process zeroStage 1 trains plainly (ZeRO-1 over one rank is AdamW),
-// so a recipe runs unchanged on one GPU.
+// ZeRO (zeroStage 1 or 2, the recipe's train.zero_stage; optim/zero.ts): under data parallelism
+// the AdamW state is sharded over the ranks (torch's ZeroRedundancyOptimizer): each rank keeps m
+// and v for about 1/worldSize of the parameters, updates those, and broadcasts them to the others
+// after each step. Stage 1 keeps the gradients replicated (DDP's all-reduce); stage 2 shards them
+// too: after the last micro-batch each gradient is reduce-scattered onto its owner and the other
+// ranks drop their copy, and clipping measures the norm over the shards (one all-reduce of the
+// per-parameter norms: the same norm as DDP's). Until the reduction the local gradients are
+// full-size (accumulation communicates once per step, as with DDP). A checkpoint gathers the full
+// state on rank 0 first, so it is the same file plain DDP writes: a run may resume with or without
+// ZeRO, at either stage, and at another world size. In one process zeroStage 1 or 2 trains plainly
+// (ZeRO over one rank is AdamW), so a recipe runs unchanged on one GPU.
 //
 // Recipe settings applied here: gradientCheckpointing (torch.setGradientCheckpointing) and lora
 // (models/lora.ts: only the adapters train, with the modules in modulesToSave and the embedding
@@ -96,10 +100,11 @@ export interface TrainConfig {
   /** Under DDP: a collective (hence the run) fails after waiting this long for another rank. */
   distTimeoutMs: number;
   /**
-   * Under DDP, 1 shards the optimizer state over the ranks (ZeRO-1); 0 or unset: a full copy on
-   * each rank. Ignored in one process. Not part of the resume fingerprint: checkpoints are the same.
+   * Under DDP, 1 shards the optimizer state over the ranks (ZeRO-1), 2 the gradients too (ZeRO-2);
+   * 0 or unset: a full copy of both on each rank. Ignored in one process. Not part of the resume
+   * fingerprint: checkpoints are the same.
    */
-  zeroStage?: 0 | 1;
+  zeroStage?: 0 | 1 | 2;
 }
 
 /** LoRA as a recipe sets it (the recipe's train.lora). */
@@ -293,7 +298,7 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
   const given: TrainConfig = { ...TRAIN_DEFAULTS, ...config };
   if (!Number.isInteger(given.steps) || given.steps < 1) throw new RangeError(`train: steps must be a positive integer, got ${given.steps}`);
   if (!Number.isInteger(given.gradAccum) || given.gradAccum < 1) throw new RangeError(`train: gradAccum must be a positive integer, got ${given.gradAccum}`);
-  if (given.zeroStage !== undefined && given.zeroStage !== 0 && given.zeroStage !== 1) throw new RangeError(`train: zeroStage must be 0 or 1 (ZeRO-1, optimizer state sharding, is the stage this trainer implements), got ${String(given.zeroStage)}`);
+  if (given.zeroStage !== undefined && given.zeroStage !== 0 && given.zeroStage !== 1 && given.zeroStage !== 2) throw new RangeError(`train: zeroStage must be 0 (plain DDP), 1 (optimizer state sharded) or 2 (gradients too), got ${String(given.zeroStage)}`);
   validateOverrides(opts.overrides ?? {}, given.steps);
   const runDir = given.runDir;
   const model = task.model;
@@ -343,9 +348,10 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
     model.train();
     const extra = task.extraParameters ?? [];
     const adamw = { lr: cfg.lr, betas: cfg.betas, eps: cfg.eps };
-    // ZeRO-1: each rank builds AdamW on its partition (one all-gather checks every rank has the same parameters)
-    const zero = ranks === null || cfg.zeroStage !== 1 ? null
-      : ranks.comm("partitioning the optimizer state over the ranks (ZeRO-1)", () => new optim.ZeroRedundancyOptimizer(parameterGroups(model, extra, cfg), optim.AdamW, adamw, { group: ranks.pg }));
+    // ZeRO: each rank builds AdamW on its partition (one all-gather checks every rank has the same parameters)
+    const zeroStage = cfg.zeroStage ?? 0;
+    const zero = ranks === null || zeroStage === 0 ? null
+      : ranks.comm(`partitioning the optimizer state over the ranks (ZeRO-${zeroStage})`, () => new optim.ZeroRedundancyOptimizer(parameterGroups(model, extra, cfg), optim.AdamW, adamw, { group: ranks.pg, stage: zeroStage }));
     const opt: optim.Optimizer<optim.AdamWOptions> = zero ?? new optim.AdamW(parameterGroups(model, extra, cfg), adamw);
     const params = opt.paramGroups.flatMap((g) => g.params);
     const sched = schedule(cfg);
@@ -410,8 +416,8 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
       const health = { weightsFinite: true, gradNorm: lastGradNorm, gradNormMedian: lastMedian };
       const rankRngs = ranks === null ? null : ranks.gatherBytes(`gathering the ranks' random states for the checkpoint of step ${step}`, rngBytes()).map((b) => Buffer.from(b).toString("base64"));
       const state = { step, loader: task.loader.state(), fingerprint, overrides, resumes, gradNorms, health, consolidated: true, ...(rankRngs ? { rankRngs } : {}) };
-      // ZeRO-1: the full optimizer state on rank 0, which saves it as plain DDP's
-      if (zero !== null) ranks!.comm(`gathering the sharded optimizer state (ZeRO-1) for the checkpoint of step ${step}`, () => zero.consolidateStateDict(0));
+      // ZeRO: the full optimizer state on rank 0, which saves it as plain DDP's
+      if (zero !== null) ranks!.comm(`gathering the sharded optimizer state (ZeRO-${zeroStage}) for the checkpoint of step ${step}`, () => zero.consolidateStateDict(0));
       // rank 0 writes; the others wait for it (no rank runs ahead of a checkpoint that may fail)
       try {
         lastCheckpoint = together(`writing the checkpoint of step ${step}`, () => (lead ? saveCheckpoint(runDir, model, opt, state, cfg.keepCheckpoints) : checkpointDir(runDir, step)));
@@ -442,7 +448,8 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
         // 1. schedule (a pure function of the step)
         optim.schedules.applySchedule(opt, sched, step);
         // 2. forward / loss / backward over gradAccum micro-batches; under DDP the gradients
-        //    accumulate locally and are averaged once, after the last one (DDP's no_sync)
+        //    accumulate locally and are averaged once, after the last one (DDP's no_sync; ZeRO-2:
+        //    reduce-scattered onto their owners, the other ranks' copies dropped)
         let lossSum = 0;
         const logged: Record<string, number> = {};
         for (let micro = 0; micro < cfg.gradAccum; micro++) {
@@ -459,7 +466,8 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
           disposeTensors(batch); // batches are made outside any scope: free them now, not at GC
         }
         if (ranks !== null) {
-          ranks.comm(`step ${step + 1}: the gradient all-reduce`, () => ddp!.syncGradients());
+          if (zero?.stage === 2) ranks.comm(`step ${step + 1}: the gradient reduce-scatter (ZeRO-2)`, () => zero.reduceGradients());
+          else ranks.comm(`step ${step + 1}: the gradient all-reduce`, () => ddp!.syncGradients());
           // the mean loss, and whether any rank got a signal: every rank decides on the same values
           const [sum, sigint, sigterm] = ranks.sum(`step ${step + 1}: agreeing on the loss and on stopping`, [lossSum, stopRequested === "SIGINT" ? 1 : 0, stopRequested === "SIGTERM" ? 1 : 0]);
           lossSum = sum! / worldSize;
@@ -469,8 +477,9 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
         }
         if (!Number.isFinite(lossSum)) throw diverged(`the loss became ${lossSum}`, (h) => new NonFiniteLossError(step + 1, lossSum, h, runDir, cfg.lr / 10));
         // 3. clip (the norm is measured either way), check for divergence before stepping, step
-        //    (the gradients, hence the norm, are the same on every rank)
-        const gradNorm = optim.clipGradNorm(params, cfg.clipGradNorm > 0 ? cfg.clipGradNorm : Infinity);
+        //    (the gradients, hence the norm, are the same on every rank; ZeRO-2 combines the ranks' shards)
+        const maxNorm = cfg.clipGradNorm > 0 ? cfg.clipGradNorm : Infinity;
+        const gradNorm = zero?.stage === 2 ? ranks!.comm(`step ${step + 1}: the gradient norm over the shards (ZeRO-2)`, () => zero.clipGradNorm(maxNorm)) : optim.clipGradNorm(params, maxNorm);
         const med = gradNorms.length >= GRAD_HISTORY_MIN ? median(gradNorms) : null;
         if (!Number.isFinite(gradNorm)) throw diverged(`the gradient norm became ${gradNorm}`);
         if (cfg.gradSpikeFactor > 0 && med !== null && gradNorm > cfg.gradSpikeFactor * med) {
@@ -479,7 +488,7 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
         gradNorms = [...gradNorms, gradNorm].slice(-GRAD_HISTORY);
         lastGradNorm = gradNorm;
         lastMedian = med;
-        if (zero !== null) ranks!.comm(`step ${step + 1}: the optimizer step (ZeRO-1: each rank's parameters broadcast to the others)`, () => opt.step());
+        if (zero !== null) ranks!.comm(`step ${step + 1}: the optimizer step (ZeRO-${zeroStage}: each rank's parameters broadcast to the others)`, () => opt.step());
         else opt.step();
         opt.zeroGrad();
         step += 1;

@@ -1,16 +1,17 @@
-// The trainer with ZeRO-1 (train.zero_stage: 1) in real processes: this file starts itself as the
-// two ranks of a Gloo group (`node trainer_zero.test.js --rank-child <json>`, with torchrun's
-// variables), each training the tiny task of test_helpers.ts on its shard, as trainer_child.ts
-// does. A ZeRO-1 run must end where plain DDP ends, bit for bit (the owner of a parameter computes
-// AdamW's update of it and a broadcast copies bits), write the same checkpoint files (the state is
-// gathered on rank 0 first), and resume, also in one process.
+// The trainer with ZeRO-1 and ZeRO-2 (train.zero_stage: 1, 2) in real processes: this file starts
+// itself as the two ranks of a Gloo group (`node trainer_zero.test.js --rank-child <json>`, with
+// torchrun's variables), each training the tiny task of test_helpers.ts on its shard, as
+// trainer_child.ts does. A ZeRO run must end where plain DDP ends, bit for bit (the owner of a
+// parameter computes AdamW's update of it and a broadcast copies bits; with 2 ranks the
+// reduce-scatter's sums are DDP's all-reduce's, and ZeRO-2's clipping norm is clip.ts's), write the
+// same checkpoint files (the state is gathered on rank 0 first), and resume, also in one process.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { cpSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { torch, io, type Tensor } from "@mindseye/torch";
+import { torch, nn, optim, io, type Tensor } from "@mindseye/torch";
 import { train, type TrainConfig } from "./trainer.js";
 import { makeTask, tempRun } from "./test_helpers.js";
 import { DataLoader } from "../data/loader.js";
@@ -19,23 +20,38 @@ import { freePort } from "@mindseye/torch/testing";
 
 const SELF = fileURLToPath(import.meta.url);
 
-interface ChildArgs { runDir: string; steps: number; batchSize: number; zeroStage?: 0 | 1; resume?: boolean; stopAfter?: number }
-interface Result { steps: number; interrupted: boolean; losses: number[] }
+interface ChildArgs {
+  runDir: string; steps: number; batchSize: number; zeroStage?: 0 | 1 | 2; resume?: boolean; stopAfter?: number;
+  /** Max gradient norm (absent: the trainer's 1). */
+  clipGradNorm?: number;
+  /** Freeze the parameters whose names start with this, and add an extra parameter the loss never uses. */
+  freezeAndUnused?: string;
+}
+interface Result { steps: number; interrupted: boolean; losses: number[]; reductions: number }
 
 // ---------------------------------------------------------------------------------------------
 // One rank (the child process): trainer_child.ts's task and loader, with zeroStage.
 if (process.argv[2] === "--rank-child") {
   const args = JSON.parse(process.argv[3]!) as ChildArgs;
   const task = makeTask();
+  if (args.freezeAndUnused !== undefined) {
+    for (const [n, p] of task.model.namedParameters()) if (n.startsWith(args.freezeAndUnused)) p.requiresGrad_(false);
+    task.extraParameters = [new nn.Parameter(torch.zeros([5]))]; // no rank ever gives it a gradient
+  }
   task.loader = new DataLoader({ length: 64, get: (i: number) => Array.from({ length: 8 }, (_, t) => (i * 3 + t * 5) % 32) }, {
     batchSize: args.batchSize, seed: 9, ...dataShard(), collate: (recs: number[][]) => ({ tokens: torch.tensor(recs, { dtype: "int64" }) }),
   }) as DataLoader<unknown, { tokens: Tensor }>;
   const config: Partial<TrainConfig> & Pick<TrainConfig, "runDir" | "steps"> = {
     runDir: args.runDir, steps: args.steps, lr: 1e-2, warmupSteps: 2, checkpointEvery: 1000, logEvery: 1, batchSize: args.batchSize,
     autocast: "none", gradAccum: 2, distTimeoutMs: 20_000, ...(args.zeroStage === undefined ? {} : { zeroStage: args.zeroStage }),
+    ...(args.clipGradNorm === undefined ? {} : { clipGradNorm: args.clipGradNorm }),
   };
+  // count the ZeRO-2 gradient reductions the trainer runs (the real method runs), so a run that fell back to DDP's all-reduce is caught
+  let reductions = 0;
+  const reduce = optim.ZeroRedundancyOptimizer.prototype.reduceGradients;
+  optim.ZeroRedundancyOptimizer.prototype.reduceGradients = function (this: optim.ZeroRedundancyOptimizer<optim.AdamWOptions>) { reductions += 1; reduce.call(this); };
   const result = await train(task, config, { resume: args.resume ?? false, quiet: true, ...(args.stopAfter === undefined ? {} : { stopAfter: args.stopAfter }) });
-  console.log(`result ${JSON.stringify({ steps: result.steps, interrupted: result.interrupted, losses: result.losses })}`);
+  console.log(`result ${JSON.stringify({ steps: result.steps, interrupted: result.interrupted, losses: result.losses, reductions })}`);
 } else {
   registerTests();
 }
@@ -79,11 +95,13 @@ function registerTests(): void {
 
   const STEPS = 20, base = { steps: STEPS, batchSize: 4 };
 
-  test("recipe: train.zero_stage 0 or 1 reaches TrainConfig.zeroStage; absent, the config has no zeroStage; 2 is refused", () => {
+  test("recipe: train.zero_stage 0, 1 or 2 reaches TrainConfig.zeroStage; absent, the config has no zeroStage; 3 is refused, by the recipe and by train()", async () => {
     assert.equal(trainConfig("r", TrainSection.parse({ steps: 5, zero_stage: 1 }), 0).zeroStage, 1);
+    assert.equal(trainConfig("r", TrainSection.parse({ steps: 5, zero_stage: 2 }), 0).zeroStage, 2);
     assert.equal("zeroStage" in trainConfig("r", TrainSection.parse({ steps: 5 }), 0), false);
     assert.equal("zero_stage" in TrainSection.parse({ steps: 5 }), false, "the resolved recipe is unchanged when absent");
-    assert.throws(() => TrainSection.parse({ steps: 5, zero_stage: 2 }));
+    assert.throws(() => TrainSection.parse({ steps: 5, zero_stage: 3 }));
+    await assert.rejects(train(makeTask(), { runDir: "unused", steps: 1, zeroStage: 3 as 2 }), /zeroStage must be 0 \(plain DDP\), 1 \(optimizer state sharded\) or 2 \(gradients too\), got 3/);
   });
 
   test("trainer, 2 ranks: ZeRO-1 ends 20 steps with plain DDP's losses, weights and checkpoint (bit for bit); a ZeRO-1 run stopped at step 10 resumes to the same weights, on 2 ranks and in 1 process", { timeout: 300_000 }, async (t) => {
@@ -117,6 +135,54 @@ function registerTests(): void {
       assert.ok(o0!.losses.every(Number.isFinite));
     } finally {
       for (const d of [plain, zero, stopped, single]) rmSync(d, { recursive: true, force: true });
+    }
+  });
+
+  test("trainer, 2 ranks: ZeRO-2 (a frozen embedding, a parameter no rank uses, clipping active) ends 20 steps with plain DDP's losses, grad norms, weights and checkpoint (bit for bit); stopped at step 10 it resumes on 2 ranks, in 1 process, and a ZeRO-1 checkpoint resumes under ZeRO-2", { timeout: 300_000 }, async (t) => {
+    const plain = tempRun(), zero = tempRun(), stopped = tempRun(), single = tempRun(), fromZero1 = tempRun();
+    const opts = { ...base, clipGradNorm: 0.5, freezeAndUnused: "pos_emb" };
+    const gradNorms = (dir: string) => readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { split: string; grad_norm?: number })
+      .filter((m) => m.split === "train").map((m) => m.grad_norm!);
+    try {
+      // 1. plain DDP and ZeRO-2 (2 micro-batches per step: one reduce-scatter, after the second)
+      const [p0] = await runRanks({ ...opts, runDir: plain }, 2);
+      const [z0, z1] = await runRanks({ ...opts, runDir: zero, zeroStage: 2 }, 2);
+      assert.deepEqual(z0!.losses, z1!.losses);
+      assert.deepEqual([p0!.reductions, z0!.reductions, z1!.reductions], [0, STEPS, STEPS], "ZeRO-2 reduced the gradients once per step, plain DDP never");
+      const lossErr = Math.max(...p0!.losses.map((l, i) => Math.abs(l - z0!.losses[i]!)));
+      const normsPlain = gradNorms(plain), normsZero = gradNorms(zero);
+      assert.equal(normsZero.length, STEPS);
+      const normErr = Math.max(...normsPlain.map((n, i) => Math.abs(n - normsZero[i]!)));
+      const weightErr = fileDiff(join(ckpt(plain, STEPS), "model.safetensors"), join(ckpt(zero, STEPS), "model.safetensors"));
+      const stateErr = fileDiff(join(ckpt(plain, STEPS), "optimizer.safetensors"), join(ckpt(zero, STEPS), "optimizer.safetensors"));
+      // 2. ZeRO-2 stopped with a checkpoint at step 10, resumed on 2 ranks and (a copy) in one process
+      const [s0] = await runRanks({ ...opts, runDir: stopped, zeroStage: 2, stopAfter: 10 }, 2);
+      assert.equal(s0!.steps, 10);
+      cpSync(stopped, single, { recursive: true });
+      const [r0] = await runRanks({ ...opts, runDir: stopped, zeroStage: 2, resume: true }, 2);
+      assert.equal(r0!.steps, STEPS);
+      assert.equal(r0!.reductions, STEPS - 10);
+      const resumeErr = fileDiff(join(ckpt(stopped, STEPS), "model.safetensors"), join(ckpt(zero, STEPS), "model.safetensors"));
+      const [o0] = await runRanks({ ...opts, runDir: single, zeroStage: 2, resume: true }, 1);
+      assert.equal(o0!.steps, STEPS);
+      assert.equal(o0!.reductions, 0, "one process trains plainly");
+      // 3. a ZeRO-1 run stopped at step 10 and resumed under ZeRO-2: the same file, the same training
+      await runRanks({ ...opts, runDir: fromZero1, zeroStage: 1, stopAfter: 10 }, 2);
+      await runRanks({ ...opts, runDir: fromZero1, zeroStage: 2, resume: true }, 2);
+      const switchErr = fileDiff(join(ckpt(fromZero1, STEPS), "model.safetensors"), join(ckpt(zero, STEPS), "model.safetensors"));
+      t.diagnostic(`ZeRO-2 vs plain DDP after ${STEPS} steps: max |Δloss| ${lossErr.toExponential(2)}, |Δgrad norm| ${normErr.toExponential(2)} (norms ${normsZero[0]!.toFixed(3)} … ${normsZero.at(-1)!.toFixed(3)}, clipped at 0.5), ` +
+        `|Δweight| ${weightErr.toExponential(2)}, |Δoptimizer state| ${stateErr.toExponential(2)}; stopped at 10 and resumed on 2 ranks: |Δweight| ${resumeErr.toExponential(2)}; ` +
+        `ZeRO-1 to 10, then ZeRO-2: |Δweight| ${switchErr.toExponential(2)}; resumed in 1 process: losses ${o0!.losses.slice(0, 2).map((l) => l.toFixed(4)).join(", ")}, ...`);
+      assert.equal(lossErr, 0, `losses differ by ${lossErr}`);
+      assert.equal(normErr, 0, `grad norms differ by ${normErr}`);
+      assert.ok(normsZero.filter((n) => n > 0.5).length >= STEPS / 2, `clipping was active on most steps: ${normsZero.map((n) => n.toFixed(2)).join(", ")}`);
+      assert.equal(weightErr, 0, `weights differ by ${weightErr}`);
+      assert.equal(stateErr, 0, `optimizer states differ by ${stateErr}`);
+      assert.equal(resumeErr, 0, `resumed weights differ by ${resumeErr}`);
+      assert.equal(switchErr, 0, `ZeRO-1 then ZeRO-2 weights differ by ${switchErr}`);
+      assert.ok(o0!.losses.every(Number.isFinite));
+    } finally {
+      for (const d of [plain, zero, stopped, single, fromZero1]) rmSync(d, { recursive: true, force: true });
     }
   });
 }

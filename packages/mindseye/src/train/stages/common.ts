@@ -47,8 +47,8 @@ export const TrainSection = z.strictObject({
   }).optional(),
   /** With several ranks: a rank that waits this long for another (dead or hung) fails (absent: 1800, PyTorch's 30 minutes). */
   dist_timeout_s: z.number().positive().optional(),
-  /** With several ranks, 1 shards AdamW's state over them (ZeRO-1, ~1/world size of it per rank); 0 keeps a full copy on each (absent: 0). One process trains plainly either way. */
-  zero_stage: z.union([z.literal(0), z.literal(1)]).optional(),
+  /** With several ranks, 1 shards AdamW's state over them (ZeRO-1, ~1/world size of it per rank), 2 the gradients too (ZeRO-2); 0 keeps a full copy on each (absent: 0). One process trains plainly either way. */
+  zero_stage: z.union([z.literal(0), z.literal(1), z.literal(2)]).optional(),
   /** Checkpoints kept, the newest (absent: 2); 0 keeps every one (learning curves: `mindseye eval --model RUN/checkpoints/step-N`). */
   keep_checkpoints: z.number().int().min(0).optional(),
   /** finetune: batches of examples of similar lengths, as Hugging Face Trainer's group_by_length, so less compute goes to padding (absent: false). */
