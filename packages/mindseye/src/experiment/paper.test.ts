@@ -4,7 +4,8 @@
 // control) before the fine-tunes that read them (baseline, text control, latent; two seeds each),
 // evaluates every fine-tuned model and a zero-shot one on three tasks, and writes results.json with
 // the cells and paired comparisons the predictions give; a rerun runs nothing, a changed step is
-// refused by name, and a bad recipe is refused before anything runs.
+// refused by name, and a bad recipe is refused before anything runs. Under `launch:` a stage runs
+// as `mindseye launch -- train` on two real ranks.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
@@ -12,6 +13,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
+import { freePort } from "@mindseye/torch/testing";
 import { ConfigError } from "../config/errors.js";
 import { generateWorld, resolveWorldOptions } from "../world/generate.js";
 import { writeTinyQwen } from "../models/qwen2_5_vl_test_helpers.js";
@@ -207,4 +209,43 @@ test("a bad paper recipe is refused before anything runs, naming the key", () =>
   bad([`steps.latent.base=${out}/qwen/finetune_latent/model`], /steps\.latent\.base: .* is the output of steps\.finetune_latent, which runs several seeds/);
   bad([`steps.latent.base=${out}/qwen/text_control/model`, `steps.text_control.base=${out}/qwen/latent`], /the steps read each other in a cycle \(steps\.latent reads steps\.text_control; steps\.text_control reads steps\.latent/);
   bad(["steps.finetune_baseline.seeds=[0, 2]"], /compare\.0: finetune_latent \(seeds \[0,1\]\) and finetune_baseline \(seeds \[0,2\]\) are fine-tuned with other seeds/);
+});
+
+test("launch: each stage runs as `mindseye launch --nproc-per-node 2 -- train` from its recipe file; the ranks are part of its settings", async () => {
+  const dir = join(tmp, "launched");
+  const path = join(tmp, "launched.yaml");
+  const study = (launch: string) => `
+name: launched
+out: ${dir}
+${launch}
+eval: { batch_size: 2, max_new_tokens: 2, max_error_rate: 0.5, tasks: [{ task: gqa, data: ${join(X, "gqa")} }] }
+steps:
+  finetune: { recipe: ${join(tmp, "finetune.yaml")}, set: { out: ${dir}/finetune, train.batch_size: 1 } }
+`;
+  // A stage recipe file as configs/paper/*/ holds them, given by reference.
+  writeFileSync(join(tmp, "finetune.yaml"), `stage: finetune
+model: ${qwen}
+datasets: [{ task: gqa, data: ${join(X, "gqa")}, split: testdev }]
+out: elsewhere
+max_error_rate: 0.5
+train: { steps: 2, batch_size: 4, warmup_steps: 1, log_every: 1, checkpoint_every: 100 }
+`);
+  writeFileSync(path, study(`launch: { nproc_per_node: 2, master_port: ${await freePort()} }`));
+  const lines: string[] = [];
+  const loaded = loadPaperStudy(path);
+  assert.deepEqual([loaded.steps[0]!.recipe.out, loaded.steps[0]!.recipe.train.batch_size], [`${dir}/finetune`, 1], "set applied to the file's recipe");
+  await runPaperStudy(loaded, { log: (l) => lines.push(l) });
+  const cfg = JSON.parse(readFileSync(join(dir, "finetune", "train_config.json"), "utf8")) as { worldSize: number; batchSize: number };
+  assert.deepEqual([cfg.worldSize, cfg.batchSize], [2, 1]);
+  assert.ok(existsSync(join(dir, "finetune", "model", "DONE")));
+  const written = JSON.parse(readFileSync(stepMarkerPath(dir, join(dir, "finetune")).replace(/\.json$/, ".recipe.json"), "utf8")) as { out: string };
+  assert.equal(written.out, `${dir}/finetune`);
+  const results = JSON.parse(readFileSync(join(dir, "results.json"), "utf8")) as { cells: PaperCell[] };
+  assert.deepEqual(results.cells.map((c) => [c.model, c.task, c.seeds]), [["finetune", "gqa/testdev", [0]]]);
+  // Run in this process instead: one rank, another global batch — refused as changed.
+  writeFileSync(path, study(""));
+  await assert.rejects(runPaperStudy(loadPaperStudy(path), { log: () => {} }), /finetune finetune: .*changed: ranks/s);
+  // A reference with keys beside set is refused.
+  writeFileSync(path, study("").replace("set: {", "train: {steps: 1}, set: {"));
+  assert.throws(() => loadPaperStudy(path), /steps\.finetune: a step given by recipe takes only set beside it/);
 });

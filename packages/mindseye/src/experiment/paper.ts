@@ -9,11 +9,15 @@
 //   name, out        the study's name and folder: every step's `out` lies inside it; evaluations go
 //                    to out/eval/<model>/seed-<N>/<task>-<split>, markers to out/steps/
 //   steps            {NAME: a latent-pretrain or finetune recipe, exactly as `mindseye train` takes
-//                    it}. A step whose `base` (latent-pretrain) or `model` (finetune) is another
-//                    step's `out` (or its out/model) runs after that step and reads what it made; any
-//                    other model is a directory or a Hugging Face id in the hub cache. A finetune
-//                    step may list `seeds: [0, 1, 2]` instead of `seed`: one run per seed, in
-//                    out/seed-<N>.
+//                    it, written out or given as {recipe: FILE, set: {dotted.key: value}} (FILE
+//                    relative to the study's file)}. A step whose `base` (latent-pretrain) or `model`
+//                    (finetune) is another step's `out` (or its out/model) runs after that step and
+//                    reads what it made; any other model is a directory or a Hugging Face id in the
+//                    hub cache. A finetune step may list `seeds: [0, 1, 2]` instead of `seed`: one
+//                    run per seed, in out/seed-<N>.
+//   launch           {nproc_per_node, master_port}: every stage runs as `mindseye launch
+//                    --nproc-per-node N -- train --config <its recipe>` (one process per device,
+//                    the recipe written to out/steps/); absent: in this process, as `mindseye train`
 //   eval             {harness, tasks: [{task, data, split?}], batch_size, limit, max_new_tokens,
 //                    max_error_rate}: the tasks of eval/tasks.ts with their data roots, scored by
 //                    evaluate() (eval/run.ts), the code `mindseye eval` runs
@@ -25,17 +29,20 @@
 // Each step — a stage run, an evaluation — is fingerprinted, skipped when done, and refused when
 // made with other settings unless `force` (steps.ts, the machinery the world study uses).
 // Intervals are the world study's: a hierarchical bootstrap over seeds and questions (eval/stats.ts).
+import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { isAbsolute, join, normalize, relative } from "node:path";
+import { constants as osConstants } from "node:os";
+import { dirname, isAbsolute, join, normalize, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { parse as parseYaml } from "yaml";
 import { parseOverrides, setPath, validate } from "../config/recipe.js";
 import { ConfigError } from "../config/errors.js";
-import { LatentPretrainRecipe, FinetuneRecipe, runRecipe } from "../train/stages/index.js";
+import { LatentPretrainRecipe, FinetuneRecipe, runRecipe, StageInterrupted } from "../train/stages/index.js";
 import { evaluate, HARNESSES } from "../eval/run.js";
 import { getTask, resolveSplit } from "../eval/tasks.js";
 import type { Harness } from "../eval/harness.js";
-import { stepRunner, modelToken, readPredictions, skippedLine, type PlannedStep } from "./steps.js";
+import { stepRunner, stepMarkerPath, modelToken, readPredictions, skippedLine, type PlannedStep } from "./steps.js";
 import { writePaperReport, type PaperModel } from "./paper_report.js";
 import type { EvalRun } from "./report.js";
 
@@ -59,6 +66,12 @@ export const PaperStudy = z.strictObject({
     max_new_tokens: z.number().int().positive().optional(),
     max_error_rate: z.number().min(0).max(1).default(0.01),
   }),
+  /** Each stage as `mindseye launch --nproc-per-node N -- train` (absent: in this process). */
+  launch: z.strictObject({
+    nproc_per_node: z.number().int().positive(),
+    /** The port of rank 0's TCPStore (torchrun's default). */
+    master_port: z.number().int().min(1).max(65535).default(29500),
+  }).optional(),
   zero_shot: z.array(z.strictObject({ name: NAME, model: z.string().min(1) })).default([]),
   compare: z.array(z.strictObject({ a: z.string(), b: z.string() })).default([]),
 });
@@ -110,8 +123,35 @@ function readData(path: string): Record<string, unknown> {
  */
 export function loadPaperStudy(path: string, overrides: string[] = []): ResolvedPaperStudy {
   const data = readData(path);
+  expandReferences(data, path);
   for (const [key, value] of parseOverrides(overrides)) setPath(data as Parameters<typeof setPath>[0], key, value);
   return resolvePaperStudy(validate(PaperStudy, data, path), path);
+}
+
+const isMap = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+const DOTTED = /^[A-Za-z_]\w*(\.\w+)*$/;
+
+/**
+ * Steps given as `{recipe: FILE, set: {dotted.key: value}}` replaced by the stage recipe in FILE
+ * (relative to the study's file) with `set` applied, so that --set and validation see one recipe.
+ */
+function expandReferences(data: Record<string, unknown>, path: string): void {
+  if (!isMap(data.steps)) return; // validation names it
+  for (const [name, step] of Object.entries(data.steps)) {
+    if (!isMap(step) || !("recipe" in step)) continue;
+    const where = `${path} steps.${name}`;
+    const extra = Object.keys(step).filter((k) => k !== "recipe" && k !== "set");
+    if (extra.length > 0) throw new ConfigError(`${where}: a step given by recipe takes only set beside it (set: {${extra[0]}: …}), not ${extra.join(", ")}`);
+    if (typeof step.recipe !== "string") throw new ConfigError(`${where}.recipe: a stage recipe file (relative to ${path}), got ${JSON.stringify(step.recipe)}`);
+    const recipe = readData(resolve(dirname(path), step.recipe));
+    const set = step.set ?? {};
+    if (!isMap(set)) throw new ConfigError(`${where}.set: a mapping of dotted keys to values (set: {train.steps: 100}), got ${JSON.stringify(set)}`);
+    for (const [key, value] of Object.entries(set)) {
+      if (!DOTTED.test(key)) throw new ConfigError(`${where}.set: "${key}" is not a dotted key of the recipe (e.g. train.steps)`);
+      setPath(recipe as Parameters<typeof setPath>[0], key.split("."), value as Parameters<typeof setPath>[2]);
+    }
+    data.steps[name] = recipe;
+  }
 }
 
 const inside = (dir: string, path: string) => {
@@ -248,7 +288,11 @@ async function drivePaper(r: ResolvedPaperStudy, opts: { log: (line: string) => 
       const out = s.seeds === null ? s.recipe.out : join(s.recipe.out, `seed-${seed}`);
       const recipe = { ...s.recipe, seed, out };
       const what = `${s.recipe.stage} ${s.name}${s.seeds === null ? "" : `, seed ${seed}`}`;
-      const token = await step(s.recipe.stage, what, out, recipe, [input], () => runRecipe(recipe, { quiet }));
+      // Ranks multiply the global batch (batch_size is per rank): they are part of the settings.
+      const settings = study.launch === undefined ? recipe : { ...recipe, ranks: study.launch.nproc_per_node };
+      const token = await step(s.recipe.stage, what, out, settings, [input], () => (study.launch === undefined
+        ? runRecipe(recipe, { quiet })
+        : runLaunched(recipe, stepMarkerPath(dir, out).replace(/\.json$/, ".recipe.json"), study.launch, quiet, what)));
       runs.push({ seed, dir: join(out, "model"), token });
     }
     made.set(s.name, runs);
@@ -288,4 +332,32 @@ async function drivePaper(r: ResolvedPaperStudy, opts: { log: (line: string) => 
   writeFileSync(resolved, JSON.stringify(study, null, 2) + "\n");
   log(`study finished in ${((performance.now() - t0) / 1000).toFixed(0)} s: ${runs.length} evaluations`);
   return { dir, markdown, evaluations: runs.length };
+}
+
+const MAIN = fileURLToPath(new URL("../cli/main.js", import.meta.url));
+const STOPS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+/**
+ * One stage as `mindseye launch --nproc-per-node N -- train --config <recipe>`: its recipe written
+ * to `recipePath`, one process per device. This process's stop signals are passed on (launch
+ * forwards one to every rank, which saves a checkpoint and stops); a stopped stage throws
+ * StageInterrupted with the exit code set, a failed one names the command.
+ */
+async function runLaunched(recipe: LatentPretrainRecipe | FinetuneRecipe, recipePath: string, l: NonNullable<PaperStudy["launch"]>, quiet: boolean, what: string): Promise<void> {
+  mkdirSync(dirname(recipePath), { recursive: true });
+  writeFileSync(recipePath, JSON.stringify(recipe, null, 2) + "\n");
+  const args = ["launch", "--nproc-per-node", String(l.nproc_per_node), "--master-port", String(l.master_port), "--", "train", "--config", recipePath, ...(quiet ? ["--quiet"] : [])];
+  const child = spawn(process.execPath, [MAIN, ...args], { stdio: "inherit" });
+  const pass = (sig: NodeJS.Signals) => { child.kill(sig); };
+  for (const sig of STOPS) process.on(sig, pass);
+  const code = await new Promise<number>((resolve) => {
+    child.on("error", () => resolve(1));
+    child.on("close", (c, signal) => resolve(c ?? (signal !== null ? 128 + osConstants.signals[signal] : 1)));
+  });
+  for (const sig of STOPS) process.off(sig, pass);
+  if (STOPS.some((sig) => code === 128 + osConstants.signals[sig])) {
+    process.exitCode = code;
+    throw new StageInterrupted(recipe.out);
+  }
+  if (code !== 0) throw new Error(`${what}: \`mindseye ${args.join(" ")}\` exited with code ${code} (its output is above)`);
 }
