@@ -94,7 +94,7 @@ export function planReport(f: PlanFlags): { lines: string[]; fits: boolean } {
     }
   }
   lines.push("", `→ the configuration asked for ${chosenFits ? "fits" : "does NOT fit"} (fits: total ≤ 90% of GPU memory; see train/plan.ts for the formulas and their sources)`,
-    "  the trainer implements zero 0 and 1 (train.zero_stage); zero 2 (gradients sharded too) is an estimate only");
+    "  the trainer implements zero 0, 1 and 2 (train.zero_stage); zero 2 shards the gradients after backward, so its total counts the full gradients at the end of backward");
   return { lines, fits: chosenFits };
 }
 

@@ -61,6 +61,11 @@ test("the parts are consistent: ZeRO-1 shards the optimizer state by N, ZeRO-2 t
   assert.equal(ck.weights + ck.gradients + ck.optimizer, plain.weights + plain.gradients + plain.optimizer);
   assert.ok(ck.activations < plain.activations / 4, `${ck.activations} vs ${plain.activations}`);
   for (const r of [plain, z1, z2, ck]) assert.equal(r.total, r.weights + r.gradients + r.optimizer + r.activations);
+  // ZeRO-2 reduces after backward: the full gradients once, at its end (the activations freed by then)
+  assert.equal(z2.unreducedGradients, plain.gradients);
+  const tiny = estimateMemory(s, { ...run, zero: 2, batchSize: 1, seqLen: 16, imagePatches: 0, checkpointing: true });
+  assert.ok(tiny.activations < tiny.unreducedGradients - tiny.gradients, "a short sequence: the end of backward is the peak");
+  assert.equal(tiny.total, tiny.weights + tiny.optimizer + tiny.unreducedGradients);
   // Text activations by hand: 28 layers × (8·3584 + 4·18944) elements × 2 bytes × 8192 tokens.
   const textOnly = estimateMemory({ ...s, vision: null }, { ...run, imagePatches: 0 });
   assert.equal(textOnly.activations, 8192 * (28 * (8 * 3584 + 4 * 18944) * 2 + 152064 * 6));

@@ -7,9 +7,13 @@
 //   Parameter Models", §3.1, §5): mixed-precision AdamW keeps, per trained parameter, 2 bytes of
 //   bf16 weight, 2 of bf16 gradient and K = 12 of fp32 state (master weight, m, v). ZeRO-1 splits
 //   the K bytes over N GPUs, ZeRO-2 the gradients as well. In float32 there is no master copy:
-//   4 + 4 + 8 bytes. The trainer implements ZeRO-1 (train.zero_stage: 1, torch's
-//   ZeroRedundancyOptimizer): it shards AdamW's m and v, the optimizer's whole state, over the
-//   ranks. ZeRO-2 is estimated here for comparison only: the trainer does not implement it.
+//   4 + 4 + 8 bytes. The trainer implements both (train.zero_stage: 1 or 2, optim/zero.ts):
+//   ZeRO-1 shards AdamW's m and v, the optimizer's whole state, over the ranks; ZeRO-2 also
+//   reduce-scatters each gradient onto its owner and frees the other ranks' copies. It does so
+//   after backward (the engine's backward has no per-parameter hooks, and accumulation
+//   communicates once per step), not during backward as the paper and DeepSpeed do, so each rank
+//   still holds the full gradients at the end of backward, when the activations are freed: the
+//   total counts max(sharded gradients + activations, full gradients) beside weights and state.
 // - Activations (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer
 //   Models", §4.1): a GPT layer keeps sbh(34 + 5as/h) bytes in 16-bit precision. Their accounting
 //   redone for a Qwen2 layer (RMSNorm, SwiGLU MLP of width I, no dropout, fused attention that
@@ -65,7 +69,7 @@ export function countParameters(m: ModelShape): ParameterCount {
 export interface PlanOptions {
   /** Data-parallel GPUs. */
   worldSize: number;
-  /** 0: plain DDP; 1: optimizer state sharded (what train.zero_stage: 1 does); 2: gradients too (ZeRO stages; 2 is an estimate, not implemented by the trainer). */
+  /** 0: plain DDP; 1: optimizer state sharded; 2: gradients too (what train.zero_stage 1 and 2 do). */
   zero: 0 | 1 | 2;
   /** Rerun each layer in backward (torch.checkpoint per layer). */
   checkpointing: boolean;
@@ -83,7 +87,10 @@ export interface PlanOptions {
 
 export interface PlanRow {
   weights: number;
+  /** Gradients held from the reduction on (ZeRO-2: this rank's shard). */
   gradients: number;
+  /** Gradients held at the end of backward, before the reduction: full-size at every stage (see the header). */
+  unreducedGradients: number;
   optimizer: number;
   activations: number;
   total: number;
@@ -113,7 +120,8 @@ export function estimateMemory(m: ModelShape, o: PlanOptions): PlanRow {
   const N = o.worldSize;
   // 1. model states (ZeRO §3.1): weights replicated; gradients and AdamW state per trained parameter.
   const weights = (params.total + lora) * wBytes;
-  const gradients = (trainable * wBytes) / (o.zero >= 2 ? N : 1);
+  const unreducedGradients = trainable * wBytes;
+  const gradients = unreducedGradients / (o.zero >= 2 ? N : 1);
   const optimizer = (trainable * (bf16 ? 12 : 8)) / (o.zero >= 1 ? N : 1);
   // 2. activations (Korthikanti et al. §4.1, redone for Qwen2 in the header), per micro-batch.
   const t = m.text;
@@ -129,8 +137,9 @@ export function estimateMemory(m: ModelShape, o: PlanOptions): PlanRow {
     const block = layerActivationElements(v.hiddenSize, v.intermediateSize);
     act += patches * (o.checkpointing ? v.depth * v.hiddenSize + block : v.depth * block) * wBytes;
   }
-  const total = weights + gradients + optimizer + act;
-  return { weights, gradients, optimizer, activations: act, total, trainable };
+  // the peak: during backward (activations, gradients) or at its end (full gradients, activations freed)
+  const total = weights + optimizer + Math.max(gradients + act, unreducedGradients);
+  return { weights, gradients, unreducedGradients, optimizer, activations: act, total, trainable };
 }
 
 /**
