@@ -2,7 +2,8 @@
 // are validated and planned without running — every stage recipe against its schema, small.yaml as
 // the paper study `mindseye experiment` runs (experiment/paper.ts; its run end to end on tiny
 // checkpoints is experiment/paper.test.ts): its steps in dependency order, each model a step reads
-// made by an earlier step or a downloaded model, its evaluations and comparisons.
+// made by an earlier step or a downloaded model, its evaluations and comparisons; full.yaml as the
+// same study made of the stage recipe files, each stage on 8 ranks.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
@@ -16,9 +17,9 @@ import { loadStageRecipe, type Recipe } from "./index.js";
 const here = dirname(fileURLToPath(import.meta.url));
 const PAPER = join(here, "..", "..", "..", "..", "..", "configs", "paper"); // dist/train/stages -> repo root
 
-/** Every stage recipe file under configs/paper/ (small.yaml is a list of steps). */
+/** Every stage recipe file under configs/paper/ (the studies, small.yaml and full.yaml, lie at its top). */
 function stageFiles(): string[] {
-  return readdirSync(PAPER, { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith(".yaml") && f !== "small.yaml").sort();
+  return readdirSync(PAPER, { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith(".yaml") && f.includes("/")).sort();
 }
 
 /** The model a step reads (finetune: model, latent-pretrain: base). */
@@ -93,4 +94,32 @@ test("small.yaml: the paper study validates; its steps run in dependency order o
   }
   // a bad key is named, through --set as in the file
   assert.throws(() => loadPaperStudy(join(PAPER, "small.yaml"), ["steps.qwen2_5_vl_3b_latent.vision_layer=3"]), (e: unknown) => e instanceof ConfigError && /steps\.qwen2_5_vl_3b_latent: invalid configuration\n {2}vision_layer/.test(e.message));
+});
+
+test("full.yaml: the 7B study is the stage recipe files, in dependency order, each on 8 ranks, evaluated and compared as small.yaml", () => {
+  const { study, steps, models } = loadPaperStudy(join(PAPER, "full.yaml"));
+  assert.deepEqual(study.launch, { nproc_per_node: 8, master_port: 29500 });
+  // every stage file is one step, exactly as `mindseye train --config <file>` reads it
+  const files = stageFiles();
+  assert.equal(steps.length, files.length);
+  for (const f of files) {
+    const s = steps.find((x) => x.recipe.out === loadStageRecipe(join(PAPER, f)).out);
+    assert.ok(s, f);
+    assert.deepEqual(s.recipe, loadStageRecipe(join(PAPER, f)), f);
+    assert.ok(s.recipe.out.startsWith(`${study.out}/`), f);
+  }
+  const order = steps.map((s) => s.name);
+  for (const arm of ["latent", "text_control"]) {
+    assert.ok(order.indexOf(`qwen2_5_vl_7b_${arm}`) < order.indexOf(`qwen2_5_vl_7b_finetune_${arm}`), arm);
+    assert.equal(steps.find((s) => s.name === `qwen2_5_vl_7b_finetune_${arm}`)!.after, `qwen2_5_vl_7b_${arm}`);
+  }
+  // the same evaluation and comparisons as the one-GPU study, on the 7B models
+  const small = loadPaperStudy(join(PAPER, "small.yaml")).study;
+  assert.deepEqual(study.eval, small.eval);
+  const to7b = (name: string) => name.replace("qwen2_5_vl_3b", "qwen2_5_vl_7b").replace("internvl2_5_1b", "internvl2_5_8b").replace("llava_qwen2_0_5b", "llava_1_5_7b");
+  assert.deepEqual(study.compare, small.compare.map((c) => ({ a: to7b(c.a), b: to7b(c.b) })));
+  assert.deepEqual(models.filter((m) => m.kind === "zero-shot").map((m) => m.model), ["Qwen/Qwen2.5-VL-7B-Instruct"]);
+  // a step's key changed through --set on the referenced file
+  const changed = loadPaperStudy(join(PAPER, "full.yaml"), ["steps.qwen2_5_vl_7b_latent.train.steps=1000"]);
+  assert.equal(changed.steps.find((s) => s.name === "qwen2_5_vl_7b_latent")!.recipe.train.steps, 1000);
 });
