@@ -27,7 +27,11 @@ interface ChildArgs {
   /** Freeze the parameters whose names start with this, and add an extra parameter the loss never uses. */
   freezeAndUnused?: string;
 }
-interface Result { steps: number; interrupted: boolean; losses: number[]; reductions: number }
+interface Result {
+  steps: number; interrupted: boolean; losses: number[]; reductions: number;
+  /** Gradient elements this rank held just before and just after its last ZeRO-2 reduction. */
+  gradNumel: { before: number; after: number };
+}
 
 // ---------------------------------------------------------------------------------------------
 // One rank (the child process): trainer_child.ts's task and loader, with zeroStage.
@@ -47,11 +51,19 @@ if (process.argv[2] === "--rank-child") {
     ...(args.clipGradNorm === undefined ? {} : { clipGradNorm: args.clipGradNorm }),
   };
   // count the ZeRO-2 gradient reductions the trainer runs (the real method runs), so a run that fell back to DDP's all-reduce is caught
+  // and measure the gradient elements held around them
   let reductions = 0;
+  const gradNumel = { before: 0, after: 0 };
   const reduce = optim.ZeroRedundancyOptimizer.prototype.reduceGradients;
-  optim.ZeroRedundancyOptimizer.prototype.reduceGradients = function (this: optim.ZeroRedundancyOptimizer<optim.AdamWOptions>) { reductions += 1; reduce.call(this); };
+  optim.ZeroRedundancyOptimizer.prototype.reduceGradients = function (this: optim.ZeroRedundancyOptimizer<optim.AdamWOptions>) {
+    const held = () => this.paramGroups.flatMap((g) => g.params).reduce((a, p) => a + (p.grad?.numel() ?? 0), 0);
+    gradNumel.before = held();
+    reduce.call(this);
+    gradNumel.after = held();
+    reductions += 1;
+  };
   const result = await train(task, config, { resume: args.resume ?? false, quiet: true, ...(args.stopAfter === undefined ? {} : { stopAfter: args.stopAfter }) });
-  console.log(`result ${JSON.stringify({ steps: result.steps, interrupted: result.interrupted, losses: result.losses, reductions })}`);
+  console.log(`result ${JSON.stringify({ steps: result.steps, interrupted: result.interrupted, losses: result.losses, reductions, gradNumel })}`);
 } else {
   registerTests();
 }
@@ -149,6 +161,13 @@ function registerTests(): void {
       const [z0, z1] = await runRanks({ ...opts, runDir: zero, zeroStage: 2 }, 2);
       assert.deepEqual(z0!.losses, z1!.losses);
       assert.deepEqual([p0!.reductions, z0!.reductions, z1!.reductions], [0, STEPS, STEPS], "ZeRO-2 reduced the gradients once per step, plain DDP never");
+      // gradient memory: before the reduction each rank holds every trained gradient (3,824 elements:
+      // the decoder less its frozen pos_emb; the unused extra parameter has none), after it its partition's
+      const [g0, g1] = [z0!.gradNumel, z1!.gradNumel];
+      assert.deepEqual([g0.before, g1.before], [3824, 3824]);
+      assert.equal(g0.after + g1.after, g0.before, "every gradient is held by exactly one rank");
+      const ratios = [g0.after / g0.before, g1.after / g1.before];
+      assert.ok(ratios.every((r) => Math.abs(r - 0.5) < 0.05), `gradient elements per rank after the reduction: ${ratios}`);
       const lossErr = Math.max(...p0!.losses.map((l, i) => Math.abs(l - z0!.losses[i]!)));
       const normsPlain = gradNorms(plain), normsZero = gradNorms(zero);
       assert.equal(normsZero.length, STEPS);
@@ -170,7 +189,8 @@ function registerTests(): void {
       await runRanks({ ...opts, runDir: fromZero1, zeroStage: 1, stopAfter: 10 }, 2);
       await runRanks({ ...opts, runDir: fromZero1, zeroStage: 2, resume: true }, 2);
       const switchErr = fileDiff(join(ckpt(fromZero1, STEPS), "model.safetensors"), join(ckpt(zero, STEPS), "model.safetensors"));
-      t.diagnostic(`ZeRO-2 vs plain DDP after ${STEPS} steps: max |Δloss| ${lossErr.toExponential(2)}, |Δgrad norm| ${normErr.toExponential(2)} (norms ${normsZero[0]!.toFixed(3)} … ${normsZero.at(-1)!.toFixed(3)}, clipped at 0.5), ` +
+      t.diagnostic(`gradient elements held after the reduction: rank 0 ${g0.after}, rank 1 ${g1.after} of ${g0.before} (${ratios.map((r) => r.toFixed(3)).join(", ")} of DDP's); ` +
+        `ZeRO-2 vs plain DDP after ${STEPS} steps: max |Δloss| ${lossErr.toExponential(2)}, |Δgrad norm| ${normErr.toExponential(2)} (norms ${normsZero[0]!.toFixed(3)} … ${normsZero.at(-1)!.toFixed(3)}, clipped at 0.5), ` +
         `|Δweight| ${weightErr.toExponential(2)}, |Δoptimizer state| ${stateErr.toExponential(2)}; stopped at 10 and resumed on 2 ranks: |Δweight| ${resumeErr.toExponential(2)}; ` +
         `ZeRO-1 to 10, then ZeRO-2: |Δweight| ${switchErr.toExponential(2)}; resumed in 1 process: losses ${o0!.losses.slice(0, 2).map((l) => l.toFixed(4)).join(", ")}, ...`);
       assert.equal(lossErr, 0, `losses differ by ${lossErr}`);
