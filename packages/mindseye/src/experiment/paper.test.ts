@@ -192,6 +192,9 @@ test("the paper study runs its steps in dependency order, evaluates every model,
   await assert.rejects(runPaperStudy(loadPaperStudy(recipePath, ["steps.finetune_latent.train.lr=0.5"]), { log }),
     (e: unknown) => e instanceof ConfigError && /finetune finetune_latent, seed 0: .*was made with other settings \(changed: train\.lr\).*--force/s.test(e.message));
   assert.equal(readFileSync(stepMarkerPath(out, join(out, "qwen/finetune_latent/seed-0")), "utf8"), marker);
+  // Missing data is named before any step runs.
+  await assert.rejects(runPaperStudy(loadPaperStudy(recipePath, [`eval.tasks=[{task: gqa, data: ${tmp}/no-gqa}]`, `steps.latent.captions=[{format: coco, annotations: ${join(X, "coco/annotations/captions_val2017.json")}, images: ${tmp}/no-coco}]`]), { log }),
+    (e: unknown) => e instanceof ConfigError && e.message.includes(`eval.tasks.0.data: ${tmp}/no-gqa does not exist`) && e.message.includes(`steps.latent.captions.0.images: ${tmp}/no-coco does not exist`));
   // A changed upstream step is refused when its turn comes, before the fine-tunes that read it.
   await assert.rejects(runPaperStudy(loadPaperStudy(recipePath, ["steps.latent.loss.lambda_align=0.5"]), { log }), /latent-pretrain latent: .*changed: loss\.lambda_align/s);
 });

@@ -190,7 +190,7 @@ export function resolvePaperStudy(study: PaperStudy, source = "the paper study")
     for (const s of steps) {
       const out = normalize(s.recipe.out);
       if (r !== out && r !== join(out, "model")) continue;
-      if (s.seeds !== null) throw new ConfigError(`${where}: ${ref} is the output of steps.${s.name}, which runs several seeds (out/seed-N); read one seed's model (${join(s.recipe.out, `seed-${s.seeds[0]}`, "model")}) from a step of one seed`);
+      if (s.seeds !== null) throw new ConfigError(`${where}: ${ref} is the output of steps.${s.name}, which runs several seeds (in out/seed-N); a step that others read runs one (seed: N)`);
       return s.name;
     }
     return null;
@@ -248,6 +248,29 @@ export function resolvePaperStudy(study: PaperStudy, source = "the paper study")
   return { study, steps: ordered, models };
 }
 
+/**
+ * The data paths of the steps and the evaluation that do not exist: checked before anything
+ * runs, so a missing evaluation set is not found after the training is done.
+ */
+export function missingData(r: ResolvedPaperStudy): string[] {
+  const paths: [string, string][] = r.study.eval.tasks.map((t, i) => [`eval.tasks.${i}.data`, t.data]);
+  for (const s of r.steps) {
+    const where = `steps.${s.name}`;
+    if (s.recipe.stage === "finetune") (s.recipe.datasets ?? []).forEach((d, i) => paths.push([`${where}.datasets.${i}.data`, d.data]));
+    else {
+      // A caption dataset's paths are its string fields (annotations, images, tsv, metadata, shards).
+      (s.recipe.captions ?? []).forEach((c, i) => {
+        for (const [k, v] of Object.entries(c)) {
+          if (k === "format") continue;
+          for (const p of typeof v === "string" ? [v] : Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : []) paths.push([`${where}.captions.${i}.${k}`, p]);
+        }
+      });
+    }
+    if (s.recipe.world !== undefined) paths.push([`${where}.world`, s.recipe.world]);
+  }
+  return paths.filter(([, p]) => !existsSync(p)).map(([key, p]) => `${key}: ${p} does not exist`);
+}
+
 export interface PaperResult { dir: string; markdown: string; evaluations: number }
 
 /** The study, run: each step skipped when done, refused when changed (unless force); then the report. */
@@ -273,6 +296,8 @@ async function drivePaper(r: ResolvedPaperStudy, opts: { log: (line: string) => 
   // The resolved settings describe the results: written for a new study, and again when a run finishes.
   const resolved = join(dir, "study.resolved.json");
   if (!plan) {
+    const missing = missingData(r);
+    if (missing.length > 0) throw new ConfigError(`the study reads data that is not there (paths relative to ${process.cwd()}):\n${missing.map((m) => `  ${m}`).join("\n")}`);
     mkdirSync(dir, { recursive: true });
     if (!existsSync(resolved)) writeFileSync(resolved, JSON.stringify(study, null, 2) + "\n");
   }
