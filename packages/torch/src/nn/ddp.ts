@@ -8,7 +8,10 @@
 // A parameter that got no gradient on a rank (a branch that rank's batch did not take) enters
 // its bucket as zeros, so every rank issues the same collectives and none waits forever; one
 // that got no gradient on any rank keeps .grad = null, so the optimizer skips it as it would in
-// one process. Frozen parameters (requiresGrad false) are never communicated.
+// one process. Frozen parameters (requiresGrad false) are never communicated. Under ZeRO-2
+// (optim/zero.ts, ZeroRedundancyOptimizer with stage 2) the optimizer's reduceGradients() takes the
+// place of syncGradients: gradients are reduce-scattered onto their owners instead of all-reduced;
+// this wrapper then only gives every rank rank 0's weights at construction.
 //
 //   const ddp = new DistributedDataParallel(model);          // after initProcessGroup()
 //   for (const micro of microBatches.slice(0, -1)) ddp.noSync(() => ddp.backward(lossOf(micro)));

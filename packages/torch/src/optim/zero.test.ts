@@ -216,6 +216,40 @@ async function registerTests(): Promise<void> {
     }
   });
 
+  test("ZeRO-2 over a 1-rank group is AdamW with clip.ts's clipping: same weights and norms; step() without reduceGradients() is refused", async () => {
+    dist.initProcessGroup({ backend: "gloo", rank: 0, worldSize: 1, masterAddr: "127.0.0.1", masterPort: await freePort(), timeoutMs: 5000 });
+    try {
+      const a = ddpModel(1), b = ddpModel(1);
+      const hyper = { lr: 0.05, weightDecay: 0.01 };
+      const plain = new optim.AdamW(a.parameters().filter((p) => p.requiresGrad), hyper);
+      const zero = new ZeroRedundancyOptimizer(b.parameters().filter((p) => p.requiresGrad), optim.AdamW, hyper, { stage: 2 });
+      const norms: number[][] = [];
+      for (let s = 0; s < 5; s++) {
+        const pair: number[] = [];
+        for (const [m, o] of [[a, plain], [b, zero]] as const) {
+          torch.scope(() => {
+            const { x, y, flag } = ddpBatch(s, 8);
+            ddpLoss(m, x, y, flag).backward();
+            if (o === zero) zero.reduceGradients();
+            pair.push(o === zero ? zero.clipGradNorm(0.1) : optim.clipGradNorm(plain.paramGroups[0]!.params, 0.1));
+            o.step();
+            o.zeroGrad();
+          });
+        }
+        norms.push(pair);
+      }
+      for (const [[n, p], [, q]] of a.namedParameters().map((e, i) => [e, b.namedParameters()[i]!] as const)) assert.deepEqual(values(p), values(q), n);
+      for (const [x, y] of norms) assert.equal(y, x);
+      assert.ok(norms.every(([x]) => x! > 0.1), "clipping was active");
+      torch.scope(() => ddpLoss(b, ...Object.values(ddpBatch(0, 8)) as [Tensor, Tensor, Tensor]).backward());
+      assert.throws(() => zero.step(), /call reduceGradients\(\) on every rank after the last backward/);
+      assert.throws(() => zero.clipGradNorm(1), /call reduceGradients\(\)/);
+      zero.zeroGrad();
+    } finally {
+      dist.destroyProcessGroup();
+    }
+  });
+
   test("ZeRO-1 on 2 ranks: DDP + ZeroRedundancyOptimizer(AdamW) ends 20 steps (lr changing each step) where DDP + AdamW does; each rank holds only its shard; consolidate and load round-trip", async (t) => {
     type Out = {
       rank: number; shard: { local: number; plain: number; ownedElements: number; ownedParams: number }; evenShard: { local: number; total: number };

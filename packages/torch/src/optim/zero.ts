@@ -21,10 +21,12 @@
 // bucket's common chunk length; reduceScatter(chunks, "avg") leaves on rank r the average of its
 // own chunk. On NCCL that is a true reduce-scatter: each rank sends and receives (N-1)/N of the
 // bucket once, half an all-reduce's traffic. Gloo (libtorch < 2.7) has none, and the addon runs an
-// all-reduce of the stacked chunks (distributed.cc): the traffic of DDP's all-reduce, no more. A
-// reduce to the owner (c10d's reduce, one per owner) would match the true reduce-scatter's traffic
-// but is not bound in the addon and serialises the owners; padding costs at most one chunk per
-// bucket and rank (the chunks are filled up to the longest one, parameters are never split).
+// all-reduce of the stacked chunks (distributed.cc): DDP's all-reduce traffic plus the padding.
+// c10d's reduce to each owner would cost what a true reduce-scatter costs, but it is not bound in
+// the addon, and with synchronous collectives it takes one call per owner and bucket instead of
+// one per bucket. Parameters are never split (each stays whole with its owner, as in ZeRO-1's
+// partition), so a round's chunks are filled up to its longest chunk; the padding is what the
+// shorter chunks lack (the last rounds of a partition, or a round set by one large parameter).
 // As DistributedDataParallel: one small all-reduce first says which parameters got a gradient on
 // some rank; a parameter without a local gradient enters its chunk as zeros, so every rank issues
 // the same collectives and none waits forever; a bucket no rank has a gradient in is skipped, and
