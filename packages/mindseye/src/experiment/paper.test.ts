@@ -132,7 +132,9 @@ test("the paper study runs its steps in dependency order, evaluates every model,
   assert.equal(lines.filter((l) => l.startsWith("[run ] eval ")).length, (3 * 2 + 1) * 3, "3 fine-tuned models × 2 seeds and 1 zero-shot model, on 3 tasks");
 
   // results.json: one cell per model × task, its mean the predictions' accuracy over both seeds.
-  const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as { cells: PaperCell[]; comparisons: PaperComparison[]; models: { name: string; kind: string }[] };
+  const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as { cells: PaperCell[]; comparisons: PaperComparison[]; models: { name: string; kind: string }[]; tasks: { task: string; split: string; data: string }[] };
+  assert.deepEqual(results.tasks.map((t) => `${t.task}/${t.split}`), TASKS);
+  assert.equal(results.tasks[1]!.data, sqa);
   assert.deepEqual(results.models.map((m) => [m.name, m.kind]), [...ARMS.map((a) => [a, "finetune"]), ["qwen_zero_shot", "zero-shot"]]);
   assert.equal(results.cells.length, 4 * 3);
   for (const task of TASKS) {
@@ -190,7 +192,7 @@ test("the paper study runs its steps in dependency order, evaluates every model,
   // A changed step is refused by name, before it or anything after it is touched.
   const marker = readFileSync(stepMarkerPath(out, join(out, "qwen/finetune_latent/seed-0")), "utf8");
   await assert.rejects(runPaperStudy(loadPaperStudy(recipePath, ["steps.finetune_latent.train.lr=0.5"]), { log }),
-    (e: unknown) => e instanceof ConfigError && /finetune finetune_latent, seed 0: .*was made with other settings \(changed: train\.lr\).*--force/s.test(e.message));
+    (e: unknown) => e instanceof ConfigError && /finetune finetune_latent, seed 0: .*was made with other settings \(changed: train\.lr\).*--force.*--set steps\.<name>\.out=/s.test(e.message));
   assert.equal(readFileSync(stepMarkerPath(out, join(out, "qwen/finetune_latent/seed-0")), "utf8"), marker);
   // Missing data is named before any step runs.
   await assert.rejects(runPaperStudy(loadPaperStudy(recipePath, [`eval.tasks=[{task: gqa, data: ${tmp}/no-gqa}]`, `steps.latent.captions=[{format: coco, annotations: ${join(X, "coco/annotations/captions_val2017.json")}, images: ${tmp}/no-coco}]`]), { log }),

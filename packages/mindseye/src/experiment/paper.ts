@@ -117,7 +117,7 @@ function readData(path: string): Record<string, unknown> {
  * Reads a paper study with `--set` overrides (e.g. `steps.qwen2_5_vl_3b_latent.train.steps=10`,
  * `eval.limit=100`) and validates it whole, before anything runs.
  * ```ts
- * const s = loadPaperStudy("configs/paper/small.yaml", ["out=runs/paper-try"]);
+ * const s = loadPaperStudy("configs/paper/small.yaml", ["eval.limit=100"]);
  * s.steps.map((st) => st.name);   // in the order they run
  * ```
  */
@@ -301,7 +301,7 @@ async function drivePaper(r: ResolvedPaperStudy, opts: { log: (line: string) => 
     mkdirSync(dir, { recursive: true });
     if (!existsSync(resolved)) writeFileSync(resolved, JSON.stringify(study, null, 2) + "\n");
   }
-  const step = stepRunner({ dir, log, force: opts.force, plan });
+  const step = stepRunner({ dir, log, force: opts.force, plan, elsewhere: "write the changed step to another folder inside the study's (--set steps.<name>.out=…, and the steps that read it)" });
 
   // 1. The stages, in dependency order, through the entry point `mindseye train` uses.
   const made = new Map<string, ModelRun[]>();
@@ -352,7 +352,7 @@ async function drivePaper(r: ResolvedPaperStudy, opts: { log: (line: string) => 
   // 3. The report.
   const described: PaperModel[] = models.map((m) => ({ name: m.name, kind: m.kind, model: m.model, seeds: m.seeds, fraction: m.fraction }));
   const { markdown } = writePaperReport(dir, runs, {
-    name: study.name, harness: e.harness, models: described, compare: study.compare, skipped: skips, seconds: (performance.now() - t0) / 1000,
+    name: study.name, harness: e.harness, tasks: e.tasks.map((t) => ({ task: t.task, split: resolveSplit(getTask(t.task), t.split), data: t.data })), models: described, compare: study.compare, skipped: skips, seconds: (performance.now() - t0) / 1000,
   });
   writeFileSync(resolved, JSON.stringify(study, null, 2) + "\n");
   log(`study finished in ${((performance.now() - t0) / 1000).toFixed(0)} s: ${runs.length} evaluations`);

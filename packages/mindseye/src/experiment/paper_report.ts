@@ -8,6 +8,7 @@
 // with every seed of the other side.
 //
 // results.json:
+//   tasks[]        {task, split, data}: what each model was evaluated on
 //   models[]       {name, kind: "finetune" | "zero-shot", model, seeds, fraction}
 //   cells[]        {model, task: "task/split", seeds, accuracy: {mean, low, high, n}, perSeed[]}
 //   comparisons[]  {a, b, task, difference: {mean, low, high, n}, perSeed[]}
@@ -56,6 +57,7 @@ const excludesZero = (i: Interval) => i.low > 0 || i.high < 0;
 export interface PaperReportMeta {
   name: string;
   harness: string;
+  tasks: readonly { task: string; split: string; data: string }[];
   models: readonly PaperModel[];
   compare: readonly { a: string; b: string }[];
   skipped: readonly string[];
@@ -94,7 +96,7 @@ export function writePaperReport(dir: string, runs: readonly EvalRun[], meta: Pa
   ].join("\n");
   writeFileSync(join(dir, "results.md"), markdown + "\n");
   writeFileSync(join(dir, "results.json"), JSON.stringify({
-    name: meta.name, harness: meta.harness,
+    name: meta.name, harness: meta.harness, tasks: meta.tasks,
     intervals: "95%, hierarchical bootstrap: seeds resampled with replacement, then questions (paired for differences)",
     models: meta.models, cells, comparisons, skipped: meta.skipped, seconds: meta.seconds,
   }, null, 2) + "\n");

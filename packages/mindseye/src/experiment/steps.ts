@@ -59,15 +59,16 @@ export interface PlannedStep {
 export type StepFn = (kind: StepKind, what: string, out: string, settings: unknown, inputs: readonly string[], fn: () => Promise<unknown>) => Promise<string>;
 
 /**
- * The step function of the study in folder `dir`. With `plan`, steps are only listed into it
- * (nothing runs or is written); a step downstream of one that would run is "changed" when it was
- * made before, "run" when it never was.
+ * The step function of the study in folder `dir`; `elsewhere` says how a user writes a changed
+ * step to another folder instead (default: a new study folder, --set out=…). With `plan`, steps
+ * are only listed into it (nothing runs or is written); a step downstream of one that would run is
+ * "changed" when it was made before, "run" when it never was.
  * ```ts
  * const step = stepRunner({ dir, log: console.log, force: false, plan: null });
  * const token = await step("finetune", "finetune baseline", join(dir, "ft"), recipe, [baseToken], () => runFinetune(recipe));
  * ```
  */
-export function stepRunner(o: { dir: string; log: (line: string) => void; force: boolean; plan: PlannedStep[] | null }): StepFn {
+export function stepRunner(o: { dir: string; log: (line: string) => void; force: boolean; plan: PlannedStep[] | null; elsewhere?: string }): StepFn {
   const { dir, log, plan } = o;
   const t0 = performance.now();
   const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(0)} s`;
@@ -91,7 +92,7 @@ export function stepRunner(o: { dir: string; log: (line: string) => void; force:
         : keys.length > 0 ? `was made with other settings (changed: ${keys.join(", ")})`
           : "was made from earlier results of the steps it reads";
       if (!o.force) {
-        throw new ConfigError(`${what}: ${out} ${why}. Rerun with --force to redo it and every step after it, or give the study a new folder (--set out=…).`);
+        throw new ConfigError(`${what}: ${out} ${why}. Rerun with --force to redo it and every step after it, or ${o.elsewhere ?? "give the study a new folder (--set out=…)"}.`);
       }
       log(`[redo] ${what}: ${why}`);
       rmSync(out, { recursive: true, force: true });
