@@ -21,9 +21,10 @@ lint: setup
 
 # Test files are compiled next to their sources (dist/**/*.test.js). Two processes at most, each
 # with one intra-op thread (MINDSEYE_NUM_THREADS), so the suite does not oversubscribe 2 cores.
-# The tests also need Debian's chromium (experiment/report_html.test.ts opens a report headless).
+# The tests also need Debian's chromium (experiment/report_html.test.ts opens a report headless) and
+# python3-torch for its torchrun (cli/launch.test.ts starts ranks with it, as users do).
 test-setup:
-	@MINDSEYE_WITH_CHROMIUM=1 bash scripts/setup.sh
+	@MINDSEYE_WITH_CHROMIUM=1 MINDSEYE_WITH_PYTORCH=1 bash scripts/setup.sh
 
 test: test-setup typecheck lint
 	@shopt -s globstar; MINDSEYE_NUM_THREADS=1 MINDSEYE_BLAS_THREADS=1 $(NODE_TEST) packages/*/dist/**/*.test.js

@@ -9,7 +9,8 @@
 #                        PyTorch, CUDA included); system libtorch is then not installed.
 #   MINDSEYE_SKIP_APT=1  do not touch system packages (you installed them yourself).
 #   MINDSEYE_WITH_PYTORCH=1  also install Debian's python3-torch (the PyTorch reference that
-#                        benchmarks and fixture scripts use; the product never needs it).
+#                        benchmarks and fixture scripts use, and the torchrun that make test starts
+#                        ranks with; the product never needs it).
 #   MINDSEYE_WITH_CHROMIUM=1  also install Debian's chromium, which the test of a study's
 #                        report.html opens headless (make test sets it; make demo does not need it).
 set -euo pipefail

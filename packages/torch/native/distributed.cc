@@ -14,6 +14,7 @@
 #include "common.h"
 
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef MINDSEYE_WITH_GLOO
 #define USE_C10D_GLOO 1  // ProcessGroupGloo.hpp is empty without it (libtorch's own build sets it).
@@ -108,7 +109,7 @@ static std::string BuiltBackends() {
   return s.empty() ? "none" : s.substr(0, s.size() - 1);
 }
 
-// (backend, masterAddr, masterPort, rank, worldSize, timeoutMs, localRank) -> group id
+// (backend, masterAddr, masterPort, rank, worldSize, timeoutMs, localRank, agentStorePrefix) -> group id
 static Napi::Value distInit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto g = std::make_unique<Group>();
@@ -120,6 +121,9 @@ static Napi::Value distInit(const Napi::CallbackInfo& info) {
   g->timeout = std::chrono::milliseconds(I(info, 5));
   int localRank = static_cast<int>(I(info, 6));
   (void)localRank;  // only NCCL builds use it
+  // Non-empty under torchrun (TORCHELASTIC_USE_AGENT_STORE): its agent already serves the store
+  // at masterAddr:masterPort, and the ranks use it under this prefix, as torch's env:// does.
+  const std::string agentStorePrefix = S(info, 7);
   const std::string where = "rank " + std::to_string(g->rank) + " of " + std::to_string(g->size);
   const std::string built = BuiltBackends();
   if ((" " + built + " ").find(" " + g->backend + " ") == std::string::npos) {
@@ -129,20 +133,28 @@ static Napi::Value distInit(const Napi::CallbackInfo& info) {
   }
 
   // 1. rendezvous: rank 0 serves the store, everyone (rank 0 included) connects as a client and
-  //    waits until all worldSize clients have arrived or the timeout passes.
+  //    waits until all worldSize clients have arrived or the timeout passes. Under torchrun's agent
+  //    every rank is a client of the agent's store (the process group's own rendezvous then waits).
+  const bool agentStore = !agentStorePrefix.empty();
   try {
     c10d::TCPStoreOptions so;
     so.port = static_cast<std::uint16_t>(port);
-    so.isServer = g->rank == 0;
+    so.isServer = !agentStore && g->rank == 0;
     so.numWorkers = static_cast<std::size_t>(g->size);
-    so.waitWorkers = true;
+    so.waitWorkers = !agentStore;
     so.timeout = g->timeout;
-    g->store = c10::make_intrusive<c10d::TCPStore>(host, so);
+    auto tcp = c10::make_intrusive<c10d::TCPStore>(host, so);
+    if (agentStore) {
+      g->store = c10::make_intrusive<c10d::PrefixStore>(agentStorePrefix, tcp);
+    } else {
+      g->store = tcp;
+    }
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, "torch.distributed: " + where + " could not join the TCPStore at " + host + ":" +
                                     std::to_string(port) + " within " + std::to_string(g->timeout.count()) +
                                     " ms: " + MessageOf(e) +
-                                    (g->rank == 0 ? " (is the port in use? choose another MASTER_PORT)"
+                                    (agentStore ? " (torchrun's agent serves this store: is it still running?)"
+                                    : g->rank == 0 ? " (is the port in use? choose another MASTER_PORT)"
                                                   : " (are all ranks started, with the same MASTER_ADDR:MASTER_PORT?)"));
   }
 

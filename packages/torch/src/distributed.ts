@@ -130,7 +130,11 @@ export function initProcessGroup(o: Partial<InitOptions> = {}): ProcessGroup {
   if (worldSize < 1 || rank >= worldSize) throw new Error(`initProcessGroup: rank ${rank} is outside world size ${worldSize} (need 0 <= rank < worldSize)`);
   if (masterPort < 1 || masterPort > 65535) throw new Error(`initProcessGroup: masterPort ${masterPort} is not a TCP port (1-65535)`);
   if (!(timeoutMs > 0)) throw new Error(`initProcessGroup: timeoutMs must be positive, got ${timeoutMs}`);
-  const id = native.distInit(backend, masterAddr, masterPort, rank, worldSize, timeoutMs, localRank);
+  // torchrun's agent serves the store itself and tells its workers so (torch's _create_c10d_store):
+  // every rank joins it as a client, under a prefix per restart attempt.
+  const agentStorePrefix = o.masterPort === undefined && process.env.TORCHELASTIC_USE_AGENT_STORE === "True"
+    ? `/worker/attempt_${process.env.TORCHELASTIC_RESTART_COUNT ?? "0"}` : "";
+  const id = native.distInit(backend, masterAddr, masterPort, rank, worldSize, timeoutMs, localRank, agentStorePrefix);
   world = new ProcessGroup(id, backend, rank, worldSize, localRank, timeoutMs);
   return world;
 }

@@ -197,7 +197,7 @@ export interface NativeAddon {
   noop(...args: unknown[]): void;
   // distributed (native/distributed.cc); groups are small integer ids
   distBackends(): string[];
-  distInit(backend: string, masterAddr: string, masterPort: number, rank: number, worldSize: number, timeoutMs: number, localRank: number): number;
+  distInit(backend: string, masterAddr: string, masterPort: number, rank: number, worldSize: number, timeoutMs: number, localRank: number, agentStorePrefix: string): number;
   distDestroy(group: number): void;
   distAllReduce(group: number, h: H, op: string): void;
   distBroadcast(group: number, h: H, src: number): void;

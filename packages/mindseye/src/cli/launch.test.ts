@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { launchOptions, rankEnv } from "./launch.js";
 import { freePort } from "@mindseye/torch/testing";
@@ -54,6 +54,30 @@ test("mindseye launch --nproc-per-node 2 runs a 2-rank c10d run to completion", 
   const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as { rank: number; worldSize: number; sum: number[] });
   assert.deepEqual(lines.map((l) => l.rank).sort(), [0, 1]);
   for (const l of lines) assert.deepEqual(l.sum, [3, 3, 3]);
+});
+
+// torchrun (PyTorch's launcher; Debian's python3-torch, which `make test` installs) starts the same
+// ranks. Its 1.13 spells the flags with underscores (2.x accepts both), and on Python 3.11 its
+// default "no redirect" setting crashes in to_map (Std.NONE is not iterable there): an explicit
+// --redirects 1 --tee 1 (stdout to its log and the console) avoids that and works on every version.
+const TORCHRUN = spawnSync("torchrun", ["--help"], { stdio: "ignore" }).status === 0;
+
+test("torchrun --no_python starts a 2-rank DDP run of @mindseye/torch: both ranks end with the same weights", { skip: TORCHRUN ? false : "torchrun is not installed (python3-torch; make test-setup installs it)", timeout: 60_000 }, async () => {
+  const port = await freePort();
+  const args = ["--no_python", "--nproc_per_node", "2", "--master_port", String(port), "--redirects", "1", "--tee", "1", process.execPath, DIST_CHILD, "ddp"];
+  const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn("torchrun", args, { env: { ...process.env, MINDSEYE_NUM_THREADS: "1" }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "", stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 50_000);
+    child.on("close", (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+  });
+  assert.equal(r.code, 0, r.stderr);
+  // tee prefixes each rank's lines with "[default<local rank>]:"
+  const ranks = [...r.stdout.matchAll(/^\[default(\d)\]:(\{.*\})$/gm)].map((m) => ({ local: Number(m[1]), ...(JSON.parse(m[2]!) as { rank: number; params: Record<string, number[]> }) }));
+  assert.deepEqual(ranks.map((x) => [x.local, x.rank]).sort(), [[0, 0], [1, 1]]);
+  assert.deepEqual(ranks[0]!.params, ranks[1]!.params, "DDP kept the replicas equal (rank 1 started from other weights)");
 });
 
 test("mindseye launch -- <mindseye args> starts mindseye on every rank", async () => {
