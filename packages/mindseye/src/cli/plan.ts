@@ -7,6 +7,7 @@ import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { parse as parseYaml } from "yaml";
 import { ConfigError } from "../config/errors.js";
+import { resolveModelRef } from "../config/hub.js";
 import type { HfJson } from "../config/hf.js";
 import { fromHfConfig } from "../models/qwen2.js";
 import { qwen2_5_vlFromHfConfig } from "../models/qwen2_5_vl.js";
@@ -16,9 +17,11 @@ interface PlanFlags {
   config: string;
   worldSize: string;
   gpuMemory: string;
-  zero: string;
+  /** Absent: the recipe's train.zero_stage, else 0. */
+  zero?: string;
   lora?: boolean;
   loraR: string;
+  /** Absent: the recipe's train.gradient_checkpointing, else off. */
   checkpointing?: boolean;
   batchSize?: string;
   seqLen: string;
@@ -36,18 +39,23 @@ export function shapeFromHfConfig(json: HfJson, where: string): ModelShape {
   throw new ConfigError(`${where}: model_type ${JSON.stringify(json.model_type)} is not one plan reads (qwen2, qwen2_5_vl)`);
 }
 
-/** config.json and the recipe's batch size (if the path is a recipe) from --config. */
-function readTarget(path: string): { json: HfJson; where: string; batchSize: number | null } {
+/** What a recipe's train section sets for the plan (nothing when --config is a model). */
+interface RecipeTrain { batchSize: number | null; zeroStage: number | null; checkpointing: boolean | null }
+
+/** config.json and, if the path is a recipe, its training settings, from --config. */
+function readTarget(path: string): { json: HfJson; where: string } & RecipeTrain {
   if (!existsSync(path)) throw new ConfigError(`--config ${path}: no such file or directory`);
   if (statSync(path).isDirectory()) return readTarget(join(path, "config.json"));
   if (/\.ya?ml$/.test(path)) {
-    const recipe = parseYaml(readFileSync(path, "utf8")) as { model?: string; base?: string; train?: { batch_size?: number } };
+    const recipe = parseYaml(readFileSync(path, "utf8")) as { model?: string; base?: string; train?: { batch_size?: number; zero_stage?: number; gradient_checkpointing?: boolean } };
     const model = recipe.model ?? recipe.base;
-    if (typeof model !== "string") throw new ConfigError(`${path}: the recipe names no model directory ("model" or "base"); pass the model's config.json to --config instead`);
-    const inner = readTarget(resolve(model)); // recipes name directories from the repository root, where mindseye runs
-    return { ...inner, batchSize: recipe.train?.batch_size ?? null };
+    if (typeof model !== "string") throw new ConfigError(`${path}: the recipe names no model ("model" or "base"); pass the model's config.json to --config instead`);
+    // a directory from the repository root, where mindseye runs, or a Hugging Face id in the hub cache
+    const inner = readTarget(resolve(resolveModelRef(model)));
+    const t = recipe.train ?? {};
+    return { ...inner, batchSize: t.batch_size ?? null, zeroStage: t.zero_stage ?? null, checkpointing: t.gradient_checkpointing ?? null };
   }
-  return { json: JSON.parse(readFileSync(path, "utf8")) as HfJson, where: path, batchSize: null };
+  return { json: JSON.parse(readFileSync(path, "utf8")) as HfJson, where: path, batchSize: null, zeroStage: null, checkpointing: null };
 }
 
 const GB = (b: number) => `${(b / 1e9).toFixed(1)}`;
@@ -62,14 +70,14 @@ function int(text: string, flag: string, min: number): number {
 export function planReport(f: PlanFlags): { lines: string[]; fits: boolean } {
   const target = readTarget(f.config);
   const shape = shapeFromHfConfig(target.json, target.where);
-  const zero = int(f.zero, "--zero", 0);
+  const zero = f.zero !== undefined ? int(f.zero, "--zero", 0) : target.zeroStage ?? 0;
   if (zero > 2) throw new ConfigError(`--zero must be 0, 1 or 2, got ${f.zero}`);
   if (f.dtype !== "bfloat16" && f.dtype !== "float32") throw new ConfigError(`--dtype must be bfloat16 or float32, got ${f.dtype}`);
   const gpu = parseBytes(f.gpuMemory);
   const base: PlanOptions = {
     worldSize: int(f.worldSize, "--world-size", 1),
     zero: zero as 0 | 1 | 2,
-    checkpointing: f.checkpointing ?? false,
+    checkpointing: f.checkpointing ?? target.checkpointing ?? false,
     loraRank: f.lora ? int(f.loraR, "--lora-r", 1) : null,
     batchSize: f.batchSize !== undefined ? int(f.batchSize, "--batch-size", 1) : target.batchSize ?? 1,
     seqLen: int(f.seqLen, "--seq-len", 1),
@@ -105,10 +113,11 @@ export function registerPlanCommand(program: Command): void {
     .requiredOption("--config <path>", "a recipe (its model or base directory), a model directory or a config.json")
     .option("--world-size <n>", "data-parallel GPUs", "1")
     .option("--gpu-memory <size>", "memory of one GPU", "80GiB")
-    .option("--zero <stage>", "ZeRO stage: 0 (plain DDP), 1 (optimizer state sharded) or 2 (and gradients)", "0")
+    .option("--zero <stage>", "ZeRO stage: 0 (plain DDP), 1 (optimizer state sharded) or 2 (and gradients) (default: the recipe's train.zero_stage, else 0)")
     .option("--lora", "LoRA on the language model's projections (base and vision tower frozen)")
     .option("--lora-r <r>", "LoRA rank", "16")
-    .option("--checkpointing", "gradient checkpointing per layer")
+    .option("--checkpointing", "gradient checkpointing per layer (default: the recipe's train.gradient_checkpointing)")
+    .option("--no-checkpointing", "no gradient checkpointing, whatever the recipe says")
     .option("--batch-size <n>", "sequences per GPU per micro-step (default: the recipe's train.batch_size, else 1)")
     .option("--seq-len <n>", "tokens per sequence", "2048")
     .option("--image-patches <n>", "vision patches per sequence (1024: one 448×448 image in 14-px patches)", "1024")

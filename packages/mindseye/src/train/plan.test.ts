@@ -3,9 +3,11 @@
 // numbers imply for a 7B model on 80 GB GPUs.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parse as parseYaml } from "yaml";
 import { torch } from "@mindseye/torch";
 import { qwen2Preset, Qwen2ForCausalLM, toHfConfig as qwen2ToHfConfig } from "../models/qwen2.js";
 import { qwen2_5_vlPreset, qwen2_5_vlToHfConfig, Qwen2_5_VLForConditionalGeneration } from "../models/qwen2_5_vl.js";
@@ -99,4 +101,39 @@ test("mindseye plan: reads a config.json, prints the table and the verdict; size
   assert.equal(parseBytes("80GiB"), 80 * 2 ** 30);
   assert.equal(parseBytes("141 GB"), 141e9);
   assert.throws(() => parseBytes("lots"), /cannot read "lots" as a size/);
+});
+
+test("the proposal's Qwen2.5-VL-7B recipes fit 8 GPUs of 80 GB by their own settings (ZeRO-2, checkpointing), the model read from the hub cache", () => {
+  const recipes = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..", "configs", "paper", "qwen2_5_vl_7b"); // dist/train -> repo root
+  const cache = mkdtempSync(join(tmpdir(), "mindseye-plan-hub-"));
+  const saved = process.env.HF_HUB_CACHE;
+  try {
+    // the hub cache's layout: models--ORG--NAME/refs/main names the snapshot holding config.json
+    const repo = join(cache, "models--Qwen--Qwen2.5-VL-7B-Instruct"), commit = "0".repeat(40);
+    mkdirSync(join(repo, "refs"), { recursive: true });
+    mkdirSync(join(repo, "snapshots", commit), { recursive: true });
+    writeFileSync(join(repo, "refs", "main"), commit);
+    writeFileSync(join(repo, "snapshots", commit, "config.json"), JSON.stringify(qwen2_5_vlToHfConfig(qwen2_5_vlPreset("qwen2.5-vl-7b"))));
+    process.env.HF_HUB_CACHE = cache;
+    // the fine-tunes of the latent and text-control runs read those runs' outputs (not there before
+    // they run): they must train exactly as the baseline's fine-tune, which is planned
+    const recipe = (f: string) => parseYaml(readFileSync(join(recipes, f), "utf8")) as { model?: string; base?: string; train: unknown };
+    const all = readdirSync(recipes).filter((f) => f.endsWith(".yaml"));
+    assert.equal(all.length, 5, "latent, text control and three fine-tunes");
+    const files = all.filter((f) => (recipe(f).model ?? recipe(f).base) === "Qwen/Qwen2.5-VL-7B-Instruct");
+    assert.deepEqual(files.sort(), ["finetune_baseline.yaml", "latent.yaml", "text_control.yaml"]);
+    for (const f of ["finetune_latent.yaml", "finetune_text_control.yaml"]) assert.deepEqual(recipe(f).train, recipe("finetune_baseline.yaml").train, f);
+    const flags = { worldSize: "8", gpuMemory: "80GiB", loraR: "16", seqLen: "2048", imagePatches: "1024", dtype: "bfloat16" };
+    for (const f of files) {
+      const r = planReport({ ...flags, config: join(recipes, f) });
+      assert.match(r.lines[0]!, /8\.292 B parameters/, f);
+      assert.equal(r.lines.filter((l) => /^→\s+2\s+on\s/.test(l)).length, 1, `${f}: the recipe's zero_stage 2 with checkpointing is the row asked for`);
+      assert.equal(r.fits, true, `${f}: ${r.lines.join("\n")}`);
+      assert.equal(planReport({ ...flags, config: join(recipes, f), zero: "0", checkpointing: false }).fits, false, `${f}: plain DDP does not fit, so the recipe's settings matter`);
+    }
+  } finally {
+    if (saved === undefined) delete process.env.HF_HUB_CACHE;
+    else process.env.HF_HUB_CACHE = saved;
+    rmSync(cache, { recursive: true, force: true });
+  }
 });
