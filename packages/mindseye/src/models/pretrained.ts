@@ -124,17 +124,38 @@ export function checkLayerCount(header: CheckpointHeader, prefix: string, expect
  */
 export function checkFinite(weights: ReadonlyMap<string, Tensor>, header: CheckpointHeader, dir: string): void {
   for (const [name, t] of weights) {
-    if (!t.isFloatingPoint) continue;
-    const bad = torch.scope(() => t.isfinite().logicalNot().sum().item());
-    if (bad === 0) continue;
-    const nan = torch.scope(() => t.isnan().sum().item()), n = t.numel();
+    const broken = nonFiniteError(name, t, header.get(name)?.file ?? dir);
+    if (broken === null) continue;
     for (const w of weights.values()) w.dispose();
-    const file = header.get(name)?.file ?? dir;
-    throw new Error(
-      `${file}: tensor "${name}" holds ${bad} non-finite value${bad > 1 ? "s" : ""} (${nan} NaN, ${bad - nan} infinite) of ${n}; ` +
-        "the checkpoint is broken (a diverged run or a damaged file): load an earlier checkpoint or re-download it",
-    );
+    throw broken;
   }
+}
+
+/** At most this many elements are tested at once, so that the test's masks stay small beside a 7B weight. */
+const FINITE_CHUNK = 1 << 24;
+
+function nonFiniteError(name: string, t: Tensor, file: string): Error | null {
+  if (!t.isFloatingPoint) return null;
+  let bad = 0, nan = 0;
+  torch.scope(() => {
+    const flat = t.reshape(-1), n = flat.numel();
+    for (let i = 0; i < n; i += FINITE_CHUNK) {
+      torch.scope(() => {
+        const part = flat.narrow(0, i, Math.min(FINITE_CHUNK, n - i));
+        const b = part.isfinite().logicalNot().sum().item();
+        if (b > 0) { bad += b; nan += part.isnan().sum().item(); }
+      });
+    }
+  });
+  return bad === 0 ? null : nonFinite(name, file, nan, bad - nan, t.numel());
+}
+
+function nonFinite(name: string, file: string, nan: number, infinite: number, numel: number): Error {
+  const bad = nan + infinite;
+  return new Error(
+    `${file}: tensor "${name}" holds ${bad} non-finite value${bad > 1 ? "s" : ""} (${nan} NaN, ${infinite} infinite) of ${numel}; ` +
+      "the checkpoint is broken (a diverged run or a damaged file): load an earlier checkpoint or re-download it",
+  );
 }
 
 /** Every tensor of a checkpoint directory (single file or sharded), optionally converted; non-finite weights are an error. */
@@ -192,6 +213,58 @@ export function saveCheckpoint(dir: string, module: nn.Module, config: HfJson, o
   const tmp = join(dir, `config.json.tmp-${process.pid}`);
   writeFileSync(tmp, JSON.stringify(config, null, 2) + "\n");
   renameSync(tmp, join(dir, "config.json"));
+}
+
+/**
+ * Reads a checkpoint directory (single file or sharded) straight into a module's parameters and
+ * buffers by name (after `rename`), tensor by tensor in 64 MiB chunks (io.loadFileInto): peak
+ * memory is the module plus one chunk, where loadCheckpoint + assignWeights held the module, every
+ * checkpoint tensor and a copy of the largest. Floating weights convert to each parameter's dtype
+ * on the way. Strict: missing, unexpected and mis-shaped names are one nn.StateDictError, raised
+ * from the headers before anything is read. A module tensor reached under two names (tied weights)
+ * needs only one of them in the checkpoint. Non-finite weights are an error naming the tensor.
+ * ```ts
+ * const model = new Qwen2ForCausalLM(cfg, { dtype: "bfloat16" });
+ * loadCheckpointInto(model, "Qwen2.5-0.5B/");
+ * ```
+ */
+export function loadCheckpointInto(module: nn.Module, dir: string, opts: { rename?: Rename; header?: CheckpointHeader } = {}): void {
+  const header = opts.header ?? readCheckpointHeader(dir);
+  const own = module.stateDict();
+  const byFile = new Map<string, Map<string, Tensor>>(); // file → checkpoint name → module tensor
+  const filled = new Set<Tensor>(), from = new Map<string, string>();
+  const unexpected: string[] = [], mismatched: { key: string; expected: number[]; got: number[] }[] = [];
+  for (const [name, entry] of header) {
+    const to = opts.rename ? opts.rename(name) : name;
+    if (to === null) continue;
+    const t = own.get(to);
+    if (t === undefined) { unexpected.push(to); continue; }
+    const earlier = from.get(to);
+    if (earlier !== undefined) throw new Error(`${dir}: checkpoint tensors "${earlier}" and "${name}" both load into ${to}; keep one of them`);
+    from.set(to, name);
+    if (t.shape.length !== entry.shape.length || t.shape.some((x, i) => x !== entry.shape[i])) {
+      mismatched.push({ key: to, expected: t.shape, got: [...entry.shape] });
+      continue;
+    }
+    filled.add(t);
+    byFile.set(entry.file, (byFile.get(entry.file) ?? new Map<string, Tensor>()).set(name, t));
+  }
+  const missing = [...own].filter(([k, t]) => !from.has(k) && !filled.has(t)).map(([k]) => k);
+  if (missing.length > 0 || unexpected.length > 0 || mismatched.length > 0) {
+    const list = (keys: string[]) => (keys.length <= 20 ? keys.join(", ") : `${keys.slice(0, 20).join(", ")}, ... (${keys.length - 20} more)`);
+    const lines = [`the checkpoint in ${dir} does not match ${module.constructor.name}`];
+    if (missing.length) lines.push(`  missing keys (${missing.length}): ${list(missing)}`);
+    if (unexpected.length) lines.push(`  unexpected keys (${unexpected.length}): ${list(unexpected)}`);
+    for (const m of mismatched.slice(0, 20)) lines.push(`  shape mismatch for ${m.key}: model has [${m.expected.join(", ")}], checkpoint has [${m.got.join(", ")}]`);
+    if (mismatched.length > 20) lines.push(`  ... and ${mismatched.length - 20} more shape mismatches`);
+    throw new nn.StateDictError(lines.join("\n"), missing, unexpected, mismatched);
+  }
+  for (const [file, targets] of byFile) {
+    // Counted on the file's bytes while they pass: no tensor-sized mask, no second pass.
+    for (const [name, c] of io.loadFileInto(file, targets, { countNonFinite: true })) {
+      if (c.nan + c.infinite > 0) throw nonFinite(name, file, c.nan, c.infinite, targets.get(name)!.numel());
+    }
+  }
 }
 
 export interface ModuleSummary {

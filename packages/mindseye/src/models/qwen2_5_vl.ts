@@ -9,7 +9,7 @@
 import { torch, nn, F, type Tensor, type DType, type Device, type Generator } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
 import { readHfConfig, hfField, ensure, type HfJson } from "../config/hf.js";
-import { loadCheckpoint, assignWeights, saveCheckpoint, readCheckpointHeader, checkTensorShape, checkLayerCount, type CheckpointHeader } from "./pretrained.js";
+import { loadCheckpointInto, saveCheckpoint, readCheckpointHeader, checkTensorShape, checkLayerCount, type CheckpointHeader } from "./pretrained.js";
 import {
   Qwen2Model, KVCache, resolveQwen2, fromHfConfig, toHfConfig as qwen2ToHfConfig, checkQwen2Checkpoint,
   type Qwen2Config, type ResolvedQwen2Config, type Qwen2Dtype,
@@ -857,31 +857,27 @@ export class Qwen2_5_VLForConditionalGeneration extends nn.Module {
    */
   static fromPretrained(dir: string, opts: { dtype?: Qwen2Dtype; device?: Device } = {}): Qwen2_5_VLForConditionalGeneration {
     const cfg = qwen2_5_vlFromHfConfig(readHfConfig(dir), `${dir}/config.json`);
-    const header = new Map([...readCheckpointHeader(dir)].map(([n, e]) => [fromOriginalName(n), e]));
+    const checkpoint = readCheckpointHeader(dir);
+    const header = new Map([...checkpoint].map(([n, e]) => [fromOriginalName(n), e]));
     checkQwen2_5_VLCheckpoint(cfg, header, `${dir}/config.json`); // before anything is allocated
-    const dtype = opts.dtype ?? "float32";
-    const model = new Qwen2_5_VLForConditionalGeneration(cfg, { dtype, ...(opts.device ? { device: opts.device } : {}) });
-    const weights = loadCheckpoint(dir, { dtype });
-    const names = [...weights.keys()];
+    const names = [...checkpoint.keys()];
     const nested = names.some((n) => n.startsWith("model.language_model.") || n.startsWith("model.visual."));
     const original = names.some((n) => fromOriginalName(n) !== n);
     if (nested && original) {
-      for (const t of weights.values()) t.dispose();
       const a = names.find((n) => fromOriginalName(n) !== n)!, b = names.find((n) => n.startsWith("model.language_model.") || n.startsWith("model.visual."))!;
       throw new Error(`${dir}: the checkpoint mixes the two Qwen2.5-VL weight namings (e.g. "${a}" from the original release and "${b}" from transformers ≥ 4.52); re-save it in one`);
     }
-    const renamed = new Map<string, Tensor>();
-    for (const [n, t] of weights) renamed.set(fromOriginalName(n), t);
-    if (cfg.text.tieWordEmbeddings) {
-      // A tied lm_head is saved once, as embed_tokens (a copy under lm_head.weight is ignored).
-      renamed.get("lm_head.weight")?.dispose();
-      renamed.delete("lm_head.weight");
-      const emb = renamed.get("model.language_model.embed_tokens.weight");
-      if (emb) renamed.set("lm_head.weight", emb);
-    }
+    const dtype = opts.dtype ?? "float32";
+    const model = new Qwen2_5_VLForConditionalGeneration(cfg, { dtype, ...(opts.device ? { device: opts.device } : {}) });
     try {
-      assignWeights(model, renamed);
+      // Read into the parameters, a tensor at a time: peak memory is the model, not twice it.
+      // A tied lm_head is embed_tokens (a copy saved under lm_head.weight is ignored).
+      loadCheckpointInto(model, dir, {
+        header: checkpoint,
+        rename: (n) => (cfg.text.tieWordEmbeddings && fromOriginalName(n) === "lm_head.weight" ? null : fromOriginalName(n)),
+      });
     } catch (e) {
+      model.parameters().forEach((p) => p.dispose());
       if (e instanceof nn.StateDictError) {
         throw new Error(`${dir}: the checkpoint does not fit Qwen2_5_VLForConditionalGeneration with this config.json (names as ${nested ? "transformers ≥ 4.52: model.language_model.*, model.visual.*" : "the original release: model.*, visual.*"}, shown below in transformers ≥ 4.52's naming; tie_word_embeddings: ${cfg.text.tieWordEmbeddings})\n${e.message}`, { cause: e });
       }

@@ -3,12 +3,14 @@ export {
   readHeader,
   loadMetadata,
   loadFile,
+  loadFileInto,
   saveFile,
   saveSharded,
   loadSharded,
+  loadShardedInto,
   SafetensorsError,
   SAFETENSORS_DTYPE,
   MAX_HEADER_BYTES,
   DEFAULT_MAX_SHARD_BYTES,
 } from "./safetensors.js";
-export type { TensorInfo, SafetensorsHeader, LoadOptions, ShardOptions, TensorDict } from "./safetensors.js";
+export type { TensorInfo, SafetensorsHeader, LoadOptions, IntoOptions, NonFiniteCount, ShardOptions, TensorDict } from "./safetensors.js";

@@ -3,12 +3,12 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { arange, randn, tensor } from "../creation.js";
+import { arange, full, randn, tensor, zeros } from "../creation.js";
 import { DTYPES, type DType, isFloatingPoint } from "../dtype.js";
 import { scope } from "../scope.js";
 import type { Tensor } from "../tensor.js";
 import {
-  SAFETENSORS_DTYPE, SafetensorsError, loadFile, loadMetadata, loadSharded, readHeader, saveFile, saveSharded,
+  SAFETENSORS_DTYPE, SafetensorsError, loadFile, loadFileInto, loadMetadata, loadSharded, loadShardedInto, readHeader, saveFile, saveSharded,
 } from "./safetensors.js";
 
 const root = mkdtempSync(join(tmpdir(), "mindseye-safetensors-"));
@@ -46,6 +46,8 @@ function rejects(bytes: Buffer, ...fragments: string[]): void {
   });
 }
 
+/** Elementwise equal (same shape and dtype). */
+const same = (a: Tensor, b: Tensor): boolean => a.eq(b).all().item() === 1;
 const f32 = (xs: number[]) => Buffer.from(new Float32Array(xs).buffer);
 
 describe("round trip", () => {
@@ -328,5 +330,70 @@ describe("atomic writes", () => {
     assert.throws(() => saveFile(join(dir, "a.safetensors"), { __metadata__: randn([2]) }), /reserved/);
     assert.throws(() => saveFile(join(dir, "a.safetensors"), { w: randn([2]) }, { step: 3 as unknown as string }), /metadata "step" must be a string/);
     assert.deepEqual(readdirSync(dir), []);
+  }));
+});
+
+describe("reading into existing tensors", () => {
+  test("a tensor larger than one 64 MiB read chunk lands in place, as float32 and converted to bfloat16", () => scope(() => {
+    // 2^24 + 1000 float32 values: 64 MiB + 4000 bytes, so the second chunk holds the last 1000.
+    const n = (1 << 24) + 1000;
+    const w = arange(n).to({ dtype: "float32" }).remainder(4093).sub(2046); // integers, exact in bf16
+    const p = join(freshDir(), "big.safetensors");
+    saveFile(p, { w, small: tensor([1.5, -2]) });
+
+    const asF32 = zeros([n]), asBf16 = zeros([n], { dtype: "bfloat16" });
+    const view = asF32.narrow(0, n - 3, 3); // shares storage: sees the load only if it is in place
+    loadFileInto(p, new Map([["w", asF32]]));
+    assert.ok(same(asF32, w), "float32 target equals the saved tensor");
+    assert.deepEqual(Array.from(view.toTypedArray() as Float32Array), Array.from(w.narrow(0, n - 3, 3).toTypedArray() as Float32Array));
+    loadFileInto(p, new Map([["w", asBf16]]));
+    assert.equal(asBf16.dtype, "bfloat16");
+    assert.ok(same(asBf16, w.to({ dtype: "bfloat16" })), "bf16 target equals the saved tensor converted");
+  }));
+
+  test("shape, dtype kind, name and layout are checked before anything is written", () => scope(() => {
+    const p = join(freshDir(), "m.safetensors");
+    saveFile(p, { a: tensor([1, 2, 3]), ids: tensor([4, 5], { dtype: "int64" }) });
+    const a = full([3], 9);
+    const untouched = () => assert.deepEqual(Array.from(a.toTypedArray() as Float32Array), [9, 9, 9]);
+    assert.throws(() => loadFileInto(p, new Map([["a", a], ["ids", zeros([3], { dtype: "int64" })]])), /tensor "ids".*shape \[2\], the target \[3\]/);
+    untouched();
+    assert.throws(() => loadFileInto(p, new Map([["a", a], ["ids", zeros([2])]])), /tensor "ids".*holds I64, the target is float32/);
+    untouched();
+    assert.throws(() => loadFileInto(p, new Map([["a", a], ["zz", zeros([1])]])), /tensor "zz".*no such tensor/);
+    untouched();
+    assert.throws(() => loadFileInto(p, new Map([["a", zeros([6]).view(3, 2).select(1, 0)]])), /not contiguous/);
+    untouched();
+    loadFileInto(p, new Map([["ids", zeros([2], { dtype: "int64" })]])); // integers of the same dtype load
+  }));
+
+  test("countNonFinite counts NaN and ±infinity in every floating dtype, across chunks", () => scope(() => {
+    const dir = freshDir();
+    const values = [1, Number.NaN, Number.POSITIVE_INFINITY, -0, Number.NEGATIVE_INFINITY, -3.5, 65504];
+    for (const dtype of ["float32", "float64", "bfloat16", "float16"] as DType[]) {
+      const p = join(dir, `${dtype}.safetensors`);
+      saveFile(p, { x: tensor(values).to({ dtype }), ids: tensor([7], { dtype: "int64" }) });
+      const counts = loadFileInto(p, new Map([["x", zeros([values.length], { dtype })], ["ids", zeros([1], { dtype: "int64" })]]), { countNonFinite: true });
+      assert.deepEqual(Object.fromEntries(counts), { x: { nan: 1, infinite: 2 } }, dtype);
+      assert.equal(loadFileInto(p, new Map([["x", zeros([values.length], { dtype })]])).size, 0, "nothing counted unless asked");
+    }
+    // A NaN in the second 64 MiB chunk of a float32 tensor.
+    const n = (1 << 24) + 8;
+    const big = zeros([n]);
+    big.narrow(0, n - 1, 1).fill_(Number.NaN);
+    big.narrow(0, 0, 1).fill_(Number.POSITIVE_INFINITY);
+    const p = join(dir, "big.safetensors");
+    saveFile(p, { big });
+    assert.deepEqual(loadFileInto(p, new Map([["big", zeros([n], { dtype: "bfloat16" })]]), { countNonFinite: true }).get("big"), { nan: 1, infinite: 1 });
+  }));
+
+  test("loadShardedInto reads the named tensors from the shards that hold them", () => scope(() => {
+    const dir = freshDir();
+    const sd = new Map(["e", "d", "c", "b", "a"].map((n, i) => [`layer.${n}`, arange(16).to({ dtype: "float32" }).add(i)]));
+    saveSharded(dir, sd, { maxShardBytes: 150 });
+    const targets = new Map(["layer.a", "layer.e"].map((n) => [n, zeros([16], { dtype: "bfloat16" })]));
+    loadShardedInto(dir, targets);
+    for (const [name, t] of targets) assert.ok(same(t, sd.get(name)!.to({ dtype: "bfloat16" })), name);
+    assert.throws(() => loadShardedInto(dir, new Map([["layer.z", zeros([16])]])), /tensor "layer.z".*no such tensor/);
   }));
 });

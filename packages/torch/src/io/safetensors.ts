@@ -14,7 +14,8 @@ import {
   rmSync, statSync, writeSync,
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { fromBytes } from "../creation.js";
+import { noGrad } from "../autograd.js";
+import { empty, fromBytes } from "../creation.js";
 import { type DType, DTYPES, ELEMENT_SIZE, isFloatingPoint } from "../dtype.js";
 import { native } from "../native.js";
 import { Tensor } from "../tensor.js";
@@ -128,26 +129,16 @@ export function loadFile(path: string, opts: LoadOptions = {}): Map<string, Tens
     const names = selectNames(header, opts.names, path);
     // Reject unloadable dtypes before reading anything.
     const dtypes = names.map((name) => engineDtype(header.tensors.get(name)!, name, path));
-
-    // One scratch buffer, sized for the largest tensor, serves every read: peak memory is the
-    // tensors plus one tensor's bytes, never the file twice.
-    const sizes = names.map((name) => { const [b, e] = header.tensors.get(name)!.dataOffsets; return e - b; });
-    const scratch = Buffer.allocUnsafeSlow(sizes.reduce((a, b) => Math.max(a, b), 0));
+    // Each tensor is allocated in its final dtype and filled chunk by chunk: peak memory is the
+    // tensors plus one chunk, never a tensor twice.
     const out = new Map<string, Tensor>();
     try {
       names.forEach((name, i) => {
-        const info = header.tensors.get(name)!;
         const dtype = dtypes[i]!;
-        const bytes = scratch.subarray(0, sizes[i]);
-        readFully(fd, bytes, header.dataStart + info.dataOffsets[0], path);
-        if (dtype === "bool") checkBool(bytes, name, path);
-        const t = fromBytes(bytes, info.shape, dtype);
+        const t = empty(header.tensors.get(name)!.shape, { dtype: opts.dtype !== undefined && isFloatingPoint(dtype) ? opts.dtype : dtype });
         out.set(name, t);
-        if (opts.dtype !== undefined && isFloatingPoint(dtype) && dtype !== opts.dtype) {
-          out.set(name, t.to({ dtype: opts.dtype }));
-          t.dispose();
-        }
       });
+      readTensorsInto(fd, header, out, path);
     } catch (e) {
       for (const t of out.values()) t.dispose();
       throw e;
@@ -157,6 +148,116 @@ export function loadFile(path: string, opts: LoadOptions = {}): Map<string, Tens
     closeSync(fd);
   }
 }
+
+/**
+ * Reads tensors of one file straight into existing tensors (a module's parameters, say), by name.
+ * With `countNonFinite`, returns each floating tensor's NaN and infinite values, counted on the
+ * file's bytes as they pass (F64, F32, BF16, F16), so that no tensor-sized mask is ever made.
+ * Data moves through one reused buffer of at most 64 MiB, so loading a model costs the model's
+ * memory plus one chunk, never a second copy. Shapes must match; floating data converts to the
+ * target's floating dtype chunk by chunk (bf16 file into a float32 model and back); other dtypes
+ * must match. Targets must be contiguous and may be on any device. Other tensors of the file are
+ * not read.
+ * ```ts
+ * loadFileInto("model.safetensors", new Map([["lm_head.weight", model.lm_head.weight]]));
+ * ```
+ */
+export function loadFileInto(path: string, targets: ReadonlyMap<string, Tensor>, opts: IntoOptions = {}): Map<string, NonFiniteCount> {
+  const fd = openForRead(path);
+  try {
+    const header = readHeaderFd(fd, path);
+    selectNames(header, [...targets.keys()], path); // every target exists
+    return readTensorsInto(fd, header, targets, path, opts.countNonFinite ?? false);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export interface IntoOptions {
+  /** Count each floating tensor's NaN and infinite values (returned by name). */
+  countNonFinite?: boolean;
+}
+
+/** How many of a tensor's values are NaN and how many ±infinite. */
+export interface NonFiniteCount {
+  nan: number;
+  infinite: number;
+}
+
+/** At most this many bytes of a tensor are in flight at once while reading. */
+const READ_CHUNK = 64 << 20;
+
+// Checks every target against the header first, so that nothing is written into a model that
+// cannot load completely; then reads in data order, chunk by chunk.
+function readTensorsInto(fd: number, header: SafetensorsHeader, targets: ReadonlyMap<string, Tensor>, path: string, countNonFinite = false): Map<string, NonFiniteCount> {
+  const names = [...header.tensors.keys()].filter((n) => targets.has(n));
+  for (const name of names) {
+    const info = header.tensors.get(name)!, dst = targets.get(name)!;
+    const from = engineDtype(info, name, path);
+    if (dst.disposed) throw new TypeError(`cannot load tensor "${name}" from ${path}: the target tensor was disposed`);
+    if (!sameShape(dst.shape, info.shape)) {
+      throw new SafetensorsError(`cannot load tensor "${name}" from ${path}: the file has shape [${info.shape.join(", ")}], the target [${dst.shape.join(", ")}]`);
+    }
+    if (from !== dst.dtype && !(isFloatingPoint(from) && isFloatingPoint(dst.dtype))) {
+      throw new SafetensorsError(`cannot load tensor "${name}" from ${path}: the file holds ${info.dtype}, the target is ${dst.dtype} (only floating dtypes convert into each other)`);
+    }
+    if (!dst.isContiguous()) throw new TypeError(`cannot load tensor "${name}" from ${path}: the target is not contiguous (read into a contiguous tensor, then copy)`);
+  }
+  const largest = names.reduce((m, n) => { const [b, e] = header.tensors.get(n)!.dataOffsets; return Math.max(m, e - b); }, 0);
+  const scratch = Buffer.allocUnsafeSlow(Math.min(largest, READ_CHUNK));
+  const counts = new Map<string, NonFiniteCount>();
+  noGrad(() => {
+    for (const name of names) {
+      const info = header.tensors.get(name)!, dtype = ENGINE_DTYPE.get(info.dtype)!;
+      const size = ELEMENT_SIZE[dtype], numel = (info.dataOffsets[1] - info.dataOffsets[0]) / size;
+      const count = countNonFinite && isFloatingPoint(dtype) ? { nan: 0, infinite: 0 } : undefined;
+      if (count) counts.set(name, count);
+      if (numel === 0) continue;
+      const flat = targets.get(name)!.view(-1);
+      const step = Math.max(1, Math.floor(READ_CHUNK / size));
+      try {
+        for (let at = 0; at < numel; at += step) {
+          const n = Math.min(step, numel - at);
+          const bytes = scratch.subarray(0, n * size);
+          readFully(fd, bytes, header.dataStart + info.dataOffsets[0] + at * size, path);
+          if (dtype === "bool") checkBool(bytes, name, path, at);
+          if (count) addNonFinite(count, bytes, dtype);
+          const chunk = fromBytes(bytes, [n], dtype), slice = flat.narrow(0, at, n);
+          slice.copy_(chunk); // converts the dtype and moves to the target's device
+          slice.dispose();
+          chunk.dispose();
+        }
+      } finally {
+        flat.dispose();
+      }
+    }
+  });
+  return counts;
+}
+
+// IEEE layouts: a value is NaN or ±infinite when its exponent bits are all ones; NaN when its
+// mantissa is then non-zero. float64 is read as numbers, the others as raw bit patterns.
+// `bytes` starts at offset 0 of an unpooled buffer, so the typed views below are aligned.
+function addNonFinite(count: NonFiniteCount, bytes: Uint8Array, dtype: DType): void {
+  if (dtype === "float64") {
+    const a = new Float64Array(bytes.buffer, bytes.byteOffset, bytes.length / 8);
+    for (let i = 0; i < a.length; i++) {
+      const x = a[i]!;
+      if (x - x !== 0) { if (x !== x) count.nan++; else count.infinite++; } // x - x is NaN for NaN and ±∞
+    }
+    return;
+  }
+  const [a, exp, man] = dtype === "float32"
+    ? [new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4), 0x7f800000, 0x007fffff]
+    : dtype === "bfloat16" ? [new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2), 0x7f80, 0x007f]
+      : [new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2), 0x7c00, 0x03ff]; // float16
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    if ((x & exp) === exp) { if ((x & man) !== 0) count.nan++; else count.infinite++; }
+  }
+}
+
+const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 function openForRead(path: string): number {
   let fd: number;
@@ -305,9 +406,9 @@ function checkLoadDtype(d: DType | undefined): void {
 }
 
 // torch bools must be 0 or 1; any other byte would be undefined behaviour in kernels.
-function checkBool(bytes: Uint8Array, name: string, path: string): void {
+function checkBool(bytes: Uint8Array, name: string, path: string, first = 0): void {
   const i = bytes.findIndex((b) => b > 1);
-  if (i >= 0) throw bad(path, `tensor "${name}": BOOL element ${i} is byte ${bytes[i]} (expected 0 or 1)`);
+  if (i >= 0) throw bad(path, `tensor "${name}": BOOL element ${first + i} is byte ${bytes[i]} (expected 0 or 1)`);
 }
 
 function readFully(fd: number, buf: Uint8Array, position: number, path: string): void {
@@ -514,8 +615,44 @@ function writeAtomic(path: string, write: (fd: number) => void): void {
  */
 export function loadSharded(pathOrDir: string, opts: LoadOptions = {}): Map<string, Tensor> {
   checkLoadDtype(opts.dtype);
-  const target = resolveCheckpoint(pathOrDir);
+  const { target, shards } = planShards(pathOrDir, opts.names);
   if (!target.endsWith(".json")) return loadFile(target, opts);
+  const out = new Map<string, Tensor>();
+  try {
+    for (const [file, names] of shards) {
+      for (const [name, t] of loadFile(file, { names, dtype: opts.dtype })) out.set(name, t);
+    }
+  } catch (e) {
+    for (const t of out.values()) t.dispose();
+    throw e;
+  }
+  return out;
+}
+
+/**
+ * Reads a checkpoint that may be sharded (a directory, an index or a `.safetensors` path, as
+ * loadSharded) straight into existing tensors by name, shard by shard, with loadFileInto's rules:
+ * peak memory is the targets plus one 64 MiB chunk. Every target must be in the checkpoint;
+ * checkpoint tensors without a target are not read.
+ * ```ts
+ * loadShardedInto("Qwen2.5-VL-7B-Instruct/", new Map([["lm_head.weight", model.lm_head.weight]]));
+ * ```
+ */
+export function loadShardedInto(pathOrDir: string, targets: ReadonlyMap<string, Tensor>, opts: IntoOptions = {}): Map<string, NonFiniteCount> {
+  const { shards } = planShards(pathOrDir, [...targets.keys()]);
+  const counts = new Map<string, NonFiniteCount>();
+  for (const [file, names] of shards) {
+    const part = names === undefined ? targets : new Map(names.map((n) => [n, targets.get(n)!]));
+    for (const [name, c] of loadFileInto(file, part, opts)) counts.set(name, c);
+  }
+  return counts;
+}
+
+// Which names to read from which file: [shard path, names][] in index order. Every shard is
+// checked against the index, and every wanted name against the checkpoint, before any read.
+function planShards(pathOrDir: string, wantedNames: string[] | undefined): { target: string; shards: [string, string[] | undefined][] } {
+  const target = resolveCheckpoint(pathOrDir);
+  if (!target.endsWith(".json")) return { target, shards: [[target, wantedNames]] };
 
   const byShard = readIndex(target);
   const dir = dirname(target);
@@ -538,26 +675,19 @@ export function loadSharded(pathOrDir: string, opts: LoadOptions = {}): Map<stri
   }
 
   let wanted: Set<string> | undefined;
-  if (opts.names !== undefined) {
-    wanted = new Set(opts.names);
+  if (wantedNames !== undefined) {
+    wanted = new Set(wantedNames);
     const all = new Set([...byShard.values()].flat());
     for (const name of wanted) {
       if (!all.has(name)) throw new SafetensorsError(`cannot load tensor "${name}" from ${target}: the index has no such tensor (it holds ${listNames([...all])})`);
     }
   }
-
-  const out = new Map<string, Tensor>();
-  try {
-    for (const [file, names] of byShard) {
-      const selected = wanted === undefined ? names : names.filter((n) => wanted.has(n));
-      if (selected.length === 0) continue;
-      for (const [name, t] of loadFile(join(dir, file), { names: selected, dtype: opts.dtype })) out.set(name, t);
-    }
-  } catch (e) {
-    for (const t of out.values()) t.dispose();
-    throw e;
+  const shards: [string, string[]][] = [];
+  for (const [file, names] of byShard) {
+    const selected = wanted === undefined ? names : names.filter((n) => wanted.has(n));
+    if (selected.length > 0) shards.push([join(dir, file), selected]);
   }
-  return out;
+  return { target, shards };
 }
 
 function resolveCheckpoint(pathOrDir: string): string {
