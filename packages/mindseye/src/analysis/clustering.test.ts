@@ -58,6 +58,11 @@ test("correlation: a monotone relation has ρ = 1 and an interval excluding 0; t
   assert.ok(c.spearman.low! > 0 && !c.spearman.includesZero);
   const noise = correlate([1, 2, 3, 4, 5, 6], [3, 1, 4, 1, 5, 2], { seed: 1 });
   assert.ok(noise.pearson.includesZero, "an unrelated pair's interval includes 0");
+  const three = correlate([1, 2, 3], [0.1, 0.2, 0.3]);
+  assert.equal(three.pearson.low, null, "three monotone points: no interval (a bootstrap of 3 gives [1, 1])");
+  assert.ok(three.pearson.includesZero && three.spearman.includesZero);
+  close(three.spearman.value, 1);
+  assert.notEqual(correlate([1, 2, 3, 4, 5], [0.1, 0.3, 0.2, 0.5, 0.4], { seed: 1 }).spearman.low, null, "5 models get an interval");
   const two = correlate([1, 2], [2, 1]);
   assert.equal(two.spearman.low, null);
   assert.ok(two.spearman.includesZero);

@@ -2,8 +2,9 @@
 // better after fine-tuning? Pearson's r and Spearman's ρ (simple-statistics; ties get average
 // ranks) over the models, each with a percentile bootstrap interval that resamples the models
 // (pairs) with replacement. A resample in which either variable is constant has no correlation
-// and is left out; the interval is null when fewer than half of the resamples are usable (e.g.
-// with 2 or 3 models, where most resamples repeat one point).
+// and is left out; the interval is null when fewer than half of the resamples are usable, and
+// below MIN_POINTS models: with 3 or 4, most usable resamples hold two distinct points and give
+// ±1, so the "interval" of three monotone points is [1, 1] — certainty from nothing.
 import { sampleCorrelation, sampleRankCorrelation } from "simple-statistics";
 import { mulberry32 } from "../util/random.js";
 
@@ -24,6 +25,9 @@ export interface Correlation {
   spearman: CorrelationInterval;
 }
 
+/** The fewest models (points) a correlation gets an interval from; fewer: the value alone. */
+export const MIN_POINTS = 5;
+
 const constant = (v: readonly number[]) => v.every((x) => x === v[0]);
 const corr = (f: (x: number[], y: number[]) => number, x: number[], y: number[]) => (x.length < 2 || constant(x) || constant(y) ? NaN : f(x, y));
 
@@ -38,7 +42,7 @@ export function correlate(x: readonly number[], y: readonly number[], opts: { re
   const n = x.length, B = opts.resamples ?? 2000, level = opts.level ?? 0.95;
   const rand = mulberry32(opts.seed ?? 0);
   const draws = { pearson: [] as number[], spearman: [] as number[] };
-  for (let b = 0; b < B && n >= 3; b++) {
+  for (let b = 0; b < B && n >= MIN_POINTS; b++) {
     const idx = Array.from({ length: n }, () => Math.floor(rand() * n));
     const bx = idx.map((i) => x[i]!), by = idx.map((i) => y[i]!);
     const p = corr(sampleCorrelation, bx, by), s = corr(sampleRankCorrelation, bx, by);

@@ -3,11 +3,13 @@
 // and writes STUDY/analysis.json and STUDY/analysis/imagine-*.png.
 //
 //   models     before: the base VLM (stages/vlm-base/model, arm "baseline"); after: every
-//              pretrained model (stages/pretrain-<arm>/model: control, latent, ablation cells)
+//              pretrained model (stages/pretrain-<arm>/model: control, latent; and the ablation
+//              cells results.json lists, stages/ablations/<folder>/model, named as in its cells)
 //   captions   the first caption of up to `captions` test images and `trainCaptions` training
 //              images (seeded subsets), read as latent pretraining reads them
-//   alignment  head     (models with a latent head) imagined latents ẑ ranked among the test images'
-//                       real latents z: recall@1/5/10, median rank, mean cos(ẑ, z) (retrieval.ts);
+//   alignment  head     (models whose latent queries feed a head) imagined latents ẑ ranked among
+//                       the test images' real latents z, in the model's own target space (its
+//                       pooling): recall@1/5/10, median rank, mean cos(ẑ, z) (retrieval.ts);
 //              mean     the same for a collapsed head that predicts the training targets' mean
 //              readout  (every model) ridge regression from the hidden state at the caption's end to
 //                       z, fitted on training captions, ranked the same way: an alignment score
@@ -19,8 +21,10 @@
 //              states (held-out accuracy)
 //   projections  PCA and UMAP of ẑ and z together, labelled with the attributes
 //   efficiency   accuracy against fraction per arm and task, with intervals (results.json)
-//   correlation  across the arms of results.json's cells, each alignment measure against accuracy
-//                per task and fraction: Pearson and Spearman with bootstrap intervals
+//   correlation  across the arms and ablation cells of results.json's cells, each alignment measure
+//                against accuracy per task and fraction: Pearson and Spearman with bootstrap
+//                intervals (correlation.ts: none below 5 models). The readout measures put every
+//                model in one space, so they compare across all of them.
 //
 // The target space of the readout and of the real latents is the latent arm's (its pooling and
 // target normalisation, its training target cache). Everything is seeded.
@@ -64,6 +68,9 @@ export interface ModelEntry {
   /** "base": before latent pretraining; "pretrained": after (text control, latent, ablation cells). */
   stage: "base" | "pretrained";
   dir: string;
+  /** Its training run (recipe.resolved.json beside model/): the pooling and normalisation of its head's targets. */
+  runDir: string;
+  /** Latent queries read by a head, whose imagined latents the analysis ranks (not the Mirage- or VIRAL-style readouts). */
   latentHead: boolean;
 }
 
@@ -134,12 +141,24 @@ export function studyModels(study: string): ModelEntry[] {
   const stages = join(study, "stages");
   const base = join(stages, "vlm-base", "model");
   if (!existsSync(join(base, "config.json"))) throw new ConfigError(`${study}: no base VLM at ${base}; run \`mindseye experiment\` through stage 2 first`);
-  const models: ModelEntry[] = [{ arm: "baseline", stage: "base", dir: base, latentHead: false }];
-  for (const name of readdirSync(stages).filter((n) => n.startsWith("pretrain-")).sort()) {
-    const dir = join(stages, name, "model");
-    if (!existsSync(join(dir, "config.json"))) continue; // a stage that has not finished
+  const models: ModelEntry[] = [{ arm: "baseline", stage: "base", dir: base, runDir: join(stages, "vlm-base"), latentHead: false }];
+  const hasHead = (dir: string) => {
     const config = JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as { latent_head?: unknown };
-    models.push({ arm: name.slice("pretrain-".length), stage: "pretrained", dir, latentHead: config.latent_head !== undefined && config.latent_head !== null });
+    return config.latent_head !== undefined && config.latent_head !== null;
+  };
+  for (const name of readdirSync(stages).filter((n) => n.startsWith("pretrain-")).sort()) {
+    const runDir = join(stages, name), dir = join(runDir, "model");
+    if (!existsSync(join(dir, "config.json"))) continue; // a stage that has not finished
+    models.push({ arm: name.slice("pretrain-".length), stage: "pretrained", dir, runDir, latentHead: hasHead(dir) });
+  }
+  // The ablation cells, by the names results.json gives their accuracies (a cell with an arm's
+  // settings was not run; one whose stage has not finished is left out, as above).
+  const results = join(study, "results.json");
+  const cells = existsSync(results) ? (JSON.parse(readFileSync(results, "utf8")) as { ablations?: { name: string; folder: string; readout: string; sameAs: string | null }[] }).ablations ?? [] : [];
+  for (const cell of cells) {
+    const runDir = join(stages, "ablations", cell.folder), dir = join(runDir, "model");
+    if (cell.sameAs !== null || !existsSync(join(dir, "config.json"))) continue;
+    models.push({ arm: cell.name, stage: "pretrained", dir, runDir, latentHead: cell.readout === "queries" && hasHead(dir) });
   }
   return models;
 }
@@ -308,7 +327,7 @@ export async function analyzeStudy(o: AnalyzeOptions): Promise<StudyAnalysis> {
         hTest.dispose();
       }
       if (!m.latentHead) continue;
-      const armRun = resolveLatentRun(join(study, "stages", `pretrain-${m.arm}`), { encoder: run.encoderDir });
+      const armRun = resolveLatentRun(m.runDir, { encoder: run.encoderDir });
       if (armRun.pool !== run.pool || armRun.targetNorm !== run.targetNorm) {
         log(`  ${m.arm}: its targets (${armRun.pool}, ${armRun.targetNorm}) differ from the latent arm's (${run.pool}, ${run.targetNorm}); its head is compared in its own space`);
       }
@@ -429,11 +448,10 @@ export function formatAnalysis(a: StudyAnalysis): string {
   if (a.correlations === null) {
     lines.push("", a.results);
   } else {
-    lines.push("", "alignment ↔ accuracy (Spearman ρ [95% CI], over arms):");
-    const largest = Math.max(...a.correlations.map((c) => c.fraction));
-    for (const c of a.correlations.filter((x) => x.fraction === largest && (x.measure === "readout recall@1" || x.measure === "head mean cosine"))) {
+    lines.push("", "alignment ↔ accuracy (Spearman ρ [95% CI], over arms and ablation cells):");
+    for (const c of a.correlations.filter((x) => x.measure === "readout recall@1" || x.measure === "head mean cosine")) {
       const s = c.correlation.spearman;
-      const ci = s.low === null ? "no interval (too few arms)" : `[${num(s.low, 2)}, ${num(s.high!, 2)}]${s.includesZero ? " includes 0" : ""}`;
+      const ci = s.low === null ? "no interval (too few models)" : `[${num(s.low, 2)}, ${num(s.high!, 2)}]${s.includesZero ? " includes 0" : ""}`;
       lines.push(`  ${c.task} f=${c.fraction} ${c.measure}: ρ = ${num(c.correlation.spearman.value, 2)} ${ci} (n=${c.correlation.n})`);
     }
   }

@@ -191,7 +191,7 @@ async function correlationSection(a: StudyAnalysis): Promise<string> {
   const largest = Math.max(...a.correlations.map((c) => c.fraction));
   const rows = a.correlations.filter((c) => c.fraction === largest).map((c) => {
     const s = (x: { value: number | null; low: number | null; high: number | null; includesZero: boolean }) =>
-      `${num(x.value, 2)} ${x.low === null ? "<span class=\"ci\">(no interval: too few arms)</span>" : `<span class="ci">[${num(x.low, 2)}, ${num(x.high, 2)}]</span>${x.includesZero ? " <span class=\"warn\">includes 0</span>" : ""}`}`;
+      `${num(x.value, 2)} ${x.low === null ? "<span class=\"ci\">(no interval: too few models)</span>" : `<span class="ci">[${num(x.low, 2)}, ${num(x.high, 2)}]</span>${x.includesZero ? " <span class=\"warn\">includes 0</span>" : ""}`}`;
     return [esc(c.task), esc(c.measure), String(c.correlation.n), s(c.correlation.pearson), s(c.correlation.spearman)];
   });
   const measure = a.correlations.some((c) => c.measure === "head mean cosine" && c.points.length >= 2) ? "head mean cosine" : "readout recall@1";
