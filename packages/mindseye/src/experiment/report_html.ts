@@ -241,7 +241,11 @@ async function structureSection(a: StudyAnalysis): Promise<string> {
     `<h3>Clustering</h3><p>k-means with k = the attribute's number of values; NMI / ARI of the clusters against the attribute, and the silhouette of the attribute's own groups in the space.</p>`,
     table(["space", ...attrs.map((at) => `${esc(at)}<br><span class="ci">NMI / ARI / silhouette</span>`)], clusterRows),
   ];
-  for (const p of a.projections) {
+  // The arms' projections only: each plot is ~0.9 MB of SVG, and a study's ablation cells would
+  // make the page tens of MB; their projections stay in analysis.json.
+  const cellProjections = a.projections.filter((p) => !MAIN_ARMS.includes(p.arm)).length;
+  if (cellProjections > 0) parts.push(`<p>The ${cellProjections} projections of ablation cells are in analysis.json (<code>projections</code>), not drawn here.</p>`);
+  for (const p of a.projections.filter((q) => MAIN_ARMS.includes(q.arm))) {
     const values = p.points.map((q) => ({ x: q.x, y: q.y, kind: q.kind, ...q.labels }));
     parts.push(await plot(`projection-${p.arm}-${p.method}`,
       `${p.method.toUpperCase()} of imagined (circles) and real (crosses) latents of the ${esc(p.arm)} arm, coloured by attribute${p.explained ? `; explained variance ${pct(p.explained[0])}% + ${pct(p.explained[1])}%` : ""}`, {
