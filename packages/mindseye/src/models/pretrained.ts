@@ -217,7 +217,7 @@ export function saveCheckpoint(dir: string, module: nn.Module, config: HfJson, o
 
 /**
  * Reads a checkpoint directory (single file or sharded) straight into a module's parameters and
- * buffers by name (after `rename`), tensor by tensor in 64 MiB chunks (io.loadFileInto): peak
+ * buffers by name (after `rename`), tensor by tensor in 16 MiB chunks (io.loadFileInto): peak
  * memory is the module plus one chunk, where loadCheckpoint + assignWeights held the module, every
  * checkpoint tensor and a copy of the largest. Floating weights convert to each parameter's dtype
  * on the way. Strict: missing, unexpected and mis-shaped names are one nn.StateDictError, raised

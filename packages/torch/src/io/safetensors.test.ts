@@ -334,8 +334,8 @@ describe("atomic writes", () => {
 });
 
 describe("reading into existing tensors", () => {
-  test("a tensor larger than one 64 MiB read chunk lands in place, as float32 and converted to bfloat16", () => scope(() => {
-    // 2^24 + 1000 float32 values: 64 MiB + 4000 bytes, so the second chunk holds the last 1000.
+  test("a tensor of several 16 MiB read chunks lands in place, as float32 and converted to bfloat16", () => scope(() => {
+    // 2^24 + 1000 float32 values: 64 MiB + 4000 bytes, so the fifth chunk holds the last 1000.
     const n = (1 << 24) + 1000;
     const w = arange(n).to({ dtype: "float32" }).remainder(4093).sub(2046); // integers, exact in bf16
     const p = join(freshDir(), "big.safetensors");
@@ -377,7 +377,7 @@ describe("reading into existing tensors", () => {
       assert.deepEqual(Object.fromEntries(counts), { x: { nan: 1, infinite: 2 } }, dtype);
       assert.equal(loadFileInto(p, new Map([["x", zeros([values.length], { dtype })]])).size, 0, "nothing counted unless asked");
     }
-    // A NaN in the second 64 MiB chunk of a float32 tensor.
+    // A NaN in the last 16 MiB chunk of a float32 tensor, an infinity in the first.
     const n = (1 << 24) + 8;
     const big = zeros([n]);
     big.narrow(0, n - 1, 1).fill_(Number.NaN);

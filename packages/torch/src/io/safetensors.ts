@@ -153,7 +153,7 @@ export function loadFile(path: string, opts: LoadOptions = {}): Map<string, Tens
  * Reads tensors of one file straight into existing tensors (a module's parameters, say), by name.
  * With `countNonFinite`, returns each floating tensor's NaN and infinite values, counted on the
  * file's bytes as they pass (F64, F32, BF16, F16), so that no tensor-sized mask is ever made.
- * Data moves through one reused buffer of at most 64 MiB, so loading a model costs the model's
+ * Data moves through one reused buffer of at most 16 MiB, so loading a model costs the model's
  * memory plus one chunk, never a second copy. Shapes must match; floating data converts to the
  * target's floating dtype chunk by chunk (bf16 file into a float32 model and back); other dtypes
  * must match. Targets must be contiguous and may be on any device. Other tensors of the file are
@@ -185,7 +185,7 @@ export interface NonFiniteCount {
 }
 
 /** At most this many bytes of a tensor are in flight at once while reading. */
-const READ_CHUNK = 64 << 20;
+const READ_CHUNK = 16 << 20;
 
 // Checks every target against the header first, so that nothing is written into a model that
 // cannot load completely; then reads in data order, chunk by chunk.
@@ -632,7 +632,7 @@ export function loadSharded(pathOrDir: string, opts: LoadOptions = {}): Map<stri
 /**
  * Reads a checkpoint that may be sharded (a directory, an index or a `.safetensors` path, as
  * loadSharded) straight into existing tensors by name, shard by shard, with loadFileInto's rules:
- * peak memory is the targets plus one 64 MiB chunk. Every target must be in the checkpoint;
+ * peak memory is the targets plus one 16 MiB chunk. Every target must be in the checkpoint;
  * checkpoint tensors without a target are not read.
  * ```ts
  * loadShardedInto("Qwen2.5-VL-7B-Instruct/", new Map([["lm_head.weight", model.lm_head.weight]]));
