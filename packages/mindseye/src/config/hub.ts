@@ -45,22 +45,22 @@ export function resolveModelRef(ref: string, env: Env = process.env): string {
   const [, org, name, revision = "main"] = m;
   const cache = hubCacheDir(env);
   const repo = join(cache, `models--${org}--${name}`);
-  const fetch = `hf download ${org}/${name}${revision === "main" ? "" : ` --revision ${revision}`} (huggingface_hub; or huggingface-cli download with older versions)`;
+  const fetch = `\`hf download ${org}/${name}${revision === "main" ? "" : ` --revision ${revision}`}\` (huggingface_hub; huggingface-cli download with older versions)`;
   if (!existsSync(repo)) {
     throw new ConfigError(`${ref}: no such directory, and no Hugging Face model ${org}/${name} in the hub cache ${cache} (no ${repo}). ` +
-      `Download it on a machine with network access with \`${fetch}\`, or point HF_HUB_CACHE / HF_HOME at the cache that holds it.`);
+      `Download it on a machine with network access with ${fetch}, or point HF_HUB_CACHE / HF_HOME at the cache that holds it.`);
   }
   let commit = revision;
   if (!COMMIT.test(revision)) {
     const refFile = join(repo, "refs", revision);
     if (!existsSync(refFile) || !statSync(refFile).isFile()) {
-      throw new ConfigError(`${ref}: the hub cache holds ${org}/${name} but not its revision "${revision}" (no ${refFile}); fetch it with \`${fetch}\`, or name a commit as ${org}/${name}@<commit>`);
+      throw new ConfigError(`${ref}: the hub cache holds ${org}/${name} but not its revision "${revision}" (no ${refFile}); fetch it with ${fetch}, or name a commit as ${org}/${name}@<commit>`);
     }
     commit = readFileSync(refFile, "utf8").trim();
   }
   const snapshot = join(repo, "snapshots", commit);
   if (!existsSync(join(snapshot, "config.json"))) {
-    throw new ConfigError(`${ref}: the hub cache's snapshot ${snapshot} has no config.json (an interrupted or partial download?); fetch it again with \`${fetch}\``);
+    throw new ConfigError(`${ref}: the hub cache's snapshot ${snapshot} has no config.json (an interrupted or partial download?); fetch it again with ${fetch}`);
   }
   return snapshot;
 }
