@@ -131,7 +131,7 @@ export function checkFinite(weights: ReadonlyMap<string, Tensor>, header: Checkp
   }
 }
 
-/** At most this many elements are tested at once, so that the test's masks stay small beside a 7B weight. */
+/** At most this many elements are tested at once, so that the isfinite masks stay small beside a 7B weight. */
 const FINITE_CHUNK = 1 << 24;
 
 function nonFiniteError(name: string, t: Tensor, file: string): Error | null {
