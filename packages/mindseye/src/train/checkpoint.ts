@@ -164,7 +164,9 @@ export function loadCheckpoint(dir: string, model: nn.Module, opt: optim.Optimiz
   const weights = io.loadFile(join(dir, "model.safetensors"));
   try { model.loadStateDict(weights); } finally { for (const t of weights.values()) t.dispose(); }
   const optPath = join(dir, "optimizer.safetensors");
-  const tensors = io.loadFile(optPath);
+  // Under ZeRO each rank reads only its partition's slots (a 7B AdamW state is 61 GB).
+  const names = opt instanceof optim.ZeroRedundancyOptimizer ? [...io.readHeader(optPath).tensors.keys()].filter((k) => opt.ownsStateKey(k)) : undefined;
+  const tensors = io.loadFile(optPath, names === undefined ? {} : { names });
   const meta = io.loadMetadata(optPath)?.optimizer;
   if (meta === undefined) throw new Error(`${optPath}: no "optimizer" metadata; the checkpoint is damaged`);
   try { opt.loadStateDict({ tensors, meta: JSON.parse(meta) }); } finally { for (const t of tensors.values()) t.dispose(); }

@@ -147,12 +147,15 @@ if (process.argv[2] === "--rank-child" && process.argv[3] === "stage2") {
   }
   // 3. a fresh ZeRO optimizer loads the full state (each rank its shard) and trains on as the plain one
   zero = new ZeroRedundancyOptimizer(groups(zeroModel, { weightDecay: 0 }), optim.AdamW, { lr: 1 }, { bucketCapMb: 0.0002 }); // wrong hyperparameters: the state brings them
-  zero.loadStateDict(full);
+  // each rank given only the slots it owns (what a checkpoint load reads under ZeRO)
+  const ownKeys = [...full.tensors.keys()].filter((k) => zero.ownsStateKey(k));
+  zero.loadStateDict({ tensors: new Map(ownKeys.map((k) => [k, full.tensors.get(k)!])), meta: full.meta });
   zero.consolidateStateDict(0);
   const reloaded = rank === 0 ? stateDiff(zero.stateDict(), full) : 0;
+  const ownedSlots = { own: ownKeys.length, all: full.tensors.size };
   train(opts.steps, opts.steps + opts.more);
   const params = (m: DdpNet) => Object.fromEntries(m.namedParameters().map(([n, p]) => [n, values(p)]));
-  process.stdout.write(JSON.stringify({ rank, shard, evenShard, noState, consolidated, reloaded, plain: params(plainModel), zero: params(zeroModel) }) + "\n");
+  process.stdout.write(JSON.stringify({ rank, shard, evenShard, noState, consolidated, reloaded, ownedSlots, plain: params(plainModel), zero: params(zeroModel) }) + "\n");
   dist.destroyProcessGroup();
 } else {
   await registerTests();
@@ -253,7 +256,7 @@ async function registerTests(): Promise<void> {
   test("ZeRO-1 on 2 ranks: DDP + ZeroRedundancyOptimizer(AdamW) ends 20 steps (lr changing each step) where DDP + AdamW does; each rank holds only its shard; consolidate and load round-trip", async (t) => {
     type Out = {
       rank: number; shard: { local: number; plain: number; ownedElements: number; ownedParams: number }; evenShard: { local: number; total: number };
-      noState: string; consolidated: number[]; reloaded: number; plain: Record<string, number[]>; zero: Record<string, number[]>;
+      noState: string; consolidated: number[]; reloaded: number; ownedSlots: { own: number; all: number }; plain: Record<string, number[]>; zero: Record<string, number[]>;
     };
     const [r0, r1] = (await runRanks({ steps: 20, batch: 4, more: 5 })).map((s) => JSON.parse(s.trim()) as Out);
     let worst = 0;
@@ -275,7 +278,9 @@ async function registerTests(): Promise<void> {
     assert.match(r0!.noState, /call consolidateStateDict\(to\) on every rank first/);
     assert.deepEqual(r0!.consolidated, [0]);
     assert.deepEqual(r1!.consolidated, [0]);
-    assert.equal(r0!.reloaded, 0);
+    assert.equal(r0!.reloaded, 0, "the state rebuilt from each rank's own slots is the full state");
+    assert.equal(r0!.ownedSlots.own + r1!.ownedSlots.own, r0!.ownedSlots.all, "each slot is read by one rank");
+    assert.ok(r0!.ownedSlots.own > 0 && r1!.ownedSlots.own > 0);
   });
 
   type Stage2 = {
