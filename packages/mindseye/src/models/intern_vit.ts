@@ -19,7 +19,7 @@ import { ConfigError } from "../config/errors.js";
 import { hfField, ensure, readHfConfig, type HfJson } from "../config/hf.js";
 import { didYouMean } from "../data/formats/index.js";
 import { VIT_LIMITS } from "./vit.js";
-import { loadCheckpoint, assignWeights, saveCheckpoint, readCheckpointHeader, checkTensorShape, checkLayerCount, type CheckpointHeader } from "./pretrained.js";
+import { loadCheckpointInto, saveCheckpoint, readCheckpointHeader, checkTensorShape, checkLayerCount, type CheckpointHeader } from "./pretrained.js";
 
 // =============================================================================================
 // Config
@@ -453,12 +453,13 @@ export class InternVisionModel extends nn.Module {
   static fromPretrained(dir: string, opts: { dtype?: DType; device?: Device } = {}): InternVisionModel {
     const where = join(dir, "config.json");
     const config = internVitFromHfConfig(readHfConfig(dir), where);
-    checkInternVitCheckpoint(config, readCheckpointHeader(dir), { where }); // before anything is allocated
+    const header = readCheckpointHeader(dir);
+    checkInternVitCheckpoint(config, header, { where }); // before anything is allocated
     const model = new InternVisionModel(config, opts);
-    const weights = loadCheckpoint(dir, opts.dtype ? { dtype: opts.dtype } : {});
     try {
-      assignWeights(model, weights);
+      loadCheckpointInto(model, dir, { header }); // into the parameters, a tensor at a time
     } catch (e) {
+      model.parameters().forEach((p) => p.dispose());
       if (e instanceof nn.StateDictError) throw new Error(`${dir}: the checkpoint does not fit InternVisionModel with this config.json\n${e.message}`, { cause: e });
       throw e;
     }

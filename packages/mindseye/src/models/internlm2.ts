@@ -22,9 +22,9 @@ import { torch, nn, F, type Tensor, type DType, type Device } from "@mindseye/to
 import { ConfigError } from "../config/errors.js";
 import { readHfConfig, hfField, ensure, type HfJson } from "../config/hf.js";
 import { didYouMean } from "../data/formats/index.js";
-import { assignWeights, saveCheckpoint, readCheckpointHeader, checkTensorShape, checkLayerCount, type CheckpointHeader } from "./pretrained.js";
+import { loadCheckpointInto, saveCheckpoint, readCheckpointHeader, checkTensorShape, checkLayerCount, type CheckpointHeader } from "./pretrained.js";
 import {
-  KVCache, QWEN2_LIMITS, ropeAttention, rotaryInvFreq, rotaryFromInvFreq, decoderForward, initCausalLmHead, keepLastPositions, loadDecoderWeights, tieOnLoad,
+  KVCache, QWEN2_LIMITS, ropeAttention, rotaryInvFreq, rotaryFromInvFreq, decoderForward, initCausalLmHead, keepLastPositions, decoderRename,
   type RotaryEmbeddings, type AttentionMask, type DecoderLayerInput, type LayerOptions,
   type Qwen2ModelInput, type Qwen2ModelOutput, type Qwen2CausalLMInput, type Qwen2CausalLMOutput, type Qwen2Dtype, type PretrainedOptions,
 } from "./qwen2.js";
@@ -440,14 +440,15 @@ export class InternLM2ForCausalLM extends nn.Module {
   /** Loads a checkpoint directory (config.json + model.safetensors or shards); missing, unexpected and mis-shaped weights are one error. */
   static fromPretrained(dir: string, opts: PretrainedOptions = {}): InternLM2ForCausalLM {
     const cfg = internLM2FromHfConfig(readHfConfig(dir), `${dir}/config.json`);
-    checkInternLM2Checkpoint(cfg, readCheckpointHeader(dir), { where: `${dir}/config.json` }); // before anything is allocated
+    const header = readCheckpointHeader(dir);
+    checkInternLM2Checkpoint(cfg, header, { where: `${dir}/config.json` }); // before anything is allocated
     const dtype = opts.dtype ?? "float32";
     const model = new InternLM2ForCausalLM(cfg, { dtype, ...(opts.device ? { device: opts.device } : {}) });
-    const weights = loadDecoderWeights(dir, dtype);
-    tieOnLoad(weights, cfg.tieWordEmbeddings, "model.tok_embeddings.weight", "output.weight");
     try {
-      assignWeights(model, weights);
+      // Read into the parameters, a tensor at a time (wqkv stays packed, as the module holds it).
+      loadCheckpointInto(model, dir, { header, rename: decoderRename(cfg.tieWordEmbeddings, "output.weight") });
     } catch (e) {
+      model.parameters().forEach((p) => p.dispose());
       if (e instanceof nn.StateDictError) throw new Error(`${dir}: the checkpoint does not fit InternLM2ForCausalLM with this config.json (bias: ${cfg.bias}, tie_word_embeddings: ${cfg.tieWordEmbeddings})\n${e.message}`, { cause: e });
       throw e;
     }

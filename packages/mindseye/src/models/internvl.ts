@@ -34,7 +34,7 @@ import { LlamaForCausalLM, checkLlamaCheckpoint, llamaFromHfConfig, llamaToHfCon
 import { InternVLProjector, pixelShuffle } from "./projectors.js";
 import { embedWithImages } from "./image_tokens.js";
 import { generate, type GenerateOptions, type GenerateResult } from "./generation.js";
-import { loadCheckpoint, assignWeights, saveCheckpoint, readCheckpointHeader, checkTensorShape } from "./pretrained.js";
+import { loadCheckpointInto, saveCheckpoint, readCheckpointHeader, checkTensorShape } from "./pretrained.js";
 
 // =============================================================================================
 // Config
@@ -439,13 +439,11 @@ export class InternVLChatModel extends nn.Module {
 
     const dtype = opts.dtype ?? "float32";
     const model = new InternVLChatModel(config, { dtype, ...(opts.device ? { device: opts.device } : {}) });
-    const weights = loadCheckpoint(dir, { dtype });
-    for (const [name, t] of weights) {
-      if (name.endsWith(".rotary_emb.inv_freq")) { t.dispose(); weights.delete(name); } // computed, never loaded
-    }
     try {
-      assignWeights(model, weights);
+      // Into the parameters, a tensor at a time; rotary tables are computed, never loaded.
+      loadCheckpointInto(model, dir, { header, rename: (n) => (n.endsWith(".rotary_emb.inv_freq") ? null : n) });
     } catch (e) {
+      model.parameters().forEach((p) => p.dispose());
       if (e instanceof nn.StateDictError) throw new Error(`${dir}: the checkpoint does not fit InternVLChatModel with this config.json (language model ${l.architecture})\n${e.message}`, { cause: e });
       throw e;
     }

@@ -20,9 +20,9 @@ import { torch, nn, F, type Tensor, type DType, type Device } from "@mindseye/to
 import { ConfigError } from "../config/errors.js";
 import { readHfConfig, hfField, ensure, type HfJson } from "../config/hf.js";
 import { didYouMean } from "../data/formats/index.js";
-import { assignWeights, saveCheckpoint, readCheckpointHeader, checkTensorShape, checkLayerCount, type CheckpointHeader } from "./pretrained.js";
+import { loadCheckpointInto, saveCheckpoint, readCheckpointHeader, checkTensorShape, checkLayerCount, type CheckpointHeader } from "./pretrained.js";
 import {
-  KVCache, QWEN2_LIMITS, ropeAttention, rotaryInvFreq, rotaryFromInvFreq, decoderForward, initCausalLmHead, keepLastPositions, loadDecoderWeights, tieOnLoad,
+  KVCache, QWEN2_LIMITS, ropeAttention, rotaryInvFreq, rotaryFromInvFreq, decoderForward, initCausalLmHead, keepLastPositions, decoderRename,
   type RotaryEmbeddings, type AttentionMask, type DecoderLayerInput, type LayerOptions,
   type Qwen2ModelInput, type Qwen2ModelOutput, type Qwen2CausalLMInput, type Qwen2CausalLMOutput, type Qwen2Dtype, type PretrainedOptions,
 } from "./qwen2.js";
@@ -515,14 +515,15 @@ export class LlamaForCausalLM extends nn.Module {
    */
   static fromPretrained(dir: string, opts: PretrainedOptions = {}): LlamaForCausalLM {
     const cfg = llamaFromHfConfig(readHfConfig(dir), `${dir}/config.json`);
-    checkLlamaCheckpoint(cfg, readCheckpointHeader(dir), { where: `${dir}/config.json` }); // before anything is allocated
+    const header = readCheckpointHeader(dir);
+    checkLlamaCheckpoint(cfg, header, { where: `${dir}/config.json` }); // before anything is allocated
     const dtype = opts.dtype ?? "float32";
     const model = new LlamaForCausalLM(cfg, { dtype, ...(opts.device ? { device: opts.device } : {}) });
-    const weights = loadDecoderWeights(dir, dtype);
-    tieOnLoad(weights, cfg.tieWordEmbeddings, "model.embed_tokens.weight", "lm_head.weight");
     try {
-      assignWeights(model, weights);
+      // Read into the parameters, a tensor at a time: peak memory is the model, not twice it.
+      loadCheckpointInto(model, dir, { header, rename: decoderRename(cfg.tieWordEmbeddings, "lm_head.weight") });
     } catch (e) {
+      model.parameters().forEach((p) => p.dispose());
       if (e instanceof nn.StateDictError) {
         throw new Error(`${dir}: the checkpoint does not fit LlamaForCausalLM with this config.json (tie_word_embeddings: ${cfg.tieWordEmbeddings}, attention_bias: ${cfg.attentionBias}, mlp_bias: ${cfg.mlpBias})\n${e.message}`, { cause: e });
       }

@@ -19,11 +19,11 @@ import { readHfConfig, hfField, ensure, type HfJson } from "../config/hf.js";
 import { didYouMean } from "../data/formats/index.js";
 import { VitVisionModel, checkVitCheckpoint, vitConfigFromHf, vitConfigToHf, vitPreset, type ResolvedVitConfig } from "./vit.js";
 import { LlavaMultiModalProjector } from "./projectors.js";
-import { Qwen2ForCausalLM, checkQwen2Checkpoint, fromHfConfig as qwen2FromHf, toHfConfig as qwen2ToHf, type ResolvedQwen2Config, type KVCache, type Qwen2Dtype, tieOnLoad } from "./qwen2.js";
+import { Qwen2ForCausalLM, checkQwen2Checkpoint, fromHfConfig as qwen2FromHf, toHfConfig as qwen2ToHf, type ResolvedQwen2Config, type KVCache, type Qwen2Dtype } from "./qwen2.js";
 import { LlamaForCausalLM, checkLlamaCheckpoint, llamaFromHfConfig, llamaToHfConfig, llamaPreset, type ResolvedLlamaConfig } from "./llama.js";
 import { embedWithImages } from "./image_tokens.js";
 import { generate, type GenerateOptions, type GenerateResult } from "./generation.js";
-import { loadCheckpoint, assignWeights, saveCheckpoint, readCheckpointHeader, checkTensorShape, type CheckpointEntry, type CheckpointHeader } from "./pretrained.js";
+import { loadCheckpointInto, saveCheckpoint, readCheckpointHeader, checkTensorShape, type CheckpointEntry, type CheckpointHeader } from "./pretrained.js";
 
 // =============================================================================================
 // Config
@@ -290,7 +290,8 @@ export class LlavaForConditionalGeneration extends nn.Module {
   static fromPretrained(dir: string, opts: { dtype?: Qwen2Dtype; device?: Device } = {}): LlavaForConditionalGeneration {
     const where = `${dir}/config.json`;
     const config = llavaFromHfConfig(readHfConfig(dir), where);
-    const header = renamedHeader(readCheckpointHeader(dir));
+    const checkpoint = readCheckpointHeader(dir);
+    const header = renamedHeader(checkpoint);
     checkVitCheckpoint(config.vision, header, { where: `${where} vision_config`, prefix: "vision_tower.vision_model." });
     checkTensorShape(header, "multi_modal_projector.linear_1.weight", [
       { size: textHidden(config.text), field: "text_config.hidden_size" }, { size: config.vision.hiddenSize, field: "vision_config.hidden_size" },
@@ -301,16 +302,15 @@ export class LlavaForConditionalGeneration extends nn.Module {
 
     const dtype = opts.dtype ?? "float32";
     const model = new LlavaForConditionalGeneration(config, { dtype, ...(opts.device ? { device: opts.device } : {}) });
-    const weights = new Map<string, Tensor>();
-    for (const [name, t] of loadCheckpoint(dir, { dtype })) {
-      const to = llavaCheckpointRename(name);
-      if (to === null) t.dispose();
-      else weights.set(to, t);
-    }
-    tieOnLoad(weights, config.text.config.tieWordEmbeddings, "language_model.model.embed_tokens.weight", "language_model.lm_head.weight");
+    const tie = config.text.config.tieWordEmbeddings;
     try {
-      assignWeights(model, weights);
+      // Into the parameters, a tensor at a time. A tied lm_head is the embedding (a copy saved under lm_head is ignored).
+      loadCheckpointInto(model, dir, {
+        header: checkpoint,
+        rename: (n) => { const to = llavaCheckpointRename(n); return tie && to === "language_model.lm_head.weight" ? null : to; },
+      });
     } catch (e) {
+      model.parameters().forEach((p) => p.dispose());
       if (e instanceof nn.StateDictError) throw new Error(`${dir}: the checkpoint does not fit LlavaForConditionalGeneration with this config.json\n${e.message}`, { cause: e });
       throw e;
     }

@@ -10,7 +10,7 @@
 //   evaluate to nonsense.
 import { writeFileSync, renameSync, existsSync, readFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import { io, nn, torch, type DType, type Tensor } from "@mindseye/torch";
+import { io, nn, type DType, type Tensor } from "@mindseye/torch";
 import type { HfJson } from "../config/hf.js";
 import { ConfigError } from "../config/errors.js";
 import { makeOutputDir } from "../util/output_dir.js";
@@ -118,71 +118,12 @@ export function checkLayerCount(header: CheckpointHeader, prefix: string, expect
   throw new ConfigError(`${where}: field "${field}" says ${expected}, but the checkpoint has ${has}; config.json does not describe this checkpoint: fix the field or use the config.json that came with the weights`);
 }
 
-/**
- * Throws unless every floating tensor is finite, naming the first broken tensor, its file, and how
- * many of its values are NaN or infinite. The tensors are freed on failure.
- */
-export function checkFinite(weights: ReadonlyMap<string, Tensor>, header: CheckpointHeader, dir: string): void {
-  for (const [name, t] of weights) {
-    const broken = nonFiniteError(name, t, header.get(name)?.file ?? dir);
-    if (broken === null) continue;
-    for (const w of weights.values()) w.dispose();
-    throw broken;
-  }
-}
-
-/** At most this many elements are tested at once, so that the isfinite masks stay small beside a 7B weight. */
-const FINITE_CHUNK = 1 << 24;
-
-function nonFiniteError(name: string, t: Tensor, file: string): Error | null {
-  if (!t.isFloatingPoint) return null;
-  let bad = 0, nan = 0;
-  torch.scope(() => {
-    const flat = t.reshape(-1), n = flat.numel();
-    for (let i = 0; i < n; i += FINITE_CHUNK) {
-      torch.scope(() => {
-        const part = flat.narrow(0, i, Math.min(FINITE_CHUNK, n - i));
-        const b = part.isfinite().logicalNot().sum().item();
-        if (b > 0) { bad += b; nan += part.isnan().sum().item(); }
-      });
-    }
-  });
-  return bad === 0 ? null : nonFinite(name, file, nan, bad - nan, t.numel());
-}
-
 function nonFinite(name: string, file: string, nan: number, infinite: number, numel: number): Error {
   const bad = nan + infinite;
   return new Error(
     `${file}: tensor "${name}" holds ${bad} non-finite value${bad > 1 ? "s" : ""} (${nan} NaN, ${infinite} infinite) of ${numel}; ` +
       "the checkpoint is broken (a diverged run or a damaged file): load an earlier checkpoint or re-download it",
   );
-}
-
-/** Every tensor of a checkpoint directory (single file or sharded), optionally converted; non-finite weights are an error. */
-export function loadCheckpoint(dir: string, opts: { dtype?: DType } = {}): Map<string, Tensor> {
-  const single = join(dir, "model.safetensors"), index = join(dir, "model.safetensors.index.json");
-  if (!existsSync(single) && !existsSync(index)) throw new Error(`${dir}: ${NO_CHECKPOINT}`);
-  const header = readCheckpointHeader(dir);
-  const weights = io.loadSharded(dir, opts.dtype ? { dtype: opts.dtype } : {});
-  checkFinite(weights, header, dir);
-  return weights;
-}
-
-/**
- * Copies checkpoint tensors into a module by name (after `rename`), strictly: missing,
- * unexpected and mis-shaped keys are listed in one error. The loaded tensors are freed.
- */
-export function assignWeights(module: nn.Module, weights: Map<string, Tensor>, opts: { rename?: Rename; strict?: boolean } = {}): void {
-  const renamed = new Map<string, Tensor>();
-  for (const [name, t] of weights) {
-    const to = opts.rename ? opts.rename(name) : name;
-    if (to !== null) renamed.set(to, t);
-  }
-  try {
-    module.loadStateDict(renamed, { strict: opts.strict ?? true });
-  } finally {
-    for (const t of weights.values()) t.dispose();
-  }
 }
 
 /**
@@ -218,8 +159,9 @@ export function saveCheckpoint(dir: string, module: nn.Module, config: HfJson, o
 /**
  * Reads a checkpoint directory (single file or sharded) straight into a module's parameters and
  * buffers by name (after `rename`), tensor by tensor in 16 MiB chunks (io.loadFileInto): peak
- * memory is the module plus one chunk, where loadCheckpoint + assignWeights held the module, every
- * checkpoint tensor and a copy of the largest. Floating weights convert to each parameter's dtype
+ * memory is the module plus one chunk, where loading the checkpoint's tensors and then copying them
+ * in held the module, every checkpoint tensor and a copy of the largest. Every family's
+ * fromPretrained loads through it. Floating weights convert to each parameter's dtype
  * on the way. Strict: missing, unexpected and mis-shaped names are one nn.StateDictError, raised
  * from the headers before anything is read. A module tensor reached under two names (tied weights)
  * needs only one of them in the checkpoint. Non-finite weights are an error naming the tensor.

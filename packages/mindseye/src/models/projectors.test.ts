@@ -1,8 +1,11 @@
 // Projector tests: weight names as the checkpoints name them, shapes, configs, and a golden
 // comparison (forward output, input and weight gradients) against PyTorch implementations written
 // after the original code (fixtures/models/make_projector_golden.py).
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { torch, io, nn, type Tensor } from "@mindseye/torch";
 import {
@@ -13,7 +16,7 @@ import {
   internVLProjectorFromHfConfig, internVLProjectorToHfConfig, resolveInternVLProjector,
   type LlavaProjectorConfig, type Qwen2_5_VLPatchMergerConfig, type InternVLProjectorConfig,
 } from "./projectors.js";
-import { assignWeights } from "./pretrained.js";
+import { loadCheckpointInto } from "./pretrained.js";
 import { ConfigError } from "../config/errors.js";
 
 // dist/models/projectors.test.js -> <repo>/fixtures/models/
@@ -86,15 +89,17 @@ test("LLaVA projector: original repo names map through llavaProjectorRename", ()
 
   // A checkpoint in the original layout (with unrelated LM weights) loads into the HF-named module.
   const src = new LlavaMultiModalProjector(LLAVA_PROJECTOR_PRESETS.tiny);
-  const checkpoint = new Map<string, Tensor>([
+  const dir = mkdtempSync(join(tmpdir(), "mindseye-projector-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  io.saveFile(join(dir, "model.safetensors"), new Map<string, Tensor>([
     ["model.mm_projector.0.weight", src.linear_1.weight.clone()],
     ["model.mm_projector.0.bias", src.linear_1.bias!.clone()],
     ["model.mm_projector.2.weight", src.linear_2.weight.clone()],
     ["model.mm_projector.2.bias", src.linear_2.bias!.clone()],
     ["model.embed_tokens.weight", torch.zeros([4, 4])],
-  ]);
+  ]));
   const dst = new LlavaMultiModalProjector(LLAVA_PROJECTOR_PRESETS.tiny);
-  assignWeights(dst, checkpoint, { rename: llavaProjectorRename });
+  loadCheckpointInto(dst, dir, { rename: llavaProjectorRename });
   torch.scope(() => {
     for (const [k, t] of src.stateDict()) assert.equal(t.sub(dst.stateDict().get(k)!).abs().max().item(), 0, k);
   });

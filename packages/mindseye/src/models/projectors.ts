@@ -132,7 +132,7 @@ export class LlavaMultiModalProjector extends nn.Module {
 /**
  * Maps a checkpoint name to the LLaVA projector's own names, or null for every other weight, so a
  * whole checkpoint can be filtered straight into the projector:
- * `assignWeights(proj, loadCheckpoint(dir), { rename: llavaProjectorRename })`. Accepts the
+ * `loadCheckpointInto(proj, dir, { rename: llavaProjectorRename })`. Accepts the
  * original repo's `model.mm_projector.{0,2}.*` (and `mm_projector.*` of mm_projector.bin) and HF's
  * `multi_modal_projector.linear_{1,2}.*` / `model.multi_modal_projector.*`.
  */

@@ -22,7 +22,7 @@
 import { torch, nn, F, type Tensor, type DType, type Device, type Generator } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
 import { readHfConfig, hfField, ensure, type HfJson } from "../config/hf.js";
-import { loadCheckpoint, assignWeights, saveCheckpoint, readCheckpointHeader, checkTensorShape, checkLayerCount, type CheckpointHeader } from "./pretrained.js";
+import { loadCheckpointInto, saveCheckpoint, readCheckpointHeader, checkTensorShape, checkLayerCount, type CheckpointHeader, type Rename } from "./pretrained.js";
 
 // =============================================================================================
 // Config
@@ -681,22 +681,17 @@ export function keepLastPositions(hidden: Tensor, keep = 0): Tensor {
   return keep > 0 ? hidden.narrow(1, Math.max(0, T - keep), Math.min(keep, T)) : hidden;
 }
 
-/** A checkpoint's weights without the rotary tables older ones carry (computed, never loaded; HF skips them too). */
-export function loadDecoderWeights(dir: string, dtype: DType): Map<string, Tensor> {
-  const weights = loadCheckpoint(dir, { dtype });
-  for (const [name, t] of weights) {
-    if (name.endsWith(".rotary_emb.inv_freq")) { t.dispose(); weights.delete(name); }
-  }
-  return weights;
-}
-
-/** HF saves a tied output embedding once, as the input embedding: under `tie`, a copy under `lmHead` is dropped and the embedding used. */
-export function tieOnLoad(weights: Map<string, Tensor>, tie: boolean, embed: string, lmHead: string): void {
-  if (!tie) return;
-  weights.get(lmHead)?.dispose();
-  weights.delete(lmHead);
-  const emb = weights.get(embed);
-  if (emb) weights.set(lmHead, emb);
+/**
+ * A decoder checkpoint's names as loaded (loadCheckpointInto's rename): the rotary tables older
+ * checkpoints carry are dropped (computed, never loaded; HF skips them too), and under `tie` so is
+ * a copy of the output embedding saved under `lmHead`: HF saves a tied head once, as the input
+ * embedding, which fills the one Parameter both names share.
+ * ```ts
+ * loadCheckpointInto(model, dir, { rename: decoderRename(cfg.tieWordEmbeddings, "lm_head.weight") });
+ * ```
+ */
+export function decoderRename(tie: boolean, lmHead: string): Rename {
+  return (name) => (name.endsWith(".rotary_emb.inv_freq") || (tie && name === lmHead) ? null : name);
 }
 
 /**
@@ -729,14 +724,15 @@ export class Qwen2ForCausalLM extends nn.Module {
    */
   static fromPretrained(dir: string, opts: PretrainedOptions = {}): Qwen2ForCausalLM {
     const cfg = fromHfConfig(readHfConfig(dir), `${dir}/config.json`);
-    checkQwen2Checkpoint(cfg, readCheckpointHeader(dir), { where: `${dir}/config.json` }); // before anything is allocated
+    const header = readCheckpointHeader(dir);
+    checkQwen2Checkpoint(cfg, header, { where: `${dir}/config.json` }); // before anything is allocated
     const dtype = opts.dtype ?? "float32";
     const model = new Qwen2ForCausalLM(cfg, { dtype, ...(opts.device ? { device: opts.device } : {}) });
-    const weights = loadDecoderWeights(dir, dtype);
-    tieOnLoad(weights, cfg.tieWordEmbeddings, "model.embed_tokens.weight", "lm_head.weight");
     try {
-      assignWeights(model, weights);
+      // Read into the parameters, a tensor at a time: peak memory is the model, not twice it.
+      loadCheckpointInto(model, dir, { header, rename: decoderRename(cfg.tieWordEmbeddings, "lm_head.weight") });
     } catch (e) {
+      model.parameters().forEach((p) => p.dispose());
       if (e instanceof nn.StateDictError) {
         throw new Error(`${dir}: the checkpoint does not fit Qwen2ForCausalLM with this config.json (tie_word_embeddings: ${cfg.tieWordEmbeddings})\n${e.message}`, { cause: e });
       }

@@ -11,10 +11,10 @@
 // maps 1:1 to a checkpoint. Full CLIPModel / SiglipModel checkpoints load too (their text tower
 // and projections are skipped).
 import { join } from "node:path";
-import { torch, nn, F, io, type Tensor, type DType, type Device, type Generator } from "@mindseye/torch";
+import { torch, nn, F, type Tensor, type DType, type Device, type Generator } from "@mindseye/torch";
 import { ConfigError } from "../config/errors.js";
 import { hfField, ensure, readHfConfig, type HfJson } from "../config/hf.js";
-import { assignWeights, saveCheckpoint, readCheckpointHeader, checkTensorShape, checkLayerCount, checkFinite, type CheckpointHeader } from "./pretrained.js";
+import { loadCheckpointInto, saveCheckpoint, readCheckpointHeader, checkTensorShape, checkLayerCount, type CheckpointHeader } from "./pretrained.js";
 
 // ---------------------------------------------------------------------------------------------
 // Config
@@ -565,9 +565,12 @@ export class VitVisionModel extends nn.Module {
     const config = vitConfigFromHf(withHeadDefault(json, names.includes("vision_model.head.probe")), where);
     checkVitCheckpoint(config, header, { where }); // before anything is allocated
     const model = new VitVisionModel(config, opts);
-    const weights = io.loadSharded(dir, { names, ...(opts.dtype ? { dtype: opts.dtype } : {}) });
-    checkFinite(weights, header, dir);
-    assignWeights(model, weights, { rename: checkpointRename });
+    try {
+      loadCheckpointInto(model, dir, { header, rename: checkpointRename }); // into the parameters, a tensor at a time; the text tower is never read
+    } catch (e) {
+      model.parameters().forEach((p) => p.dispose());
+      throw e;
+    }
     return model.eval();
   }
 

@@ -18,7 +18,7 @@ import { Qwen2ForCausalLM, checkQwen2Checkpoint, fromHfConfig as qwen2FromHf, to
 import { LatentHead, latentHeadFromHfConfig, latentHeadToHfConfig, gatherLatentPositions, type LatentHeadConfig } from "./latent_head.js";
 import { generate, type GenerateOptions, type GenerateResult } from "./generation.js";
 import { embedWithImages } from "./image_tokens.js";
-import { loadCheckpoint, assignWeights, readCheckpointHeader, saveCheckpoint } from "./pretrained.js";
+import { loadCheckpointInto, readCheckpointHeader, saveCheckpoint } from "./pretrained.js";
 
 export interface VlmConfig {
   vision: ResolvedVitConfig;
@@ -175,13 +175,14 @@ export class MindsEyeVLM extends nn.Module {
     checkVitCheckpoint(config.vision, header, { where, prefix: "vision_tower.vision_model." });
     checkQwen2Checkpoint(config.text, header, { where, prefix: "language_model.model.", lmHead: "language_model.lm_head.weight" });
     const model = new MindsEyeVLM(config, opts.dtype ? { dtype: opts.dtype } : {});
-    const weights = loadCheckpoint(dir, opts.dtype ? { dtype: opts.dtype } : {});
-    if (config.text.tieWordEmbeddings) {
-      weights.get("language_model.lm_head.weight")?.dispose();
-      const emb = weights.get("language_model.model.embed_tokens.weight");
-      if (emb) weights.set("language_model.lm_head.weight", emb);
+    const tie = config.text.tieWordEmbeddings;
+    try {
+      // Into the parameters, a tensor at a time. A tied lm_head is the embedding (a copy saved under lm_head is ignored).
+      loadCheckpointInto(model, dir, { header, rename: (n) => (tie && n === "language_model.lm_head.weight" ? null : n) });
+    } catch (e) {
+      model.parameters().forEach((p) => p.dispose());
+      throw e;
     }
-    assignWeights(model, weights);
     return model;
   }
 
