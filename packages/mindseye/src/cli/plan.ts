@@ -1,7 +1,9 @@
 // `mindseye plan --config <recipe.yaml | model dir | config.json> [--world-size N --gpu-memory 80GiB
 // --zero 0|1|2 --lora --checkpointing]`: per-GPU memory of a training run, from config.json alone
-// (train/plan.ts has the formulas and their sources). Prints every ZeRO stage with and without
-// checkpointing, marks the one asked for, and says whether it fits.
+// (train/plan.ts has the formulas and their sources): Qwen2, Llama, InternLM2, Qwen2.5-VL, LLaVA
+// and InternVL. A recipe gives its model (a directory or a hub id), batch size, ZeRO stage and
+// checkpointing as defaults. Prints every ZeRO stage with and without checkpointing, marks the
+// one asked for, and says whether it fits.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
@@ -11,7 +13,14 @@ import { resolveModelRef } from "../config/hub.js";
 import type { HfJson } from "../config/hf.js";
 import { fromHfConfig } from "../models/qwen2.js";
 import { qwen2_5_vlFromHfConfig } from "../models/qwen2_5_vl.js";
-import { countParameters, estimateMemory, fits, parseBytes, type ModelShape, type PlanOptions } from "../train/plan.js";
+import { llamaFromHfConfig } from "../models/llama.js";
+import { internLM2FromHfConfig } from "../models/internlm2.js";
+import { llavaFromHfConfig } from "../models/llava.js";
+import { internVLFromHfConfig } from "../models/internvl.js";
+import {
+  countParameters, estimateMemory, fits, parseBytes, qwen2TextShape, llamaTextShape, internLM2TextShape, qwen2_5_vlVisionShape, llavaVisionShape, internVLVisionShape,
+  type ModelShape, type PlanOptions,
+} from "../train/plan.js";
 
 interface PlanFlags {
   config: string;
@@ -29,14 +38,30 @@ interface PlanFlags {
   dtype: string;
 }
 
-/** The model's shape from a config.json (Qwen2 or Qwen2.5-VL). */
+/** The model's shape from a config.json: Qwen2, Llama, InternLM2, Qwen2.5-VL, LLaVA or InternVL. */
 export function shapeFromHfConfig(json: HfJson, where: string): ModelShape {
-  if (json.model_type === "qwen2_5_vl") {
-    const c = qwen2_5_vlFromHfConfig(json, where);
-    return { text: c.text, vision: c.vision };
+  switch (json.model_type) {
+    case "qwen2": return { text: qwen2TextShape(fromHfConfig(json, where)), vision: null };
+    case "llama": return { text: llamaTextShape(llamaFromHfConfig(json, where)), vision: null };
+    case "internlm2": return { text: internLM2TextShape(internLM2FromHfConfig(json, where)), vision: null };
+    case "qwen2_5_vl": {
+      const c = qwen2_5_vlFromHfConfig(json, where);
+      return { text: qwen2TextShape(c.text), vision: qwen2_5_vlVisionShape(c.vision) };
+    }
+    case "llava": {
+      const c = llavaFromHfConfig(json, where);
+      const text = c.text.modelType === "llama" ? llamaTextShape(c.text.config) : qwen2TextShape(c.text.config);
+      return { text, vision: llavaVisionShape(c.vision, text.hiddenSize, c.multimodalProjectorBias) };
+    }
+    case "internvl_chat": {
+      const c = internVLFromHfConfig(json, where);
+      const l = c.llm;
+      const text = l.architecture === "InternLM2ForCausalLM" ? internLM2TextShape(l.config) : l.architecture === "Qwen2ForCausalLM" ? qwen2TextShape(l.config) : llamaTextShape(l.config);
+      return { text, vision: internVLVisionShape(c.vision, text.hiddenSize, c.downsampleRatio) };
+    }
+    default:
+      throw new ConfigError(`${where}: model_type ${JSON.stringify(json.model_type)} is not one plan reads (qwen2, llama, internlm2, qwen2_5_vl, llava, internvl_chat)`);
   }
-  if (json.model_type === "qwen2") return { text: fromHfConfig(json, where), vision: null };
-  throw new ConfigError(`${where}: model_type ${JSON.stringify(json.model_type)} is not one plan reads (qwen2, qwen2_5_vl)`);
 }
 
 /** What a recipe's train section sets for the plan (nothing when --config is a model). */

@@ -12,8 +12,12 @@ import { torch } from "@mindseye/torch";
 import { qwen2Preset, Qwen2ForCausalLM, toHfConfig as qwen2ToHfConfig } from "../models/qwen2.js";
 import { qwen2_5_vlPreset, qwen2_5_vlToHfConfig, Qwen2_5_VLForConditionalGeneration } from "../models/qwen2_5_vl.js";
 import { applyLora, resolveLora } from "../models/lora.js";
+import { llavaPreset, llavaToHfConfig, LlavaForConditionalGeneration } from "../models/llava.js";
+import { internVLPreset, internVLToHfConfig, InternVLChatModel } from "../models/internvl.js";
+import { llamaPreset, llamaToHfConfig, LlamaForCausalLM } from "../models/llama.js";
+import { internLM2Preset, internLM2ToHfConfig, InternLM2ForCausalLM } from "../models/internlm2.js";
 import { shapeFromHfConfig, planReport } from "../cli/plan.js";
-import { countParameters, estimateMemory, fits, loraParameters, parseBytes, type PlanOptions } from "./plan.js";
+import { countParameters, estimateMemory, fits, loraParameters, parseBytes, qwen2TextShape, type PlanOptions } from "./plan.js";
 
 const vl7b = () => shapeFromHfConfig(qwen2_5_vlToHfConfig(qwen2_5_vlPreset("qwen2.5-vl-7b")), "qwen2.5-vl-7b");
 const GiB80 = 80 * 2 ** 30;
@@ -28,14 +32,30 @@ test("parameter count: Qwen2.5-VL-7B from its config.json is the published 8,292
 
 test("parameter count: the formulas equal the real modules' numParameters (tiny Qwen2, tiny Qwen2.5-VL, LoRA adapters)", () => {
   const text = qwen2Preset("tiny");
-  assert.equal(countParameters({ text, vision: null }).total, new Qwen2ForCausalLM(text).numParameters());
+  assert.equal(countParameters({ text: qwen2TextShape(text), vision: null }).total, new Qwen2ForCausalLM(text).numParameters());
   const tied = qwen2Preset("tiny", { tieWordEmbeddings: true });
-  assert.equal(countParameters({ text: tied, vision: null }).total, new Qwen2ForCausalLM(tied).numParameters());
+  assert.equal(countParameters({ text: qwen2TextShape(tied), vision: null }).total, new Qwen2ForCausalLM(tied).numParameters());
   const vl = qwen2_5_vlPreset("tiny");
-  assert.equal(countParameters({ text: vl.text, vision: vl.vision }).total, new Qwen2_5_VLForConditionalGeneration(vl).numParameters());
+  assert.equal(countParameters(shapeFromHfConfig(qwen2_5_vlToHfConfig(vl), "tiny")).total, new Qwen2_5_VLForConditionalGeneration(vl).numParameters());
   const model = new Qwen2ForCausalLM(text, { generator: new torch.Generator(0) });
   const lora = applyLora(model, resolveLora({ r: 3 }));
-  assert.equal(loraParameters(text, 3), lora.parameters().reduce((a, p) => a + p.numel(), 0));
+  assert.equal(loraParameters(qwen2TextShape(text), 3), lora.parameters().reduce((a, p) => a + p.numel(), 0));
+});
+
+test("parameter count: the formulas equal the real modules' numParameters for Llama, InternLM2, LLaVA and InternVL (tiny, with and without biases)", () => {
+  const count = (json: ReturnType<typeof llavaToHfConfig>) => countParameters(shapeFromHfConfig(json, "tiny")).total;
+  for (const over of [{}, { attentionBias: true, mlpBias: true }]) {
+    const c = llamaPreset("tiny", over);
+    assert.equal(count(llamaToHfConfig(c)), new LlamaForCausalLM(c).numParameters(), `llama ${JSON.stringify(over)}`);
+  }
+  for (const over of [{ bias: false }, { bias: true }]) {
+    const c = internLM2Preset("tiny", over);
+    assert.equal(count(internLM2ToHfConfig(c)), new InternLM2ForCausalLM(c).numParameters(), `internlm2 ${JSON.stringify(over)}`);
+  }
+  const llava = llavaPreset("tiny");
+  assert.equal(count(llavaToHfConfig(llava)), new LlavaForConditionalGeneration(llava).numParameters(), "llava");
+  const internvl = internVLPreset("tiny");
+  assert.equal(count(internVLToHfConfig(internvl)), new InternVLChatModel(internvl).numParameters(), "internvl");
 });
 
 test("7B full fine-tune: plain DDP AdamW does not fit 80 GB; ZeRO-2 over 8 GPUs with checkpointing does", () => {
@@ -103,33 +123,43 @@ test("mindseye plan: reads a config.json, prints the table and the verdict; size
   assert.throws(() => parseBytes("lots"), /cannot read "lots" as a size/);
 });
 
-test("the proposal's Qwen2.5-VL-7B recipes fit 8 GPUs of 80 GB by their own settings (ZeRO-2, checkpointing), the model read from the hub cache", () => {
-  const recipes = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..", "configs", "paper", "qwen2_5_vl_7b"); // dist/train -> repo root
+test("the proposal's 7B/8B recipes (Qwen2.5-VL, LLaVA-1.5, InternVL2.5) fit 8 GPUs of 80 GB by their own settings (ZeRO-2, checkpointing), the models read from the hub cache", () => {
+  const paper = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..", "configs", "paper"); // dist/train -> repo root
   const cache = mkdtempSync(join(tmpdir(), "mindseye-plan-hub-"));
   const saved = process.env.HF_HUB_CACHE;
-  try {
-    // the hub cache's layout: models--ORG--NAME/refs/main names the snapshot holding config.json
-    const repo = join(cache, "models--Qwen--Qwen2.5-VL-7B-Instruct"), commit = "0".repeat(40);
+  // the hub cache's layout: models--ORG--NAME/refs/main names the snapshot holding config.json
+  const publish = (id: string, config: unknown) => {
+    const repo = join(cache, `models--${id.replace("/", "--")}`), commit = "0".repeat(40);
     mkdirSync(join(repo, "refs"), { recursive: true });
     mkdirSync(join(repo, "snapshots", commit), { recursive: true });
     writeFileSync(join(repo, "refs", "main"), commit);
-    writeFileSync(join(repo, "snapshots", commit, "config.json"), JSON.stringify(qwen2_5_vlToHfConfig(qwen2_5_vlPreset("qwen2.5-vl-7b"))));
+    writeFileSync(join(repo, "snapshots", commit, "config.json"), JSON.stringify(config));
+  };
+  try {
+    publish("Qwen/Qwen2.5-VL-7B-Instruct", qwen2_5_vlToHfConfig(qwen2_5_vlPreset("qwen2.5-vl-7b")));
+    publish("llava-hf/llava-1.5-7b-hf", llavaToHfConfig(llavaPreset("llava-1.5-7b")));
+    publish("OpenGVLab/InternVL2_5-8B", internVLToHfConfig(internVLPreset("internvl2.5-8b")));
     process.env.HF_HUB_CACHE = cache;
     // the fine-tunes of the latent and text-control runs read those runs' outputs (not there before
     // they run): they must train exactly as the baseline's fine-tune, which is planned
-    const recipe = (f: string) => parseYaml(readFileSync(join(recipes, f), "utf8")) as { model?: string; base?: string; train: unknown };
-    const all = readdirSync(recipes).filter((f) => f.endsWith(".yaml"));
-    assert.equal(all.length, 5, "latent, text control and three fine-tunes");
-    const files = all.filter((f) => (recipe(f).model ?? recipe(f).base) === "Qwen/Qwen2.5-VL-7B-Instruct");
-    assert.deepEqual(files.sort(), ["finetune_baseline.yaml", "latent.yaml", "text_control.yaml"]);
-    for (const f of ["finetune_latent.yaml", "finetune_text_control.yaml"]) assert.deepEqual(recipe(f).train, recipe("finetune_baseline.yaml").train, f);
+    const recipe = (f: string) => parseYaml(readFileSync(join(paper, f), "utf8")) as { model?: string; base?: string; train: unknown };
+    const qwen = readdirSync(join(paper, "qwen2_5_vl_7b")).filter((f) => f.endsWith(".yaml")).map((f) => `qwen2_5_vl_7b/${f}`);
+    assert.equal(qwen.length, 5, "latent, text control and three fine-tunes");
+    const fromHub = (f: string) => !(recipe(f).model ?? recipe(f).base ?? "").startsWith("runs/");
+    for (const f of qwen.filter((x) => !fromHub(x))) assert.deepEqual(recipe(f).train, recipe("qwen2_5_vl_7b/finetune_baseline.yaml").train, f);
+    const planned: [string, RegExp][] = [
+      ...qwen.filter(fromHub).map((f): [string, RegExp] => [f, /8\.292 B parameters/]),
+      ["llava_1_5_7b/finetune_baseline.yaml", /7\.063 B parameters/],
+      ["internvl2_5_8b/finetune_baseline.yaml", /8\.075 B parameters/],
+    ];
+    assert.equal(planned.length, 5, "Qwen2.5-VL latent, text control and baseline fine-tune; LLaVA; InternVL");
     const flags = { worldSize: "8", gpuMemory: "80GiB", loraR: "16", seqLen: "2048", imagePatches: "1024", dtype: "bfloat16" };
-    for (const f of files) {
-      const r = planReport({ ...flags, config: join(recipes, f) });
-      assert.match(r.lines[0]!, /8\.292 B parameters/, f);
+    for (const [f, size] of planned) {
+      const r = planReport({ ...flags, config: join(paper, f) });
+      assert.match(r.lines[0]!, size, f);
       assert.equal(r.lines.filter((l) => /^→\s+2\s+on\s/.test(l)).length, 1, `${f}: the recipe's zero_stage 2 with checkpointing is the row asked for`);
       assert.equal(r.fits, true, `${f}: ${r.lines.join("\n")}`);
-      assert.equal(planReport({ ...flags, config: join(recipes, f), zero: "0", checkpointing: false }).fits, false, `${f}: plain DDP does not fit, so the recipe's settings matter`);
+      assert.equal(planReport({ ...flags, config: join(paper, f), zero: "0", checkpointing: false }).fits, false, `${f}: plain DDP does not fit, so the recipe's settings matter`);
     }
   } finally {
     if (saved === undefined) delete process.env.HF_HUB_CACHE;

@@ -27,11 +27,41 @@
 //   vocabulary entry and token (Korthikanti et al. count the same 4sbv for the fp32 softmax).
 import type { ResolvedQwen2Config } from "../models/qwen2.js";
 import type { ResolvedVisionConfig } from "../models/qwen2_5_vl.js";
+import type { ResolvedLlamaConfig } from "../models/llama.js";
+import type { ResolvedInternLM2Config } from "../models/internlm2.js";
+import type { ResolvedVitConfig } from "../models/vit.js";
+import type { ResolvedInternVitConfig } from "../models/intern_vit.js";
 
-/** What the estimate needs of a model: a Qwen2 language model, and a Qwen2.5-VL vision tower if any. */
+/**
+ * What the estimate needs of a language model: the shapes of a Llama-style decoder (Qwen2, Llama,
+ * InternLM2: attention with GQA, SwiGLU MLP, two RMSNorms a layer) and the biases its family adds.
+ */
+export interface TextShape {
+  hiddenSize: number;
+  intermediateSize: number;
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  numKeyValueHeads: number;
+  headDim: number;
+  vocabSize: number;
+  tieWordEmbeddings: boolean;
+  /** Bias elements per layer (Qwen2: q, k and v; Llama and InternLM2 as their config says). */
+  biasPerLayer: number;
+}
+
+/** A vision tower with the projector into the LM: its block shapes (for activations) and its exact parameter count. */
+export interface VisionShape {
+  hiddenSize: number;
+  intermediateSize: number;
+  depth: number;
+  /** Tower and projector parameters, counted from the family's modules. */
+  parameters: number;
+}
+
+/** What the estimate needs of a model: a language model, and a vision tower if any. */
 export interface ModelShape {
-  text: ResolvedQwen2Config;
-  vision: ResolvedVisionConfig | null;
+  text: TextShape;
+  vision: VisionShape | null;
 }
 
 export interface ParameterCount {
@@ -42,27 +72,75 @@ export interface ParameterCount {
   perTextLayer: number;
 }
 
+/** A decoder's shape, by family. */
+export function qwen2TextShape(t: ResolvedQwen2Config): TextShape {
+  const kv = t.numKeyValueHeads * t.headDim;
+  return { ...decoderDims(t), biasPerLayer: t.numAttentionHeads * t.headDim + 2 * kv };
+}
+export function llamaTextShape(t: ResolvedLlamaConfig): TextShape {
+  const q = t.numAttentionHeads * t.headDim, kv = t.numKeyValueHeads * t.headDim;
+  return { ...decoderDims(t), biasPerLayer: (t.attentionBias ? q + 2 * kv + t.hiddenSize : 0) + (t.mlpBias ? 2 * t.intermediateSize + t.hiddenSize : 0) };
+}
+export function internLM2TextShape(t: ResolvedInternLM2Config): TextShape {
+  const q = t.numAttentionHeads * t.headDim, kv = t.numKeyValueHeads * t.headDim;
+  return { ...decoderDims(t), biasPerLayer: t.bias ? q + 2 * kv + t.hiddenSize : 0 }; // wqkv and wo
+}
+function decoderDims(t: Omit<TextShape, "biasPerLayer">): Omit<TextShape, "biasPerLayer"> {
+  return {
+    hiddenSize: t.hiddenSize, intermediateSize: t.intermediateSize, numHiddenLayers: t.numHiddenLayers, numAttentionHeads: t.numAttentionHeads,
+    numKeyValueHeads: t.numKeyValueHeads, headDim: t.headDim, vocabSize: t.vocabSize, tieWordEmbeddings: t.tieWordEmbeddings,
+  };
+}
+
+const linear = (i: number, o: number, bias = true) => i * o + (bias ? o : 0);
+const layerNorm = (d: number) => 2 * d;
+
 /**
- * Parameters counted from the shapes of MindsEye's (and HF's) modules: Qwen2 layers (q/k/v with
- * bias, o_proj and the SwiGLU MLP without, two RMSNorms), embeddings, lm_head unless tied; the
- * Qwen2.5-VL tower (Conv3d patch embedding without bias, blocks with biased qkv/proj and MLP, two
- * RMSNorms, the 2×2 patch merger).
+ * The Qwen2.5-VL tower: Conv3d patch embedding without bias, blocks with biased qkv/proj and MLP
+ * (gate, up, down), two RMSNorms, and the 2×2 PatchMerger (an RMSNorm, then two linears) into the LM.
+ */
+export function qwen2_5_vlVisionShape(v: ResolvedVisionConfig): VisionShape {
+  const d = v.hiddenSize, vi = v.intermediateSize;
+  const block = linear(d, 3 * d) + linear(d, d) + 2 * linear(d, vi) + linear(vi, d) + 2 * d;
+  const merged = d * v.spatialMergeSize ** 2;
+  const merger = d + linear(merged, merged) + linear(merged, v.outHiddenSize);
+  return { hiddenSize: d, intermediateSize: vi, depth: v.depth, parameters: v.patchDim * d + v.depth * block + merger };
+}
+
+/** LLaVA's CLIP tower (class token, unbiased patch conv, positions, pre- and post-LayerNorm, biased layers) and its mlp2x_gelu projector. */
+export function llavaVisionShape(v: ResolvedVitConfig, textHidden: number, projectorBias: boolean): VisionShape {
+  const d = v.hiddenSize, vi = v.intermediateSize;
+  if (v.variant !== "clip" || v.useHead) throw new Error(`plan: a LLaVA vision tower of variant ${v.variant}${v.useHead ? " with a pooling head" : ""} is not one plan counts (CLIP)`);
+  const embeddings = d + v.numChannels * v.patchSize ** 2 * d + v.numPositions * d;
+  const layer = 4 * linear(d, d) + 2 * layerNorm(d) + linear(d, vi) + linear(vi, d);
+  const projector = linear(d, textHidden, projectorBias) + linear(textHidden, textHidden, projectorBias);
+  return { hiddenSize: d, intermediateSize: vi, depth: v.numHiddenLayers, parameters: embeddings + 2 * layerNorm(d) + v.numHiddenLayers * layer + projector };
+}
+
+/** InternVL's InternViT (class token, biased patch conv, positions, layer scales, qk norms if any) and its mlp1 projector after the pixel shuffle. */
+export function internVLVisionShape(v: ResolvedInternVitConfig, textHidden: number, downsampleRatio: number): VisionShape {
+  const d = v.hiddenSize, vi = v.intermediateSize;
+  const norm = v.normType === "rms_norm" ? d : layerNorm(d);
+  const embeddings = d + linear(v.numChannels * v.patchSize ** 2, d) + v.numPositions * d;
+  const layer = linear(d, 3 * d, v.qkvBias) + (v.qkNormalization ? 2 * d : 0) + linear(d, d) + 2 * d + 2 * norm + linear(d, vi) + linear(vi, d);
+  const shuffled = Math.round(d / downsampleRatio ** 2);
+  const mlp1 = layerNorm(shuffled) + linear(shuffled, textHidden) + linear(textHidden, textHidden);
+  return { hiddenSize: d, intermediateSize: vi, depth: v.numHiddenLayers, parameters: embeddings + v.numHiddenLayers * layer + mlp1 };
+}
+
+/**
+ * Parameters counted from the shapes of MindsEye's (and HF's) modules: decoder layers (q/k/v/o,
+ * the SwiGLU MLP, two RMSNorms, the family's biases), embeddings, the final norm, lm_head unless
+ * tied; the vision tower and projector as its VisionShape counts them.
  */
 export function countParameters(m: ModelShape): ParameterCount {
   const t = m.text;
-  const h = t.hiddenSize, kv = t.numKeyValueHeads * t.headDim, I = t.intermediateSize;
-  const attention = (h * h + h) + 2 * (h * kv + kv) + h * h; // q, k, v (biased), o
-  const perTextLayer = attention + 3 * h * I + 2 * h;
+  const h = t.hiddenSize, q = t.numAttentionHeads * t.headDim, kv = t.numKeyValueHeads * t.headDim, I = t.intermediateSize;
+  const attention = h * q + 2 * h * kv + q * h;
+  const perTextLayer = attention + 3 * h * I + 2 * h + t.biasPerLayer;
   const embeddings = t.vocabSize * h * (t.tieWordEmbeddings ? 1 : 2);
   const text = t.numHiddenLayers * perTextLayer + h + embeddings;
-  let vision = 0;
-  if (m.vision !== null) {
-    const v = m.vision, d = v.hiddenSize, vi = v.intermediateSize;
-    const block = (d * 3 * d + 3 * d) + (d * d + d) + 2 * (d * vi + vi) + (vi * d + d) + 2 * d;
-    const merged = d * v.spatialMergeSize ** 2;
-    const merger = d + (merged * merged + merged) + (merged * v.outHiddenSize + v.outHiddenSize);
-    vision = v.patchDim * d + v.depth * block + merger;
-  }
+  const vision = m.vision?.parameters ?? 0;
   return { text, vision, total: text + vision, perTextLayer };
 }
 
@@ -99,7 +177,7 @@ export interface PlanRow {
 }
 
 /** LoRA adapter parameters: r·(in + out) per adapted projection. */
-export function loraParameters(t: ResolvedQwen2Config, r: number): number {
+export function loraParameters(t: TextShape, r: number): number {
   const h = t.hiddenSize, kv = t.numKeyValueHeads * t.headDim, I = t.intermediateSize;
   const perLayer = r * (h + h) + 2 * r * (h + kv) + r * (h + h) + 2 * r * (h + I) + r * (I + h);
   return t.numHiddenLayers * perLayer;
