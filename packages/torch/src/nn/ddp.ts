@@ -18,7 +18,8 @@
 //   ddp.backward(lossOf(microBatches.at(-1)));                // communicates once, here
 //   opt.step(); opt.zeroGrad();
 import type { Tensor } from "../tensor.js";
-import { cat, tensor, zeros } from "../creation.js";
+import { tensor } from "../creation.js";
+import { fnv1a, flattenGrads, ranksWithGradient, writeBackGrads } from "../grad_buckets.js";
 import { noGrad } from "../autograd.js";
 import { scope } from "../scope.js";
 import { defaultGroup, type ProcessGroup } from "../distributed.js";
@@ -91,24 +92,14 @@ export class DistributedDataParallel<M extends Module> {
     if (this.params.length === 0) return;
     noGrad(() => scope(() => {
       // 1. which parameters got a gradient on at least one rank (one small all-reduce)
-      const local = this.params.map((p) => (p.grad === null ? 0 : 1));
-      const usedAnywhere = this.group.allReduce(tensor(local, { dtype: "float32", device: this.device }), "sum").toTypedArray();
+      const usedAnywhere = ranksWithGradient(this.group, this.params, this.device);
       // 2. per bucket: flatten (zeros for a missing gradient), average, copy back
       for (const b of this.buckets) {
         if (b.index.every((i) => usedAnywhere[i] === 0)) continue;
-        const grads = b.params.map((p) => p.grad);
-        const flat = cat(grads.map((g, j) => (g ?? zeros(b.params[j]!.shape, { dtype: b.params[j]!.dtype, device: b.params[j]!.device })).flatten()));
+        const p0 = b.params[0]!;
+        const flat = flattenGrads(b.params, { dtype: p0.dtype, device: p0.device });
         this.group.allReduce(flat, "avg");
-        let offset = 0;
-        b.params.forEach((p, j) => {
-          const n = p.numel();
-          const avg = flat.narrow(0, offset, n).view(...p.shape);
-          offset += n;
-          if (usedAnywhere[b.index[j]!] === 0) return;
-          const g = grads[j]!;
-          if (g === null) p.grad = avg.clone();
-          else g.copy_(avg);
-        });
+        writeBackGrads(b.params, flat, (j) => usedAnywhere[b.index[j]!] !== 0);
       }
     }));
   }
@@ -152,14 +143,4 @@ function makeBuckets(params: Parameter[], capBytes: number): Bucket[] {
     cur.bytes += bytes;
   });
   return buckets;
-}
-
-// 32-bit FNV-1a: exact in a float64, enough to tell two parameter lists apart.
-function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h;
 }

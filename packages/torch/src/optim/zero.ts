@@ -59,10 +59,11 @@
 //   if (rank === 0) save(opt.stateDict());            // rank 0: the full state
 //   opt.loadStateDict(full);                          // every rank keeps its shard of a full state
 import type { Tensor } from "../tensor.js";
-import { cat, empty, stack, tensor, zeros } from "../creation.js";
+import { cat, empty, stack, tensor } from "../creation.js";
 import { noGrad } from "../autograd.js";
 import { persist, scope } from "../scope.js";
 import { defaultGroup, type ProcessGroup } from "../distributed.js";
+import { fnv1a, flattenGrads, ranksWithGradient, writeBackGrads } from "../grad_buckets.js";
 import { ELEMENT_SIZE, type DType } from "../dtype.js";
 import { Optimizer, type GroupSpec, type OptimizerState } from "./optimizer.js";
 import { clipGradNorm, jointNorm, scaleGrads } from "./clip.js";
@@ -156,8 +157,7 @@ export class ZeroRedundancyOptimizer<H extends { lr: number }> extends Optimizer
     const rank = this.group.rank;
     noGrad(() => scope(() => {
       // 1. which parameters got a gradient on at least one rank (one small all-reduce)
-      const local = params.map((p) => (p.grad === null ? 0 : 1));
-      const usedAnywhere = this.group.allReduce(tensor(local, { dtype: "float32", device: params[0]!.device }), "sum").toTypedArray();
+      const usedAnywhere = ranksWithGradient(this.group, params, params[0]!.device);
       // 2. per bucket: each rank's chunk flattened (zeros for a missing gradient) and padded, the
       //    local copies of other ranks' gradients dropped, then the average of its own chunk back
       for (const b of this.gradBuckets) {
@@ -165,24 +165,11 @@ export class ZeroRedundancyOptimizer<H extends { lr: number }> extends Optimizer
         scope(() => {
           const p0 = b.chunks.find((c) => c.params.length > 0)!.params[0]!;
           const like = { dtype: p0.dtype, device: p0.device };
-          const inputs = b.chunks.map((c) => {
-            const parts = c.params.map((p) => (p.grad ?? zeros([p.numel()], like)).flatten());
-            const n = c.params.reduce((a, p) => a + p.numel(), 0);
-            if (n < b.length) parts.push(zeros([b.length - n], like));
-            return cat(parts);
-          });
+          const inputs = b.chunks.map((c) => flattenGrads(c.params, like, b.length));
           b.chunks.forEach((c, r) => { if (r !== rank) for (const p of c.params) p.grad = null; });
           const avg = this.group.reduceScatter(inputs, "avg");
           const mine = b.chunks[rank]!;
-          let offset = 0;
-          mine.params.forEach((p, j) => {
-            const n = p.numel();
-            const g = avg.narrow(0, offset, n).view(...p.shape);
-            offset += n;
-            if (usedAnywhere[mine.index[j]!] === 0) return;
-            if (p.grad === null) p.grad = g.clone();
-            else p.grad.copy_(g);
-          });
+          writeBackGrads(mine.params, avg, (j) => usedAnywhere[mine.index[j]!] !== 0);
         });
       }
     }));
@@ -486,11 +473,4 @@ function promoted(dtypes: DType[]): DType {
   if (set.size === 1) return dtypes[0]!;
   if (set.has("float64")) return "float64";
   return "float32";
-}
-
-// 32-bit FNV-1a: exact in a float64, enough to tell two parameter lists apart.
-function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
-  return h;
 }
