@@ -1,7 +1,7 @@
 // What the four stages share: the synthetic world on disk, decoded and preprocessed images
 // held in memory (the world is small), model directories in HF layout, and the recipe sections
 // every stage has.
-import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { torch, distributed, type Tensor } from "@mindseye/torch";
@@ -148,6 +148,52 @@ export function readPreprocessor(dir: string): ImageProcessorConfig {
 }
 
 /**
+ * Preprocessed images kept across ImageBank loads in one process. A study runs its ~25 stages and
+ * evaluations in one process, and each used to decode and preprocess the same world images again
+ * (in `make demo`, about 10 of a fine-tune's 25 seconds). An entry is keyed by the path, the file's
+ * size and modification time, and the preprocessing settings, so a rewritten file or another
+ * processor decodes afresh. Bounded: past `maxBytes` (MINDSEYE_PIXEL_CACHE_MB, default 1024)
+ * new images are not kept; images that fail to decode never are.
+ */
+export class PixelCache {
+  private readonly entries = new Map<string, { data: Float32Array; shape: number[] }>();
+  private bytes = 0;
+  constructor(readonly maxBytes: number) {}
+
+  key(path: string, cfg: ImageProcessorConfig): string {
+    let stamp = "";
+    try {
+      const st = statSync(path);
+      stamp = `${st.size}:${st.mtimeMs}`;
+    } catch {
+      stamp = "missing"; // decoding reports it
+    }
+    return `${path}\u0000${stamp}\u0000${JSON.stringify(cfg)}`;
+  }
+
+  get(key: string): { data: Float32Array; shape: number[] } | undefined {
+    return this.entries.get(key);
+  }
+
+  put(key: string, data: Float32Array, shape: number[]): void {
+    if (this.entries.has(key) || this.bytes + data.byteLength > this.maxBytes) return;
+    this.entries.set(key, { data, shape });
+    this.bytes += data.byteLength;
+  }
+
+  get size(): number { return this.entries.size; }
+
+  clear(): void {
+    this.entries.clear();
+    this.bytes = 0;
+  }
+}
+
+const PIXEL_CACHE = new PixelCache(Number(process.env.MINDSEYE_PIXEL_CACHE_MB ?? 1024) * 2 ** 20);
+/** The process's cache (tests clear it and look at its size). */
+export const pixelCache = (): PixelCache => PIXEL_CACHE;
+
+/**
  * Images by path, decoded and preprocessed once and kept as one tensor [n, 3, H, W]: the world's
  * images are small, and every stage reads them many times. An image that cannot be decoded is
  * skipped and counted (each path once), not loaded; past `maxErrorRate` of the distinct images
@@ -175,24 +221,41 @@ export class ImageBank {
       setting: opts.setting ?? "max_error_rate in the stage's recipe",
     });
     errors.expectTotal(unique.length);
-    const chunks: Tensor[] = [];
-    try {
-      for (let i = 0; i < unique.length; i += 256) {
-        const slice = unique.slice(i, i + 256);
-        const images = await decodeBatch(slice.map((path) => ({ image: { kind: "file" as const, path }, source: { file: path, record: "image" } })), { errors });
-        const ok = slice.filter((_, k) => images[k] !== null);
-        slice.forEach((p, k) => { if (images[k] === null) bank.bad.add(p); });
-        if (ok.length === 0) continue;
-        chunks.push(torch.noGrad(() => preprocess(images.filter((x): x is RgbImage => x !== null), cfg)));
-        ok.forEach((p) => bank.index.set(p, bank.index.size));
-      }
-      errors.finish();
-    } catch (e) {
-      chunks.forEach((c) => c.dispose());
-      throw e;
+    // Each path's pixels, [3, H, W] flattened: from the process's cache, or decoded below.
+    const rows = new Map<string, Float32Array>();
+    let shape: number[] | null = null;
+    const keys = new Map(unique.map((p) => [p, PIXEL_CACHE.key(p, cfg)]));
+    for (const p of unique) {
+      const hit = PIXEL_CACHE.get(keys.get(p)!);
+      if (!hit) continue;
+      rows.set(p, hit.data);
+      shape = hit.shape;
+      errors.ok();
     }
-    bank.pixels = chunks.length === 0 ? null : chunks.length === 1 ? chunks[0]! : torch.cat(chunks, 0);
-    if (chunks.length > 1) chunks.forEach((c) => c.dispose());
+    const misses = unique.filter((p) => !rows.has(p));
+    for (let i = 0; i < misses.length; i += 256) {
+      const slice = misses.slice(i, i + 256);
+      const images = await decodeBatch(slice.map((path) => ({ image: { kind: "file" as const, path }, source: { file: path, record: "image" } })), { errors });
+      const ok = slice.filter((_, k) => images[k] !== null);
+      if (ok.length === 0) continue;
+      const chunk = torch.noGrad(() => preprocess(images.filter((x): x is RgbImage => x !== null), cfg)); // [n, 3, H, W]
+      shape = chunk.shape.slice(1);
+      const data = chunk.toFloat32Array(), size = data.length / ok.length;
+      chunk.dispose();
+      ok.forEach((p, k) => {
+        const row = data.slice(k * size, (k + 1) * size);
+        rows.set(p, row);
+        PIXEL_CACHE.put(keys.get(p)!, row, shape!);
+      });
+    }
+    errors.finish();
+    // Rows in the order of the paths asked for, the skipped ones left out.
+    for (const p of unique) if (rows.has(p)) bank.index.set(p, bank.index.size); else bank.bad.add(p);
+    if (shape !== null) {
+      const size = shape.reduce((a, b) => a * b, 1), all = new Float32Array(bank.index.size * size);
+      for (const [p, i] of bank.index) all.set(rows.get(p)!, i * size);
+      bank.pixels = torch.tensor(all, { shape: [bank.index.size, ...shape] });
+    }
     bank.skipped.push(...errors.report().records);
     bank.report = errors.summary();
     return bank;

@@ -7,7 +7,7 @@ import sharp from "sharp";
 import { torch } from "@mindseye/torch";
 import { ErrorRateExceeded } from "../../data/formats/index.js";
 import { processorConfigFromHf } from "../../models/processors.js";
-import { ImageBank, worldPreprocessorJson } from "./common.js";
+import { ImageBank, pixelCache, worldPreprocessorJson } from "./common.js";
 
 test("ImageBank skips and counts an undecodable image (once), loads the rest, and drops the examples that use it", async () => {
   const dir = mkdtempSync(join(tmpdir(), "mindseye-bank-"));
@@ -41,6 +41,40 @@ test("ImageBank skips and counts an undecodable image (once), loads the rest, an
     await assert.rejects(ImageBank.load(examples.map((e) => e.image), pre), (e: unknown) => e instanceof ErrorRateExceeded
       && /1 of its 4 records are malformed \(25%/.test(e.message) && /broken\.png/.test(e.message) && /max_error_rate in the stage's recipe/.test(e.message));
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("ImageBank reuses the pixels of images already loaded in the process, and decodes a rewritten file or another preprocessing afresh", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "mindseye-bank-cache-"));
+  const png = (p: string, value: number) => sharp(Buffer.alloc(8 * 8 * 3, value), { raw: { width: 8, height: 8, channels: 3 } }).png().toFile(p);
+  try {
+    const [a, b] = [join(dir, "a.png"), join(dir, "b.png")];
+    await png(a, 40);
+    await png(b, 200);
+    const pre8 = processorConfigFromHf(worldPreprocessorJson(8)), pre4 = processorConfigFromHf(worldPreprocessorJson(4));
+    const cache = pixelCache();
+    cache.clear();
+    const mean = (bank: ImageBank, p: string) => torch.scope(() => bank.get([p]).mean().item());
+
+    const first = await ImageBank.load([a, b], pre8);
+    assert.equal(cache.size, 2);
+    const second = await ImageBank.load([b, a, a], pre8);
+    assert.equal(cache.size, 2, "the second load decodes nothing new");
+    assert.deepEqual(second.get([a, b]).toFloat32Array(), first.get([a, b]).toFloat32Array(), "cached pixels equal freshly decoded ones");
+    assert.ok(mean(second, b) > mean(second, a), "rows follow the paths, not the cache's order");
+
+    const small = await ImageBank.load([a], pre4);
+    assert.deepEqual(small.get([a]).shape, [1, 3, 4, 4], "another preprocessing is its own entry");
+    assert.equal(cache.size, 3);
+
+    await new Promise((r) => setTimeout(r, 20)); // a later modification time
+    await png(a, 250);
+    const rewritten = await ImageBank.load([a], pre8);
+    assert.ok(mean(rewritten, a) > mean(first, a), "a rewritten file is decoded again");
+    [first, second, small, rewritten].forEach((x) => x.dispose());
+  } finally {
+    pixelCache().clear();
     rmSync(dir, { recursive: true, force: true });
   }
 });
