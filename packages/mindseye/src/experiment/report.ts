@@ -18,6 +18,8 @@
 //   concentration[] {arm, fraction, seed, task, byType: {type: {answer, share}}, flagged[]}:
 //                  each model's share of its most common answer per question type (flagged > 80%)
 //   retrieval      the latent arm's alignment before fine-tuning (recall@k, median rank, collapse)
+//   captionLoss    {control, latent}: each pretraining stage's caption next-token loss at its end,
+//                  {mean, steps[]} (the mean of its last logged training steps, metrics.jsonl `ce`)
 //   ablations[]    (studies with an ablations section) {name, folder, set: {"loss.lambda_sim": 0.5, …},
 //                  readout, sameAs, fractions?, seeds?, retrieval?}: each cell of the latent arm, the
 //                  keys it changes, the arm it equals when its settings are the same (then not run),
@@ -218,6 +220,8 @@ export interface ReportMeta {
   /** One line per evaluation that skipped bad records or images (none: every question was scored). */
   skipped?: string[];
   retrieval?: RetrievalSummary;
+  /** The caption next-token loss that each latent-pretraining arm ends with. */
+  captionLoss?: { control: CaptionLoss; latent: CaptionLoss };
   ablations?: AblationSummary[];
   /** The published models the study fine-tuned beside the arms (its `models` section). */
   models?: readonly { name: string; model: string }[];
@@ -328,6 +332,7 @@ export function writeReport(dir: string, runs: EvalRun[], meta: ReportMeta): { m
     "",
     meta.skipped && meta.skipped.length > 0 ? `Skipped input (each evaluation's results.json lists it):\n\n${meta.skipped.map((l) => `- ${l}`).join("\n")}` : "Skipped input: none (every evaluated question and image was read).",
     ...retrievalLines(meta.retrieval),
+    ...captionLossLines(meta.captionLoss),
     ...(meta.ablations && meta.ablations.length > 0 ? [
       "",
       "## Ablations",
@@ -370,6 +375,22 @@ export interface RetrievalSummary {
   collapse?: { predicted: CollapseSummary; targets: CollapseSummary };
 }
 interface CollapseSummary { effectiveRank: number; meanPairwiseCosine: number }
+
+/** A pretraining run's caption next-token loss at its end: the mean over its last logged training steps. */
+export interface CaptionLoss { mean: number; steps: number[] }
+
+/** The two pretraining arms' final caption losses, side by side (the latent objective's cost to language modelling). */
+function captionLossLines(c: ReportMeta["captionLoss"]): string[] {
+  if (!c) return [];
+  const steps = (x: CaptionLoss) => (x.steps.length > 1 ? `steps ${x.steps[0]}–${x.steps[x.steps.length - 1]}` : `step ${x.steps[0]}`);
+  const d = c.latent.mean - c.control.mean;
+  return [
+    "",
+    `Caption next-token loss at the end of latent pretraining (mean of the last ${c.latent.steps.length} logged training steps): ` +
+      `text control ${c.control.mean.toFixed(3)} (${steps(c.control)}), latent ${c.latent.mean.toFixed(3)} (${steps(c.latent)}); ` +
+      `latent − control ${d >= 0 ? "+" : ""}${d.toFixed(3)}${d > 0 ? " (the latent objective costs caption modelling)" : " (no worse than the control)"}.`,
+  ];
+}
 
 /** The latent arm's alignment: test images retrieved from their captions' imagined latents. */
 function retrievalLines(r: RetrievalSummary | undefined): string[] {

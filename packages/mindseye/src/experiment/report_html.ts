@@ -19,6 +19,7 @@ import { ConfigError } from "../config/errors.js";
 import { doctorReport } from "../util/environment.js"; // what `mindseye doctor` prints: the engine's build and threads
 import type { StudyAnalysis } from "../analysis/study.js";
 import type { RetrievalMetrics } from "../analysis/retrieval.js";
+import { readMetricsFile } from "../train/metrics.js";
 
 interface IntervalJson { mean: number | null; low: number | null; high: number | null; n?: number }
 interface CellJson { arm: string; fraction: number; task: string; seeds: number; accuracy: IntervalJson; perSeed: number[] }
@@ -298,9 +299,7 @@ async function trainingSection(study: string, r: ResultsJson | null): Promise<st
   const figures: string[] = [];
   for (const run of metricRuns(study, r)) {
     const values: { step: number; split: string; series: string; value: number }[] = [];
-    for (const line of readFileSync(run.path, "utf8").split("\n")) {
-      if (!line.trim()) continue;
-      const m = JSON.parse(line) as Record<string, unknown>;
+    for (const m of readMetricsFile(run.path)) {
       for (const k of LOSS_KEYS) if (typeof m[k] === "number" && typeof m.step === "number") values.push({ step: m.step, split: String(m.split), series: `${k} (${String(m.split)})`, value: m[k] });
     }
     if (values.length === 0) continue;

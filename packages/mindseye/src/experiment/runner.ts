@@ -36,7 +36,8 @@ import { parsePool, pooledCount } from "../objectives/index.js";
 import { analyzeStudy } from "../analysis/study.js";
 import { writeHtmlReport } from "./report_html.js";
 import { stepRunner, modelToken, readPredictions, skippedLine, type PlannedStep, type StepKind } from "./steps.js";
-import { writeReport, ARMS, type Baseline, type EvalRun, type RetrievalSummary, type AblationSummary } from "./report.js";
+import { writeReport, ARMS, type Baseline, type EvalRun, type RetrievalSummary, type AblationSummary, type CaptionLoss } from "./report.js";
+import { readMetricsFile } from "../train/metrics.js";
 
 const common = { stage: true, world: true, out: true, seed: true } as const;
 
@@ -86,6 +87,20 @@ export interface AblationCell {
 const DOTTED = /^[A-Za-z_]\w*(\.\w+)*$/;
 
 /** A grid cell's name: latent[lambda_sim=0.5,pool=mean] (keys under loss. without the prefix). */
+/**
+ * The two pretraining arms' caption next-token loss at their ends: the mean `ce` of each run's last
+ * 5 logged training steps (one logged step is one batch, too noisy alone). Nothing when either run
+ * logged none.
+ */
+function captionLosses(controlRun: string, latentRun: string): { captionLoss?: { control: CaptionLoss; latent: CaptionLoss } } {
+  const end = (run: string): CaptionLoss | null => {
+    const rows = readMetricsFile(join(run, "metrics.jsonl")).filter((m) => m.split === "train" && typeof m.ce === "number").slice(-5);
+    return rows.length === 0 ? null : { mean: rows.reduce((sum, m) => sum + (m.ce as number), 0) / rows.length, steps: rows.map((m) => m.step) };
+  };
+  const control = end(controlRun), latent = end(latentRun);
+  return control && latent ? { captionLoss: { control, latent } } : {};
+}
+
 function gridCellName(set: Record<string, AblationValue>): string {
   return `latent[${Object.entries(set).map(([k, v]) => `${k.replace(/^loss\./, "")}=${String(v)}`).join(",")}]`;
 }
@@ -403,6 +418,7 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
     name: c.name, seeds: c.seeds, fractions: c.fractions, harness: c.finetune.harness, tasks: c.eval.tasks, splits: c.eval.splits, limit: c.eval.limit,
     baselines, skipped: skips,
     ...(retrieval ? { retrieval } : {}),
+    ...captionLosses(join(stages, "pretrain-control"), join(stages, "pretrain-latent")),
     ...(ablations.length > 0 ? { ablations } : {}),
     ...(c.models && c.models.length > 0 ? { models: c.models } : {}),
     seconds: (performance.now() - t0) / 1000,

@@ -29,3 +29,12 @@ export class MetricsLogger {
   }
   close(): void { this.tb.close(); }
 }
+
+/** One line of metrics.jsonl: the step, its split ("train", "val"), when, and the logged scalars. */
+export interface MetricsRow { step: number; split: string; time: string; [key: string]: number | string }
+
+/** The rows of a metrics.jsonl, in order (none when the file does not exist). */
+export function readMetricsFile(path: string): MetricsRow[] {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as MetricsRow);
+}
