@@ -1,10 +1,12 @@
 // bench:grounding — how fast the world's small VLM learns to look a cell up from the question,
-// at each init scale of its LM. Not a speed benchmark: a learning diagnostic, side by side in one
-// run. It explains why fine-tuned world models answer from the question's priors: the image
-// features are fine (a linear probe reads each cell from its projected token), but composing the
-// question into a lookup ("What is in the top left corner?" → the top-left token) is slow to learn.
+// for each place of the image in the prompt and each init scale of its LM. Not a speed benchmark:
+// a learning diagnostic, side by side in one run. The image features are fine (a linear probe
+// reads each cell from its projected token); what is slow to learn is composing the question into
+// a lookup ("What is in the top left corner?" → the top-left token) when the image comes before
+// the question, as LLaVA puts it. With the image after the question (image_position: after_text)
+// each cell's token sits at a fixed distance from the answer and can read the question itself.
 //
-// For each initializer_range, a fresh VLM (the study's vlm-base LM around the study's frozen
+// For each image position and initializer_range, a fresh VLM (the study's vlm-base LM around the study's frozen
 // encoder, built by train/stages/vlm_base.ts's buildVlm) trains on the world's "What is {place}?"
 // grounding questions alone (world/grounding.ts, 4 per training scene) with the vlm-base trainer
 // settings, and is scored, teacher-forced, on the val scenes' questions: answer-exact and token
@@ -14,8 +16,8 @@
 // projected image tokens (analysis/probes.ts: each cell's colour, shape, size and material, or
 // "empty"; fitted on 1,500 training scenes, scored on 300 val scenes) show what the LM is given.
 //
-//   npm run bench:grounding [-- --steps 500 --inits 0.02,0.08 --run runs/demo]
-// Reads the world and encoder of a finished study (make demo); last line: one row per init.
+//   npm run bench:grounding [-- --steps 500 --inits 0.02,0.08 --positions before_text,after_text --run runs/demo]
+// Reads the world and encoder of a finished study (make demo); last line: one row per setting.
 import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
@@ -41,6 +43,7 @@ const args = parseArgs({
   options: {
     steps: { type: "string", default: "500" },
     inits: { type: "string", default: "0.02,0.08" },
+    positions: { type: "string", default: "before_text,after_text" },
     config: { type: "string", default: "configs/demo.yaml" },
     run: { type: "string" },
   },
@@ -62,13 +65,14 @@ function atQuestions(world: string, split: string, perScene: number, seed: numbe
 
 /** Teacher-forced scores: answers all of whose tokens are the argmax, and the share of right tokens. */
 function score(model: MindsEyeVLM, tok: Tokenizer, bank: ImageBank, pairs: Pair[], shuffle: boolean): { exact: number; token: number } {
+  const imagesAfterText = model.config.imagePosition === "after_text";
   const perImage = imageTokenCount(model.config);
   const collate = collateVlm(bank, tok.specialTokenIds.pad ?? 0);
   let exact = 0, right = 0, total = 0;
   for (let i = 0; i < pairs.length; i += 64) {
     const chunk = pairs.slice(i, i + 64);
     // Shuffled: each question gets the image of the question 7 places on in its chunk.
-    const examples = chunk.map((p, k) => ({ ...buildExample(tok, { images: 1, text: p.text, answer: p.answer }, perImage), images: [shuffle ? chunk[(k + 7) % chunk.length]!.image : p.image] }));
+    const examples = chunk.map((p, k) => ({ ...buildExample(tok, { images: 1, text: p.text, answer: p.answer, imagesAfterText }, perImage), images: [shuffle ? chunk[(k + 7) % chunk.length]!.image : p.image] }));
     torch.scope(() => {
       const b = collate(examples);
       const predicted = torch.noGrad(() => model.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask, pixelValues: b.pixels }).logits.argmax(-1)).tolist() as number[][];
@@ -112,6 +116,7 @@ async function main(): Promise<void> {
   if (!existsSync(join(encoderDir, "DONE"))) throw new Error(`${encoderDir}: no finished world encoder; run the study first (make demo, or mindseye experiment --config ${args.config})`);
   const steps = Number(args.steps);
   const inits = args.inits.split(",").map(Number);
+  const positions = args.positions.split(",").map((p) => VlmBaseRecipe.shape.image_position.parse(p));
   const tok = loadTokenizer(world);
   const pre = readPreprocessor(encoderDir);
   const trainPairs = atQuestions(world, "train", 4, 0);
@@ -122,10 +127,10 @@ async function main(): Promise<void> {
   const probeTrain = scenes.filter((sc) => sc.split === "train").slice(0, 1500), probeTest = scenes.filter((sc) => sc.split === "val").slice(0, 300);
   const bank = await ImageBank.load([...trainPairs.map((p) => p.image), ...valPairs.map((p) => p.image), ...probeTest.map((sc) => join(world, "images", sc.file_name))], pre);
   console.log(`${trainPairs.length} training questions, ${valPairs.length} val (${fixedCell.length} about the top left cell); ${steps} steps of ${study.vlm_base.train.batch_size}`);
-  /** A fresh VLM at `init`, trained `steps` steps on `pairs`; the callback scores it before it is freed. */
-  const trained = async <T>(init: number, pairs: Pair[], then: (model: MindsEyeVLM) => T): Promise<T> => {
+  /** A fresh VLM at `init` with its images at `position`, trained `steps` steps on `pairs`; the callback scores it before it is freed. */
+  const trained = async <T>(init: number, position: string, pairs: Pair[], then: (model: MindsEyeVLM) => T): Promise<T> => {
     const dir = mkdtempSync(join(tmpdir(), "mindseye-bench-grounding-"));
-    const recipe = VlmBaseRecipe.parse({ ...study.vlm_base, stage: "vlm-base", world, encoder: encoderDir, out: dir, lm: { ...study.vlm_base.lm, initializer_range: init } });
+    const recipe = VlmBaseRecipe.parse({ ...study.vlm_base, stage: "vlm-base", world, encoder: encoderDir, out: dir, image_position: position, lm: { ...study.vlm_base.lm, initializer_range: init } });
     const encoder = VitVisionModel.fromPretrained(encoderDir);
     torch.manualSeed(study.seed);
     const model = buildVlm(encoder, tok.vocabSize, tok.specialTokenIds.imagePad!, recipe, study.seed);
@@ -134,7 +139,8 @@ async function main(): Promise<void> {
       model.vision_tower.requiresGrad_(false);
       model.vision_tower.eval();
       const perImage = imageTokenCount(model.config);
-      const examples = pairs.map((p) => ({ ...buildExample(tok, { images: 1, text: p.text, answer: p.answer }, perImage), images: [p.image] }));
+      const imagesAfterText = model.config.imagePosition === "after_text";
+      const examples = pairs.map((p) => ({ ...buildExample(tok, { images: 1, text: p.text, answer: p.answer, imagesAfterText }, perImage), images: [p.image] }));
       const loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, { batchSize: recipe.train.batch_size, seed: study.seed, collate: collateVlm(bank, tok.specialTokenIds.pad ?? 0) });
       // Leaving the plateau comes with single gradient spikes (×100 the median at 0.02), which the
       // clipping absorbs: the trainer's blow-up stop would end the run there.
@@ -148,13 +154,15 @@ async function main(): Promise<void> {
     }
   };
   const rows: string[] = [];
-  for (const init of inits) {
-    const [real, blind, probes] = await trained(init, trainPairs, (m) => [score(m, tok, bank, valPairs, false), score(m, tok, bank, valPairs, true), cellProbes(m, bank, world, probeTrain, probeTest)] as const);
-    const fixed = await trained(init, trainPairs.filter((p) => p.text === topLeft), (m) => score(m, tok, bank, fixedCell, false));
-    rows.push(`initializer_range ${init}: every cell: exact ${real.exact.toFixed(1)}% (shuffled images ${blind.exact.toFixed(1)}%), token ${real.token.toFixed(1)}% (${blind.token.toFixed(1)}%); ` +
-      `top-left cell only: exact ${fixed.exact.toFixed(1)}%, token ${fixed.token.toFixed(1)}%; ` +
-      `image-token probes ${Object.entries(probes).map(([k, v]) => `${k} ${v.toFixed(1)}%`).join(", ")}`);
-    console.log(rows[rows.length - 1]);
+  for (const position of positions) {
+    for (const init of inits) {
+      const [real, blind, probes] = await trained(init, position, trainPairs, (m) => [score(m, tok, bank, valPairs, false), score(m, tok, bank, valPairs, true), cellProbes(m, bank, world, probeTrain, probeTest)] as const);
+      const fixed = await trained(init, position, trainPairs.filter((p) => p.text === topLeft), (m) => score(m, tok, bank, fixedCell, false));
+      rows.push(`image ${position}, initializer_range ${init}: every cell: exact ${real.exact.toFixed(1)}% (shuffled images ${blind.exact.toFixed(1)}%), token ${real.token.toFixed(1)}% (${blind.token.toFixed(1)}%); ` +
+        `top-left cell only: exact ${fixed.exact.toFixed(1)}%, token ${fixed.token.toFixed(1)}%; ` +
+        `image-token probes ${Object.entries(probes).map(([k, v]) => `${k} ${v.toFixed(1)}%`).join(", ")}`);
+      console.log(rows[rows.length - 1]);
+    }
   }
   bank.dispose();
   console.log(rows.join(" | "));
