@@ -86,7 +86,6 @@ export interface AblationCell {
 
 const DOTTED = /^[A-Za-z_]\w*(\.\w+)*$/;
 
-/** A grid cell's name: latent[lambda_sim=0.5,pool=mean] (keys under loss. without the prefix). */
 /**
  * The two pretraining arms' caption next-token loss at their ends: the mean `ce` of each run's last
  * 5 logged training steps (one logged step is one batch, too noisy alone). Nothing when either run
@@ -101,6 +100,7 @@ function captionLosses(controlRun: string, latentRun: string): { captionLoss?: {
   return control && latent ? { captionLoss: { control, latent } } : {};
 }
 
+/** A grid cell's name: latent[lambda_sim=0.5,pool=mean] (keys under loss. without the prefix). */
 function gridCellName(set: Record<string, AblationValue>): string {
   return `latent[${Object.entries(set).map(([k, v]) => `${k.replace(/^loss\./, "")}=${String(v)}`).join(",")}]`;
 }
