@@ -243,7 +243,7 @@ export class ImageBank {
       const data = chunk.toFloat32Array(), size = data.length / ok.length;
       chunk.dispose();
       ok.forEach((p, k) => {
-        const row = data.slice(k * size, (k + 1) * size);
+        const row = data.subarray(k * size, (k + 1) * size); // a view: the chunk's array is kept, not copied
         rows.set(p, row);
         PIXEL_CACHE.put(keys.get(p)!, row, shape!);
       });
