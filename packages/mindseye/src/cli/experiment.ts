@@ -2,6 +2,7 @@
 // `steps:` (configs/paper/small.yaml) is the paper study on published models and real data.
 import type { Command } from "commander";
 import { loadStudy, runStudy, planStudy, type PlannedStep } from "../experiment/runner.js";
+import { parseJobs, defaultJobs } from "../experiment/jobs.js";
 import { isPaperStudy, loadPaperStudy, planPaperStudy, runPaperStudy } from "../experiment/paper.js";
 
 export function registerExperimentCommand(program: Command): void {
@@ -13,7 +14,8 @@ export function registerExperimentCommand(program: Command): void {
     .option("--progress", "show each training run's progress")
     .option("--force", "redo steps whose settings (or the steps they read) changed since they ran, and every step after them")
     .option("--dry-run", "list every step with what a run would do to it (done, run, changed), and run nothing")
-    .action(async (o: { config: string; set: string[]; progress?: boolean; force?: boolean; dryRun?: boolean }) => {
+    .option("--jobs <n>", "run up to N of the steps after the base VLM at once, each in its own process (1: all in this process, in order)", String(defaultJobs()))
+    .action(async (o: { config: string; set: string[]; progress?: boolean; force?: boolean; dryRun?: boolean; jobs: string }) => {
       if (isPaperStudy(o.config)) {
         const paper = loadPaperStudy(o.config, o.set);
         if (o.dryRun) {
@@ -30,7 +32,7 @@ export function registerExperimentCommand(program: Command): void {
         console.log(formatPlan(await planStudy(study), study.out));
         return;
       }
-      const r = await runStudy(study, { quiet: !(o.progress ?? false), force: o.force ?? false });
+      const r = await runStudy(study, { quiet: !(o.progress ?? false), force: o.force ?? false, jobs: parseJobs(o.jobs) });
       console.log(`\n${r.markdown}\n`);
       console.log(`study folder: ${r.dir} (results.md, results.csv, results.json, analysis.json; each run's metrics, checkpoints and predictions)`);
       console.log(`report: ${r.report}`);

@@ -27,14 +27,14 @@ import { z } from "zod";
 import { loadRecipe, setPath, validate } from "../config/recipe.js";
 import { ConfigError } from "../config/errors.js";
 import { generateWorld, resolveWorldOptions } from "../world/generate.js";
-import { runWorldEncoder, runVlmBase, runLatentPretrain, runFinetune, WorldEncoderRecipe, VlmBaseRecipe, LatentPretrainRecipe, FinetuneRecipe } from "../train/stages/index.js";
-import { checkReadout, extractWorldTargets } from "../train/stages/latent_pretrain.js";
-import { evaluate } from "../eval/run.js";
-import { evaluateRetrieval, type RetrievalResults } from "../analysis/retrieval.js";
+import { runWorldEncoder, runVlmBase, WorldEncoderRecipe, VlmBaseRecipe, LatentPretrainRecipe, FinetuneRecipe } from "../train/stages/index.js";
+import { checkReadout } from "../train/stages/latent_pretrain.js";
+import type { RetrievalResults } from "../analysis/retrieval.js";
 import { blindBaselines } from "./baselines.js";
 import { parsePool, pooledCount } from "../objectives/index.js";
 import { analyzeStudy } from "../analysis/study.js";
 import { writeHtmlReport } from "./report_html.js";
+import { StudyJobs } from "./jobs.js";
 import { stepRunner, modelToken, readPredictions, skippedLine, type PlannedStep, type StepKind } from "./steps.js";
 import { writeReport, ARMS, type Baseline, type EvalRun, type RetrievalSummary, type AblationSummary, type CaptionLoss } from "./report.js";
 import { readMetricsFile } from "../train/metrics.js";
@@ -264,7 +264,7 @@ export { stepMarkerPath, type PlannedStep, type StepKind } from "./steps.js";
  */
 export async function planStudy(c: StudyConfig): Promise<PlannedStep[]> {
   const plan: PlannedStep[] = [];
-  await drive(c, { log: () => {}, quiet: true, force: false, plan });
+  await drive(c, { log: () => {}, quiet: true, force: false, plan, jobs: 1 });
   return plan;
 }
 
@@ -273,12 +273,13 @@ export function estimateSeconds(plan: readonly PlannedStep[], seconds: Readonly<
   return plan.reduce((total, s) => total + (s.status === "done" ? 0 : seconds[s.kind]), 0);
 }
 
-export async function runStudy(c: StudyConfig, opts: { log?: (line: string) => void; quiet?: boolean; force?: boolean } = {}): Promise<StudyResult> {
-  return (await drive(c, { log: opts.log ?? ((l: string) => console.log(l)), quiet: opts.quiet ?? true, force: opts.force ?? false, plan: null }))!;
+/** Runs the study; `jobs` steps at a time (default 1: all in this process, one after another; see jobs.ts). */
+export async function runStudy(c: StudyConfig, opts: { log?: (line: string) => void; quiet?: boolean; force?: boolean; jobs?: number } = {}): Promise<StudyResult> {
+  return (await drive(c, { log: opts.log ?? ((l: string) => console.log(l)), quiet: opts.quiet ?? true, force: opts.force ?? false, plan: null, jobs: opts.jobs ?? 1 }))!;
 }
 
 /** The study, run — or, with `plan`, only listed into it (then nothing runs and null is returned). */
-async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet: boolean; force: boolean; plan: PlannedStep[] | null }): Promise<StudyResult | null> {
+async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet: boolean; force: boolean; plan: PlannedStep[] | null; jobs: number }): Promise<StudyResult | null> {
   checkStudy(c);
   const cells = resolveAblations(c);
   const { log, quiet, plan } = opts;
@@ -309,39 +310,51 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
   const baseRun = join(stages, "vlm-base"), base = join(baseRun, "model");
   const baseToken = await step("vlm-base", "stage 2: vlm-base (captioning)", baseRun, [c.vlm_base, c.seed], [worldToken, encoderToken], () =>
     runVlmBase(VlmBaseRecipe.parse({ ...c.vlm_base, stage: "vlm-base", seed: c.seed, world, encoder, out: baseRun }), { quiet }));
+  // From here steps run `opts.jobs` at a time (jobs.ts): each is a task that waits for the steps it reads.
+  const jobs = new StudyJobs(plan ? 1 : opts.jobs);
   const targets = join(stages, `targets-${c.latent_pretrain.pool.replace(":", "")}`);
-  const pretrainTokens = {} as Record<"control" | "latent", string>;
+  const pretrainTokens = {} as Record<"control" | "latent", Promise<string>>;
   for (const arm of ["control", "latent"] as const) {
     const loss = arm === "control" ? { ...c.latent_pretrain.loss, lambda_sim: 0, lambda_align: 0 } : c.latent_pretrain.loss;
     const recipe = LatentPretrainRecipe.parse({ ...c.latent_pretrain, loss, stage: "latent-pretrain", seed: c.seed, world, encoder, base, targets, out: join(stages, `pretrain-${arm}`) });
-    pretrainTokens[arm] = await step("latent-pretrain", `stage 3: latent-pretrain, ${arm === "control" ? "text control (λ_sim = λ_align = 0)" : "latent (full loss)"}`, recipe.out,
+    const what = `stage 3: latent-pretrain, ${arm === "control" ? "text control (λ_sim = λ_align = 0)" : "latent (full loss)"}`;
+    pretrainTokens[arm] = jobs.task(() => jobs.slot(what, () => step("latent-pretrain", what, recipe.out,
       [c.latent_pretrain, loss, c.seed], [worldToken, encoderToken, baseToken], async () => {
         // The target cache belongs to this study's encoder and world: a stale one is remade.
         if (arm === "latent") rmSync(targets, { recursive: true, force: true });
-        await runLatentPretrain(recipe, { quiet });
-      });
+        await jobs.run({ kind: "train", recipe, quiet }, what);
+      })));
   }
   // Alignment: each test image retrieved among the others from its caption's imagined latents.
-  const retrievalOf = async (what: string, modelDir: string, out: string, token: string): Promise<RetrievalSummary | null> => {
-    await step("retrieval", what, out, "retrieval", [token], async () => {
-      if (out === join(dir, "eval", "retrieval-test")) rmSync(join(dir, "gallery"), { recursive: true, force: true });
-      await evaluateRetrieval({ modelDir, dataDir: world, encoderDir: encoder, out, cacheRoot: join(dir, "gallery"), quiet });
+  // The latent arm's retrieval makes the gallery cache (the encoder's test features) the others read.
+  const gallery = join(dir, "gallery");
+  let galleryMade: Promise<unknown> = Promise.resolve();
+  const retrievalOf = (what: string, modelDir: string, out: string, token: Promise<string>, keep: (r: RetrievalSummary) => void) => {
+    const after = galleryMade;
+    return jobs.task(async () => {
+      const [t] = await Promise.all([token, after]);
+      await jobs.slot(what, () => step("retrieval", what, out, "retrieval", [t], async () => {
+        if (out === join(dir, "eval", "retrieval-test")) rmSync(gallery, { recursive: true, force: true });
+        await jobs.run({ kind: "retrieval", options: { modelDir, dataDir: world, encoderDir: encoder, out, cacheRoot: gallery, quiet } }, what);
+      }));
+      if (plan) return;
+      const r = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as RetrievalResults;
+      keep({ n: r.n, recall: r.recall, chance: r.chance, medianRank: r.medianRank, galleryImages: r.gallery.images, ...(r.collapse ? { collapse: r.collapse } : {}) });
     });
-    if (plan) return null;
-    const r = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as RetrievalResults;
-    return { n: r.n, recall: r.recall, chance: r.chance, medianRank: r.medianRank, galleryImages: r.gallery.images, ...(r.collapse ? { collapse: r.collapse } : {}) };
   };
-  const retrieval = await retrievalOf("eval: world_retrieval of the latent arm (test captions)", join(stages, "pretrain-latent", "model"), join(dir, "eval", "retrieval-test"), pretrainTokens.latent);
+  const alignment: { retrieval?: RetrievalSummary } = {};
+  galleryMade = retrievalOf("eval: world_retrieval of the latent arm (test captions)", join(stages, "pretrain-latent", "model"), join(dir, "eval", "retrieval-test"), pretrainTokens.latent,
+    (r) => { alignment.retrieval = r; });
 
   // 3. The ablation cells: a target cache per pooling, then each cell's pretraining and alignment.
-  interface Start { name: string; folder: string; dir: string; token: string; fractions: readonly number[]; seeds: readonly number[]; blind: boolean }
+  interface Start { name: string; folder: string; dir: string; token: Promise<string>; fractions: readonly number[]; seeds: readonly number[]; blind: boolean }
   const starts: Start[] = [
-    { name: "baseline", folder: "baseline", dir: base, token: baseToken, fractions: c.fractions, seeds: c.seeds, blind: true },
+    { name: "baseline", folder: "baseline", dir: base, token: Promise.resolve(baseToken), fractions: c.fractions, seeds: c.seeds, blind: true },
     { name: "control", folder: "control", dir: join(stages, "pretrain-control", "model"), token: pretrainTokens.control, fractions: c.fractions, seeds: c.seeds, blind: true },
     { name: "latent", folder: "latent", dir: join(stages, "pretrain-latent", "model"), token: pretrainTokens.latent, fractions: c.fractions, seeds: c.seeds, blind: true },
   ];
   const ablations: AblationSummary[] = [];
-  const targetTokens = new Map<string, string>();
+  const targetTokens = new Map<string, Promise<string>>();
   for (const cell of cells) {
     const readout = cell.recipe.readout ?? "queries";
     const summary: AblationSummary = { name: cell.name, folder: cell.folder, set: cell.set, readout, sameAs: cell.sameAs };
@@ -352,19 +365,23 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
     }
     const pool = cell.recipe.pool, cache = join(stages, "targets", pool.replace(":", ""));
     if (!targetTokens.has(pool)) {
-      targetTokens.set(pool, await step("targets", `targets: the encoder's ${pool} features of the training images`, cache, pool, [worldToken, encoderToken], async () => {
+      const what = `targets: the encoder's ${pool} features of the training images`;
+      targetTokens.set(pool, jobs.task(() => jobs.slot(what, () => step("targets", what, cache, pool, [worldToken, encoderToken], async () => {
         rmSync(cache, { recursive: true, force: true });
-        await extractWorldTargets({ world, encoder, out: cache, pool, maxErrorRate: c.latent_pretrain.max_error_rate, quiet });
-      }));
+        await jobs.run({ kind: "targets", options: { world, encoder, out: cache, pool, maxErrorRate: c.latent_pretrain.max_error_rate, quiet } }, what);
+      }))));
     }
+    const targetToken = targetTokens.get(pool)!;
     const out = join(stages, "ablations", cell.folder);
     const recipe = LatentPretrainRecipe.parse({ ...cell.recipe, stage: "latent-pretrain", seed: c.seed, world, encoder, base, targets: cache, out });
-    const token = await step("latent-pretrain", `stage 3: latent-pretrain, ablation ${cell.name}`, out, { latent_pretrain: cell.recipe, seed: c.seed }, [worldToken, encoderToken, baseToken, targetTokens.get(pool)!],
-      () => runLatentPretrain(recipe, { quiet }));
+    const what = `stage 3: latent-pretrain, ablation ${cell.name}`;
+    const token = jobs.task(async () => {
+      const inputs = [worldToken, encoderToken, baseToken, await targetToken];
+      return jobs.slot(what, () => step("latent-pretrain", what, out, { latent_pretrain: cell.recipe, seed: c.seed }, inputs, () => jobs.run({ kind: "train", recipe, quiet }, what)));
+    });
     // Retrieval reads the latent queries; the other readouts have none (their heads lie beside the model).
     if (readout === "queries") {
-      const r = await retrievalOf(`eval: world_retrieval of ablation ${cell.name} (test captions)`, join(out, "model"), join(dir, "eval", cell.folder, "retrieval-test"), token);
-      if (r) summary.retrieval = r;
+      void retrievalOf(`eval: world_retrieval of ablation ${cell.name} (test captions)`, join(out, "model"), join(dir, "eval", cell.folder, "retrieval-test"), token, (r) => { summary.retrieval = r; });
     }
     const fractions = c.ablations.fractions ?? c.fractions, seeds = c.ablations.seeds ?? c.seeds;
     Object.assign(summary, { fractions, seeds });
@@ -376,39 +393,53 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
   // in place makes its fine-tunes "changed" (refused without --force), without hashing 16 GB.
   for (const m of c.models ?? []) {
     const { dir: modelDir, token } = modelToken(m.model, `models: ${m.name}`);
-    starts.push({ name: m.name, folder: join("models", m.name), dir: modelDir, token, fractions: c.fractions, seeds: c.seeds, blind: true });
+    starts.push({ name: m.name, folder: join("models", m.name), dir: modelDir, token: Promise.resolve(token), fractions: c.fractions, seeds: c.seeds, blind: true });
   }
 
-  // 4. Fine-tune every arm and cell × fraction × seed, and evaluate each (the arms' largest fraction also blind).
-  const runs: EvalRun[] = [];
-  const skips: string[] = []; // every evaluation's skipped records, for the report
+  // 4. Fine-tune every arm and cell × fraction × seed, and evaluate each (the arms' largest fraction
+  // also blind): one task per fine-tuned model, holding a slot through its fine-tune and evaluations.
   const largest = Math.max(...c.fractions);
   const evalSettings = { ...c.eval, harness: c.finetune.harness };
+  const models: Promise<{ runs: EvalRun[]; skips: string[] }>[] = [];
   for (const s of starts) {
     for (const fraction of s.fractions) {
       for (const seed of s.seeds) {
         const ftDir = join(dir, "finetune", s.folder, `fraction-${fraction}`, `seed-${seed}`);
-        const ftToken = await step("finetune", `stage 4: finetune ${s.name}, fraction ${fraction}, seed ${seed}`, ftDir, [c.finetune, fraction, seed], [worldToken, s.token], () =>
-          runFinetune(FinetuneRecipe.parse({ ...c.finetune, stage: "finetune", seed, world, model: s.dir, fraction, out: ftDir }), { quiet }));
-        for (const task of c.eval.tasks) {
-          for (const [i, split] of c.eval.splits.entries()) {
-            for (const blind of fraction === largest && s.blind && c.eval.blind && i === 0 ? [false, true] : [false]) {
-              const out = join(dir, blind ? "eval-blind" : "eval", s.folder, `fraction-${fraction}`, `seed-${seed}`, `${task}-${split}`);
-              await step("eval", `eval ${s.name} f=${fraction} s=${seed} ${task}/${split}${blind ? " (shuffled images)" : ""}`, out, [evalSettings, task, split, blind], [ftToken], () =>
-                evaluate({
-                  modelDir: join(ftDir, "model"), task, split, dataDir: world, out, harness: c.finetune.harness, batchSize: c.eval.batch_size,
-                  ...(c.eval.limit !== null ? { limit: c.eval.limit } : {}), ...(blind ? { shuffleImages: seed } : {}), quiet,
-                }));
-              if (plan) continue;
-              runs.push({ arm: s.name, fraction, seed, task: `${task}/${split}`, blind, ...readPredictions(join(out, "predictions.jsonl")) });
-              const skipped = skippedLine(`eval ${s.name} f=${fraction} s=${seed} ${task}/${split}`, join(out, "results.json"));
-              if (skipped !== null) skips.push(skipped);
+        const ftWhat = `stage 4: finetune ${s.name}, fraction ${fraction}, seed ${seed}`;
+        models.push(jobs.task(async () => {
+          const startToken = await s.token;
+          return jobs.slot(ftWhat, async () => {
+            const recipe = FinetuneRecipe.parse({ ...c.finetune, stage: "finetune", seed, world, model: s.dir, fraction, out: ftDir });
+            const ftToken = await step("finetune", ftWhat, ftDir, [c.finetune, fraction, seed], [worldToken, startToken], () => jobs.run({ kind: "train", recipe, quiet }, ftWhat));
+            const runs: EvalRun[] = [], skips: string[] = [];
+            for (const task of c.eval.tasks) {
+              for (const [i, split] of c.eval.splits.entries()) {
+                for (const blind of fraction === largest && s.blind && c.eval.blind && i === 0 ? [false, true] : [false]) {
+                  const out = join(dir, blind ? "eval-blind" : "eval", s.folder, `fraction-${fraction}`, `seed-${seed}`, `${task}-${split}`);
+                  const what = `eval ${s.name} f=${fraction} s=${seed} ${task}/${split}${blind ? " (shuffled images)" : ""}`;
+                  await step("eval", what, out, [evalSettings, task, split, blind], [ftToken], () => jobs.run({
+                    kind: "eval", options: {
+                      modelDir: join(ftDir, "model"), task, split, dataDir: world, out, harness: c.finetune.harness, batchSize: c.eval.batch_size,
+                      ...(c.eval.limit !== null ? { limit: c.eval.limit } : {}), ...(blind ? { shuffleImages: seed } : {}), quiet,
+                    },
+                  }, what));
+                  if (plan) continue;
+                  runs.push({ arm: s.name, fraction, seed, task: `${task}/${split}`, blind, ...readPredictions(join(out, "predictions.jsonl")) });
+                  const skipped = skippedLine(`eval ${s.name} f=${fraction} s=${seed} ${task}/${split}`, join(out, "results.json"));
+                  if (skipped !== null) skips.push(skipped);
+                }
+              }
             }
-          }
-        }
+            return { runs, skips };
+          });
+        }));
       }
     }
   }
+  await jobs.settle();
+  // Every evaluation in the study's order, whatever order they finished in.
+  const evaluated = await Promise.all(models);
+  const runs = evaluated.flatMap((m) => m.runs), skips = evaluated.flatMap((m) => m.skips);
   if (plan) return null;
 
   // 5. The report.
@@ -417,7 +448,7 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
   const { markdown } = writeReport(dir, runs, {
     name: c.name, seeds: c.seeds, fractions: c.fractions, harness: c.finetune.harness, tasks: c.eval.tasks, splits: c.eval.splits, limit: c.eval.limit,
     baselines, skipped: skips,
-    ...(retrieval ? { retrieval } : {}),
+    ...alignment,
     ...captionLosses(join(stages, "pretrain-control"), join(stages, "pretrain-latent")),
     ...(ablations.length > 0 ? { ablations } : {}),
     ...(c.models && c.models.length > 0 ? { models: c.models } : {}),

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 
 const main = join(dirname(fileURLToPath(import.meta.url)), "..", "cli", "main.js");
 
-const study = (out: string, encoderSteps: number) => `
+const study = (out: string, encoderSteps: number, finetune = "finetune: { train: { steps: 2, batch_size: 8 } }\nfractions: [1]") => `
 name: signal
 out: ${out}
 world: { scenes: 30, size: 32, latents: 4 }
@@ -19,16 +19,16 @@ world_encoder:
   train: { steps: ${encoderSteps}, batch_size: 8, checkpoint_every: 100000, log_every: 1 }
 vlm_base: { lm: { hidden_size: 32, intermediate_size: 64, layers: 1, heads: 2, kv_heads: 1 }, train: { steps: 2, batch_size: 8 } }
 latent_pretrain: { pool: "grid:4", train: { steps: 2, batch_size: 8 } }
-finetune: { train: { steps: 2, batch_size: 8 } }
-fractions: [1]
+${finetune}
 seeds: [0]
 eval: { tasks: [world_gqa], splits: [test], limit: 4, batch_size: 4 }
 `;
 
 /** Runs the study in a child; `poll` is called every 50 ms with a way to signal it. */
-function runExperiment(config: string, poll?: (kill: (s: NodeJS.Signals) => void) => void): Promise<{ code: number | null; output: string }> {
+function runExperiment(config: string, poll?: (kill: (s: NodeJS.Signals) => void) => void, args: string[] = []): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [main, "experiment", "--config", config], { env: { ...process.env, MINDSEYE_NUM_THREADS: "1" } });
+    const env = { ...process.env, MINDSEYE_NUM_THREADS: "1", MINDSEYE_BLAS_THREADS: "1" };
+    const child = spawn(process.execPath, [main, "experiment", "--config", config, ...args], { env });
     let output = "";
     const take = (d: Buffer) => { output += d.toString(); };
     child.stdout.on("data", take);
@@ -67,6 +67,41 @@ test("SIGTERM stops `mindseye experiment` during a stage with a checkpoint and e
     assert.ok(existsSync(join(out, "results.json")));
     const steps = readFileSync(metrics, "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { step: number }).step);
     assert.deepEqual(steps, Array.from({ length: 1500 }, (_, i) => i + 1), "the encoder resumed where it stopped: every step logged once");
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("--jobs 2 runs the fine-tunes in child processes: SIGTERM stops them with checkpoints and exit 143; the resumed study equals --jobs 1's", async () => {
+  const root = mkdtempSync(join(tmpdir(), "mindseye-study-jobs-"));
+  try {
+    const finetune = "finetune: { train: { steps: 300, batch_size: 8, checkpoint_every: 100000, log_every: 1 } }\nfractions: [0.5, 1]";
+    const [parallel, serial] = [join(root, "parallel"), join(root, "serial")];
+    writeFileSync(join(root, "parallel.yaml"), study(parallel, 2, finetune));
+    writeFileSync(join(root, "serial.yaml"), study(serial, 2, finetune));
+    const finetunes = join(parallel, "finetune");
+    const training = () => existsSync(finetunes) && readdirSync(finetunes, { recursive: true }).some((f) => String(f).endsWith("metrics.jsonl"));
+    let sent = false;
+    const first = await runExperiment(join(root, "parallel.yaml"), (kill) => {
+      if (!sent && training()) {
+        sent = true;
+        kill("SIGTERM");
+      }
+    }, ["--jobs", "2"]);
+    assert.equal(first.code, 143, first.output);
+    assert.match(first.output, /stopped/);
+    const saved = readdirSync(finetunes, { recursive: true }).filter((f) => /checkpoints[/\\]step-\d+$/.test(String(f)));
+    assert.ok(saved.length >= 1, `a stopped fine-tune saved its checkpoint:\n${first.output}`);
+    assert.ok(!existsSync(join(parallel, "results.json")), "the study did not run on");
+
+    const second = await runExperiment(join(root, "parallel.yaml"), undefined, ["--jobs", "2"]);
+    assert.equal(second.code, 0, second.output);
+    const third = await runExperiment(join(root, "serial.yaml"), undefined, ["--jobs", "1"]);
+    assert.equal(third.code, 0, third.output);
+    const results = (dir: string) => JSON.parse(readFileSync(join(dir, "results.json"), "utf8")) as { cells: unknown[]; controls: unknown[] };
+    assert.equal(results(parallel).cells.length, 3 * 2, "3 arms × 2 fractions");
+    assert.deepEqual(results(parallel).cells, results(serial).cells, "the same evaluations, in the same order, with the same answers");
+    assert.deepEqual(results(parallel).controls, results(serial).controls, "the same blind and fraction controls");
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
