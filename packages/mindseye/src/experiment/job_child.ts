@@ -1,15 +1,16 @@
-// One step of a study in a process of its own (jobs.ts starts it with the step's Job as JSON):
-//   node dist/experiment/job_child.js '{"kind":"eval","options":{…}}'
-// The exit code is 0 when the step is done, the trainer's 130/143 when a signal stopped it (its
-// checkpoint saved), and 1 with the error on stderr when it failed.
-import { runJob, type Job } from "./jobs.js";
+// A worker of a study's steps (jobs.ts forks it, up to `--jobs` of them): it does the Jobs it is
+// sent, one at a time, answering each with a WorkerReply, and exits when the study closes its
+// channel. A step a signal stopped (its checkpoint saved) ends the worker with the trainer's exit
+// code (130 after SIGINT, 143 after SIGTERM); an idle worker ends on a signal as any process does.
+import { runJob, type Job, type WorkerReply } from "./jobs.js";
 import { StageInterrupted } from "../train/stages/index.js";
 
-try {
-  await runJob(JSON.parse(process.argv[2]!) as Job);
-} catch (e) {
-  if (!(e instanceof StageInterrupted)) {
-    console.error(`mindseye: ${e instanceof Error ? e.message : String(e)}`);
-    process.exitCode = 1;
-  }
-}
+const reply = (r: WorkerReply) => process.send!(r);
+
+process.on("message", (job: Job) => {
+  runJob(job).then(() => reply({ kind: "done" }), (e: unknown) => {
+    if (e instanceof StageInterrupted) process.exit(typeof process.exitCode === "number" ? process.exitCode : 143);
+    reply({ kind: "failed", message: e instanceof Error ? e.message : String(e) });
+  });
+});
+process.on("disconnect", () => process.exit(0));

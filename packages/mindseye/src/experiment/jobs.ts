@@ -2,17 +2,18 @@
 //
 // With one job every step runs in this process, one after another, in the order the study names
 // them. With more, the steps after the base VLM — the two pretraining arms, the ablation cells,
-// retrieval, and each fine-tune with its evaluations — each run in a process of their own
-// (job_child.ts) as soon as what they read is done and a slot is free. On a 2-core machine two
-// 1-thread fine-tunes do about 1.6× the work of one 2-thread fine-tune in the same time.
+// retrieval, and each fine-tune with its evaluations — start as soon as what they read is done and
+// one of `jobs` slots is free, and do their work in worker processes (job_child.ts), kept for the
+// whole study so that each decodes the world's images once. On a 2-core machine two 1-thread
+// fine-tunes do about 1.6× the work of one 2-thread fine-tune in the same time.
 //
-// A child gets cores / jobs BLAS threads (unless MINDSEYE_BLAS_THREADS or OPENBLAS_NUM_THREADS is
+// A worker gets cores / jobs BLAS threads (unless MINDSEYE_BLAS_THREADS or OPENBLAS_NUM_THREADS is
 // set), so the numbers of a study depend on its thread settings as PyTorch's do, not on which
-// child ran what. Children have their own process group: SIGINT, SIGTERM and SIGHUP reach them
-// through this process, which passes each on to every running child (the trainer saves a
-// checkpoint and stops; a second signal exits at once) and starts nothing new. When a step fails,
-// the running ones are stopped the same way and the study fails with that step's error.
-import { spawn, type ChildProcess } from "node:child_process";
+// worker ran what. Workers have their own process group: SIGINT, SIGTERM and SIGHUP reach them
+// through this process, which passes each on to every worker (a training step saves a checkpoint
+// and stops; a second signal exits at once) and starts nothing new. When a step fails, the running
+// ones are stopped the same way and the study fails with that step's error.
+import { fork, type ChildProcess } from "node:child_process";
 import { availableParallelism } from "node:os";
 import { constants as osConstants } from "node:os";
 import { fileURLToPath } from "node:url";
@@ -22,12 +23,15 @@ import { extractWorldTargets } from "../train/stages/latent_pretrain.js";
 import { evaluate, type EvaluateOptions } from "../eval/run.js";
 import { evaluateRetrieval, type RetrievalOptions } from "../analysis/retrieval.js";
 
-/** One step's work, as data: what a child process is given. */
+/** One step's work, as data: what a worker is sent. */
 export type Job =
   | { kind: "train"; recipe: Recipe; quiet: boolean }
   | { kind: "eval"; options: EvaluateOptions }
   | { kind: "retrieval"; options: RetrievalOptions }
   | { kind: "targets"; options: Parameters<typeof extractWorldTargets>[0] };
+
+/** A worker's answer to a job (job_child.ts); a stopped worker exits instead, with the trainer's code. */
+export type WorkerReply = { kind: "done" } | { kind: "failed"; message: string };
 
 /** Does a job here, in this process. */
 export async function runJob(job: Job): Promise<void> {
@@ -67,19 +71,22 @@ export class StudyStopped extends StageInterrupted {
 /**
  * Where a study's steps run: `task` schedules a piece of the study (in order with one job, at once
  * with more), `slot` holds one of the `jobs` slots while a piece runs, `run` does a step's work
- * (here with one job, in a child with more), and `settle` waits for every task.
+ * (here with one job, in a worker process with more), `settle` waits for every task, and `close`
+ * ends the workers.
  * ```ts
  * const jobs = new StudyJobs(2);
  * const a = jobs.task(() => jobs.slot(() => step(…, () => jobs.run({ kind: "train", recipe, quiet: true }, "finetune a"))));
  * const b = jobs.task(async () => { await a; … });
- * await jobs.settle();
+ * try { await jobs.settle(); } finally { jobs.close(); }
  * ```
  */
 export class StudyJobs {
   readonly parallel: boolean;
   private free: number;
   private readonly waiting: (() => void)[] = [];
-  private readonly children = new Set<ChildProcess>();
+  /** Every worker process, and those waiting for a step. */
+  private readonly workers = new Set<ChildProcess>();
+  private readonly idle: ChildProcess[] = [];
   private readonly tasks: Promise<unknown>[] = [];
   private tail: Promise<unknown> = Promise.resolve();
   /** Set by a stop signal or a failed step: nothing new starts. */
@@ -115,28 +122,54 @@ export class StudyJobs {
     }
   }
 
-  /** Does a step's work: in this process with one job, in a child process with more. */
+  /**
+   * Does a step's work: in this process with one job; with more, in one of up to `jobs` worker
+   * processes, each kept for the whole study (its decoded images cached across the steps it does).
+   */
   async run(job: Job, what: string): Promise<void> {
     if (!this.parallel) return runJob(job);
     if (this.stopped) throw new StudyStopped(what, false);
+    const worker = this.idle.pop() ?? this.fork();
+    const outcome = await new Promise<WorkerReply | { kind: "exited"; code: number }>((resolve) => {
+      worker.once("message", (m: WorkerReply) => resolve(m));
+      worker.once("exit", (c, signal) => resolve({ kind: "exited", code: exitCode(c, signal) }));
+      worker.send(job);
+    });
+    worker.removeAllListeners("message").removeAllListeners("exit");
+    if (outcome.kind === "done" || outcome.kind === "failed") this.idle.push(worker);
+    else this.forget(worker);
+    if (outcome.kind === "done") return;
+    if (outcome.kind === "failed") throw new Error(`${what}: ${outcome.message}`);
+    if (isStop(outcome.code)) {
+      if (!this.stopped) process.exitCode ??= outcome.code; // stopped from outside; after a failure, the failure's code
+      throw new StudyStopped(what, true);
+    }
+    throw new Error(`${what}: its process exited with code ${outcome.code} (its output is above)`);
+  }
+
+  /** A new worker (job_child.ts) in its own process group; this process passes stop signals on to it. */
+  private fork(): ChildProcess {
     const env = { ...process.env };
     if (env.MINDSEYE_BLAS_THREADS === undefined && env.OPENBLAS_NUM_THREADS === undefined) {
       env.MINDSEYE_BLAS_THREADS = String(Math.max(1, Math.floor(availableParallelism() / this.jobs)));
     }
-    const child = spawn(process.execPath, [CHILD, JSON.stringify(job)], { env, stdio: "inherit", detached: true });
-    if (this.children.size === 0) for (const [sig, h] of this.handlers) process.on(sig, h);
-    this.children.add(child);
-    const code = await new Promise<number>((resolve) => {
-      child.on("error", () => resolve(1));
-      child.on("close", (c, signal) => resolve(exitCode(c, signal)));
-    });
-    this.children.delete(child);
-    if (this.children.size === 0) for (const [sig, h] of this.handlers) process.off(sig, h);
-    if (isStop(code)) {
-      if (!this.stopped) process.exitCode ??= code; // stopped from outside; after a failure, the failure's code
-      throw new StudyStopped(what, true);
+    const worker = fork(CHILD, [], { env, stdio: ["ignore", "inherit", "inherit", "ipc"], detached: true });
+    if (this.workers.size === 0) for (const [sig, h] of this.handlers) process.on(sig, h);
+    this.workers.add(worker);
+    return worker;
+  }
+
+  private forget(worker: ChildProcess): void {
+    this.workers.delete(worker);
+    if (this.workers.size === 0) for (const [sig, h] of this.handlers) process.off(sig, h);
+  }
+
+  /** Ends the idle workers (each exits when its channel closes). */
+  close(): void {
+    for (const worker of this.idle.splice(0)) {
+      if (worker.connected) worker.disconnect();
+      this.forget(worker);
     }
-    if (code !== 0) throw new Error(`${what}: its process exited with code ${code} (its output is above)`);
   }
 
   /** A stop signal (passed on to every child) or, with null, a failed step (the children get SIGTERM). */
@@ -144,7 +177,7 @@ export class StudyJobs {
     if (sig !== null) process.exitCode = 128 + osConstants.signals[sig];
     if (this.stopped && sig === null) return;
     this.stopped = true;
-    for (const child of this.children) child.kill(sig ?? "SIGTERM");
+    for (const worker of this.workers) worker.kill(sig ?? "SIGTERM");
   }
 
   /** Waits for every task; then throws the first failure (a step's error before a stop), if any. */

@@ -436,7 +436,11 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
       }
     }
   }
-  await jobs.settle();
+  try {
+    await jobs.settle();
+  } finally {
+    jobs.close();
+  }
   // Every evaluation in the study's order, whatever order they finished in.
   const evaluated = await Promise.all(models);
   const runs = evaluated.flatMap((m) => m.runs), skips = evaluated.flatMap((m) => m.skips);

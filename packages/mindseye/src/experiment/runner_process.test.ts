@@ -72,7 +72,7 @@ test("SIGTERM stops `mindseye experiment` during a stage with a checkpoint and e
   }
 });
 
-test("--jobs 2 runs the fine-tunes in child processes: SIGTERM stops them with checkpoints and exit 143; the resumed study equals --jobs 1's", async () => {
+test("--jobs 2 runs the fine-tunes in worker processes: SIGTERM stops them with checkpoints and exit 143; the resumed study equals --jobs 1's", async () => {
   const root = mkdtempSync(join(tmpdir(), "mindseye-study-jobs-"));
   try {
     const finetune = "finetune: { train: { steps: 300, batch_size: 8, checkpoint_every: 100000, log_every: 1 } }\nfractions: [0.5, 1]";
