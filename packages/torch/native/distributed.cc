@@ -12,6 +12,7 @@
 //
 // Groups cross to JavaScript as small integer ids into a table (few groups live per process).
 #include "common.h"
+#include <c10/core/GradMode.h>
 
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -211,7 +212,7 @@ static Napi::Value distBackends(const Napi::CallbackInfo& info) {
 // (group, tensor, op) in place. "avg" is a sum divided by the world size: Gloo has no AVG.
 static Napi::Value distAllReduce(const Napi::CallbackInfo& info) {
   Group& g = GroupOf(info);
-  at::NoGradGuard noGrad;  // c10d writes tensor memory; autograd must not see the in-place ops
+  c10::NoGradGuard noGrad;  // c10d writes tensor memory; autograd must not see the in-place ops
   const at::Tensor& t = T(info, 1);
   std::string op = S(info, 2);
   c10d::AllreduceOptions o;
@@ -226,7 +227,7 @@ static Napi::Value distAllReduce(const Napi::CallbackInfo& info) {
 // (group, tensor, src) in place.
 static Napi::Value distBroadcast(const Napi::CallbackInfo& info) {
   Group& g = GroupOf(info);
-  at::NoGradGuard noGrad;  // c10d writes tensor memory; autograd must not see the in-place ops
+  c10::NoGradGuard noGrad;  // c10d writes tensor memory; autograd must not see the in-place ops
   const at::Tensor& t = T(info, 1);
   c10d::BroadcastOptions o;
   o.rootRank = I(info, 2);
@@ -251,7 +252,7 @@ static Napi::Value distAllGather(const Napi::CallbackInfo& info) {
 // rank's slice (twice the traffic of a true reduce-scatter; torch's own Gloo fallback does the same).
 static Napi::Value distReduceScatter(const Napi::CallbackInfo& info) {
   Group& g = GroupOf(info);
-  at::NoGradGuard noGrad;  // c10d writes tensor memory; autograd must not see the in-place ops
+  c10::NoGradGuard noGrad;  // c10d writes tensor memory; autograd must not see the in-place ops
   std::vector<at::Tensor> inputs = TensorList(info[1]);
   std::string op = S(info, 2);
   if (static_cast<int>(inputs.size()) != g.size) {

@@ -2,6 +2,7 @@
 // Elementwise ops are dispatched through one function per arity with an op code; the
 // name -> code tables are exported, so JavaScript never duplicates them.
 #include "common.h"
+#include <c10/core/GradMode.h>
 
 namespace mindseye {
 
@@ -223,7 +224,7 @@ static Napi::Value lerp_(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 static Napi::Value copy_(const Napi::CallbackInfo& info) {
-  at::NoGradGuard guard;  // copying into a leaf parameter is an update, not part of the graph
+  c10::NoGradGuard guard;  // copying into a leaf parameter is an update, not part of the graph
   T(info, 0).copy_(T(info, 1));
   return info.Env().Undefined();
 }

@@ -101,16 +101,27 @@ static Napi::Value tuneAllocator(const Napi::CallbackInfo& info) {
 
 // CUDA autocast (torch.autocast("cuda", dtype)): (enabled, dtype code). Returns the previous
 // state so scopes nest. Leaving the outermost scope clears the cast-weight cache, as PyTorch does.
+// libtorch 2.4 made the autocast state per device type (the CUDA-only calls are deprecated there).
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+static bool cudaAutocastEnabled() { return at::autocast::is_autocast_enabled(at::kCUDA); }
+static void setCudaAutocastEnabled(bool on) { at::autocast::set_autocast_enabled(at::kCUDA, on); }
+static void setCudaAutocastDtype(at::ScalarType t) { at::autocast::set_autocast_dtype(at::kCUDA, t); }
+#else
+static bool cudaAutocastEnabled() { return at::autocast::is_enabled(); }
+static void setCudaAutocastEnabled(bool on) { at::autocast::set_enabled(on); }
+static void setCudaAutocastDtype(at::ScalarType t) { at::autocast::set_autocast_gpu_dtype(t); }
+#endif
+
 static Napi::Value setAutocast(const Napi::CallbackInfo& info) {
-  bool previous = at::autocast::is_enabled();
+  bool previous = cudaAutocastEnabled();
   bool enable = B(info, 0);
   if (enable) {
-    at::autocast::set_autocast_gpu_dtype(Dtype(info, 1));
+    setCudaAutocastDtype(Dtype(info, 1));
     at::autocast::increment_nesting();
   } else if (at::autocast::decrement_nesting() == 0) {
     at::autocast::clear_cache();
   }
-  at::autocast::set_enabled(enable ? true : B(info, 2));
+  setCudaAutocastEnabled(enable ? true : B(info, 2));
   return Napi::Boolean::New(info.Env(), previous);
 }
 
