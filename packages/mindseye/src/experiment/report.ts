@@ -388,7 +388,7 @@ function captionLossLines(c: ReportMeta["captionLoss"]): string[] {
     "",
     `Caption next-token loss at the end of latent pretraining (mean of the last ${c.latent.steps.length} logged training steps): ` +
       `text control ${c.control.mean.toFixed(3)} (${steps(c.control)}), latent ${c.latent.mean.toFixed(3)} (${steps(c.latent)}); ` +
-      `latent − control ${d >= 0 ? "+" : ""}${d.toFixed(3)}${d > 0 ? " (the latent objective costs caption modelling)" : " (no worse than the control)"}.`,
+      `latent − control ${d >= 0 ? "+" : ""}${d.toFixed(Math.abs(d) < 0.001 ? 4 : 3)}${d > 0 ? " (the latent objective costs caption modelling)" : " (no worse than the control)"}.`,
   ];
 }
 
