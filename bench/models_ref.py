@@ -18,19 +18,14 @@ import torch
 import torch.nn.functional as F
 
 from ref_common import load_safetensors, self_cpu_table, serve
-from make_qwen2_golden import Qwen2Attention, Qwen2ForCausalLM, repeat_kv, rotate_half  # fixtures/models, on sys.path by ref_common
+from make_qwen2_golden import Qwen2Attention, Qwen2ForCausalLM  # fixtures/models, on sys.path by ref_common
 
 
 def sdpa_attention(self, x, cos, sin, mask):
     """HF's attn_implementation="sdpa" on an unpadded batch (the bench's): the fused causal kernel
     of torch 2.x, as a user of transformers runs it on a GPU. `mask` is then causal only."""
     B, T, _ = x.shape
-    q = self.q_proj(x).view(B, T, -1, self.hd).transpose(1, 2)  # [B, H, T, hd]
-    k = self.k_proj(x).view(B, T, -1, self.hd).transpose(1, 2)  # [B, Hkv, T, hd]
-    v = self.v_proj(x).view(B, T, -1, self.hd).transpose(1, 2)
-    c, s = cos.unsqueeze(1), sin.unsqueeze(1)
-    q, k = q * c + rotate_half(q) * s, k * c + rotate_half(k) * s
-    k, v = repeat_kv(k, self.h // self.hkv), repeat_kv(v, self.h // self.hkv)
+    q, k, v = self.qkv(x, cos, sin)
     y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.hd ** -0.5)
     return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
