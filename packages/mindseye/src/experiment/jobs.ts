@@ -129,15 +129,22 @@ export class StudyJobs {
   async run(job: Job, what: string): Promise<void> {
     if (!this.parallel) return runJob(job);
     if (this.stopped) throw new StudyStopped(what, false);
-    const worker = this.idle.pop() ?? this.fork();
+    let worker = this.idle.pop();
+    while (worker !== undefined && !worker.connected) { // an idle worker that died (killed from outside)
+      this.forget(worker);
+      worker = this.idle.pop();
+    }
+    worker ??= this.fork();
+    const w = worker;
     const outcome = await new Promise<WorkerReply | { kind: "exited"; code: number }>((resolve) => {
-      worker.once("message", (m: WorkerReply) => resolve(m));
-      worker.once("exit", (c, signal) => resolve({ kind: "exited", code: exitCode(c, signal) }));
-      worker.send(job);
+      w.once("message", (m: WorkerReply) => resolve(m));
+      w.once("exit", (c, signal) => resolve({ kind: "exited", code: exitCode(c, signal) }));
+      w.once("error", () => resolve({ kind: "exited", code: 1 }));
+      w.send(job);
     });
-    worker.removeAllListeners("message").removeAllListeners("exit");
-    if (outcome.kind === "done" || outcome.kind === "failed") this.idle.push(worker);
-    else this.forget(worker);
+    w.removeAllListeners("message").removeAllListeners("exit").removeAllListeners("error");
+    if (outcome.kind === "done" || outcome.kind === "failed") this.idle.push(w);
+    else this.forget(w);
     if (outcome.kind === "done") return;
     if (outcome.kind === "failed") throw new Error(`${what}: ${outcome.message}`);
     if (isStop(outcome.code)) {
