@@ -4,11 +4,8 @@ import type { Command } from "commander";
 import { ConfigError } from "../config/errors.js";
 import { analyzeStudy, formatAnalysis } from "../analysis/study.js";
 import { writeHtmlReport } from "../experiment/report_html.js";
+import { positiveInt } from "./options.js";
 
-const count = (flag: string, v: string) => {
-  if (!/^\d+$/.test(v) || Number(v) < 1) throw new ConfigError(`${flag} must be a positive integer, got "${v}"`);
-  return Number(v);
-};
 
 export function registerAnalyzeCommand(program: Command): void {
   program
@@ -22,7 +19,7 @@ export function registerAnalyzeCommand(program: Command): void {
     .action(async (study: string, o: { captions: string; trainCaptions: string; seed: string; report: boolean }) => {
       if (!/^\d+$/.test(o.seed)) throw new ConfigError(`--seed must be a non-negative integer, got "${o.seed}"`);
       const a = await analyzeStudy({
-        study, captions: count("--captions", o.captions), trainCaptions: count("--train-captions", o.trainCaptions), seed: Number(o.seed),
+        study, captions: positiveInt("--captions", o.captions), trainCaptions: positiveInt("--train-captions", o.trainCaptions), seed: Number(o.seed),
         log: (l) => console.log(l),
       });
       console.log(`\n${formatAnalysis(a)}`);

@@ -12,12 +12,8 @@ import { evaluateRetrieval, formatRetrieval } from "../analysis/retrieval.js";
 import type { Harness } from "../eval/harness.js";
 import type { Interval } from "../eval/stats.js";
 import { parseRate } from "./targets.js";
+import { positiveInt } from "./options.js";
 
-/** A positive decimal integer, or a ConfigError naming the option. */
-function positive(name: string, text: string): number {
-  if (!/^\d+$/.test(text.trim()) || Number(text) < 1) throw new ConfigError(`--${name} must be a positive integer, got "${text}"`);
-  return Number(text);
-}
 
 const pct = (x: number) => (100 * x).toFixed(1);
 
@@ -65,7 +61,7 @@ export function registerEvalCommand(program: Command): void {
         const split = o.split ?? RETRIEVAL_TASK.defaultSplit;
         const out = o.out ?? join(o.model, "eval", `${o.task}-${split}`);
         const r = await evaluateRetrieval({
-          modelDir: o.model, dataDir: o.data, split, out, captions: o.captions, batchSize: positive("batch-size", o.batchSize),
+          modelDir: o.model, dataDir: o.data, split, out, captions: o.captions, batchSize: positiveInt("--batch-size", o.batchSize),
           ...(o.encoder === undefined ? {} : { encoderDir: o.encoder }),
         });
         console.log(formatRetrieval(r, out));
@@ -76,9 +72,9 @@ export function registerEvalCommand(program: Command): void {
       const out = o.out ?? join(o.model, "eval", `${o.task}-${split}-${o.harness}`);
       const r = await evaluate({
         modelDir: o.model, task: o.task, harness: o.harness as Harness, split, dataDir: o.data, out,
-        batchSize: positive("batch-size", o.batchSize), maxErrorRate: parseRate("--max-error-rate", o.maxErrorRate),
-        ...(o.limit === undefined ? {} : { limit: positive("limit", o.limit) }),
-        ...(o.maxNewTokens === undefined ? {} : { maxNewTokens: positive("max-new-tokens", o.maxNewTokens) }),
+        batchSize: positiveInt("--batch-size", o.batchSize), maxErrorRate: parseRate("--max-error-rate", o.maxErrorRate),
+        ...(o.limit === undefined ? {} : { limit: positiveInt("--limit", o.limit) }),
+        ...(o.maxNewTokens === undefined ? {} : { maxNewTokens: positiveInt("--max-new-tokens", o.maxNewTokens) }),
       });
       console.log(formatResults(r, out));
     });

@@ -2,7 +2,8 @@
 // `steps:` (configs/paper/small.yaml) is the paper study on published models and real data.
 import type { Command } from "commander";
 import { loadStudy, runStudy, planStudy, type PlannedStep } from "../experiment/runner.js";
-import { parseJobs, defaultJobs } from "../experiment/jobs.js";
+import { defaultJobs } from "../experiment/jobs.js";
+import { positiveInt } from "./options.js";
 import { isPaperStudy, loadPaperStudy, planPaperStudy, runPaperStudy } from "../experiment/paper.js";
 
 export function registerExperimentCommand(program: Command): void {
@@ -32,7 +33,7 @@ export function registerExperimentCommand(program: Command): void {
         console.log(formatPlan(await planStudy(study), study.out));
         return;
       }
-      const r = await runStudy(study, { quiet: !(o.progress ?? false), force: o.force ?? false, jobs: parseJobs(o.jobs) });
+      const r = await runStudy(study, { quiet: !(o.progress ?? false), force: o.force ?? false, jobs: positiveInt("--jobs", o.jobs) });
       console.log(`\n${r.markdown}\n`);
       console.log(`study folder: ${r.dir} (results.md, results.csv, results.json, analysis.json; each run's metrics, checkpoints and predictions)`);
       console.log(`report: ${r.report}`);

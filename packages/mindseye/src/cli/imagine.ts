@@ -2,9 +2,9 @@
 // [--split S] [--encoder DIR] [--k 8] [--out sheet.png]`: the command around analysis/imagine.ts,
 // which imagines the caption and writes the contact sheet.
 import type { Command } from "commander";
-import { ConfigError } from "../config/errors.js";
 import { SIMILARITY_TEXT } from "../analysis/retrieval.js";
 import { imagine, type ImagineResult } from "../analysis/imagine.js";
+import { positiveInt } from "./options.js";
 
 /** What the command prints. */
 export function formatImagine(r: ImagineResult): string {
@@ -30,9 +30,8 @@ export function registerImagineCommand(program: Command): void {
     .option("--k <n>", "images to show", "8")
     .option("--out <png>", "contact sheet path (default: imagine-<caption>.png)")
     .action(async (caption: string, o: { model: string; gallery?: string; split: string; encoder?: string; k: string; out?: string }) => {
-      if (!/^\d+$/.test(o.k) || Number(o.k) < 1) throw new ConfigError(`--k must be a positive integer, got "${o.k}"`);
       const r = await imagine({
-        run: o.model, caption, split: o.split, k: Number(o.k), quiet: false,
+        run: o.model, caption, split: o.split, k: positiveInt("--k", o.k), quiet: false,
         ...(o.gallery === undefined ? {} : { galleryDir: o.gallery }),
         ...(o.encoder === undefined ? {} : { encoderDir: o.encoder }),
         ...(o.out === undefined ? {} : { out: o.out }),

@@ -46,11 +46,6 @@ export async function runJob(job: Job): Promise<void> {
 const CHILD = fileURLToPath(new URL("./job_child.js", import.meta.url));
 const STOPS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
-/** `--jobs`: a positive integer, or a ConfigError. */
-export function parseJobs(text: string): number {
-  if (!/^\d+$/.test(text.trim()) || Number(text) < 1) throw new ConfigError(`--jobs must be a positive integer, got "${text}"`);
-  return Number(text);
-}
 export const defaultJobs = (): number => availableParallelism();
 
 /** The exit code a shell reports for a child: its code, or 128 + the signal that ended it. */

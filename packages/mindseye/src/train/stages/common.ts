@@ -148,9 +148,10 @@ export function readPreprocessor(dir: string): ImageProcessorConfig {
 }
 
 /**
- * Preprocessed images kept across ImageBank loads in one process. A study runs all its stages and
- * evaluations in one process, and each used to decode and preprocess the same world images again
- * (`make demo`'s 18 fine-tunes with their evaluations: 469 s before, 423 s with the cache). An entry is keyed by the path, the file's
+ * Preprocessed images kept across ImageBank loads in one process. A study's process (`--jobs 1`)
+ * or each of its worker processes runs many stages and evaluations, and each used to decode and
+ * preprocess the same world images again (`make demo`'s 18 fine-tunes with their evaluations in one
+ * process: 469 s before, 423 s with the cache). An entry is keyed by the path, the file's
  * size and modification time, and the preprocessing settings, so a rewritten file or another
  * processor decodes afresh. Bounded: past `maxBytes` (MINDSEYE_PIXEL_CACHE_MB, default 1024)
  * new images are not kept; images that fail to decode never are.

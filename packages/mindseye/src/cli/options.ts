@@ -1,0 +1,8 @@
+// Parsing of the CLI's option values that several commands share.
+import { ConfigError } from "../config/errors.js";
+
+/** `text` as a positive decimal integer, or a ConfigError naming the option (`flag`, e.g. "--jobs"). */
+export function positiveInt(flag: string, text: string): number {
+  if (!/^\d+$/.test(text.trim()) || Number(text) < 1) throw new ConfigError(`${flag} must be a positive integer, got "${text}"`);
+  return Number(text);
+}
