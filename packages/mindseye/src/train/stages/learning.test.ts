@@ -6,10 +6,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { generateWorld, resolveWorldOptions } from "../../world/generate.js";
 import { evaluate } from "../../eval/run.js";
 import { evaluateRetrieval } from "../../analysis/retrieval.js";
+import { loadStudy } from "../../experiment/runner.js";
 import {
   runWorldEncoder, runVlmBase, runLatentPretrain, runFinetune, WorldEncoderRecipe, VlmBaseRecipe, LatentPretrainRecipe, FinetuneRecipe,
 } from "./index.js";
@@ -43,19 +45,31 @@ test("each stage fits a tiny training set: encoder F1, fine-tuning accuracy, lat
     assert.equal(fit.n, 32);
     assert.ok(fit.accuracy.mean >= 0.97, `fine-tuning answers its 32 training questions: ${(100 * fit.accuracy.mean).toFixed(1)}%`);
 
-    // Latent pretraining: each of the 32 training images is retrieved from its first caption.
-    await runLatentPretrain(LatentPretrainRecipe.parse({
-      stage: "latent-pretrain", world, encoder: enc.encoderDir, base: base.modelDir, targets: join(root, "targets"), out: join(root, "latent"), pool: "grid:9",
-      loss: { lambda_align: 0.5 }, train: { steps: 200, batch_size: 64, lr: 3e-3, warmup_steps: 10, log_every: 50 },
-    }), { quiet: true });
-    const r = await evaluateRetrieval({ modelDir: join(root, "latent", "model"), dataDir: world, split: "train", out: join(root, "retrieval"), cacheRoot: join(root, "gallery"), quiet: true });
-    assert.equal(r.gallery.images, 32);
-    assert.ok(r.recall["1"]!.mean >= 0.9, `imagined latents retrieve their training images: recall@1 ${(100 * r.recall["1"]!.mean).toFixed(1)}%, median rank ${r.medianRank}`);
-    assert.ok(r.collapse.predicted.meanPairwiseCosine < 0.5, `imagined latents do not collapse: mean pairwise cosine ${r.collapse.predicted.meanPairwiseCosine.toFixed(3)}`);
+    // Latent pretraining: each of the 32 training images is retrieved from its first caption, with
+    // cosine + InfoNCE and with configs/demo.yaml's objective (L2 at λ_sim 0.3, InfoNCE at λ_align 0.1).
+    // The demo's weaker alignment (λ_align 0.1) separates fewer of the near-alike scenes at the top
+    // rank: it must still put most images first (chance: 1 in 32).
+    const objectives = [
+      { name: "cosine", loss: { lambda_align: 0.5 }, minRecall1: 0.9 },
+      { name: "demo", loss: loadStudy(join(CONFIGS, "demo.yaml"), ["out=unused"]).latent_pretrain.loss, minRecall1: 0.75 },
+    ];
+    for (const { name, loss, minRecall1 } of objectives) {
+      const out = join(root, `latent-${name}`);
+      await runLatentPretrain(LatentPretrainRecipe.parse({
+        stage: "latent-pretrain", world, encoder: enc.encoderDir, base: base.modelDir, targets: join(root, "targets"), out, pool: "grid:9",
+        loss, train: { steps: 200, batch_size: 64, lr: 3e-3, warmup_steps: 10, log_every: 50 },
+      }), { quiet: true });
+      const r = await evaluateRetrieval({ modelDir: join(out, "model"), dataDir: world, split: "train", out: join(out, "retrieval"), cacheRoot: join(root, "gallery"), quiet: true });
+      assert.equal(r.gallery.images, 32);
+      assert.ok(r.recall["1"]!.mean >= minRecall1, `${name}: imagined latents retrieve their training images: recall@1 ${(100 * r.recall["1"]!.mean).toFixed(1)}%, median rank ${r.medianRank}`);
+      assert.ok(r.collapse.predicted.meanPairwiseCosine < 0.5, `${name}: imagined latents do not collapse: mean pairwise cosine ${r.collapse.predicted.meanPairwiseCosine.toFixed(3)}`);
+    }
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+const CONFIGS = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..", "..", "configs");
 
 function gqaTrainCount(world: string): number {
   return Object.keys(JSON.parse(readFileSync(join(world, "gqa", "train_balanced_questions.json"), "utf8")) as object).length;
