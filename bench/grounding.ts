@@ -16,7 +16,10 @@
 // projected image tokens (analysis/probes.ts: each cell's colour, shape, size and material, or
 // "empty"; fitted on 1,500 training scenes, scored on 300 val scenes) show what the LM is given.
 //
-//   npm run bench:grounding [-- --steps 500 --inits 0.02,0.08 --positions before_text,after_text --run runs/demo]
+// With `--kind where` the VLMs train on "Where is the {np}?" questions instead: finding a cell by
+// its content rather than by its place, which every world_gqa question but the relational ones needs.
+//
+//   npm run bench:grounding [-- --steps 500 --inits 0.02,0.08 --positions before_text,after_text --kind at --run runs/demo]
 // Reads the world and encoder of a finished study (make demo); last line: one row per setting.
 import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -44,6 +47,7 @@ const args = parseArgs({
     steps: { type: "string", default: "500" },
     inits: { type: "string", default: "0.02,0.08" },
     positions: { type: "string", default: "before_text,after_text" },
+    kind: { type: "string", default: "at" },
     config: { type: "string", default: "configs/demo.yaml" },
     run: { type: "string" },
   },
@@ -52,13 +56,17 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 interface Pair { image: string; text: string; answer: string }
 
-/** The "What is {place}?" questions of a split's scenes (`perScene` random cells each). */
-function atQuestions(world: string, split: string, perScene: number, seed: number): Pair[] {
+/**
+ * A split's grounding questions of one kind: "at" ("What is {place}?", `perScene` random cells
+ * each: a lookup by place) or "where" ("Where is the {np}?", every object whose description is
+ * unique: a lookup by content).
+ */
+function groundingQuestions(world: string, split: string, perScene: number, seed: number, kind: keyof typeof GROUNDING_TEMPLATES): Pair[] {
   const out: Pair[] = [];
-  const isAt = (q: string) => q.startsWith(GROUNDING_TEMPLATES.at.q.split("{")[0]!);
+  const isKind = (q: string) => q.startsWith(GROUNDING_TEMPLATES[kind].q.split("{")[0]!);
   for (const s of readScenes(world).filter((x) => x.split === split)) {
     const image = join(world, "images", s.file_name);
-    for (const g of groundingPairs(s, new Rng(seed, "grounding", s.id), perScene)) if (isAt(g.question)) out.push({ image, text: g.question, answer: g.answer });
+    for (const g of groundingPairs(s, new Rng(seed, "grounding", s.id), perScene)) if (isKind(g.question)) out.push({ image, text: g.question, answer: g.answer });
   }
   return out;
 }
@@ -119,14 +127,16 @@ async function main(): Promise<void> {
   const positions = args.positions.split(",").map((p) => VlmBaseRecipe.shape.image_position.parse(p));
   const tok = loadTokenizer(world);
   const pre = readPreprocessor(encoderDir);
-  const trainPairs = atQuestions(world, "train", 4, 0);
-  const valPairs = atQuestions(world, "val", 2, 7).slice(0, 600);
+  if (args.kind !== "at" && args.kind !== "where") throw new Error(`--kind ${args.kind}: expected at (lookups by place) or where (lookups by content)`);
+  const kind = args.kind;
+  const trainPairs = groundingQuestions(world, "train", 4, 0, kind);
+  const valPairs = groundingQuestions(world, "val", 2, 7, kind).slice(0, 600);
   const topLeft = `${GROUNDING_TEMPLATES.at.q.replace("{pos}", POSITION_PHRASES[0]![0]!)}`;
   const fixedCell = valPairs.filter((p) => p.text === topLeft);
   const scenes = readScenes(world);
   const probeTrain = scenes.filter((sc) => sc.split === "train").slice(0, 1500), probeTest = scenes.filter((sc) => sc.split === "val").slice(0, 300);
   const bank = await ImageBank.load([...trainPairs.map((p) => p.image), ...valPairs.map((p) => p.image), ...probeTest.map((sc) => join(world, "images", sc.file_name))], pre);
-  console.log(`${trainPairs.length} training questions, ${valPairs.length} val (${fixedCell.length} about the top left cell); ${steps} steps of ${study.vlm_base.train.batch_size}`);
+  console.log(`"${kind}" questions: ${trainPairs.length} for training, ${valPairs.length} val (${fixedCell.length} about the top left cell); ${steps} steps of ${study.vlm_base.train.batch_size}`);
   /** A fresh VLM at `init` with its images at `position`, trained `steps` steps on `pairs`; the callback scores it before it is freed. */
   const trained = async <T>(init: number, position: string, pairs: Pair[], then: (model: MindsEyeVLM) => T): Promise<T> => {
     const dir = mkdtempSync(join(tmpdir(), "mindseye-bench-grounding-"));
@@ -157,9 +167,10 @@ async function main(): Promise<void> {
   for (const position of positions) {
     for (const init of inits) {
       const [real, blind, probes] = await trained(init, position, trainPairs, (m) => [score(m, tok, bank, valPairs, false), score(m, tok, bank, valPairs, true), cellProbes(m, bank, world, probeTrain, probeTest)] as const);
-      const fixed = await trained(init, position, trainPairs.filter((p) => p.text === topLeft), (m) => score(m, tok, bank, fixedCell, false));
-      rows.push(`image ${position}, initializer_range ${init}: every cell: exact ${real.exact.toFixed(1)}% (shuffled images ${blind.exact.toFixed(1)}%), token ${real.token.toFixed(1)}% (${blind.token.toFixed(1)}%); ` +
-        `top-left cell only: exact ${fixed.exact.toFixed(1)}%, token ${fixed.token.toFixed(1)}%; ` +
+      // The control (one fixed cell, nothing to look up) exists for lookups by place only.
+      const fixed = kind === "at" ? await trained(init, position, trainPairs.filter((p) => p.text === topLeft), (m) => score(m, tok, bank, fixedCell, false)) : null;
+      rows.push(`"${kind}", image ${position}, initializer_range ${init}: every question: exact ${real.exact.toFixed(1)}% (shuffled images ${blind.exact.toFixed(1)}%), token ${real.token.toFixed(1)}% (${blind.token.toFixed(1)}%); ` +
+        (fixed ? `top-left cell only: exact ${fixed.exact.toFixed(1)}%, token ${fixed.token.toFixed(1)}%; ` : "") +
         `image-token probes ${Object.entries(probes).map(([k, v]) => `${k} ${v.toFixed(1)}%`).join(", ")}`);
       console.log(rows[rows.length - 1]);
     }
