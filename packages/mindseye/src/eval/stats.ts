@@ -42,7 +42,7 @@ export function accuracyReport(results: { correct: boolean; type: string }[], se
  * hierarchicalBootstrap([[1, 0, 1], [1, 1, 0]]).mean; // 0.667
  * ```
  * With few seeds the seed level is coarse (3 seeds have 10 distinct resamples) and, like any
- * bootstrap, slightly narrow; `tIntervalOverSeeds` is the classical alternative.
+ * bootstrap, slightly narrow; `tInterval` over the per-seed values is the classical alternative.
  */
 export function hierarchicalBootstrap(rows: readonly (readonly number[])[], opts: { resamples?: number; level?: number; seed?: number } = {}): Interval {
   const S = rows.length, Q = rows[0]?.length ?? 0;
@@ -72,12 +72,12 @@ export function hierarchicalBootstrap(rows: readonly (readonly number[])[], opts
 /** Two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom (then the normal's). */
 const T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145, 2.131, 2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06, 2.056, 2.052, 2.048, 2.045, 2.042];
 
-/** The 95% t-interval of the mean of per-seed values (n = seeds); NaN bounds for one seed. */
-export function tIntervalOverSeeds(perSeed: readonly number[]): Interval {
-  const n = perSeed.length;
-  const mean = perSeed.reduce((a, b) => a + b, 0) / Math.max(1, n);
+/** The 95% t-interval of the mean of independent values (per-seed accuracies, per-step paired differences); NaN bounds for one value. */
+export function tInterval(values: readonly number[]): Interval {
+  const n = values.length;
+  const mean = values.reduce((a, b) => a + b, 0) / Math.max(1, n);
   if (n < 2) return { mean: n === 1 ? mean : NaN, low: NaN, high: NaN, n };
-  const sd = Math.sqrt(perSeed.reduce((a, v) => a + (v - mean) ** 2, 0) / (n - 1));
+  const sd = Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (n - 1));
   const half = (T975[n - 2] ?? 1.96) * sd / Math.sqrt(n);
   return { mean, low: mean - half, high: mean + half, n };
 }

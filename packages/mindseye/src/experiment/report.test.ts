@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { summarize, markdownTable, ablationTable, concentration, studyIsMeaningful, writeReport, type EvalRun } from "./report.js";
-import { hierarchicalBootstrap, tIntervalOverSeeds } from "../eval/stats.js";
+import { hierarchicalBootstrap, tInterval } from "../eval/stats.js";
 
 const outcomes = (pattern: string) => new Map([...pattern].map((c, i) => [`q${i}`, c === "1"]));
 const run = (arm: EvalRun["arm"], fraction: number, seed: number, pattern: string, extra: Partial<EvalRun> = {}): EvalRun =>
@@ -39,7 +39,7 @@ test("the hierarchical bootstrap counts the variance between seeds; the question
   assert.ok(agree.high - agree.low < 0.2, "seeds that agree leave only question sampling");
   assert.deepEqual(hierarchicalBootstrap(rows, { seed: 1 }), h, "seeded: reproducible");
   assert.throws(() => hierarchicalBootstrap([[1, 0], [1]]), /same 2 questions/);
-  const t = tIntervalOverSeeds([0.5, 0.6, 0.7]);
+  const t = tInterval([0.5, 0.6, 0.7]);
   assert.ok(Math.abs(t.mean - 0.6) < 1e-12 && Math.abs(t.high - 0.6 - 4.303 * 0.1 / Math.sqrt(3)) < 1e-9);
 });
 
@@ -76,6 +76,27 @@ test("writeReport writes results.json with cells, comparisons, controls, baselin
     for (const key of ["cells", "comparisons", "controls", "concentration"]) assert.ok(Array.isArray(json[key]), key);
     assert.ok(json.baselines && json.intervals);
     assert.match(readFileSync(join(dir, "results.md"), "utf8"), /## Controls/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the caption-loss line judges latent − control by its paired interval, not by its sign", () => {
+  const dir = mkdtempSync(join(tmpdir(), "mindseye-report-"));
+  const line = (latent: number[], control: number[]) => {
+    const steps = [20, 40, 60];
+    const arm = (values: number[]) => ({ mean: values.reduce((a, b) => a + b, 0) / values.length, steps, values });
+    writeReport(dir, [run("baseline", 1, 0, "10")], {
+      name: "x", seeds: [0], fractions: [1], harness: "lmms-eval", baselines: {},
+      captionLoss: { control: arm(control), latent: arm(latent), difference: tInterval(latent.map((v, i) => v - control[i]!)) },
+    });
+    return readFileSync(join(dir, "results.md"), "utf8").split("\n").find((l) => l.startsWith("Caption next-token loss"))!;
+  };
+  try {
+    // Batches of very different difficulty, the latent arm a hair above on one and below on another.
+    assert.match(line([1.2002, 0.9, 1.0999], [1.2, 0.9, 1.1]), /latent − control \+0\.0000 \[-0\.\d{4}, \+0\.\d{4}\] .*\(no detectable cost: the interval includes 0\)/);
+    assert.match(line([1.22, 0.92, 1.12], [1.2, 0.9, 1.1]), /latent − control \+0\.020 .*\(the latent objective costs caption modelling\)/);
+    assert.match(line([1.18, 0.88, 1.08], [1.2, 0.9, 1.1]), /\(below the control's\)/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

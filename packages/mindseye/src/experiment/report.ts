@@ -18,8 +18,10 @@
 //   concentration[] {arm, fraction, seed, task, byType: {type: {answer, share}}, flagged[]}:
 //                  each model's share of its most common answer per question type (flagged > 80%)
 //   retrieval      the latent arm's alignment before fine-tuning (recall@k, median rank, collapse)
-//   captionLoss    {control, latent}: each pretraining stage's caption next-token loss at its end,
-//                  {mean, steps[]} (the mean of its last logged training steps, metrics.jsonl `ce`)
+//   captionLoss    {control, latent, difference?}: each pretraining stage's caption next-token loss at
+//                  its end, {mean, steps[], values[]} (its last logged training steps, metrics.jsonl
+//                  `ce`), and latent − control {mean, low, high, n}: a paired 95% t-interval over
+//                  those steps (both arms read the same batches in the same order)
 //   ablations[]    (studies with an ablations section) {name, folder, set: {"loss.lambda_sim": 0.5, …},
 //                  readout, sameAs, fractions?, seeds?, retrieval?}: each cell of the latent arm, the
 //                  keys it changes, the arm it equals when its settings are the same (then not run),
@@ -221,7 +223,7 @@ export interface ReportMeta {
   skipped?: string[];
   retrieval?: RetrievalSummary;
   /** The caption next-token loss that each latent-pretraining arm ends with. */
-  captionLoss?: { control: CaptionLoss; latent: CaptionLoss };
+  captionLoss?: { control: CaptionLoss; latent: CaptionLoss; difference?: Interval };
   ablations?: AblationSummary[];
   /** The published models the study fine-tuned beside the arms (its `models` section). */
   models?: readonly { name: string; model: string }[];
@@ -376,19 +378,25 @@ export interface RetrievalSummary {
 }
 interface CollapseSummary { effectiveRank: number; meanPairwiseCosine: number }
 
-/** A pretraining run's caption next-token loss at its end: the mean over its last logged training steps. */
-export interface CaptionLoss { mean: number; steps: number[] }
+/** A pretraining run's caption next-token loss at its end: its last logged training steps, their values and mean. */
+export interface CaptionLoss { mean: number; steps: number[]; values: number[] }
 
 /** The two pretraining arms' final caption losses, side by side (the latent objective's cost to language modelling). */
 function captionLossLines(c: ReportMeta["captionLoss"]): string[] {
   if (!c) return [];
   const steps = (x: CaptionLoss) => (x.steps.length > 1 ? `steps ${x.steps[0]}–${x.steps[x.steps.length - 1]}` : `step ${x.steps[0]}`);
-  const d = c.latent.mean - c.control.mean;
+  const d = c.difference ?? { mean: c.latent.mean - c.control.mean, low: NaN, high: NaN, n: 0 };
+  const digits = Math.abs(d.mean) < 0.001 ? 4 : 3;
+  const signed = (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(digits)}`;
+  const verdict = !Number.isFinite(d.low) ? (d.mean > 0 ? "above the control's; no interval: the steps of the two runs differ" : "no worse than the control")
+    : d.low > 0 ? "the latent objective costs caption modelling"
+    : d.high < 0 ? "below the control's"
+    : "no detectable cost: the interval includes 0";
   return [
     "",
     `Caption next-token loss at the end of latent pretraining (mean of the last ${c.latent.steps.length} logged training steps): ` +
       `text control ${c.control.mean.toFixed(3)} (${steps(c.control)}), latent ${c.latent.mean.toFixed(3)} (${steps(c.latent)}); ` +
-      `latent − control ${d >= 0 ? "+" : ""}${d.toFixed(Math.abs(d) < 0.001 ? 4 : 3)}${d > 0 ? " (the latent objective costs caption modelling)" : " (no worse than the control)"}.`,
+      `latent − control ${signed(d.mean)}${Number.isFinite(d.low) ? ` [${signed(d.low)}, ${signed(d.high)}] (paired over the steps, 95% t-interval)` : ""} (${verdict}).`,
   ];
 }
 

@@ -28,14 +28,17 @@ test("a study skips finished steps, refuses changed ones without --force, and re
     await runStudy(tinyStudy(out), { log });
     assert.ok(existsSync(join(out, "results.json")));
     const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as {
-      controls: { kind: string }[]; baselines: Record<string, unknown>; captionLoss: Record<"control" | "latent", { mean: number; steps: number[] }>;
+      controls: { kind: string }[]; baselines: Record<string, unknown>; captionLoss: Record<"control" | "latent", { mean: number; steps: number[]; values: number[] }> & { difference: { mean: number; n: number } };
     };
     assert.ok(results.controls.some((c) => c.kind === "blind"), "the blind control ran");
     assert.ok(results.baselines["world_gqa/test"]);
     for (const arm of ["control", "latent"] as const) {
       const c = results.captionLoss[arm];
-      assert.ok(Number.isFinite(c.mean) && c.mean > 0 && c.steps.at(-1) === 2, `${arm}: the caption loss of its last logged steps, ${JSON.stringify(c)}`);
+      assert.ok(Number.isFinite(c.mean) && c.mean > 0 && c.steps.at(-1) === 2 && c.values.length === c.steps.length, `${arm}: the caption loss of its last logged steps, ${JSON.stringify(c)}`);
     }
+    const { control, latent, difference } = results.captionLoss;
+    assert.equal(difference.n, control.steps.length, "latent − control is paired over the steps both arms logged");
+    assert.ok(Math.abs(difference.mean - (latent.mean - control.mean)) < 1e-9, JSON.stringify(difference));
     assert.match(readFileSync(join(out, "results.md"), "utf8"), /Caption next-token loss at the end of latent pretraining \(mean of the last \d logged training steps\): text control \d\.\d{3} .*latent − control [+-]\d\.\d{3}/);
 
     lines.length = 0;

@@ -37,6 +37,7 @@ import { writeHtmlReport } from "./report_html.js";
 import { StudyJobs } from "./jobs.js";
 import { stepRunner, modelToken, readPredictions, skippedLine, type PlannedStep, type StepKind } from "./steps.js";
 import { writeReport, ARMS, type Baseline, type EvalRun, type RetrievalSummary, type AblationSummary, type CaptionLoss } from "./report.js";
+import { tInterval, type Interval } from "../eval/stats.js";
 import { readMetricsFile } from "../train/metrics.js";
 
 const common = { stage: true, world: true, out: true, seed: true } as const;
@@ -87,17 +88,21 @@ export interface AblationCell {
 const DOTTED = /^[A-Za-z_]\w*(\.\w+)*$/;
 
 /**
- * The two pretraining arms' caption next-token loss at their ends: the mean `ce` of each run's last
- * 5 logged training steps (one logged step is one batch, too noisy alone). Nothing when either run
- * logged none.
+ * The two pretraining arms' caption next-token loss at their ends: the `ce` of each run's last 5
+ * logged training steps (one logged step is one batch, too noisy alone), and latent − control as a
+ * paired t-interval over those steps: both arms read the same captions in the same batches, so a
+ * step's difference cancels how hard its batch was. Nothing when either run logged none.
  */
-function captionLosses(controlRun: string, latentRun: string): { captionLoss?: { control: CaptionLoss; latent: CaptionLoss } } {
+function captionLosses(controlRun: string, latentRun: string): { captionLoss?: { control: CaptionLoss; latent: CaptionLoss; difference?: Interval } } {
   const end = (run: string): CaptionLoss | null => {
     const rows = readMetricsFile(join(run, "metrics.jsonl")).filter((m) => m.split === "train" && typeof m.ce === "number").slice(-5);
-    return rows.length === 0 ? null : { mean: rows.reduce((sum, m) => sum + (m.ce as number), 0) / rows.length, steps: rows.map((m) => m.step) };
+    const values = rows.map((m) => m.ce as number);
+    return rows.length === 0 ? null : { mean: values.reduce((sum, v) => sum + v, 0) / values.length, steps: rows.map((m) => m.step), values };
   };
   const control = end(controlRun), latent = end(latentRun);
-  return control && latent ? { captionLoss: { control, latent } } : {};
+  if (!control || !latent) return {};
+  const paired = control.steps.length === latent.steps.length && control.steps.every((s, i) => s === latent.steps[i]);
+  return { captionLoss: { control, latent, ...(paired ? { difference: tInterval(latent.values.map((v, i) => v - control.values[i]!)) } : {}) } };
 }
 
 /** A grid cell's name: latent[lambda_sim=0.5,pool=mean] (keys under loss. without the prefix). */
