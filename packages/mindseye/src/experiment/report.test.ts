@@ -81,6 +81,19 @@ test("writeReport writes results.json with cells, comparisons, controls, baselin
   }
 });
 
+test("the positive control names the data ratio of the fractions it compares", () => {
+  const dir = mkdtempSync(join(tmpdir(), "mindseye-report-"));
+  try {
+    const runs = [run("baseline", 0.05, 0, "10", { task: "world_gqa/test" }), run("baseline", 1, 0, "10", { task: "world_gqa/test" })];
+    writeReport(dir, runs, { name: "x", seeds: [0], fractions: [0.05, 1], harness: "lmms-eval", baselines: {} });
+    const md = readFileSync(join(dir, "results.md"), "utf8");
+    assert.match(md, /\| fraction 1 − 0\.05 \| baseline \| world_gqa\/test \| .* \| no detectable effect of 20× more data \|/);
+    assert.match(md, /cannot detect even the effect of 20× more data/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("the caption-loss line judges latent − control by its paired interval, not by its sign", () => {
   const dir = mkdtempSync(join(tmpdir(), "mindseye-report-"));
   const line = (latent: number[], control: number[]) => {

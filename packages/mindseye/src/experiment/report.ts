@@ -180,6 +180,11 @@ export function markdownTable(cells: Cell[], comparisons: Comparison[], baseline
   return lines.join("\n");
 }
 
+/** "20× more data" for fractions 0.05 → 1. */
+function moreData(from: number, to: number): string {
+  return `${Number((to / from).toPrecision(3))}× more data`;
+}
+
 function controlsTable(controls: Control[], baselines: Record<string, Baseline>): string[] {
   if (controls.length === 0) return [];
   const lines = [
@@ -189,7 +194,7 @@ function controlsTable(controls: Control[], baselines: Record<string, Baseline>)
   for (const c of controls) {
     const what = c.kind === "fraction" ? `fraction ${c.to} − ${c.from}` : `shuffled images − right images (fraction ${c.fraction})`;
     const reads = c.kind === "fraction"
-      ? (excludesZero(c.difference) && c.difference.mean > 0 ? "more data helps: the study can detect an effect" : "no detectable effect of 10× more data")
+      ? (excludesZero(c.difference) && c.difference.mean > 0 ? "more data helps: the study can detect an effect" : `no detectable effect of ${moreData(c.from, c.to)}`)
       : `blind accuracy ${interval(c.accuracy)}${baselines[c.task] ? ` vs text-only ${pct(baselines[c.task]!.textOnly)}` : ""}`;
     lines.push(`| ${what} | ${armName(c.arm)} | ${c.task} | ${signed(c.difference)} | ${seedsOf(c.perSeed)} | ${reads} |`);
   }
@@ -320,7 +325,7 @@ export function writeReport(dir: string, runs: EvalRun[], meta: ReportMeta): { m
     "Positive control: each arm's largest fraction against its smallest. Blind control: each arm's largest-fraction models answering with the images shuffled across questions.",
     meaningful === null ? "" : meaningful
       ? "The baseline's positive control on world_gqa/test excludes 0: the study can detect an effect of this size."
-      : "⚠ The baseline's positive control on world_gqa/test does not exclude 0: at this size the study cannot detect even the effect of 10× more data, and its comparisons mean little.",
+      : `⚠ The baseline's positive control on world_gqa/test does not exclude 0: at this size the study cannot detect even the effect of ${moreData(Math.min(...meta.fractions), Math.max(...meta.fractions))}, and its comparisons mean little.`,
     "",
     ...controlsTable(controls, meta.baselines),
     "",
