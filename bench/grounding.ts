@@ -17,7 +17,7 @@
 // "empty"; fitted on 1,500 training scenes, scored on 300 val scenes) show what the LM is given.
 //
 // With `--kind where` the VLMs train on "Where is the {np}?" questions instead: finding a cell by
-// its content rather than by its place, which every world_gqa question but the relational ones needs.
+// its content rather than by its place, which nearly every world_gqa question needs.
 //
 //   npm run bench:grounding [-- --steps 500 --inits 0.02,0.08 --positions before_text,after_text --kind at --run runs/demo]
 // Reads the world and encoder of a finished study (make demo); last line: one row per setting.
