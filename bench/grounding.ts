@@ -17,16 +17,18 @@
 // "empty"; fitted on 1,500 training scenes, scored on 300 val scenes) show what the LM is given.
 //
 // With `--kind where` the VLMs train on "Where is the {np}?" questions instead: finding a cell by
-// its content rather than by its place, which nearly every world_gqa question needs.
+// its content rather than by its place, which nearly every world_gqa question needs. With
+// `--image-words λ` they also train on the base's image-word objective at weight λ (each image
+// token, through the tied word embeddings, predicts its cell's words: objectives/image_words.ts).
 //
-//   npm run bench:grounding [-- --steps 500 --inits 0.02,0.08 --positions before_text,after_text --kind at --run runs/demo]
+//   npm run bench:grounding [-- --steps 500 --inits 0.02,0.08 --positions before_text,after_text --kind at --image-words 0 --run runs/demo]
 // Reads the world and encoder of a finished study (make demo); last line: one row per setting.
 import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { torch } from "@mindseye/torch";
+import { torch, type Tensor } from "@mindseye/torch";
 import { loadStudy } from "mindseye/dist/experiment/runner.js";
 import { VitVisionModel } from "mindseye/dist/models/vit.js";
 import { imageTokenCount, type MindsEyeVLM } from "mindseye/dist/models/vlm.js";
@@ -34,7 +36,7 @@ import { buildExample } from "mindseye/dist/data/vlm_inputs.js";
 import { DataLoader } from "mindseye/dist/data/loader.js";
 import type { Tokenizer } from "mindseye/dist/data/tokenizer.js";
 import { ImageBank, readPreprocessor, loadTokenizer, readScenes, trainConfig } from "mindseye/dist/train/stages/common.js";
-import { VlmBaseRecipe, buildVlm, collateVlm, vlmLoss, type VlmBatch } from "mindseye/dist/train/stages/vlm_base.js";
+import { VlmBaseRecipe, buildVlm, collateVlm, cellWordIds, imageWordsOf, vlmBaseLoss, type VlmBatch } from "mindseye/dist/train/stages/vlm_base.js";
 import { train } from "mindseye/dist/train/trainer.js";
 import { groundingPairs, GROUNDING_TEMPLATES } from "mindseye/dist/world/grounding.js";
 import { POSITION_PHRASES } from "mindseye/dist/world/language.js";
@@ -48,6 +50,7 @@ const args = parseArgs({
     inits: { type: "string", default: "0.02,0.08" },
     positions: { type: "string", default: "before_text,after_text" },
     kind: { type: "string", default: "at" },
+    "image-words": { type: "string", default: "0" },
     config: { type: "string", default: "configs/demo.yaml" },
     run: { type: "string" },
   },
@@ -129,6 +132,8 @@ async function main(): Promise<void> {
   const pre = readPreprocessor(encoderDir);
   if (args.kind !== "at" && args.kind !== "where") throw new Error(`--kind ${args.kind}: expected at (lookups by place) or where (lookups by content)`);
   const kind = args.kind;
+  const imageWords = Number(args["image-words"]);
+  if (!(imageWords >= 0)) throw new Error(`--image-words ${args["image-words"]}: expected a weight ≥ 0`);
   const trainPairs = groundingQuestions(world, "train", 4, 0, kind);
   const valPairs = groundingQuestions(world, "val", 2, 7, kind).slice(0, 600);
   const topLeft = `${GROUNDING_TEMPLATES.at.q.replace("{pos}", POSITION_PHRASES[0]![0]!)}`;
@@ -151,10 +156,15 @@ async function main(): Promise<void> {
       const perImage = imageTokenCount(model.config);
       const imagesAfterText = model.config.imagePosition === "after_text";
       const examples = pairs.map((p) => ({ ...buildExample(tok, { images: 1, text: p.text, answer: p.answer, imagesAfterText }, perImage), images: [p.image] }));
-      const loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, { batchSize: recipe.train.batch_size, seed: study.seed, collate: collateVlm(bank, tok.specialTokenIds.pad ?? 0) });
+      const collate = collateVlm(bank, tok.specialTokenIds.pad ?? 0);
+      const words = imageWords > 0 ? imageWordsOf(world, cellWordIds(tok, model)) : null;
+      const loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
+        batchSize: recipe.train.batch_size, seed: study.seed,
+        collate: (batch: typeof examples) => ({ ...collate(batch), ...(words ? { words: words(batch.map((e) => e.images[0]!)) } : {}) }),
+      });
       // Leaving the plateau comes with single gradient spikes (×100 the median at 0.02), which the
       // clipping absorbs: the trainer's blow-up stop would end the run there.
-      await train({ model, loader: loader as DataLoader<unknown, VlmBatch>, step: (b) => ({ loss: vlmLoss(model, b) }) },
+      await train({ model, loader: loader as DataLoader<unknown, VlmBatch & { words?: Tensor }>, step: (b) => vlmBaseLoss(model, b, imageWords) },
         { ...trainConfig(dir, { ...recipe.train, steps }, study.seed), gradSpikeFactor: 0 }, { quiet: true });
       model.eval();
       return then(model);
@@ -169,7 +179,7 @@ async function main(): Promise<void> {
       const [real, blind, probes] = await trained(init, position, trainPairs, (m) => [score(m, tok, bank, valPairs, false), score(m, tok, bank, valPairs, true), cellProbes(m, bank, world, probeTrain, probeTest)] as const);
       // The control (one fixed cell, nothing to look up) exists for lookups by place only.
       const fixed = kind === "at" ? await trained(init, position, trainPairs.filter((p) => p.text === topLeft), (m) => score(m, tok, bank, fixedCell, false)) : null;
-      rows.push(`"${kind}", image ${position}, initializer_range ${init}: every question: exact ${real.exact.toFixed(1)}% (shuffled images ${blind.exact.toFixed(1)}%), token ${real.token.toFixed(1)}% (${blind.token.toFixed(1)}%); ` +
+      rows.push(`"${kind}", image ${position}, initializer_range ${init}${imageWords > 0 ? `, image words ${imageWords}` : ""}: every question: exact ${real.exact.toFixed(1)}% (shuffled images ${blind.exact.toFixed(1)}%), token ${real.token.toFixed(1)}% (${blind.token.toFixed(1)}%); ` +
         (fixed ? `top-left cell only: exact ${fixed.exact.toFixed(1)}%, token ${fixed.token.toFixed(1)}%; ` : "") +
         `image-token probes ${Object.entries(probes).map(([k, v]) => `${k} ${v.toFixed(1)}%`).join(", ")}`);
       console.log(rows[rows.length - 1]);

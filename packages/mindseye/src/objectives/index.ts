@@ -5,3 +5,4 @@ export { infonce, siglip, type AlignmentKind } from "./alignment.js";
 export { nextTokenCrossEntropy, IGNORE_INDEX } from "./next_token.js";
 export { latentObjective, termValues, type ObjectiveConfig, type ObjectiveTerms, type AlignmentParams } from "./combined.js";
 export { collapseStats, type CollapseStats } from "./monitors.js";
+export { imageWordLoss } from "./image_words.js";

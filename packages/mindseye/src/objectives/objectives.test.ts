@@ -5,7 +5,7 @@ import { torch, type Tensor } from "@mindseye/torch";
 import { gradcheck } from "@mindseye/torch/testing";
 import {
   parsePool, pooledCount, poolFeatures, poolLatents, instanceSimilarity, normalizeTargets, targetStats, infonce, siglip,
-  nextTokenCrossEntropy, IGNORE_INDEX, latentObjective, collapseStats, type ObjectiveConfig,
+  nextTokenCrossEntropy, IGNORE_INDEX, latentObjective, collapseStats, imageWordLoss, type ObjectiveConfig,
 } from "./index.js";
 
 const T = (x: number[] | number[][] | number[][][]) => torch.tensor(x);
@@ -94,6 +94,22 @@ scoped("SigLIP by hand: orthogonal matched pairs", () => {
   close(siglip(p, p, 1, 0).item(), want);
   // scale 10, bias −10: diagonal −log σ(0) = log 2, off-diagonal −log σ(10) = log(1 + e^−10)
   close(siglip(p, p, 10, -10).item(), Math.log(2) + Math.log(1 + Math.exp(-10)), 1e-6);
+});
+
+scoped("image-word loss: each token's words through the word embeddings, by hand; gradcheck", () => {
+  // One token [1, 0]; word embeddings [1, 0], [0, 1], [0, 0] -> logits 1, 0, 0, log Z = log(e + 2).
+  // Its words 0 and 1: ((log Z − 1) + log Z) / 2.
+  const logZ = Math.log(Math.E + 2);
+  const embedding = T([[1, 0], [0, 1], [0, 0]]);
+  close(imageWordLoss(T([[[1, 0]]]), embedding, torch.tensor([[[0, 1]]], { dtype: "int64" })).item(), (logZ - 1 + logZ) / 2, 1e-6);
+  // A token that is its word's embedding, scaled up, costs ~0; the same token asked for another word costs a lot.
+  const words = torch.tensor([[[1], [0]]], { dtype: "int64" }); // [1, 2, 1]
+  assert.ok(imageWordLoss(T([[[0, 20], [20, 0]]]), embedding, words).item() < 1e-6);
+  assert.ok(imageWordLoss(T([[[20, 0], [0, 20]]]), embedding, words).item() > 10);
+  assert.throws(() => imageWordLoss(T([[[1, 0]]]), embedding, torch.tensor([[[0], [1]]], { dtype: "int64" })), /1×1 image tokens, words for 1×2/);
+  const gen = new torch.Generator(3);
+  const r = (shape: number[]) => torch.randn(shape, { generator: gen, dtype: "float64" }).requiresGrad_();
+  gradcheck((tokens, emb) => imageWordLoss(tokens, emb, torch.tensor([[[0, 2], [1, 1]], [[2, 2], [0, 1]]], { dtype: "int64" })), [r([2, 2, 3]), r([4, 3])]);
 });
 
 scoped("next-token cross-entropy shifts by one and skips ignored labels", () => {

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Rng } from "./rng.js";
 import { sampleScene, type Scene } from "./scene.js";
-import { groundingPairs } from "./grounding.js";
+import { cellWords, groundingPairs } from "./grounding.js";
 import { checkCaption } from "./readback.js";
 
 const scenes: Scene[] = Array.from({ length: 200 }, (_, i) => sampleScene(new Rng(4, "scene", i + 1), i + 1, "train", 48));
@@ -32,4 +32,13 @@ test("twins (objects alike in every attribute) get no where-question", () => {
   const o = { id: 0, shape: "circle", color: "red", size: "small", material: "metal", x: 0.15, y: 0.15, r: 0.085, row: 0, col: 0 } as const;
   const s: Scene = { id: 1, imageId: "1", file_name: "1.png", split: "train", width: 48, height: 48, objects: [o, { ...o, id: 1, x: 0.83, col: 2 }] };
   assert.ok(groundingPairs(s, new Rng(1)).every((g) => !g.question.startsWith("Where")));
+});
+
+test("cellWords names each cell's object in grid order, and nothing for an empty cell", () => {
+  const o = { id: 0, shape: "circle", color: "red", size: "small", material: "wood", x: 0.83, y: 0.15, r: 0.085, row: 0, col: 2 } as const;
+  const s: Scene = { id: 1, imageId: "1", file_name: "1.png", split: "train", width: 48, height: 48, objects: [o] };
+  const words = cellWords(s);
+  assert.equal(words.length, 9);
+  assert.deepEqual(words[2], ["red", "circle", "small", "wooden"]);
+  assert.deepEqual(words[0], ["nothing", "nothing", "nothing", "nothing"]);
 });

@@ -6,7 +6,7 @@
 // task families' questions. Built from scenes.json, so they are right by construction.
 import type { Rng } from "./rng.js";
 import { GRID, matching, type Scene } from "./scene.js";
-import { POSITION_PHRASES, article, descPhrase, fill } from "./language.js";
+import { POSITION_PHRASES, adjective, article, descPhrase, fill } from "./language.js";
 
 export const GROUNDING_TEMPLATES = {
   at: { q: "What is {pos}?", nothing: "nothing" },
@@ -36,4 +36,20 @@ export function groundingPairs(scene: Scene, rng: Rng, atPerScene = 2): Groundin
     out.push({ question: fill(GROUNDING_TEMPLATES.at.q, { pos }), answer: o ? article(descPhrase(o)) : GROUNDING_TEMPLATES.at.nothing });
   }
   return out;
+}
+
+/**
+ * The words that describe each cell of a scene, in the row-major order of the encoder's grid
+ * tokens: an object's colour, shape, size and material as captions name them, or "nothing" four
+ * times for an empty cell (the base VLM's image-word objective, objectives/image_words.ts).
+ * ```ts
+ * cellWords(scene)[0]; // ["red", "circle", "small", "metal"]
+ * ```
+ */
+export function cellWords(scene: Scene): string[][] {
+  return Array.from({ length: GRID * GRID }, (_, cell) => {
+    const o = scene.objects.find((x) => x.row * GRID + x.col === cell);
+    const nothing = GROUNDING_TEMPLATES.at.nothing;
+    return o ? [o.color, o.shape, adjective("size", o.size), adjective("material", o.material)] : [nothing, nothing, nothing, nothing];
+  });
 }

@@ -12,6 +12,8 @@ import { generateWorld, resolveWorldOptions } from "../../world/generate.js";
 import { evaluate } from "../../eval/run.js";
 import { evaluateRetrieval } from "../../analysis/retrieval.js";
 import { loadStudy } from "../../experiment/runner.js";
+import { readScenes } from "./common.js";
+import { cellWords } from "../../world/grounding.js";
 import {
   runWorldEncoder, runVlmBase, runLatentPretrain, runFinetune, WorldEncoderRecipe, VlmBaseRecipe, LatentPretrainRecipe, FinetuneRecipe,
 } from "./index.js";
@@ -31,9 +33,21 @@ test("each stage fits a tiny training set: encoder F1, fine-tuning accuracy, lat
     }), { quiet: true });
     assert.ok(enc.trainF1 >= 0.97, `the encoder reads the 32 training scenes' attributes per cell: F1 ${enc.trainF1.toFixed(3)}`);
 
+    // The base with the image-word objective: its image tokens come to name their cells' words.
+    // The loss starts near ln(vocabulary) ≈ 5; its floor is ln 4 for a cell with an object (four
+    // words, a quarter each) and 0 for an empty one, ln 4 × the share of filled cells in all.
     const base = await runVlmBase(VlmBaseRecipe.parse({
-      stage: "vlm-base", world, encoder: enc.encoderDir, out: join(root, "base"), ...tiny, train: { steps: 60, batch_size: 32, lr: 3e-3, log_every: 20 },
+      stage: "vlm-base", world, encoder: enc.encoderDir, out: join(root, "base"), ...tiny, image_words: 1, train: { steps: 60, batch_size: 32, lr: 3e-3, log_every: 20 },
     }), { quiet: true });
+    // A token that ignores its image can do no better than the words' frequencies ("blind").
+    const cells = readScenes(world).filter((s) => s.split === "train").flatMap(cellWords);
+    const floor = Math.log(4) * cells.filter((w) => w[0] !== "nothing").length / cells.length;
+    const freq = new Map<string, number>();
+    for (const w of cells.flat()) freq.set(w, (freq.get(w) ?? 0) + 1 / (4 * cells.length));
+    const blind = cells.reduce((sum, ws) => sum - ws.reduce((a, w) => a + Math.log(freq.get(w)!), 0) / 4, 0) / cells.length;
+    const wordLoss = readFileSync(join(root, "base", "metrics.jsonl"), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { image_words: number }).image_words);
+    assert.ok(wordLoss.at(-1)! < floor + 0.25 * (blind - floor),
+      `the image tokens learn their cells' words: image-word loss ${wordLoss.map((v) => v.toFixed(2)).join(" → ")}; floor ${floor.toFixed(2)}, blind ${blind.toFixed(2)}`);
 
     // Fine-tuning: 32 GQA-style training questions, answered exactly after training on them.
     const tuned = await runFinetune(FinetuneRecipe.parse({

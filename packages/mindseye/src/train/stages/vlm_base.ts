@@ -13,10 +13,13 @@ import { resolveQwen2 } from "../../models/qwen2.js";
 import { DataLoader } from "../../data/loader.js";
 import { buildExample, padRight } from "../../data/vlm_inputs.js";
 import { nextTokenCrossEntropy } from "../../objectives/next_token.js";
+import { imageWordLoss } from "../../objectives/image_words.js";
 import { readPairs } from "../../data/formats/index.js";
 import { train, type TrainResult } from "../trainer.js";
 import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, loadUsable, readScenes, dataShard, onLeadRank, type StageOptions, refuseFinetuneOnlyKeys } from "./common.js";
-import { groundingPairs } from "../../world/grounding.js";
+import { cellWords, groundingPairs } from "../../world/grounding.js";
+import { GRID, type Scene } from "../../world/scene.js";
+import type { Tokenizer } from "../../data/tokenizer.js";
 import { Rng } from "../../world/rng.js";
 import { resolveModelRef } from "../../config/hub.js";
 
@@ -43,6 +46,12 @@ export const VlmBaseRecipe = z.strictObject({
   image_position: z.enum(["before_text", "after_text"]).default("before_text"),
   /** Mix in the world's grounding questions (what is at a place, where an object is). */
   grounding: z.boolean().default(true),
+  /**
+   * Weight of the image-word objective (0: off): each image token, read through the LM's tied
+   * word embeddings, predicts the words of its cell (objectives/image_words.ts). It needs one
+   * image token per cell of the world's grid (48 px scenes, 16 px patches).
+   */
+  image_words: z.number().min(0).default(0),
   /** Hidden state of the encoder fed to the projector (-1: last layer). */
   vision_feature_layer: z.number().int().default(-1),
   max_error_rate: MaxErrorRate,
@@ -98,6 +107,45 @@ export function vlmLoss(model: MindsEyeVLM, b: VlmBatch): Tensor {
   return nextTokenCrossEntropy(logits, b.labels);
 }
 
+/**
+ * The token ids of each cell's words (world/grounding.ts cellWords) for the image-word objective:
+ * [9][4] per scene. Refuses a VLM whose images are not one token per cell, and words the
+ * tokenizer splits.
+ */
+export function cellWordIds(tok: Tokenizer, model: MindsEyeVLM): (scene: Scene) => number[][] {
+  const perImage = imageTokenCount(model.config);
+  if (perImage !== GRID * GRID) throw new Error(`image_words: the VLM reads ${perImage} tokens per image, but the objective needs one per cell of the world's ${GRID}×${GRID} grid (48 px scenes with 16 px patches); set image_words: 0 or use such an encoder`);
+  const ids = new Map<string, number>();
+  const idOf = (word: string) => {
+    let id = ids.get(word);
+    if (id === undefined) {
+      const encoded = tok.encode(word, { addSpecialTokens: false });
+      if (encoded.length !== 1) throw new Error(`image_words: the tokenizer splits "${word}" into ${encoded.length} tokens; the objective needs one token per word`);
+      ids.set(word, id = encoded[0]!);
+    }
+    return id;
+  };
+  return (scene) => cellWords(scene).map((words) => words.map(idOf));
+}
+
+/** The base's loss: next-token, plus `imageWords` × the image-word objective when the batch carries words ([B, 9, 4]). */
+export function vlmBaseLoss(model: MindsEyeVLM, b: VlmBatch & { words?: Tensor }, imageWords: number): { loss: Tensor; metrics?: { ce: Tensor; image_words: Tensor } } {
+  const ce = vlmLoss(model, b);
+  if (imageWords === 0 || !b.words) return { loss: ce };
+  const words = imageWordLoss(model.imageFeatures(b.pixels), model.language_model.model.embed_tokens.weight, b.words);
+  return { loss: ce.add(words.mul(imageWords)), metrics: { ce, image_words: words } };
+}
+
+/** The words tensor [B, 9, 4] of a batch's images (paths into the world's images/). */
+export function imageWordsOf(world: string, idsOf: (scene: Scene) => number[][]): (images: string[]) => Tensor {
+  const byImage = new Map(readScenes(world).map((s) => [join(world, "images", s.file_name), s]));
+  return (images) => torch.tensor(images.map((image) => {
+    const scene = byImage.get(image);
+    if (!scene) throw new Error(`image_words: ${image} is not one of the world's scenes (${world}/scenes.json)`);
+    return idsOf(scene);
+  }), { dtype: "int64" });
+}
+
 export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {}): Promise<{ modelDir: string; result: TrainResult }> {
   refuseFinetuneOnlyKeys("vlm-base", recipe.train);
   const r = { ...recipe, encoder: resolveModelRef(recipe.encoder) }; // a directory, or a Hugging Face id in the hub cache
@@ -123,10 +171,13 @@ export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {})
   const perImage = imageTokenCount(model.config);
   const imagesAfterText = model.config.imagePosition === "after_text";
   const examples = usable.map((p) => ({ ...buildExample(tok, { images: 1, text: p.text, answer: p.answer, imagesAfterText }, perImage), images: [p.image] }));
+  const collate = collateVlm(bank, tok.specialTokenIds.pad ?? 0);
+  const words = r.image_words > 0 ? imageWordsOf(r.world, cellWordIds(tok, model)) : null;
   const loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
-    batchSize: r.train.batch_size, seed: r.seed, ...dataShard(), collate: collateVlm(bank, tok.specialTokenIds.pad ?? 0),
+    batchSize: r.train.batch_size, seed: r.seed, ...dataShard(),
+    collate: (batch: typeof examples) => ({ ...collate(batch), ...(words ? { words: words(batch.map((e) => e.images[0]!)) } : {}) }),
   });
-  const result = await train({ model, loader: loader as DataLoader<unknown, VlmBatch>, step: (b) => ({ loss: vlmLoss(model, b) }) },
+  const result = await train({ model, loader: loader as DataLoader<unknown, VlmBatch & { words?: Tensor }>, step: (b) => vlmBaseLoss(model, b, r.image_words) },
     trainConfig(r.out, r.train, r.seed), trainOptions(opts));
   stopIfInterrupted(result, r.out);
   const modelDir = join(r.out, "model");
