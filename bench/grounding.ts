@@ -36,7 +36,7 @@ import { buildExample } from "mindseye/dist/data/vlm_inputs.js";
 import { DataLoader } from "mindseye/dist/data/loader.js";
 import type { Tokenizer } from "mindseye/dist/data/tokenizer.js";
 import { ImageBank, readPreprocessor, loadTokenizer, readScenes, trainConfig } from "mindseye/dist/train/stages/common.js";
-import { VlmBaseRecipe, buildVlm, collateVlm, cellWordIds, imageWordsOf, vlmBaseLoss, type VlmBatch } from "mindseye/dist/train/stages/vlm_base.js";
+import { VlmBaseRecipe, buildVlm, collateVlm, collateVlmBase, cellWordIds, imageWordsOf, vlmBaseLoss, type VlmBatch } from "mindseye/dist/train/stages/vlm_base.js";
 import { train } from "mindseye/dist/train/trainer.js";
 import { groundingPairs, GROUNDING_TEMPLATES } from "mindseye/dist/world/grounding.js";
 import { POSITION_PHRASES } from "mindseye/dist/world/language.js";
@@ -156,11 +156,9 @@ async function main(): Promise<void> {
       const perImage = imageTokenCount(model.config);
       const imagesAfterText = model.config.imagePosition === "after_text";
       const examples = pairs.map((p) => ({ ...buildExample(tok, { images: 1, text: p.text, answer: p.answer, imagesAfterText }, perImage), images: [p.image] }));
-      const collate = collateVlm(bank, tok.specialTokenIds.pad ?? 0);
       const words = imageWords > 0 ? imageWordsOf(world, cellWordIds(tok, model)) : null;
       const loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
-        batchSize: recipe.train.batch_size, seed: study.seed,
-        collate: (batch: typeof examples) => ({ ...collate(batch), ...(words ? { words: words(batch.map((e) => e.images[0]!)) } : {}) }),
+        batchSize: recipe.train.batch_size, seed: study.seed, collate: collateVlmBase(bank, tok.specialTokenIds.pad ?? 0, words),
       });
       // Leaving the plateau comes with single gradient spikes (×100 the median at 0.02), which the
       // clipping absorbs: the trainer's blow-up stop would end the run there.

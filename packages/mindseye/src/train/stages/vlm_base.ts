@@ -128,12 +128,27 @@ export function cellWordIds(tok: Tokenizer, model: MindsEyeVLM): (scene: Scene) 
   return (scene) => cellWords(scene).map((words) => words.map(idOf));
 }
 
-/** The base's loss: next-token, plus `imageWords` × the image-word objective when the batch carries words ([B, 9, 4]). */
+/**
+ * The base's loss: next-token, plus `imageWords` × the image-word objective when the batch carries
+ * words ([B, 9, 4]); the image tokens are computed once for both.
+ */
 export function vlmBaseLoss(model: MindsEyeVLM, b: VlmBatch & { words?: Tensor }, imageWords: number): { loss: Tensor; metrics?: { ce: Tensor; image_words: Tensor } } {
-  const ce = vlmLoss(model, b);
-  if (imageWords === 0 || !b.words) return { loss: ce };
-  const words = imageWordLoss(model.imageFeatures(b.pixels), model.language_model.model.embed_tokens.weight, b.words);
+  if (imageWords === 0 || !b.words) return { loss: vlmLoss(model, b) };
+  const features = model.imageFeatures(b.pixels); // [B, 9, D]
+  const { logits } = model.language_model.forward({ inputsEmbeds: model.embed(b.inputIds, b.pixels, features), attentionMask: b.attentionMask });
+  const ce = nextTokenCrossEntropy(logits, b.labels);
+  const words = imageWordLoss(features, model.language_model.model.embed_tokens.weight, b.words);
   return { loss: ce.add(words.mul(imageWords)), metrics: { ce, image_words: words } };
+}
+
+/**
+ * collateVlm's batches, with each image's cell words ([B, 9, 4], `words`) when the image-word
+ * objective is on (`imageWords`: imageWordsOf's lookup) — for examples of one image each.
+ */
+export function collateVlmBase(bank: ImageBank, padId: number, imageWords: ((images: string[]) => Tensor) | null) {
+  const collate = collateVlm(bank, padId);
+  return (batch: { ids: number[]; labels: number[]; images: string[] }[]) =>
+    ({ ...collate(batch), ...(imageWords ? { words: imageWords(batch.map((e) => e.images[0]!)) } : {}) });
 }
 
 /** The words tensor [B, 9, 4] of a batch's images (paths into the world's images/). */
@@ -171,11 +186,9 @@ export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {})
   const perImage = imageTokenCount(model.config);
   const imagesAfterText = model.config.imagePosition === "after_text";
   const examples = usable.map((p) => ({ ...buildExample(tok, { images: 1, text: p.text, answer: p.answer, imagesAfterText }, perImage), images: [p.image] }));
-  const collate = collateVlm(bank, tok.specialTokenIds.pad ?? 0);
   const words = r.image_words > 0 ? imageWordsOf(r.world, cellWordIds(tok, model)) : null;
   const loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
-    batchSize: r.train.batch_size, seed: r.seed, ...dataShard(),
-    collate: (batch: typeof examples) => ({ ...collate(batch), ...(words ? { words: words(batch.map((e) => e.images[0]!)) } : {}) }),
+    batchSize: r.train.batch_size, seed: r.seed, ...dataShard(), collate: collateVlmBase(bank, tok.specialTokenIds.pad ?? 0, words),
   });
   const result = await train({ model, loader: loader as DataLoader<unknown, VlmBatch & { words?: Tensor }>, step: (b) => vlmBaseLoss(model, b, r.image_words) },
     trainConfig(r.out, r.train, r.seed), trainOptions(opts));
