@@ -126,13 +126,9 @@ export class MindsEyeVLM extends nn.Module {
     return this.multi_modal_projector.forward(features);
   }
 
-  /**
-   * Token embeddings with the image pads' rows replaced by image features, in order. [B, T, D]
-   * `features` ([n, N, D], from imageFeatures(pixelValues)) spares computing them again when the
-   * caller needs them too.
-   */
-  embed(inputIds: Tensor, pixelValues?: Tensor, features?: Tensor): Tensor {
-    return embedWithImages(this.language_model.model.embed_tokens, inputIds, this.config.imageTokenId, pixelValues, (px) => features ?? this.imageFeatures(px));
+  /** Token embeddings with the image pads' rows replaced by image features, in order. [B, T, D] */
+  embed(inputIds: Tensor, pixelValues?: Tensor): Tensor {
+    return embedWithImages(this.language_model.model.embed_tokens, inputIds, this.config.imageTokenId, pixelValues, (px) => this.imageFeatures(px));
   }
 
   forward(input: VlmInput): { logits: Tensor; lastHiddenState: Tensor; pastKeyValues?: KVCache } {

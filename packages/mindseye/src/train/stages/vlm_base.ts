@@ -130,14 +130,14 @@ export function cellWordIds(tok: Tokenizer, model: MindsEyeVLM): (scene: Scene) 
 
 /**
  * The base's loss: next-token, plus `imageWords` × the image-word objective when the batch carries
- * words ([B, 9, 4]); the image tokens are computed once for both.
+ * words ([B, 9, 4]). The objective runs the frozen encoder and the projector again rather than
+ * share the forward pass's image tokens: the gradients are the same sum but round differently, and
+ * when a run leaves its plateau is sensitive to that (bench:grounding's figures were measured so).
  */
 export function vlmBaseLoss(model: MindsEyeVLM, b: VlmBatch & { words?: Tensor }, imageWords: number): { loss: Tensor; metrics?: { ce: Tensor; image_words: Tensor } } {
-  if (imageWords === 0 || !b.words) return { loss: vlmLoss(model, b) };
-  const features = model.imageFeatures(b.pixels); // [B, 9, D]
-  const { logits } = model.language_model.forward({ inputsEmbeds: model.embed(b.inputIds, b.pixels, features), attentionMask: b.attentionMask });
-  const ce = nextTokenCrossEntropy(logits, b.labels);
-  const words = imageWordLoss(features, model.language_model.model.embed_tokens.weight, b.words);
+  const ce = vlmLoss(model, b);
+  if (imageWords === 0 || !b.words) return { loss: ce };
+  const words = imageWordLoss(model.imageFeatures(b.pixels), model.language_model.model.embed_tokens.weight, b.words);
   return { loss: ce.add(words.mul(imageWords)), metrics: { ce, image_words: words } };
 }
 
