@@ -24,6 +24,8 @@ export interface TaskOptions {
   poison?: number;
   /** From this call of step() on, the loss is multiplied by this factor (a gradient blow-up). */
   blowUp?: { call: number; factor: number };
+  /** At this one call of step(), the loss is multiplied by this factor (a single spike). */
+  spike?: { call: number; factor: number };
 }
 
 export function makeTask(opts: TaskOptions = {}): TrainTask<{ tokens: Tensor }> & { model: ReferenceDecoder } {
@@ -42,6 +44,7 @@ export function makeTask(opts: TaskOptions = {}): TrainTask<{ tokens: Tensor }> 
       let loss = F.crossEntropy(logits.reshape(-1, CFG.vocabSize), targets.reshape(-1));
       if (opts.poison !== undefined && calls >= opts.poison) loss = loss.mul(NaN);
       if (opts.blowUp !== undefined && calls >= opts.blowUp.call) loss = loss.mul(opts.blowUp.factor);
+      if (opts.spike !== undefined && calls === opts.spike.call) loss = loss.mul(opts.spike.factor);
       return { loss, metrics: { tokens: targets.numel() } };
     },
   };

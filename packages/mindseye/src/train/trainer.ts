@@ -86,7 +86,11 @@ export interface TrainConfig {
   seed: number;
   /** Mixed precision for CUDA tensors (torch.autocast); CPU work is unaffected. */
   autocast: "none" | "bfloat16" | "float16";
-  /** Stop when a step's grad norm exceeds this multiple of the median of the recent ones (a blow-up); 0 disables. */
+  /**
+   * A step whose grad norm exceeds this multiple of the median of the recent ones is a spike: its
+   * update is skipped (counted, logged as `skipped_steps`); SPIKES_IN_A_ROW of them in a row are a
+   * blow-up and stop the run. 0 disables.
+   */
   gradSpikeFactor: number;
   /**
    * Examples per micro-batch (the loader's batchSize), so that a resume with another batch size
@@ -133,6 +137,14 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, "runDir" | "steps"> = {
 
 /** Grad norms kept for the spike check, and how many it needs before it judges. */
 const GRAD_HISTORY = 100, GRAD_HISTORY_MIN = 10;
+/**
+ * Spikes in a row that stop the run. One spike alone is skipped, not fatal: late in a run that
+ * fits its data (a small fine-tuning fraction, many epochs) the median grad norm falls towards 0,
+ * and one batch the model still gets wrong is a 100× outlier while the weights are healthy
+ * (clipping bounds what it would apply). Skipping it is what OLMo's trainer does with loss spikes;
+ * a real blow-up keeps spiking.
+ */
+export const SPIKES_IN_A_ROW = 5;
 
 export interface TrainOptions {
   /** Continue from the run folder's latest checkpoint when there is one (what `mindseye train` does). */
@@ -170,6 +182,8 @@ export interface TrainResult {
   lastLoss: number;
   losses: number[];
   checkpoint: string | null;
+  /** Steps whose update was skipped because their grad norm spiked (over the whole run, resumes included). */
+  skippedSteps: number;
 }
 
 /** An lr as one types it: 0.003, 3e-5, 1e17. */
@@ -360,6 +374,7 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
     let step = 0;
     let lastCheckpoint: string | null = null;
     let gradNorms: number[] = [];
+    let skipped = { total: 0, inARow: 0 };
     if (existing !== null) {
       const state = together(`loading ${existing}`, () => loadCheckpoint(existing, model, opt));
       for (const g of opt.paramGroups) g.initialLr = cfg.lr; // the checkpoint's groups carry the lr it was written with
@@ -373,6 +388,7 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
       task.loader.load({ ...c, batch, rank, worldSize });
       step = state.step;
       gradNorms = state.gradNorms;
+      skipped = state.skippedSteps ?? skipped;
       lastCheckpoint = existing;
       // Checkpoints after this one belong to a continuation that is being replaced (e.g. one that diverged).
       if (lead) {
@@ -415,7 +431,7 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
     const checkpoint = () => {
       const health = { weightsFinite: true, gradNorm: lastGradNorm, gradNormMedian: lastMedian };
       const rankRngs = ranks === null ? null : ranks.gatherBytes(`gathering the ranks' random states for the checkpoint of step ${step}`, rngBytes()).map((b) => Buffer.from(b).toString("base64"));
-      const state = { step, loader: task.loader.state(), fingerprint, overrides, resumes, gradNorms, health, consolidated: true, ...(rankRngs ? { rankRngs } : {}) };
+      const state = { step, loader: task.loader.state(), fingerprint, overrides, resumes, gradNorms, ...(skipped.total > 0 ? { skippedSteps: skipped } : {}), health, consolidated: true, ...(rankRngs ? { rankRngs } : {}) };
       // ZeRO: the full optimizer state on rank 0, which saves it as plain DDP's
       if (zero !== null) ranks!.comm(`gathering the sharded optimizer state (ZeRO-${zeroStage}) for the checkpoint of step ${step}`, () => zero.consolidateStateDict(0));
       // rank 0 writes; the others wait for it (no rank runs ahead of a checkpoint that may fail)
@@ -482,14 +498,21 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
         const gradNorm = zero?.stage === 2 ? ranks!.comm(`step ${step + 1}: the gradient norm over the shards (ZeRO-2)`, () => zero.clipGradNorm(maxNorm)) : optim.clipGradNorm(params, maxNorm);
         const med = gradNorms.length >= GRAD_HISTORY_MIN ? median(gradNorms) : null;
         if (!Number.isFinite(gradNorm)) throw diverged(`the gradient norm became ${gradNorm}`);
-        if (cfg.gradSpikeFactor > 0 && med !== null && gradNorm > cfg.gradSpikeFactor * med) {
-          throw diverged(`the gradient norm jumped to ${gradNorm.toPrecision(3)}, ${(gradNorm / med).toFixed(0)}× the median ${med.toPrecision(3)} of the last ${gradNorms.length} steps (gradSpikeFactor ${cfg.gradSpikeFactor})`);
+        const spike = cfg.gradSpikeFactor > 0 && med !== null && gradNorm > cfg.gradSpikeFactor * med;
+        if (spike) {
+          const what = `the gradient norm jumped to ${gradNorm.toPrecision(3)}, ${(gradNorm / med).toFixed(0)}× the median ${med.toPrecision(3)} of the last ${gradNorms.length} steps (gradSpikeFactor ${cfg.gradSpikeFactor})`;
+          if (skipped.inARow + 1 >= SPIKES_IN_A_ROW) throw diverged(`${what}: ${SPIKES_IN_A_ROW} spikes in a row, from step ${step + 1 - skipped.inARow} (the ones before this were skipped)`);
+          skipped = { total: skipped.total + 1, inARow: skipped.inARow + 1 };
+          if (lead) console.error(`\n${runDir}: step ${step + 1} skipped: ${what}; its update is not applied (${skipped.total} skipped so far; ${SPIKES_IN_A_ROW} in a row stop the run)`);
+        } else {
+          // the spike's norm stays out of the history, so that it does not raise the median it is judged by
+          gradNorms = [...gradNorms, gradNorm].slice(-GRAD_HISTORY);
+          skipped = { ...skipped, inARow: 0 };
+          if (zero !== null) ranks!.comm(`step ${step + 1}: the optimizer step (ZeRO-${zeroStage}: each rank's parameters broadcast to the others)`, () => opt.step());
+          else opt.step();
         }
-        gradNorms = [...gradNorms, gradNorm].slice(-GRAD_HISTORY);
         lastGradNorm = gradNorm;
         lastMedian = med;
-        if (zero !== null) ranks!.comm(`step ${step + 1}: the optimizer step (ZeRO-${zeroStage}: each rank's parameters broadcast to the others)`, () => opt.step());
-        else opt.step();
         opt.zeroGrad();
         step += 1;
         losses.push(lossSum);
@@ -497,7 +520,7 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
         if (step % cfg.logEvery === 0 || step === cfg.steps) {
           const seconds = (performance.now() - windowStart) / 1000;
           const mean = ranks === null ? logged : meanMetrics(ranks, step, logged);
-          const values = { loss: lossSum, lr: opt.paramGroups[0]!.lr, grad_norm: gradNorm, samples_per_s: samples / seconds, ...mean };
+          const values = { loss: lossSum, lr: opt.paramGroups[0]!.lr, grad_norm: gradNorm, samples_per_s: samples / seconds, ...(skipped.total > 0 ? { skipped_steps: skipped.total } : {}), ...mean };
           task.onLog?.(step, values);
           metrics?.log(step, values);
           samples = 0;
@@ -543,7 +566,7 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
       process.exitCode = 128 + osConstants.signals[signal];
       if (lead) console.error(`${signal}: stopped at step ${step} of ${cfg.steps}; saved ${lastCheckpoint}. To resume, run the same command again: \`mindseye train\` continues from the latest checkpoint in ${runDir} (in code: train(..., { resume: true })).`);
     }
-    return { steps: step, interrupted: step < cfg.steps, signal, lastLoss: losses[losses.length - 1] ?? NaN, losses, checkpoint: lastCheckpoint };
+    return { steps: step, interrupted: step < cfg.steps, signal, lastLoss: losses[losses.length - 1] ?? NaN, losses, checkpoint: lastCheckpoint, skippedSteps: skipped.total };
   } finally {
     releaseLock();
   }
