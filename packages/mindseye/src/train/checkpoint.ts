@@ -56,10 +56,10 @@ export interface TrainerState {
   /** Recent grad norms: the history the divergence check compares against. */
   gradNorms: number[];
   /**
-   * Steps whose update was skipped because their grad norm spiked: in all, and in a row up to this
-   * step (the divergence check stops the run when the row grows too long). Absent: none.
+   * Steps whose grad norm spiked: in all, and in a row up to this step (the divergence check stops
+   * the run when the row grows too long). Absent: none.
    */
-  skippedSteps?: { total: number; inARow: number };
+  gradSpikes?: { total: number; inARow: number };
   health: CheckpointHealth;
   /**
    * Under DDP, every rank's CPU generator state (base64), in rank order: rank r resumes from its
@@ -179,5 +179,5 @@ export function loadCheckpoint(dir: string, model: nn.Module, opt: optim.Optimiz
   torch.setRngState(rng);
   rng.dispose();
   // Checkpoints written before health records lack these: no overrides, no resumes, no history.
-  return { ...state, overrides: state.overrides ?? {}, resumes: state.resumes ?? [], gradNorms: state.gradNorms ?? [], skippedSteps: state.skippedSteps ?? { total: 0, inARow: 0 } };
+  return { ...state, overrides: state.overrides ?? {}, resumes: state.resumes ?? [], gradNorms: state.gradNorms ?? [], gradSpikes: state.gradSpikes ?? { total: 0, inARow: 0 } };
 }

@@ -87,9 +87,9 @@ export interface TrainConfig {
   /** Mixed precision for CUDA tensors (torch.autocast); CPU work is unaffected. */
   autocast: "none" | "bfloat16" | "float16";
   /**
-   * A step whose grad norm exceeds this multiple of the median of the recent ones is a spike: its
-   * update is skipped (counted, logged as `skipped_steps`); SPIKES_IN_A_ROW of them in a row are a
-   * blow-up and stop the run. 0 disables.
+   * A step whose grad norm exceeds this multiple of the median of the recent ones is a spike
+   * (counted, logged as `grad_spikes`); SPIKES_IN_A_ROW of them in a row are a blow-up and stop the
+   * run before the last is applied. 0 disables.
    */
   gradSpikeFactor: number;
   /**
@@ -138,11 +138,10 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, "runDir" | "steps"> = {
 /** Grad norms kept for the spike check, and how many it needs before it judges. */
 const GRAD_HISTORY = 100, GRAD_HISTORY_MIN = 10;
 /**
- * Spikes in a row that stop the run. One spike alone is skipped, not fatal: late in a run that
- * fits its data (a small fine-tuning fraction, many epochs) the median grad norm falls towards 0,
- * and one batch the model still gets wrong is a 100× outlier while the weights are healthy
- * (clipping bounds what it would apply). Skipping it is what OLMo's trainer does with loss spikes;
- * a real blow-up keeps spiking.
+ * Spikes in a row that stop the run. One spike alone is applied (clipped, as every step is): late
+ * in a run that fits its data (a small fine-tuning fraction over many epochs) the median grad norm
+ * falls towards 0, and a batch the model still gets wrong is a 100× outlier while the weights are
+ * healthy. A blow-up keeps spiking.
  */
 export const SPIKES_IN_A_ROW = 5;
 
@@ -182,8 +181,8 @@ export interface TrainResult {
   lastLoss: number;
   losses: number[];
   checkpoint: string | null;
-  /** Steps whose update was skipped because their grad norm spiked (over the whole run, resumes included). */
-  skippedSteps: number;
+  /** Steps whose grad norm spiked (gradSpikeFactor) without stopping the run (over the whole run, resumes included). */
+  gradSpikes: number;
 }
 
 /** An lr as one types it: 0.003, 3e-5, 1e17. */
@@ -374,7 +373,7 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
     let step = 0;
     let lastCheckpoint: string | null = null;
     let gradNorms: number[] = [];
-    let skipped = { total: 0, inARow: 0 };
+    let spikes = { total: 0, inARow: 0 };
     if (existing !== null) {
       const state = together(`loading ${existing}`, () => loadCheckpoint(existing, model, opt));
       for (const g of opt.paramGroups) g.initialLr = cfg.lr; // the checkpoint's groups carry the lr it was written with
@@ -388,7 +387,7 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
       task.loader.load({ ...c, batch, rank, worldSize });
       step = state.step;
       gradNorms = state.gradNorms;
-      skipped = state.skippedSteps ?? skipped;
+      spikes = state.gradSpikes ?? spikes;
       lastCheckpoint = existing;
       // Checkpoints after this one belong to a continuation that is being replaced (e.g. one that diverged).
       if (lead) {
@@ -431,7 +430,7 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
     const checkpoint = () => {
       const health = { weightsFinite: true, gradNorm: lastGradNorm, gradNormMedian: lastMedian };
       const rankRngs = ranks === null ? null : ranks.gatherBytes(`gathering the ranks' random states for the checkpoint of step ${step}`, rngBytes()).map((b) => Buffer.from(b).toString("base64"));
-      const state = { step, loader: task.loader.state(), fingerprint, overrides, resumes, gradNorms, ...(skipped.total > 0 ? { skippedSteps: skipped } : {}), health, consolidated: true, ...(rankRngs ? { rankRngs } : {}) };
+      const state = { step, loader: task.loader.state(), fingerprint, overrides, resumes, gradNorms, ...(spikes.total > 0 ? { gradSpikes: spikes } : {}), health, consolidated: true, ...(rankRngs ? { rankRngs } : {}) };
       // ZeRO: the full optimizer state on rank 0, which saves it as plain DDP's
       if (zero !== null) ranks!.comm(`gathering the sharded optimizer state (ZeRO-${zeroStage}) for the checkpoint of step ${step}`, () => zero.consolidateStateDict(0));
       // rank 0 writes; the others wait for it (no rank runs ahead of a checkpoint that may fail)
@@ -444,11 +443,12 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
     // Training diverged on the weights of `step`: a checkpoint of them is suspect, so the last healthy
     // one is older. `latest` is pointed at it and the suspect ones are marked (by rank 0; every rank
     // reaches this on the same numbers).
-    const diverged = (reason: string, make = (healthy: string | null) => new DivergenceError(step + 1, reason, healthy, runDir, cfg.lr / 10)) => {
+    // `since`: the first step whose update is suspect (a run of spikes began there), when earlier than `step`.
+    const diverged = (reason: string, since = step, make = (healthy: string | null) => new DivergenceError(step + 1, reason, healthy, runDir, cfg.lr / 10)) => {
       const all = listCheckpoints(runDir);
-      const healthy = all.filter((c) => c.step < step && !readTrainerState(c.dir).health?.diverged).at(-1) ?? null;
+      const healthy = all.filter((c) => c.step < since && !readTrainerState(c.dir).health?.diverged).at(-1) ?? null;
       if (lead) {
-        for (const c of all.filter((c) => c.step >= step)) markDiverged(c.dir, `step ${step + 1}: ${reason}`);
+        for (const c of all.filter((c) => c.step >= since)) markDiverged(c.dir, `step ${step + 1}: ${reason}`);
         pointLatest(runDir, healthy?.name ?? null);
       }
       return make(healthy?.dir ?? null);
@@ -491,7 +491,7 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
         } else {
           agreedSignal = stopRequested;
         }
-        if (!Number.isFinite(lossSum)) throw diverged(`the loss became ${lossSum}`, (h) => new NonFiniteLossError(step + 1, lossSum, h, runDir, cfg.lr / 10));
+        if (!Number.isFinite(lossSum)) throw diverged(`the loss became ${lossSum}`, step, (h) => new NonFiniteLossError(step + 1, lossSum, h, runDir, cfg.lr / 10));
         // 3. clip (the norm is measured either way), check for divergence before stepping, step
         //    (the gradients, hence the norm, are the same on every rank; ZeRO-2 combines the ranks' shards)
         const maxNorm = cfg.clipGradNorm > 0 ? cfg.clipGradNorm : Infinity;
@@ -499,28 +499,23 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
         const med = gradNorms.length >= GRAD_HISTORY_MIN ? median(gradNorms) : null;
         if (!Number.isFinite(gradNorm)) throw diverged(`the gradient norm became ${gradNorm}`);
         const spike = cfg.gradSpikeFactor > 0 && med !== null && gradNorm > cfg.gradSpikeFactor * med;
-        if (spike) {
-          const what = `the gradient norm jumped to ${gradNorm.toPrecision(3)}, ${(gradNorm / med).toFixed(0)}× the median ${med.toPrecision(3)} of the last ${gradNorms.length} steps (gradSpikeFactor ${cfg.gradSpikeFactor})`;
-          if (skipped.inARow + 1 >= SPIKES_IN_A_ROW) throw diverged(`${what}: ${SPIKES_IN_A_ROW} spikes in a row, from step ${step + 1 - skipped.inARow} (the ones before this were skipped)`);
-          skipped = { total: skipped.total + 1, inARow: skipped.inARow + 1 };
-          if (lead) console.error(`\n${runDir}: step ${step + 1} skipped: ${what}; its update is not applied (${skipped.total} skipped so far; ${SPIKES_IN_A_ROW} in a row stop the run)`);
-        } else {
-          // the spike's norm stays out of the history, so that it does not raise the median it is judged by
-          gradNorms = [...gradNorms, gradNorm].slice(-GRAD_HISTORY);
-          skipped = { ...skipped, inARow: 0 };
-          if (zero !== null) ranks!.comm(`step ${step + 1}: the optimizer step (ZeRO-${zeroStage}: each rank's parameters broadcast to the others)`, () => opt.step());
-          else opt.step();
+        spikes = spike ? { total: spikes.total + 1, inARow: spikes.inARow + 1 } : { ...spikes, inARow: 0 };
+        if (spikes.inARow >= SPIKES_IN_A_ROW) {
+          throw diverged(`the gradient norm jumped to ${gradNorm.toPrecision(3)}, ${(gradNorm / med!).toFixed(0)}× the median ${med!.toPrecision(3)} of the last ${gradNorms.length} steps (gradSpikeFactor ${cfg.gradSpikeFactor}), ${SPIKES_IN_A_ROW} spikes in a row from step ${step + 2 - SPIKES_IN_A_ROW}`, step + 1 - SPIKES_IN_A_ROW);
         }
+        gradNorms = [...gradNorms, gradNorm].slice(-GRAD_HISTORY);
+        if (zero !== null) ranks!.comm(`step ${step + 1}: the optimizer step (ZeRO-${zeroStage}: each rank's parameters broadcast to the others)`, () => opt.step());
+        else opt.step();
+        opt.zeroGrad();
         lastGradNorm = gradNorm;
         lastMedian = med;
-        opt.zeroGrad();
         step += 1;
         losses.push(lossSum);
         // 4. log (the metrics averaged over the ranks), evaluate, checkpoint (never one with non-finite weights)
         if (step % cfg.logEvery === 0 || step === cfg.steps) {
           const seconds = (performance.now() - windowStart) / 1000;
           const mean = ranks === null ? logged : meanMetrics(ranks, step, logged);
-          const values = { loss: lossSum, lr: opt.paramGroups[0]!.lr, grad_norm: gradNorm, samples_per_s: samples / seconds, ...(skipped.total > 0 ? { skipped_steps: skipped.total } : {}), ...mean };
+          const values = { loss: lossSum, lr: opt.paramGroups[0]!.lr, grad_norm: gradNorm, samples_per_s: samples / seconds, ...(spikes.total > 0 ? { grad_spikes: spikes.total } : {}), ...mean };
           task.onLog?.(step, values);
           metrics?.log(step, values);
           samples = 0;
@@ -566,7 +561,7 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
       process.exitCode = 128 + osConstants.signals[signal];
       if (lead) console.error(`${signal}: stopped at step ${step} of ${cfg.steps}; saved ${lastCheckpoint}. To resume, run the same command again: \`mindseye train\` continues from the latest checkpoint in ${runDir} (in code: train(..., { resume: true })).`);
     }
-    return { steps: step, interrupted: step < cfg.steps, signal, lastLoss: losses[losses.length - 1] ?? NaN, losses, checkpoint: lastCheckpoint, skippedSteps: skipped.total };
+    return { steps: step, interrupted: step < cfg.steps, signal, lastLoss: losses[losses.length - 1] ?? NaN, losses, checkpoint: lastCheckpoint, gradSpikes: spikes.total };
   } finally {
     releaseLock();
   }
