@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { summarize, markdownTable, ablationTable, concentration, studyIsMeaningful, writeReport, type EvalRun } from "./report.js";
+import { summarize, markdownTable, ablationTable, concentration, studyIsMeaningful, typeBreakdown, writeReport, type EvalRun } from "./report.js";
 import { hierarchicalBootstrap, tInterval } from "../eval/stats.js";
 
 const outcomes = (pattern: string) => new Map([...pattern].map((c, i) => [`q${i}`, c === "1"]));
@@ -148,4 +148,23 @@ test("ablation cells: compared paired with the baseline and the latent arm, kept
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("by question type: each arm on one type's questions, the latent arm's differences paired within the type", () => {
+  const types = new Map([["q0", "exist"], ["q1", "exist"], ["q2", "count"], ["q3", "count"]]);
+  const runs = [
+    run("baseline", 1, 0, "1000", { types }), run("baseline", 1, 1, "0100", { types }),
+    run("latent", 1, 0, "1110", { types }), run("latent", 1, 1, "1101", { types }),
+    run("latent", 1, 0, "0000", { types, blind: true }), // blind runs are controls, not in the breakdown
+  ];
+  const rows = typeBreakdown(runs);
+  assert.deepEqual(rows.map((r) => [r.type, r.n]), [["count", 2], ["exist", 2]]);
+  const count = rows[0]!, exist = rows[1]!;
+  assert.equal(count.accuracy.baseline!.mean, 0);
+  assert.equal(count.accuracy.latent!.mean, 0.5);
+  assert.equal(count.accuracy.control, undefined, "no control runs");
+  assert.deepEqual(count.comparisons.map((c) => [c.b, c.difference.mean, c.perSeed]), [["baseline", 0.5, [0.5, 0.5]]]);
+  assert.equal(exist.accuracy.baseline!.mean, 0.5);
+  assert.deepEqual(exist.comparisons[0]!.perSeed, [0.5, 0.5]);
+  assert.deepEqual(typeBreakdown(runs.map((r) => ({ ...r, types: undefined }))), [], "runs without types: no breakdown");
 });

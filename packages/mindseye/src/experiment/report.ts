@@ -15,6 +15,9 @@
 //                  blind: accuracy with images shuffled across questions − with the right images
 //                  (`fraction`, `accuracy` of the blind model), the control that the image is used
 //   baselines      {"task/split": {chance, majority, textOnly, n}} blind predictors on the split
+//   byType[]       {task, fraction, type, n, accuracy: {baseline, control, latent}, comparisons: [{b, difference,
+//                  perSeed[]}]}: the arms on each question type's questions alone, latent − baseline and
+//                  latent − control paired as above (where the latent arm gains or loses)
 //   concentration[] {arm, fraction, seed, task, byType: {type: {answer, share}}, flagged[]}:
 //                  each model's share of its most common answer per question type (flagged > 80%)
 //   retrieval      the latent arm's alignment before fine-tuning (recall@k, median rank, collapse)
@@ -49,6 +52,8 @@ export interface EvalRun {
   outcomes: Map<string, boolean>;
   /** Each question's type and the model's answer (for answer concentration). */
   answers?: { type: string; prediction: string }[];
+  /** question id -> its question type (for the per-type breakdown) */
+  types?: Map<string, string>;
 }
 
 export interface Cell { arm: string; fraction: number; task: string; seeds: number; accuracy: Interval; perSeed: number[] }
@@ -58,6 +63,8 @@ export type Control =
   | { kind: "fraction"; arm: string; task: string; from: number; to: number; difference: Interval; perSeed: number[] }
   | { kind: "blind"; arm: string; task: string; fraction: number; accuracy: Interval; difference: Interval; perSeed: number[] };
 export interface Baseline { chance: number; majority: number; textOnly: number; n: number }
+/** The arms on the questions of one type: each arm's accuracy and the latent arm's paired differences. */
+export interface TypeBreakdown { task: string; fraction: number; type: string; n: number; accuracy: Partial<Record<Arm, Interval>>; comparisons: { b: Arm; difference: Interval; perSeed: number[] }[] }
 export interface Concentration { arm: string; fraction: number; seed: number; task: string; byType: Record<string, { answer: string; share: number }>; flagged: string[] }
 
 /** Share above which a model's most common answer to a question type is flagged. */
@@ -108,6 +115,54 @@ export function concentration(runs: readonly EvalRun[]): Concentration[] {
     const flagged = Object.keys(byType).filter((t) => byType[t]!.share > CONCENTRATION_FLAG).sort();
     return { arm: r.arm, fraction: r.fraction, seed: r.seed, task: r.task, byType, flagged };
   });
+}
+
+/** A run restricted to the questions of one type. */
+const ofType = (r: EvalRun, type: string): EvalRun => ({ ...r, outcomes: new Map([...r.outcomes].filter(([id]) => r.types?.get(id) === type)) });
+
+/**
+ * The three arms question type by question type (each task × fraction whose runs know their
+ * questions' types): each arm's accuracy on that type's questions and the latent arm's paired
+ * differences from the baseline and the text control, intervals as everywhere (seeds, then questions).
+ */
+export function typeBreakdown(runs: readonly EvalRun[], seed = 0): TypeBreakdown[] {
+  const armRuns = runs.filter((r) => !r.blind && isArm(r.arm) && r.types);
+  const out: TypeBreakdown[] = [];
+  for (const group of groupBy(armRuns, (r) => `${r.task}|${r.fraction}`).values()) {
+    const { task, fraction } = group[0]!;
+    for (const type of [...new Set(group.flatMap((r) => [...r.types!.values()]))].sort()) {
+      const arm = (a: Arm) => group.filter((r) => r.arm === a).sort((x, y) => x.seed - y.seed).map((r) => ofType(r, type));
+      const accuracy: TypeBreakdown["accuracy"] = {};
+      for (const a of ARMS) if (arm(a).length > 0) accuracy[a] = hierarchicalBootstrap(matrix(arm(a)), { seed });
+      const comparisons: TypeBreakdown["comparisons"] = [];
+      for (const b of ["baseline", "control"] as const) {
+        const d = arm("latent").length > 0 && arm(b).length > 0 ? pairedDifference(arm("latent"), arm(b), seed) : null;
+        if (d) comparisons.push({ b, ...d });
+      }
+      const n = Math.max(...group.map((r) => ofType(r, type).outcomes.size));
+      out.push({ task, fraction, type, n, accuracy, comparisons });
+    }
+  }
+  return out.sort((x, y) => x.task.localeCompare(y.task) || x.fraction - y.fraction || x.type.localeCompare(y.type));
+}
+
+function typeLines(rows: TypeBreakdown[]): string[] {
+  if (rows.length === 0) return [];
+  const diff = (r: TypeBreakdown, b: Arm) => {
+    const c = r.comparisons.find((x) => x.b === b);
+    return c ? `${signed(c.difference)}${excludesZero(c.difference) ? " *" : ""}` : "–";
+  };
+  const acc = (i: Interval | undefined) => (i ? interval(i) : "–");
+  return [
+    "",
+    "## By question type",
+    "",
+    `The arms on each question type's questions alone (same intervals, paired differences). With ${rows.length} rows and two differences each, about one interval in 20 excludes 0 by chance alone.`,
+    "",
+    "| task | fraction | type | questions | baseline | text control | latent | latent − baseline | latent − control |",
+    "|---|---|---|---|---|---|---|---|---|",
+    ...rows.map((r) => `| ${r.task} | ${r.fraction} | ${r.type} | ${r.n} | ${acc(r.accuracy.baseline)} | ${acc(r.accuracy.control)} | ${acc(r.accuracy.latent)} | ${diff(r, "baseline")} | ${diff(r, "control")} |`),
+  ];
 }
 
 export function summarize(runs: readonly EvalRun[], seed = 0): { cells: Cell[]; comparisons: Comparison[]; controls: Control[] } {
@@ -308,6 +363,7 @@ export function studyIsMeaningful(controls: Control[]): boolean | null {
 export function writeReport(dir: string, runs: EvalRun[], meta: ReportMeta): { markdown: string } {
   const { cells, comparisons, controls } = summarize(runs);
   const conc = concentration(runs);
+  const types = typeBreakdown(runs);
   const meaningful = studyIsMeaningful(controls);
   const markdown = [
     `# Results: ${meta.name}`,
@@ -336,6 +392,7 @@ export function writeReport(dir: string, runs: EvalRun[], meta: ReportMeta): { m
     ...Object.entries(meta.baselines).map(([t, b]) => `| ${t} | ${b.n} | ${pct(b.chance)} | ${pct(b.majority)} | ${pct(b.textOnly)} |`),
     "",
     ...concentrationLines(conc),
+    ...typeLines(types),
     "",
     meta.skipped && meta.skipped.length > 0 ? `Skipped input (each evaluation's results.json lists it):\n\n${meta.skipped.map((l) => `- ${l}`).join("\n")}` : "Skipped input: none (every evaluated question and image was read).",
     ...retrievalLines(meta.retrieval),
@@ -361,7 +418,7 @@ export function writeReport(dir: string, runs: EvalRun[], meta: ReportMeta): { m
   writeFileSync(join(dir, "results.json"), JSON.stringify({
     ...meta,
     intervals: "95%, hierarchical bootstrap: seeds resampled with replacement, then questions (paired for differences)",
-    meaningful, cells, comparisons, controls, concentration: conc,
+    meaningful, cells, comparisons, controls, byType: types, concentration: conc,
   }, null, 2) + "\n");
   // Cell names may hold commas (latent[similarity=l2,alignment=siglip]): quoted as RFC 4180 does.
   const q = (field: string) => (/[",\n]/.test(field) ? `"${field.replace(/"/g, '""')}"` : field);

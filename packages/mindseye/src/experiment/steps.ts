@@ -124,17 +124,19 @@ export function modelToken(ref: string, where: string): { dir: string; token: st
   return { dir, token: sha([resolve(dir), files]) };
 }
 
-/** An evaluation's per-question outcomes and answers (predictions.jsonl). */
-export function readPredictions(path: string): Pick<EvalRun, "outcomes" | "answers"> {
+/** An evaluation's per-question outcomes, answers and question types (predictions.jsonl). */
+export function readPredictions(path: string): Pick<EvalRun, "outcomes" | "answers" | "types"> {
   const outcomes = new Map<string, boolean>();
+  const types = new Map<string, string>();
   const answers: { type: string; prediction: string }[] = [];
   for (const line of readFileSync(path, "utf8").split("\n")) {
     if (!line.trim()) continue;
     const p = JSON.parse(line) as { id: string; correct: boolean; type: string; prediction: string };
     outcomes.set(p.id, p.correct);
+    types.set(p.id, p.type);
     answers.push({ type: p.type, prediction: p.prediction });
   }
-  return { outcomes, answers };
+  return { outcomes, answers, types };
 }
 
 /** The skipped-input line of an evaluation (null when every question was scored). */
