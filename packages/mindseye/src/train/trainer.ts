@@ -443,7 +443,7 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
     // Training diverged on the weights of `step`: a checkpoint of them is suspect, so the last healthy
     // one is older. `latest` is pointed at it and the suspect ones are marked (by rank 0; every rank
     // reaches this on the same numbers).
-    // `since`: the first step whose update is suspect (a run of spikes began there), when earlier than `step`.
+    // `since`: the step whose weights are suspect from (a run of spikes began on them), when earlier than `step`.
     const diverged = (reason: string, since = step, make = (healthy: string | null) => new DivergenceError(step + 1, reason, healthy, runDir, cfg.lr / 10)) => {
       const all = listCheckpoints(runDir);
       const healthy = all.filter((c) => c.step < since && !readTrainerState(c.dir).health?.diverged).at(-1) ?? null;
@@ -504,11 +504,11 @@ export async function train<B>(task: TrainTask<B>, config: Partial<TrainConfig> 
           throw diverged(`the gradient norm jumped to ${gradNorm.toPrecision(3)}, ${(gradNorm / med!).toFixed(0)}× the median ${med!.toPrecision(3)} of the last ${gradNorms.length} steps (gradSpikeFactor ${cfg.gradSpikeFactor}), ${SPIKES_IN_A_ROW} spikes in a row from step ${step + 2 - SPIKES_IN_A_ROW}`, step + 1 - SPIKES_IN_A_ROW);
         }
         gradNorms = [...gradNorms, gradNorm].slice(-GRAD_HISTORY);
+        lastGradNorm = gradNorm;
+        lastMedian = med;
         if (zero !== null) ranks!.comm(`step ${step + 1}: the optimizer step (ZeRO-${zeroStage}: each rank's parameters broadcast to the others)`, () => opt.step());
         else opt.step();
         opt.zeroGrad();
-        lastGradNorm = gradNorm;
-        lastMedian = med;
         step += 1;
         losses.push(lossSum);
         // 4. log (the metrics averaged over the ranks), evaluate, checkpoint (never one with non-finite weights)
