@@ -131,12 +131,13 @@ export function typeBreakdown(runs: readonly EvalRun[], seed = 0): TypeBreakdown
   for (const group of groupBy(armRuns, (r) => `${r.task}|${r.fraction}`).values()) {
     const { task, fraction } = group[0]!;
     for (const type of [...new Set(group.flatMap((r) => [...r.types!.values()]))].sort()) {
-      const arm = (a: Arm) => group.filter((r) => r.arm === a).sort((x, y) => x.seed - y.seed).map((r) => ofType(r, type));
+      const byArm = new Map(ARMS.map((a) => [a, group.filter((r) => r.arm === a).sort((x, y) => x.seed - y.seed).map((r) => ofType(r, type))]));
       const accuracy: TypeBreakdown["accuracy"] = {};
-      for (const a of ARMS) if (arm(a).length > 0) accuracy[a] = hierarchicalBootstrap(matrix(arm(a)), { seed });
+      for (const [a, runsOfArm] of byArm) if (runsOfArm.length > 0) accuracy[a] = hierarchicalBootstrap(matrix(runsOfArm), { seed });
       const comparisons: TypeBreakdown["comparisons"] = [];
+      const latent = byArm.get("latent")!;
       for (const b of ["baseline", "control"] as const) {
-        const d = arm("latent").length > 0 && arm(b).length > 0 ? pairedDifference(arm("latent"), arm(b), seed) : null;
+        const d = latent.length > 0 && byArm.get(b)!.length > 0 ? pairedDifference(latent, byArm.get(b)!, seed) : null;
         if (d) comparisons.push({ b, ...d });
       }
       const n = Math.max(...group.map((r) => ofType(r, type).outcomes.size));
