@@ -1,13 +1,16 @@
 // The study runner on a tiny study: finished steps are skipped, a changed setting is never
 // reused silently (the study stops and names the step; --force redoes it and what follows), and
-// a world whose generation was cut short is regenerated.
+// a world whose generation was cut short is regenerated; the shipped study configs plan their grids.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { StudyConfig, runStudy, stepMarkerPath, checkStudy } from "./runner.js";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { StudyConfig, runStudy, stepMarkerPath, checkStudy, loadStudy, planStudy } from "./runner.js";
 import { writeTinyLlava } from "../models/llava_test_helpers.js";
+
+const configs = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..", "configs"); // dist/experiment -> repo root
 
 const tinyStudy = (out: string, scenes = 30) => StudyConfig.parse({
   name: "tiny", out, world: { scenes, size: 32, latents: 4 },
@@ -113,6 +116,25 @@ test("a study's named models (models:) are fine-tuned and evaluated like the arm
     writeTinyLlava(llava, { template: true, seed: 1 });
     await assert.rejects(runStudy(study(), { log }), /finetune llava-tiny, fraction 1, seed 0: .*was made from earlier results of the steps it reads.*--force/s);
     assert.throws(() => checkStudy(StudyConfig.parse({ ...tinyStudy(out), models: [{ name: "latent", model: llava }] })), /models\.0: the name "latent" is taken/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("configs/demo.yaml and configs/study.yaml validate and plan their grids", async () => {
+  const root = mkdtempSync(join(tmpdir(), "mindseye-study-plan-"));
+  try {
+    const count = (plan: { kind: string }[], kind: string) => plan.filter((s) => s.kind === kind).length;
+    const demo = loadStudy(join(configs, "demo.yaml"), [`out=${join(root, "demo")}`]);
+    const study = loadStudy(join(configs, "study.yaml"), [`out=${join(root, "study")}`]);
+    // demo: 3 arms × 2 fractions × 3 seeds; study: 3 arms × 3 fractions × 5 seeds on a larger world.
+    assert.equal(count(await planStudy(demo), "finetune"), 18);
+    const plan = await planStudy(study);
+    assert.equal(count(plan, "finetune"), 45);
+    assert.ok(study.world.scenes > demo.world.scenes && study.fractions.length > demo.fractions.length && study.seeds.length >= 5);
+    // Each model on test and test_novel; the 15 at the largest fraction also blind on the first split.
+    assert.equal(count(plan, "eval"), 45 * 2 + 15);
+    assert.ok(!existsSync(join(root, "study")), "planning writes nothing");
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
