@@ -140,7 +140,7 @@ export function typeBreakdown(runs: readonly EvalRun[], seed = 0): TypeBreakdown
         const d = latent.length > 0 && byArm.get(b)!.length > 0 ? pairedDifference(latent, byArm.get(b)!, seed) : null;
         if (d) comparisons.push({ b, ...d });
       }
-      const n = Math.max(...group.map((r) => ofType(r, type).outcomes.size));
+      const n = Math.max(...[...byArm.values()].flat().map((r) => r.outcomes.size));
       out.push({ task, fraction, type, n, accuracy, comparisons });
     }
   }
