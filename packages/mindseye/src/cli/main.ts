@@ -13,6 +13,7 @@ import { registerImagineCommand } from "./imagine.js";
 import { registerModelCommand } from "./model.js";
 import { registerPlanCommand } from "./plan.js";
 import { registerAnalyzeCommand } from "./analyze.js";
+import { registerCompareCommand } from "./compare.js";
 import { registerLaunchCommand } from "./launch.js";
 
 const program = new Command()
@@ -47,6 +48,7 @@ registerImagineCommand(program);
 registerModelCommand(program);
 registerPlanCommand(program);
 registerAnalyzeCommand(program);
+registerCompareCommand(program);
 registerLaunchCommand(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {

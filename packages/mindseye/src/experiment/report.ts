@@ -54,6 +54,8 @@ export interface EvalRun {
   answers?: { type: string; prediction: string }[];
   /** question id -> its question type (for the per-type breakdown) */
   types?: Map<string, string>;
+  /** question id -> its prompt and reference answer (to check that two studies asked the same questions) */
+  questions?: Map<string, string>;
 }
 
 export interface Cell { arm: string; fraction: number; task: string; seeds: number; accuracy: Interval; perSeed: number[] }
@@ -85,12 +87,23 @@ export function matrix(runs: readonly EvalRun[]): number[][] {
 
 /** Paired a − b: seeds matched by seed number, questions by id. Null when nothing pairs. */
 export function pairedDifference(a: readonly EvalRun[], b: readonly EvalRun[], seed: number): { difference: Interval; perSeed: number[] } | null {
-  const pairs = a.map((x) => [x, b.find((y) => y.seed === x.seed)] as const).filter((p): p is readonly [EvalRun, EvalRun] => p[1] !== undefined)
-    .sort((p, q) => p[0].seed - q[0].seed);
-  if (pairs.length === 0) return null;
-  const ids = [...pairs[0]![0].outcomes.keys()].filter((id) => pairs.every(([x, y]) => x.outcomes.has(id) && y.outcomes.has(id)));
+  return pairedContrast([a, b], [1, -1], seed);
+}
+
+/**
+ * Σ weights[i] · outcome of groups[i], paired: the seeds every group evaluated (by seed number)
+ * and the questions every such run answered (by id); a hierarchical bootstrap of the seeds ×
+ * questions matrix. Null when nothing pairs. A difference of differences is
+ * `pairedContrast([a1, b1, a0, b0], [1, -1, -1, 1], seed)`.
+ */
+export function pairedContrast(groups: readonly (readonly EvalRun[])[], weights: readonly number[], seed: number): { difference: Interval; perSeed: number[] } | null {
+  if (groups.length === 0 || groups.length !== weights.length) throw new RangeError(`pairedContrast: ${groups.length} groups and ${weights.length} weights`);
+  const tuples = groups[0]!.map((x) => [x, ...groups.slice(1).map((g) => g.find((y) => y.seed === x.seed))])
+    .filter((t): t is EvalRun[] => t.every((r) => r !== undefined)).sort((p, q) => p[0]!.seed - q[0]!.seed);
+  if (tuples.length === 0) return null;
+  const ids = [...tuples[0]![0]!.outcomes.keys()].filter((id) => tuples.every((t) => t.every((r) => r.outcomes.has(id))));
   if (ids.length === 0) return null;
-  const rows = pairs.map(([x, y]) => ids.map((id) => (x.outcomes.get(id) ? 1 : 0) - (y.outcomes.get(id) ? 1 : 0)));
+  const rows = tuples.map((t) => ids.map((id) => t.reduce((sum, r, i) => sum + weights[i]! * (r.outcomes.get(id) ? 1 : 0), 0)));
   return { difference: hierarchicalBootstrap(rows, { seed }), perSeed: rows.map((r) => r.reduce((s, v) => s + v, 0) / r.length) };
 }
 

@@ -124,19 +124,21 @@ export function modelToken(ref: string, where: string): { dir: string; token: st
   return { dir, token: sha([resolve(dir), files]) };
 }
 
-/** An evaluation's per-question outcomes, answers and question types (predictions.jsonl). */
-export function readPredictions(path: string): Pick<EvalRun, "outcomes" | "answers" | "types"> {
+/** An evaluation's per-question outcomes, answers, question types and questions (predictions.jsonl). */
+export function readPredictions(path: string): Pick<EvalRun, "outcomes" | "answers" | "types" | "questions"> {
   const outcomes = new Map<string, boolean>();
   const types = new Map<string, string>();
+  const questions = new Map<string, string>();
   const answers: { type: string; prediction: string }[] = [];
   for (const line of readFileSync(path, "utf8").split("\n")) {
     if (!line.trim()) continue;
-    const p = JSON.parse(line) as { id: string; correct: boolean; type: string; prediction: string };
+    const p = JSON.parse(line) as { id: string; correct: boolean; type: string; prediction: string; prompt: string; answer: string };
     outcomes.set(p.id, p.correct);
     types.set(p.id, p.type);
+    questions.set(p.id, `${p.prompt} → ${p.answer}`);
     answers.push({ type: p.type, prediction: p.prediction });
   }
-  return { outcomes, answers, types };
+  return { outcomes, answers, types, questions };
 }
 
 /** The skipped-input line of an evaluation (null when every question was scored). */
