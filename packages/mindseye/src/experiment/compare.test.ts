@@ -49,8 +49,16 @@ test("compareStudies: each arm's B − A and the change of the latent arm's gain
   // A study compared with itself changes by exactly nothing
   const same = compareStudies(a, a);
   for (const r of [...same.arms.map((x) => x.difference), ...same.gains.map((g) => g.change)]) assert.deepEqual([r.mean, r.low, r.high], [0, 0, 0]);
-  // Only seeds both evaluated pair; nothing shared, nothing compared
-  assert.equal(compareStudies(a, b.filter((r) => r.seed < 2)).arms[0]!.perSeed.length, 2);
+  // Only seeds both evaluated pair, in every figure of a row; nothing shared, nothing compared
+  const partial = compareStudies(a, b.filter((r) => r.seed < 2 || r.arm !== "latent"));
+  assert.deepEqual(partial.arms.map((r) => r.perSeed.length), [5, 5, 2]);
+  const latentA = a.filter((r) => r.arm === "latent" && r.seed < 2);
+  const meanOf = (runs: EvalRun[]) => runs.reduce((s, r) => s + [...r.outcomes.values()].filter(Boolean).length, 0) / (runs.length * QUESTIONS);
+  assert.equal(partial.arms[2]!.a.mean, meanOf(latentA), "A's accuracy on the seeds B has");
+  for (const g of partial.gains) {
+    assert.equal(g.perSeed.length, 2);
+    assert.ok(Math.abs(g.change.mean - (g.after.mean - g.before.mean)) < 1e-12, "gains and their change on the same seeds");
+  }
   assert.deepEqual(compareStudies(a, b.map((r) => ({ ...r, fraction: 0.5 }))), { arms: [], gains: [] } satisfies StudyComparison);
   // Blind evaluations are not compared
   assert.deepEqual(compareStudies(a, b.map((r) => ({ ...r, blind: true }))).arms, []);

@@ -62,6 +62,12 @@ export function checkSameQuestions(a: { dir: string; runs: readonly EvalRun[] },
   }
 }
 
+/** Each group restricted to the seeds every group evaluated (a study still running has fewer). */
+function onCommonSeeds<T extends readonly (readonly EvalRun[])[]>(...groups: T): { [K in keyof T]: EvalRun[] } {
+  const common = groups.map((g) => new Set(g.map((r) => r.seed))).reduce((x, y) => new Set([...x].filter((s) => y.has(s))));
+  return groups.map((g) => g.filter((r) => common.has(r.seed))) as { [K in keyof T]: EvalRun[] };
+}
+
 const cellKey = (r: Pick<EvalRun, "arm" | "fraction" | "task">) => `${r.arm}\t${r.fraction}\t${r.task}`;
 
 function groups(runs: readonly EvalRun[]): Map<string, EvalRun[]> {
@@ -76,9 +82,10 @@ export function compareStudies(a: readonly EvalRun[], b: readonly EvalRun[], see
   const arms: ArmShift[] = [];
   const gains: GainShift[] = [];
   const accuracy = (runs: readonly EvalRun[]) => hierarchicalBootstrap(matrix(runs), { seed });
-  for (const [key, before] of ga) {
-    const after = gb.get(key);
-    if (!after) continue;
+  for (const [key, allBefore] of ga) {
+    const allAfter = gb.get(key);
+    if (!allAfter) continue;
+    const [before, after] = onCommonSeeds(allBefore, allAfter);
     const d = pairedDifference(after, before, seed);
     if (!d) continue;
     const { arm, fraction, task } = before[0]!;
@@ -88,8 +95,9 @@ export function compareStudies(a: readonly EvalRun[], b: readonly EvalRun[], see
       const k = cellKey({ arm: other, fraction, task });
       const [otherBefore, otherAfter] = [ga.get(k), gb.get(k)];
       if (!otherBefore || !otherAfter) continue;
-      const change = pairedContrast([after, otherAfter, before, otherBefore], [1, -1, -1, 1], seed);
-      const gainBefore = pairedDifference(before, otherBefore, seed), gainAfter = pairedDifference(after, otherAfter, seed);
+      const four = onCommonSeeds(allAfter, otherAfter, allBefore, otherBefore); // every figure of the row on the same seeds
+      const change = pairedContrast(four, [1, -1, -1, 1], seed);
+      const gainAfter = pairedDifference(four[0], four[1], seed), gainBefore = pairedDifference(four[2], four[3], seed);
       if (change && gainBefore && gainAfter) {
         gains.push({ a: "latent", b: other, fraction, task, before: gainBefore.difference, after: gainAfter.difference, change: change.difference, perSeed: change.perSeed });
       }
