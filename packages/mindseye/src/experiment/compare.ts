@@ -13,7 +13,7 @@ import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join, relative, sep } from "node:path";
 import { ConfigError } from "../config/errors.js";
 import { hierarchicalBootstrap, type Interval } from "../eval/stats.js";
-import { ARMS, matrix, pairedContrast, pairedDifference, type Arm, type EvalRun } from "./report.js";
+import { ARMS, excludesZero, groupBy, interval, matrix, pairedContrast, pairedDifference, seedsOf, signed, type Arm, type EvalRun } from "./report.js";
 import { readPredictions } from "./steps.js";
 
 /** One arm (or ablation cell, or named model) at one fraction and task: its accuracy in A and in B, and B − A. */
@@ -49,8 +49,9 @@ export function readStudyEvaluations(study: string): EvalRun[] {
 /** Refuses two studies whose worlds differ, or whose evaluations gave one question id two different questions. */
 export function checkSameQuestions(a: { dir: string; runs: readonly EvalRun[] }, b: { dir: string; runs: readonly EvalRun[] }): void {
   const worldOf = (dir: string) => JSON.stringify((JSON.parse(readFileSync(join(dir, "study.resolved.json"), "utf8")) as { world?: unknown }).world ?? null);
-  if (worldOf(a.dir) !== worldOf(b.dir)) {
-    throw new ConfigError(`${a.dir} and ${b.dir} were run on different worlds (study.resolved.json "world": ${worldOf(a.dir)} against ${worldOf(b.dir)}); their questions do not pair. Compare studies of the same world`);
+  const [worldA, worldB] = [worldOf(a.dir), worldOf(b.dir)];
+  if (worldA !== worldB) {
+    throw new ConfigError(`${a.dir} and ${b.dir} were run on different worlds (study.resolved.json "world": ${worldA} against ${worldB}); their questions do not pair. Compare studies of the same world`);
   }
   const seen = new Map<string, string>(); // "task\tid" -> question
   for (const run of [...a.runs, ...b.runs]) {
@@ -69,12 +70,7 @@ function onCommonSeeds<T extends readonly (readonly EvalRun[])[]>(...groups: T):
 }
 
 const cellKey = (r: Pick<EvalRun, "arm" | "fraction" | "task">) => `${r.arm}\t${r.fraction}\t${r.task}`;
-
-function groups(runs: readonly EvalRun[]): Map<string, EvalRun[]> {
-  const out = new Map<string, EvalRun[]>();
-  for (const r of runs) if (!r.blind) (out.get(cellKey(r)) ?? out.set(cellKey(r), []).get(cellKey(r))!).push(r);
-  return out;
-}
+const groups = (runs: readonly EvalRun[]) => groupBy(runs.filter((r) => !r.blind), cellKey);
 
 /** B − A, paired by seed and question: every arm × fraction × task both evaluated, and the latent arm's gains. */
 export function compareStudies(a: readonly EvalRun[], b: readonly EvalRun[], seed = 0): StudyComparison {
@@ -109,12 +105,7 @@ export function compareStudies(a: readonly EvalRun[], b: readonly EvalRun[], see
   return { arms, gains };
 }
 
-const pct = (i: Interval, sign = false) => {
-  const f = (v: number) => (v * 100).toFixed(1);
-  const star = sign && (i.low > 0 || i.high < 0) ? " *" : "";
-  return `${sign && i.mean >= 0 ? "+" : ""}${f(i.mean)} [${f(i.low)}, ${f(i.high)}]${star}`;
-};
-const perSeed = (xs: readonly number[]) => xs.map((x) => (x * 100).toFixed(1)).join(" / ");
+const difference = (i: Interval) => `${signed(i)}${excludesZero(i) ? " *" : ""}`;
 
 /** The comparison as two markdown tables (accuracy in %, 95% intervals; * marks a difference whose interval excludes 0). */
 export function comparisonMarkdown(c: StudyComparison, names: { a: string; b: string }): string {
@@ -123,11 +114,11 @@ export function comparisonMarkdown(c: StudyComparison, names: { a: string; b: st
     "",
     "| arm | fraction | task | A | B | B − A | per seed |",
     "|---|---|---|---|---|---|---|",
-    ...c.arms.map((r) => `| ${r.arm} | ${r.fraction} | ${r.task} | ${pct(r.a)} | ${pct(r.b)} | ${pct(r.difference, true)} | ${perSeed(r.perSeed)} |`),
+    ...c.arms.map((r) => `| ${r.arm} | ${r.fraction} | ${r.task} | ${interval(r.a)} | ${interval(r.b)} | ${difference(r.difference)} | ${seedsOf(r.perSeed)} |`),
   ];
   if (c.gains.length > 0) {
     lines.push("", "| gain | fraction | task | in A | in B | change (B − A) | per seed |", "|---|---|---|---|---|---|---|",
-      ...c.gains.map((g) => `| latent − ${g.b} | ${g.fraction} | ${g.task} | ${pct(g.before, true)} | ${pct(g.after, true)} | ${pct(g.change, true)} | ${perSeed(g.perSeed)} |`));
+      ...c.gains.map((g) => `| latent − ${g.b} | ${g.fraction} | ${g.task} | ${difference(g.before)} | ${difference(g.after)} | ${difference(g.change)} | ${seedsOf(g.perSeed)} |`));
   }
   return lines.join("\n");
 }

@@ -107,7 +107,7 @@ export function pairedContrast(groups: readonly (readonly EvalRun[])[], weights:
   return { difference: hierarchicalBootstrap(rows, { seed }), perSeed: rows.map((r) => r.reduce((s, v) => s + v, 0) / r.length) };
 }
 
-function groupBy<T>(items: readonly T[], key: (t: T) => string): Map<string, T[]> {
+export function groupBy<T>(items: readonly T[], key: (t: T) => string): Map<string, T[]> {
   const out = new Map<string, T[]>();
   for (const i of items) {
     const k = key(i);
@@ -223,11 +223,12 @@ export function summarize(runs: readonly EvalRun[], seed = 0): { cells: Cell[]; 
   return { cells, comparisons, controls };
 }
 
+// Tables show accuracies and differences in %: "49.3 [47.7, 51.1]", "+1.6 [0.3, 2.8]", per seed "52.0 / 48.9".
 const pct = (x: number) => (Number.isFinite(x) ? (100 * x).toFixed(1) : "–");
-const interval = (i: Interval) => `${pct(i.mean)} [${pct(i.low)}, ${pct(i.high)}]`;
-const signed = (i: Interval) => `${i.mean >= 0 ? "+" : ""}${pct(i.mean)} [${pct(i.low)}, ${pct(i.high)}]`;
-const seedsOf = (v: readonly number[]) => v.map(pct).join(" / ");
-const excludesZero = (i: Interval) => i.low > 0 || i.high < 0;
+export const interval = (i: Interval) => `${pct(i.mean)} [${pct(i.low)}, ${pct(i.high)}]`;
+export const signed = (i: Interval) => `${i.mean >= 0 ? "+" : ""}${pct(i.mean)} [${pct(i.low)}, ${pct(i.high)}]`;
+export const seedsOf = (v: readonly number[]) => v.map(pct).join(" / ");
+export const excludesZero = (i: Interval) => i.low > 0 || i.high < 0;
 
 /** The results table: one row per task × fraction, one column per arm (with per-seed values), then the differences. */
 export function markdownTable(cells: Cell[], comparisons: Comparison[], baselines: Record<string, Baseline> = {}): string {
