@@ -28,6 +28,20 @@ test("cells pool seeds; comparisons pair seeds and questions; per-seed values ar
   assert.match(md, /\+37\.5 \[/);
 });
 
+test("the text control is compared with the baseline, paired, in its own column", () => {
+  const runs = [run("baseline", 1, 0, "1100"), run("baseline", 1, 1, "1000"), run("control", 1, 0, "1110"), run("control", 1, 1, "1000"),
+    run("latent", 1, 0, "1111"), run("latent", 1, 1, "1110")];
+  const { cells, comparisons } = summarize(runs);
+  assert.deepEqual(comparisons.map((c) => `${c.a}−${c.b}`).sort(), ["control−baseline", "latent−baseline", "latent−control"]);
+  const d = comparisons.find((c) => c.a === "control")!;
+  assert.equal(d.difference.mean, 0.125);
+  assert.deepEqual(d.perSeed, [0.25, 0]);
+  const md = markdownTable(cells, comparisons);
+  assert.match(md.split("\n")[0]!, /\| latent − baseline \| latent − control \| control − baseline \|$/);
+  // latent − baseline +50.0, latent − control +37.5, control − baseline +12.5, in that order.
+  assert.match(md, /\+50\.0 \[[^|]*\| \+37\.5 \[[^|]*\| \+12\.5 \[[^|]*\|$/m);
+});
+
 test("the hierarchical bootstrap counts the variance between seeds; the question-only one does not", () => {
   // Two seeds that disagree completely: 100% and 0% on the same 200 questions.
   const rows = [Array<number>(200).fill(1), Array<number>(200).fill(0)];

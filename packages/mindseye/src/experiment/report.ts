@@ -9,7 +9,8 @@
 //
 // results.json (users script against it; the README documents it):
 //   cells[]        {arm, fraction, task: "task/split", seeds, accuracy: {mean, low, high, n}, perSeed[]}
-//   comparisons[]  {a, b, fraction, task, difference: {mean, low, high, n}, perSeed[]}
+//   comparisons[]  {a, b, fraction, task, difference: {mean, low, high, n}, perSeed[]}: latent − baseline,
+//                  latent − control and control − baseline (what the captions alone do)
 //   controls[]     {kind: "fraction" | "blind", arm, task, difference, perSeed[], ...}
 //                  fraction: largest fraction − smallest (`from`, `to`), the positive control;
 //                  blind: accuracy with images shuffled across questions − with the right images
@@ -192,10 +193,12 @@ export function summarize(runs: readonly EvalRun[], seed = 0): { cells: Cell[]; 
   }
   cells.sort((x, y) => x.task.localeCompare(y.task) || x.fraction - y.fraction || armOrder(x.arm, y.arm));
 
-  // The latent arm against the baseline and the control; each ablation cell against the baseline and the latent arm.
+  // The latent arm against the baseline and the control; the control against the baseline (what
+  // the captions alone do); each ablation cell against the baseline and the latent arm.
+  const against = (arm: string): readonly Arm[] => arm === "latent" ? ["baseline", "control"] : arm === "control" ? ["baseline"] : ["baseline", "latent"];
   const comparisons: Comparison[] = [];
-  for (const c of cells.filter((c) => !isArm(c.arm) || c.arm === "latent")) {
-    for (const other of c.arm === "latent" ? ["baseline", "control"] as const : ["baseline", "latent"] as const) {
+  for (const c of cells.filter((c) => c.arm !== "baseline")) {
+    for (const other of against(c.arm)) {
       const b = groups.get(key(other, c.fraction, c.task));
       const d = b && pairedDifference(groups.get(key(c.arm, c.fraction, c.task))!, b, seed);
       if (d) comparisons.push({ a: c.arm, b: other, fraction: c.fraction, task: c.task, ...d });
@@ -234,18 +237,18 @@ export const excludesZero = (i: Interval) => i.low > 0 || i.high < 0;
 export function markdownTable(cells: Cell[], comparisons: Comparison[], baselines: Record<string, Baseline> = {}): string {
   const rows = [...new Set(cells.filter((c) => isArm(c.arm)).map((c) => `${c.task}|${c.fraction}`))];
   const lines = [
-    "| task | fraction | text-only | baseline | text control | latent | latent − baseline | latent − control |",
-    "|---|---|---|---|---|---|---|---|",
+    "| task | fraction | text-only | baseline | text control | latent | latent − baseline | latent − control | control − baseline |",
+    "|---|---|---|---|---|---|---|---|---|",
   ];
   for (const row of rows) {
     const [task, f] = row.split("|") as [string, string];
     const fraction = Number(f);
     const cell = (arm: Arm) => cells.find((c) => c.task === task && c.fraction === fraction && c.arm === arm);
-    const cmp = (b: Arm) => comparisons.find((c) => c.task === task && c.fraction === fraction && c.a === "latent" && c.b === b);
+    const cmp = (b: Arm, a: Arm = "latent") => comparisons.find((c) => c.task === task && c.fraction === fraction && c.a === a && c.b === b);
     const show = (x: Cell | undefined) => (x ? `${interval(x.accuracy)}<br>(${seedsOf(x.perSeed)})` : "–");
     const diff = (x: Comparison | undefined) => (x ? `${signed(x.difference)}${excludesZero(x.difference) ? " *" : ""}<br>(${seedsOf(x.perSeed)})` : "–");
     const base = baselines[task];
-    lines.push(`| ${task} | ${fraction} | ${base ? pct(base.textOnly) : "–"} | ${show(cell("baseline"))} | ${show(cell("control"))} | ${show(cell("latent"))} | ${diff(cmp("baseline"))} | ${diff(cmp("control"))} |`);
+    lines.push(`| ${task} | ${fraction} | ${base ? pct(base.textOnly) : "–"} | ${show(cell("baseline"))} | ${show(cell("control"))} | ${show(cell("latent"))} | ${diff(cmp("baseline"))} | ${diff(cmp("control"))} | ${diff(cmp("baseline", "control"))} |`);
   }
   return lines.join("\n");
 }

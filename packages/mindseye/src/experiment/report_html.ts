@@ -81,10 +81,10 @@ function resultsSection(r: ResultsJson): string {
     const [task, f] = key.split("|") as [string, string];
     const fraction = Number(f);
     const cell = (arm: string) => main.find((c) => c.task === task && c.fraction === fraction && c.arm === arm);
-    const cmp = (b: string) => r.comparisons.find((c) => c.task === task && c.fraction === fraction && c.b === b);
+    const cmp = (b: string, a = "latent") => r.comparisons.find((c) => c.task === task && c.fraction === fraction && c.a === a && c.b === b);
     const show = (c: CellJson | undefined) => (c ? `${ci(c.accuracy)}<br><span class="seeds">${c.perSeed.map(pct).join(" / ")}</span>` : "–");
     const diff = (c: ComparisonJson | undefined) => (c ? signed(c.difference) : "–");
-    return [esc(task), String(fraction), pct(r.baselines[task]?.textOnly), show(cell("baseline")), show(cell("control")), show(cell("latent")), diff(cmp("baseline")), diff(cmp("control"))];
+    return [esc(task), String(fraction), pct(r.baselines[task]?.textOnly), show(cell("baseline")), show(cell("control")), show(cell("latent")), diff(cmp("baseline")), diff(cmp("control")), diff(cmp("baseline", "control"))];
   });
   const controls = r.controls.map((c) => [
     c.kind === "fraction" ? `fraction ${c.to} − ${c.from}` : `shuffled images − right images (fraction ${c.fraction})`,
@@ -97,7 +97,7 @@ function resultsSection(r: ResultsJson): string {
   return [
     `<h2 id="results">Results</h2>`,
     `<p>Accuracy (%) on held-out questions: mean over seeds with a 95% interval (${esc(r.intervals)}); each seed's value below. Differences are paired; <b>*</b> marks an interval that excludes 0. Seeds ${esc(JSON.stringify(r.seeds))}, fractions ${esc(JSON.stringify(r.fractions))}, harness ${esc(r.harness)}.</p>`,
-    table(["task", "fraction", "text-only", "baseline", "text control", "latent", "latent − baseline", "latent − control"], rows),
+    table(["task", "fraction", "text-only", "baseline", "text control", "latent", "latent − baseline", "latent − control", "control − baseline"], rows),
     `<h3>Controls</h3>`, meaningful,
     controls.length ? table(["control", "arm", "task", "effect", "per seed", "reads"], controls) : "<p>No controls (one fraction and no blind evaluations).</p>",
     `<h3>Blind baselines</h3>`,
