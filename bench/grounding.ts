@@ -23,6 +23,8 @@
 //
 //   npm run bench:grounding [-- --steps 500 --inits 0.02,0.08 --positions before_text,after_text --kind at --image-words 0 --run runs/demo]
 // Reads the world and encoder of a finished study (make demo); last line: one row per setting.
+// With `--model DIR` it trains nothing and scores that VLM (a base, or a checkpoint of one) on the
+// val questions of `--kind`: how well a base VLM finds cells by place or by content.
 import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
@@ -31,7 +33,7 @@ import { parseArgs } from "node:util";
 import { torch, type Tensor } from "@mindseye/torch";
 import { loadStudy } from "mindseye/dist/experiment/runner.js";
 import { VitVisionModel } from "mindseye/dist/models/vit.js";
-import { imageTokenCount, type MindsEyeVLM } from "mindseye/dist/models/vlm.js";
+import { imageTokenCount, MindsEyeVLM } from "mindseye/dist/models/vlm.js";
 import { buildExample } from "mindseye/dist/data/vlm_inputs.js";
 import { DataLoader } from "mindseye/dist/data/loader.js";
 import type { Tokenizer } from "mindseye/dist/data/tokenizer.js";
@@ -53,6 +55,7 @@ const args = parseArgs({
     "image-words": { type: "string", default: "0" },
     config: { type: "string", default: "configs/demo.yaml" },
     run: { type: "string" },
+    model: { type: "string" },
   },
 }).values;
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -102,17 +105,23 @@ function score(model: MindsEyeVLM, tok: Tokenizer, bank: ImageBank, pairs: Pair[
   return { exact: (100 * exact) / pairs.length, token: (100 * right) / total };
 }
 
-/** Held-out accuracy (%) of a linear probe of each attribute of each cell from its projected image token. */
+/**
+ * Held-out accuracy (%) of a linear probe of each attribute of each cell from its projected image
+ * token, and of the cell itself (which of the 9 the token is: whether the features say where).
+ */
 function cellProbes(model: MindsEyeVLM, bank: ImageBank, world: string, train: Scene[], test: Scene[]): Record<string, number> {
   const out: Record<string, number> = {};
   const tokens = (scenes: Scene[]) => torch.noGrad(() => model.imageFeatures(bank.get(scenes.map((sc) => join(world, "images", sc.file_name))))); // [n, 9, D]
   const xTrain = tokens(train), xTest = tokens(test);
+  const flat = (x: Tensor) => x.reshape(-1, x.shape[2]!); // [n × 9, D]
+  const perCell = (scenes: Scene[], label: (sc: Scene, cell: number) => string) => scenes.flatMap((sc) => Array.from({ length: GRID * GRID }, (_, c) => label(sc, c)));
   try {
     for (const attr of ["color", "shape", "size", "material"] as const) {
-      const labels = (scenes: Scene[]) => scenes.flatMap((sc) => Array.from({ length: GRID * GRID }, (_, c) => sc.objects.find((o) => o.row * GRID + o.col === c)?.[attr] ?? "empty"));
-      const flat = (x: typeof xTrain) => x.reshape(-1, x.shape[2]!);
+      const labels = (scenes: Scene[]) => perCell(scenes, (sc, c) => sc.objects.find((o) => o.row * GRID + o.col === c)?.[attr] ?? "empty");
       out[attr] = 100 * linearProbe(flat(xTrain), labels(train), flat(xTest), labels(test)).accuracy;
     }
+    const cells = (scenes: Scene[]) => perCell(scenes, (_, c) => String(c));
+    out.cell = 100 * linearProbe(flat(xTrain), cells(train), flat(xTest), cells(test)).accuracy;
   } finally {
     xTrain.dispose();
     xTest.dispose();
@@ -172,6 +181,16 @@ async function main(): Promise<void> {
     }
   };
   const rows: string[] = [];
+  if (args.model) {
+    // Score a trained VLM (a base, or a checkpoint of one) on the val questions, without training.
+    const m = MindsEyeVLM.fromPretrained(args.model);
+    m.eval();
+    const [real, blind] = [score(m, tok, bank, valPairs, false), score(m, tok, bank, valPairs, true)];
+    console.log(`"${kind}", ${args.model}: exact ${real.exact.toFixed(1)}% (shuffled images ${blind.exact.toFixed(1)}%), token ${real.token.toFixed(1)}% (${blind.token.toFixed(1)}%)`);
+    m.parameters().forEach((p) => p.dispose());
+    bank.dispose();
+    return;
+  }
   for (const position of positions) {
     for (const init of inits) {
       const [real, blind, probes] = await trained(init, position, trainPairs, (m) => [score(m, tok, bank, valPairs, false), score(m, tok, bank, valPairs, true), cellProbes(m, bank, world, probeTrain, probeTest)] as const);

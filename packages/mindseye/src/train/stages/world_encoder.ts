@@ -27,6 +27,12 @@ export const WorldEncoderRecipe = z.strictObject({
     heads: z.number().int().positive().default(4),
     patch_size: z.number().int().positive().default(8),
   }).default({ hidden_size: 64, intermediate_size: 128, layers: 3, heads: 4, patch_size: 8 }),
+  /**
+   * Each cell's read-out also names the cell's row and column, so every token says where it is as
+   * well as what is there. Off by default: with one read-out shared by every cell, the features say
+   * what is in a cell and (nearly) nothing of which cell it is (bench:grounding's cell probe).
+   */
+  read_position: z.boolean().default(false),
   max_error_rate: MaxErrorRate,
   train: TrainSection,
 });
@@ -34,6 +40,13 @@ export type WorldEncoderRecipe = z.output<typeof WorldEncoderRecipe>;
 
 const ATTRIBUTES = [...COLORS, ...SHAPES, ...SIZES, ...MATERIALS];
 const CELLS = 9;
+/** The place read-out's outputs per cell: its row (3, one-hot), then its column (3). */
+const PLACES = 6;
+
+/** [9 × 6]: each cell's row and column, one-hot each, in the cells' row-major order. */
+export function placeTargets(): number[] {
+  return Array.from({ length: CELLS }, (_, c) => [0, 1, 2].map((i) => Number(Math.floor(c / 3) === i)).concat([0, 1, 2].map((i) => Number(c % 3 === i)))).flat();
+}
 
 /** Multi-hot [9 × attributes]: attribute a present in cell (row, col). */
 export function sceneTargets(scene: Scene): number[] {
@@ -51,14 +64,25 @@ export function sceneTargets(scene: Scene): number[] {
  * encoder must say what is where — the structure grid:K targets later pool.
  */
 class EncoderWithProbe extends nn.Module {
-  constructor(readonly encoder: VitVisionModel, readonly probe: nn.Linear) { super(); }
-  /** pixels [B, 3, S, S] -> logits [B, 9 × A] */
-  forward(pixels: Tensor): Tensor {
+  constructor(readonly encoder: VitVisionModel, readonly probe: nn.Linear, readonly place: nn.Linear | null) { super(); }
+  /** pixels [B, 3, S, S] -> the layout's cells [B, 9, D] */
+  cells(pixels: Tensor): Tensor {
     const tokens = this.encoder.features(pixels, -1); // [B, N, D], N = g × g patches (no class token)
     const [B, N, D] = tokens.shape as [number, number, number];
     const g = Math.round(Math.sqrt(N));
-    const cells = F.adaptiveAvgPool2d(tokens.transpose(1, 2).reshape(B, D, g, g), [3, 3]).flatten(2).transpose(1, 2); // [B, 9, D]
-    return this.probe.forward(cells).reshape(B, CELLS * ATTRIBUTES.length); // [B, 9 × A], cell-major as sceneTargets
+    return F.adaptiveAvgPool2d(tokens.transpose(1, 2).reshape(B, D, g, g), [3, 3]).flatten(2).transpose(1, 2); // [B, 9, D]
+  }
+  /** pixels [B, 3, S, S] -> logits [B, 9 × A], cell-major as sceneTargets */
+  forward(pixels: Tensor): Tensor {
+    return this.probe.forward(this.cells(pixels)).flatten(1);
+  }
+  /** The read-out's loss: every cell's attributes and, with a place read-out, its row and column. */
+  loss(pixels: Tensor, targets: Tensor): Tensor {
+    const cells = this.cells(pixels);
+    const attributes = F.binaryCrossEntropyWithLogits(this.probe.forward(cells).flatten(1), targets);
+    if (!this.place) return attributes;
+    const places = torch.tensor(placeTargets(), { shape: [1, CELLS * PLACES] }).expand(cells.shape[0]!, CELLS * PLACES); // [B, 9 × 6]
+    return attributes.add(F.binaryCrossEntropyWithLogits(this.place.forward(cells).flatten(1), places));
   }
 }
 
@@ -84,7 +108,8 @@ export async function runWorldEncoder(r: WorldEncoderRecipe, opts: StageOptions 
     numAttentionHeads: r.encoder.heads, imageSize: size, patchSize: r.encoder.patch_size, useHead: false,
   });
   const generator = new torch.Generator(r.seed);
-  const model = new EncoderWithProbe(new VitVisionModel(config, { generator }), new nn.Linear(config.hiddenSize, ATTRIBUTES.length, { generator }));
+  const model = new EncoderWithProbe(new VitVisionModel(config, { generator }), new nn.Linear(config.hiddenSize, ATTRIBUTES.length, { generator }),
+    r.read_position ? new nn.Linear(config.hiddenSize, PLACES, { generator }) : null);
   const loader = new DataLoader({ length: train_.length, get: (i: number) => train_[i]! }, {
     batchSize: r.train.batch_size, seed: r.seed, ...dataShard(),
     collate: (batch: Scene[]) => ({ pixels: bank.get(batch.map(path)), targets: torch.tensor(batch.map(sceneTargets)) }),
@@ -92,7 +117,7 @@ export async function runWorldEncoder(r: WorldEncoderRecipe, opts: StageOptions 
   const result = await train({
     model,
     loader: loader as DataLoader<unknown, { pixels: Tensor; targets: Tensor }>,
-    step: ({ pixels, targets }) => ({ loss: F.binaryCrossEntropyWithLogits(model.forward(pixels), targets) }),
+    step: ({ pixels, targets }) => ({ loss: model.loss(pixels, targets) }),
   }, trainConfig(r.out, r.train, r.seed), trainOptions(opts));
   stopIfInterrupted(result, r.out);
 
