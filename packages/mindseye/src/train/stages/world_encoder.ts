@@ -31,8 +31,9 @@ export const WorldEncoderRecipe = z.strictObject({
    * Each cell's read-out also names the cell's row and column, so every token says where it is as
    * well as what is there. Off by default: with one read-out shared by every cell, the features say
    * what is in a cell and (nearly) nothing of which cell it is (bench:grounding's cell probe).
+   * Optional rather than defaulted, so that studies made before it keep their fingerprints.
    */
-  read_position: z.boolean().default(false),
+  read_position: z.boolean().optional(),
   max_error_rate: MaxErrorRate,
   train: TrainSection,
 });
