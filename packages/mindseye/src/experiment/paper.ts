@@ -42,7 +42,7 @@ import { LatentPretrainRecipe, FinetuneRecipe, runRecipe, StageInterrupted } fro
 import { evaluate, HARNESSES } from "../eval/run.js";
 import { getTask, resolveSplit } from "../eval/tasks.js";
 import type { Harness } from "../eval/harness.js";
-import { stepRunner, stepMarkerPath, modelToken, readPredictions, skippedLine, type PlannedStep } from "./steps.js";
+import { stepRunner, studySeconds, stepMarkerPath, modelToken, readPredictions, skippedLine, type PlannedStep } from "./steps.js";
 import { writePaperReport, type PaperModel } from "./paper_report.js";
 import type { EvalRun } from "./report.js";
 
@@ -352,7 +352,7 @@ async function drivePaper(r: ResolvedPaperStudy, opts: { log: (line: string) => 
   // 3. The report.
   const described: PaperModel[] = models.map((m) => ({ name: m.name, kind: m.kind, model: m.model, seeds: m.seeds, fraction: m.fraction }));
   const { markdown } = writePaperReport(dir, runs, {
-    name: study.name, harness: e.harness, tasks: e.tasks.map((t) => ({ task: t.task, split: resolveSplit(getTask(t.task), t.split), data: t.data })), models: described, compare: study.compare, skipped: skips, seconds: (performance.now() - t0) / 1000,
+    name: study.name, harness: e.harness, tasks: e.tasks.map((t) => ({ task: t.task, split: resolveSplit(getTask(t.task), t.split), data: t.data })), models: described, compare: study.compare, skipped: skips, seconds: studySeconds(dir, step, (performance.now() - t0) / 1000),
   });
   writeFileSync(resolved, JSON.stringify(study, null, 2) + "\n");
   log(`study finished in ${((performance.now() - t0) / 1000).toFixed(0)} s: ${runs.length} evaluations`);

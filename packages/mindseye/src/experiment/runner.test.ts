@@ -44,9 +44,12 @@ test("a study skips finished steps, refuses changed ones without --force, and re
     assert.ok(Math.abs(difference.mean - (latent.mean - control.mean)) < 1e-9, JSON.stringify(difference));
     assert.match(readFileSync(join(out, "results.md"), "utf8"), /Caption next-token loss at the end of latent pretraining \(mean of the last \d logged training steps\): text control \d\.\d{3} .*latent − control [+-]\d\.\d{3}/);
 
+    const seconds = () => (JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as { seconds: number }).seconds;
+    const ranFor = seconds();
     lines.length = 0;
     await runStudy(tinyStudy(out), { log });
     assert.ok(lines.filter((l) => l.startsWith("[run ]")).length === 0, `nothing reruns: ${lines.join("\n")}`);
+    assert.equal(seconds(), ranFor, "a rerun that only rewrites the report keeps the study's wall time");
 
     // A changed world: stopped at the world step, named, with the way out.
     await assert.rejects(runStudy(tinyStudy(out, 40), { log }), /world: 40 scenes: .*world was made with other settings \(changed: scenes\).*--force/s);

@@ -35,7 +35,7 @@ import { parsePool, pooledCount } from "../objectives/index.js";
 import { analyzeStudy } from "../analysis/study.js";
 import { writeHtmlReport } from "./report_html.js";
 import { StudyJobs } from "./jobs.js";
-import { stepRunner, modelToken, readPredictions, skippedLine, type PlannedStep, type StepKind } from "./steps.js";
+import { stepRunner, studySeconds, modelToken, readPredictions, skippedLine, type PlannedStep, type StepKind } from "./steps.js";
 import { writeReport, ARMS, type Baseline, type EvalRun, type RetrievalSummary, type AblationSummary, type CaptionLoss } from "./report.js";
 import { tInterval, type Interval } from "../eval/stats.js";
 import { readMetricsFile } from "../train/metrics.js";
@@ -461,7 +461,7 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
     ...captionLosses(join(stages, "pretrain-control"), join(stages, "pretrain-latent")),
     ...(ablations.length > 0 ? { ablations } : {}),
     ...(c.models && c.models.length > 0 ? { models: c.models } : {}),
-    seconds: (performance.now() - t0) / 1000,
+    seconds: studySeconds(dir, step, (performance.now() - t0) / 1000),
   });
   writeFileSync(resolved, JSON.stringify(c, null, 2) + "\n");
   // The analysis (alignment, collapse, probes, clustering, correlations) reads results.json, and

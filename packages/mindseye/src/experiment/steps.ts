@@ -56,7 +56,10 @@ export interface PlannedStep {
  * are what decide its output; `inputs` the tokens of the steps it reads. Returns this step's
  * token (its fingerprint and finish time: a redone step changes its readers').
  */
-export type StepFn = (kind: StepKind, what: string, out: string, settings: unknown, inputs: readonly string[], fn: () => Promise<unknown>) => Promise<string>;
+export type StepFn = ((kind: StepKind, what: string, out: string, settings: unknown, inputs: readonly string[], fn: () => Promise<unknown>) => Promise<string>) & {
+  /** How many steps it has run (not skipped) so far. */
+  ran(): number;
+};
 
 /**
  * The step function of the study in folder `dir`; `elsewhere` says how a user writes a changed
@@ -72,7 +75,8 @@ export function stepRunner(o: { dir: string; log: (line: string) => void; force:
   const { dir, log, plan } = o;
   const t0 = performance.now();
   const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(0)} s`;
-  return async (kind, what, out, settings, inputs, fn) => {
+  let ran = 0;
+  const step = async (kind: StepKind, what: string, out: string, settings: unknown, inputs: readonly string[], fn: () => Promise<unknown>): Promise<string> => {
     const fingerprint = sha({ settings, inputs });
     const markerPath = stepMarkerPath(dir, out);
     const marker = readMarker(markerPath);
@@ -104,12 +108,30 @@ export function stepRunner(o: { dir: string; log: (line: string) => void; force:
     };
     write({ step: what, fingerprint, settings, complete: false });
     log(`[run ] ${what} …`);
+    ran++;
     await fn();
     const finished = new Date().toISOString();
     write({ step: what, fingerprint, settings, complete: true, finished });
     log(`[done] ${what} (${elapsed()})`);
     return sha([fingerprint, finished]);
   };
+  return Object.assign(step, { ran: () => ran });
+}
+
+/**
+ * The wall time a study's results.json records: this invocation's, or, when it ran no step and
+ * only rewrote the report, the time recorded by the one that ran them (rewriting the report of an
+ * hour-long study must not make it a study of two seconds).
+ */
+export function studySeconds(dir: string, step: StepFn, elapsedSeconds: number): number {
+  if (step.ran() > 0) return elapsedSeconds;
+  try {
+    const recorded = (JSON.parse(readFileSync(join(dir, "results.json"), "utf8")) as { seconds?: unknown }).seconds;
+    if (typeof recorded === "number") return recorded;
+  } catch {
+    // no results.json yet
+  }
+  return elapsedSeconds;
 }
 
 /**
