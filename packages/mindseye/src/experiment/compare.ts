@@ -13,7 +13,7 @@ import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join, relative, sep } from "node:path";
 import { ConfigError } from "../config/errors.js";
 import { hierarchicalBootstrap, type Interval } from "../eval/stats.js";
-import { ARMS, excludesZero, groupBy, interval, matrix, pairedContrast, pairedDifference, seedsOf, signed, type Arm, type EvalRun } from "./report.js";
+import { ARMS, groupBy, interval, matrix, pairedContrast, pairedDifference, seedsOf, starred, type Arm, type EvalRun } from "./report.js";
 import { readPredictions } from "./steps.js";
 
 /** One arm (or ablation cell, or named model) at one fraction and task: its accuracy in A and in B, and B − A. */
@@ -105,8 +105,6 @@ export function compareStudies(a: readonly EvalRun[], b: readonly EvalRun[], see
   return { arms, gains };
 }
 
-const difference = (i: Interval) => `${signed(i)}${excludesZero(i) ? " *" : ""}`;
-
 /** The comparison as two markdown tables (accuracy in %, 95% intervals; * marks a difference whose interval excludes 0). */
 export function comparisonMarkdown(c: StudyComparison, names: { a: string; b: string }): string {
   const lines = [
@@ -114,11 +112,11 @@ export function comparisonMarkdown(c: StudyComparison, names: { a: string; b: st
     "",
     "| arm | fraction | task | A | B | B − A | per seed |",
     "|---|---|---|---|---|---|---|",
-    ...c.arms.map((r) => `| ${r.arm} | ${r.fraction} | ${r.task} | ${interval(r.a)} | ${interval(r.b)} | ${difference(r.difference)} | ${seedsOf(r.perSeed)} |`),
+    ...c.arms.map((r) => `| ${r.arm} | ${r.fraction} | ${r.task} | ${interval(r.a)} | ${interval(r.b)} | ${starred(r.difference)} | ${seedsOf(r.perSeed)} |`),
   ];
   if (c.gains.length > 0) {
     lines.push("", "| gain | fraction | task | in A | in B | change (B − A) | per seed |", "|---|---|---|---|---|---|---|",
-      ...c.gains.map((g) => `| latent − ${g.b} | ${g.fraction} | ${g.task} | ${difference(g.before)} | ${difference(g.after)} | ${difference(g.change)} | ${seedsOf(g.perSeed)} |`));
+      ...c.gains.map((g) => `| latent − ${g.b} | ${g.fraction} | ${g.task} | ${starred(g.before)} | ${starred(g.after)} | ${starred(g.change)} | ${seedsOf(g.perSeed)} |`));
   }
   return lines.join("\n");
 }

@@ -16,7 +16,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { hierarchicalBootstrap, type Interval } from "../eval/stats.js";
-import { accuracyOf, matrix, pairedDifference, type EvalRun } from "./report.js";
+import { accuracyOf, interval, matrix, pairedDifference, seedsOf, starred, type EvalRun } from "./report.js";
 
 export interface PaperModel { name: string; kind: "finetune" | "zero-shot"; model: string; seeds: number[] | null; fraction: number | null }
 export interface PaperCell { model: string; task: string; seeds: number[]; accuracy: Interval; perSeed: number[] }
@@ -49,10 +49,6 @@ export function summarizePaper(runs: readonly EvalRun[], models: readonly PaperM
   return { cells, comparisons };
 }
 
-const pct = (x: number) => (Number.isFinite(x) ? (100 * x).toFixed(1) : "–");
-const interval = (i: Interval) => `${pct(i.mean)} [${pct(i.low)}, ${pct(i.high)}]`;
-const signed = (i: Interval) => `${i.mean >= 0 ? "+" : ""}${pct(i.mean)} [${pct(i.low)}, ${pct(i.high)}]`;
-const excludesZero = (i: Interval) => i.low > 0 || i.high < 0;
 
 export interface PaperReportMeta {
   name: string;
@@ -71,7 +67,7 @@ export function writePaperReport(dir: string, runs: readonly EvalRun[], meta: Pa
   const from = (m: PaperModel) => (m.kind === "zero-shot" ? `zero-shot ${m.model}` : `fine-tuned from ${m.model}${m.fraction !== null && m.fraction < 1 ? ` (fraction ${m.fraction})` : ""}`);
   const cellText = (model: string, task: string) => {
     const c = cells.find((x) => x.model === model && x.task === task);
-    return c ? `${interval(c.accuracy)}${c.perSeed.length > 1 ? `<br>(${c.perSeed.map(pct).join(" / ")})` : ""}` : "–";
+    return c ? `${interval(c.accuracy)}${c.perSeed.length > 1 ? `<br>(${seedsOf(c.perSeed)})` : ""}` : "–";
   };
   const markdown = [
     `# Results: ${meta.name}`,
@@ -89,7 +85,7 @@ export function writePaperReport(dir: string, runs: readonly EvalRun[], meta: Pa
       "",
       "| a − b | task | difference | per seed |",
       "|---|---|---|---|",
-      ...comparisons.map((c) => `| ${c.a} − ${c.b} | ${c.task} | ${signed(c.difference)}${excludesZero(c.difference) ? " *" : ""} | ${c.perSeed.map(pct).join(" / ")} |`),
+      ...comparisons.map((c) => `| ${c.a} − ${c.b} | ${c.task} | ${starred(c.difference)} | ${seedsOf(c.perSeed)} |`),
     ] : []),
     "",
     meta.skipped.length > 0 ? `Skipped input (each evaluation's results.json lists it):\n\n${meta.skipped.map((l) => `- ${l}`).join("\n")}` : "Skipped input: none (every evaluated question and image was read).",

@@ -165,7 +165,7 @@ function typeLines(rows: TypeBreakdown[]): string[] {
   if (rows.length === 0) return [];
   const diff = (r: TypeBreakdown, b: Arm) => {
     const c = r.comparisons.find((x) => x.b === b);
-    return c ? `${signed(c.difference)}${excludesZero(c.difference) ? " *" : ""}` : "–";
+    return c ? starred(c.difference) : "–";
   };
   const acc = (i: Interval | undefined) => (i ? interval(i) : "–");
   return [
@@ -232,6 +232,8 @@ export const interval = (i: Interval) => `${pct(i.mean)} [${pct(i.low)}, ${pct(i
 export const signed = (i: Interval) => `${i.mean >= 0 ? "+" : ""}${pct(i.mean)} [${pct(i.low)}, ${pct(i.high)}]`;
 export const seedsOf = (v: readonly number[]) => v.map(pct).join(" / ");
 export const excludesZero = (i: Interval) => i.low > 0 || i.high < 0;
+/** A difference with its interval, starred when the interval excludes 0: "+1.6 [0.3, 2.8] *". */
+export const starred = (i: Interval) => `${signed(i)}${excludesZero(i) ? " *" : ""}`;
 
 /** The results table: one row per task × fraction, one column per arm (with per-seed values), then the differences. */
 export function markdownTable(cells: Cell[], comparisons: Comparison[], baselines: Record<string, Baseline> = {}): string {
@@ -246,7 +248,7 @@ export function markdownTable(cells: Cell[], comparisons: Comparison[], baseline
     const cell = (arm: Arm) => cells.find((c) => c.task === task && c.fraction === fraction && c.arm === arm);
     const cmp = (b: Arm, a: Arm = "latent") => comparisons.find((c) => c.task === task && c.fraction === fraction && c.a === a && c.b === b);
     const show = (x: Cell | undefined) => (x ? `${interval(x.accuracy)}<br>(${seedsOf(x.perSeed)})` : "–");
-    const diff = (x: Comparison | undefined) => (x ? `${signed(x.difference)}${excludesZero(x.difference) ? " *" : ""}<br>(${seedsOf(x.perSeed)})` : "–");
+    const diff = (x: Comparison | undefined) => (x ? `${starred(x.difference)}<br>(${seedsOf(x.perSeed)})` : "–");
     const base = baselines[task];
     lines.push(`| ${task} | ${fraction} | ${base ? pct(base.textOnly) : "–"} | ${show(cell("baseline"))} | ${show(cell("control"))} | ${show(cell("latent"))} | ${diff(cmp("baseline"))} | ${diff(cmp("control"))} | ${diff(cmp("baseline", "control"))} |`);
   }
@@ -316,7 +318,7 @@ export function modelsTable(cells: Cell[], comparisons: Comparison[], models: re
   const byName = new Map(models.map((m) => [m.name, m.model]));
   const rows = cells.filter((c) => byName.has(c.arm));
   if (rows.length === 0) return [];
-  const diff = (x: Comparison | undefined) => (x ? `${signed(x.difference)}${excludesZero(x.difference) ? " *" : ""}` : "–");
+  const diff = (x: Comparison | undefined) => (x ? starred(x.difference) : "–");
   return [
     "| task | fraction | model | accuracy | − baseline | − latent |",
     "|---|---|---|---|---|---|",
@@ -360,7 +362,7 @@ export function ablationTable(cells: Cell[], comparisons: Comparison[], ablation
   for (const c of rows) {
     if (!fractions.has(`${c.task}|${c.fraction}`)) continue; // the latent arm where no cell was fine-tuned
     const cmp = (b: Arm) => comparisons.find((x) => x.a === c.arm && x.b === b && x.task === c.task && x.fraction === c.fraction);
-    const diff = (x: Comparison | undefined) => (x ? `${signed(x.difference)}${excludesZero(x.difference) ? " *" : ""}` : "–");
+    const diff = (x: Comparison | undefined) => (x ? starred(x.difference) : "–");
     const a = byName.get(c.arm);
     const r = a ? a.retrieval : latentRetrieval;
     const r1 = r ? Object.entries(r.recall).find(([k]) => k.replace(/^\D*/, "") === "1")?.[1] : undefined;
