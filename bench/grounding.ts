@@ -24,7 +24,9 @@
 //   npm run bench:grounding [-- --steps 500 --inits 0.02,0.08 --positions before_text,after_text --kind at --image-words 0 --run runs/demo]
 // Reads the world and encoder of a finished study (make demo); last line: one row per setting.
 // With `--model DIR` it trains nothing and scores that VLM (a base, or a checkpoint of one) on the
-// val questions of `--kind`: how well a base VLM finds cells by place or by content.
+// val questions of `--kind`: how well a base VLM finds cells by place or by content. With
+// `--save DIR` the first setting's trained VLM is kept in DIR (a model directory `mindseye train`
+// can fine-tune), to see what a lookup learnt here does for the task families.
 import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
@@ -37,7 +39,7 @@ import { imageTokenCount, MindsEyeVLM } from "mindseye/dist/models/vlm.js";
 import { buildExample } from "mindseye/dist/data/vlm_inputs.js";
 import { DataLoader } from "mindseye/dist/data/loader.js";
 import type { Tokenizer } from "mindseye/dist/data/tokenizer.js";
-import { ImageBank, readPreprocessor, loadTokenizer, readScenes, trainConfig } from "mindseye/dist/train/stages/common.js";
+import { ImageBank, readPreprocessor, loadTokenizer, readScenes, trainConfig, copyCompanions, markDone } from "mindseye/dist/train/stages/common.js";
 import { VlmBaseRecipe, buildVlm, collateVlm, collateVlmBase, cellWordIds, imageWordsOf, vlmBaseLoss, type VlmBatch } from "mindseye/dist/train/stages/vlm_base.js";
 import { train } from "mindseye/dist/train/trainer.js";
 import { groundingPairs, GROUNDING_TEMPLATES } from "mindseye/dist/world/grounding.js";
@@ -56,6 +58,7 @@ const args = parseArgs({
     config: { type: "string", default: "configs/demo.yaml" },
     run: { type: "string" },
     model: { type: "string" },
+    save: { type: "string" },
   },
 }).values;
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -174,12 +177,19 @@ async function main(): Promise<void> {
       await train({ model, loader: loader as DataLoader<unknown, VlmBatch & { words?: Tensor }>, step: (b) => vlmBaseLoss(model, b, imageWords) },
         trainConfig(dir, { ...recipe.train, steps }, study.seed), { quiet: true });
       model.eval();
+      if (save !== null) {
+        model.savePretrained(save);
+        copyCompanions(save, [world, encoderDir]);
+        markDone(save, { stage: "bench:grounding", kind, steps, imageWords });
+        save = null; // the first setting's only
+      }
       return then(model);
     } finally {
       model.parameters().forEach((p) => p.dispose());
       rmSync(dir, { recursive: true, force: true });
     }
   };
+  let save = args.save === undefined ? null : resolve(args.save);
   const rows: string[] = [];
   if (args.model) {
     // Score a trained VLM (a base, or a checkpoint of one) on the val questions, without training.

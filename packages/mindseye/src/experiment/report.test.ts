@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { summarize, markdownTable, ablationTable, concentration, studyIsMeaningful, typeBreakdown, writeReport, type EvalRun } from "./report.js";
+import { summarize, markdownTable, interactionLines, ablationTable, concentration, studyIsMeaningful, typeBreakdown, writeReport, type EvalRun } from "./report.js";
 import { hierarchicalBootstrap, tInterval } from "../eval/stats.js";
 
 const outcomes = (pattern: string) => new Map([...pattern].map((c, i) => [`q${i}`, c === "1"]));
@@ -40,6 +40,24 @@ test("the text control is compared with the baseline, paired, in its own column"
   assert.match(md.split("\n")[0]!, /\| latent − baseline \| latent − control \| control − baseline \|$/);
   // latent − baseline +50.0, latent − control +37.5, control − baseline +12.5, in that order.
   assert.match(md, /\+50\.0 \[[^|]*\| \+37\.5 \[[^|]*\| \+12\.5 \[[^|]*\|$/m);
+});
+
+test("interactions: each difference at the largest fraction minus the same at the smallest, paired over four groups", () => {
+  // latent − baseline: +50 and +25 points at 0.1 (seeds 0, 1), +25 and 0 at 1: the lead shrinks by 25 with data.
+  const runs = [
+    run("baseline", 0.1, 0, "1000"), run("baseline", 0.1, 1, "1100"), run("latent", 0.1, 0, "1110"), run("latent", 0.1, 1, "1110"),
+    run("baseline", 1, 0, "1100"), run("baseline", 1, 1, "1110"), run("latent", 1, 0, "1110"), run("latent", 1, 1, "1110"),
+  ];
+  const { comparisons, interactions } = summarize(runs);
+  assert.equal(interactions.length, 1, "only latent − baseline has both arms at both fractions");
+  const x = interactions[0]!;
+  assert.deepEqual([x.a, x.b, x.task, x.from, x.to], ["latent", "baseline", "t/test", 0.1, 1]);
+  assert.deepEqual(x.perSeed, [-0.25, -0.25]);
+  assert.equal(x.difference.mean, -0.25);
+  const lines = interactionLines(interactions, comparisons).join("\n");
+  assert.match(lines, /\| t\/test \| latent − baseline \| \+37\.5 \[[^|]*\| \+12\.5 \[[^|]*\| -25\.0 \[[^|]*\| -25\.0 \/ -25\.0 \|/);
+  assert.deepEqual(summarize(runs.filter((r) => r.fraction === 1)).interactions, [], "one fraction: nothing to compare");
+  assert.deepEqual(interactionLines([], comparisons), []);
 });
 
 test("the hierarchical bootstrap counts the variance between seeds; the question-only one does not", () => {

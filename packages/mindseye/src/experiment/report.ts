@@ -11,6 +11,8 @@
 //   cells[]        {arm, fraction, task: "task/split", seeds, accuracy: {mean, low, high, n}, perSeed[]}
 //   comparisons[]  {a, b, fraction, task, difference: {mean, low, high, n}, perSeed[]}: latent − baseline,
 //                  latent − control and control − baseline (what the captions alone do)
+//   interactions[] {a, b, task, from, to, difference, perSeed[]}: each comparison at the largest fraction
+//                  (`to`) minus the same at the smallest (`from`), paired: does it change with data?
 //   controls[]     {kind: "fraction" | "blind", arm, task, difference, perSeed[], ...}
 //                  fraction: largest fraction − smallest (`from`, `to`), the positive control;
 //                  blind: accuracy with images shuffled across questions − with the right images
@@ -65,6 +67,12 @@ export interface Comparison { a: string; b: Arm; fraction: number; task: string;
 export type Control =
   | { kind: "fraction"; arm: string; task: string; from: number; to: number; difference: Interval; perSeed: number[] }
   | { kind: "blind"; arm: string; task: string; fraction: number; accuracy: Interval; difference: Interval; perSeed: number[] };
+/**
+ * Whether a paired difference between two arms changes with the amount of data: (a − b at the
+ * largest fraction `to`) − (a − b at the smallest `from`), the same seeds and questions throughout.
+ * The proposal's "helps most where data are scarce" predicts latent − baseline's to be negative.
+ */
+export interface Interaction { a: string; b: Arm; task: string; from: number; to: number; difference: Interval; perSeed: number[] }
 export interface Baseline { chance: number; majority: number; textOnly: number; n: number }
 /** The arms on the questions of one type: each arm's accuracy and the latent arm's paired differences. */
 export interface TypeBreakdown { task: string; fraction: number; type: string; n: number; accuracy: Partial<Record<Arm, Interval>>; comparisons: { b: Arm; difference: Interval; perSeed: number[] }[] }
@@ -180,7 +188,7 @@ function typeLines(rows: TypeBreakdown[]): string[] {
   ];
 }
 
-export function summarize(runs: readonly EvalRun[], seed = 0): { cells: Cell[]; comparisons: Comparison[]; controls: Control[] } {
+export function summarize(runs: readonly EvalRun[], seed = 0): { cells: Cell[]; comparisons: Comparison[]; controls: Control[]; interactions: Interaction[] } {
   const seen = runs.filter((r) => !r.blind), blind = runs.filter((r) => r.blind);
   const key = (arm: string, fraction: number, task: string) => `${arm}|${fraction}|${task}`;
   const groups = groupBy(seen, (r) => key(r.arm, r.fraction, r.task));
@@ -205,11 +213,20 @@ export function summarize(runs: readonly EvalRun[], seed = 0): { cells: Cell[]; 
     }
   }
 
+  const fractions = [...new Set(seen.map((r) => r.fraction))].sort((a, b) => a - b);
+  const lo = fractions[0]!, hi = fractions[fractions.length - 1]!;
+
+  // Each comparison made at both the largest and the smallest fraction: does it change with data?
+  const interactions: Interaction[] = [];
+  for (const c of comparisons.filter((x) => lo !== hi && x.fraction === hi)) {
+    const four = [key(c.a, hi, c.task), key(c.b, hi, c.task), key(c.a, lo, c.task), key(c.b, lo, c.task)].map((k) => groups.get(k));
+    const d = four.every((g) => g !== undefined) ? pairedContrast(four, [1, -1, -1, 1], seed) : null;
+    if (d) interactions.push({ a: c.a, b: c.b, task: c.task, from: lo, to: hi, ...d });
+  }
+
   // Controls for the arms and for every model evaluated blind too (the study's named models);
   // ablation cells have none.
   const controls: Control[] = [];
-  const fractions = [...new Set(seen.map((r) => r.fraction))].sort((a, b) => a - b);
-  const lo = fractions[0]!, hi = fractions[fractions.length - 1]!;
   const controlled = [...new Set<string>([...ARMS, ...blind.map((r) => r.arm)])].sort(armOrder);
   for (const task of [...new Set(seen.map((r) => r.task))].sort()) {
     for (const arm of controlled) {
@@ -223,7 +240,7 @@ export function summarize(runs: readonly EvalRun[], seed = 0): { cells: Cell[]; 
       if (b) controls.push({ kind: "blind", arm, task, fraction: hi, accuracy: hierarchicalBootstrap(matrix(bySeed(shuffled)), { seed }), ...b });
     }
   }
-  return { cells, comparisons, controls };
+  return { cells, comparisons, controls, interactions };
 }
 
 // Tables show accuracies and differences in %: "49.3 [47.7, 51.1]", "+1.6 [0.3, 2.8]", per seed "52.0 / 48.9".
@@ -253,6 +270,29 @@ export function markdownTable(cells: Cell[], comparisons: Comparison[], baseline
     lines.push(`| ${task} | ${fraction} | ${base ? pct(base.textOnly) : "–"} | ${show(cell("baseline"))} | ${show(cell("control"))} | ${show(cell("latent"))} | ${diff(cmp("baseline"))} | ${diff(cmp("control"))} | ${diff(cmp("baseline", "control"))} |`);
   }
   return lines.join("\n");
+}
+
+/**
+ * The interactions' table: each difference between arms at the smallest and the largest fraction,
+ * and its change between them (a difference of differences, paired).
+ */
+export function interactionLines(interactions: Interaction[], comparisons: Comparison[]): string[] {
+  if (interactions.length === 0) return [];
+  const { from, to } = interactions[0]!;
+  const at = (x: Interaction, fraction: number) => {
+    const c = comparisons.find((y) => y.a === x.a && y.b === x.b && y.task === x.task && y.fraction === fraction);
+    return c ? starred(c.difference) : "–";
+  };
+  return [
+    "",
+    "## Does a difference change with the amount of data?",
+    "",
+    `Each difference between arms at fraction ${to} minus the same difference at ${from}: a difference of differences, paired (the same seeds and questions in all four groups). Below 0 for latent − baseline: the latent arm's lead is larger with less data, as the proposal expects.`,
+    "",
+    `| task | difference | at ${from} | at ${to} | change (${to} − ${from}) | per seed |`,
+    "|---|---|---|---|---|---|",
+    ...interactions.map((x) => `| ${x.task} | ${armName(x.a)} − ${armName(x.b)} | ${at(x, from)} | ${at(x, to)} | ${starred(x.difference)} | ${seedsOf(x.perSeed)} |`),
+  ];
 }
 
 /** "20× more data" for fractions 0.05 → 1. */
@@ -381,7 +421,7 @@ export function studyIsMeaningful(controls: Control[]): boolean | null {
 }
 
 export function writeReport(dir: string, runs: EvalRun[], meta: ReportMeta): { markdown: string } {
-  const { cells, comparisons, controls } = summarize(runs);
+  const { cells, comparisons, controls, interactions } = summarize(runs);
   const conc = concentration(runs);
   const types = typeBreakdown(runs);
   const meaningful = studyIsMeaningful(controls);
@@ -395,6 +435,7 @@ export function writeReport(dir: string, runs: EvalRun[], meta: ReportMeta): { m
     markdownTable(cells, comparisons, meta.baselines),
     "",
     `Seeds: ${JSON.stringify(meta.seeds)}; fractions of the training questions: ${JSON.stringify(meta.fractions)}; harness: ${meta.harness}.`,
+    ...interactionLines(interactions, comparisons),
     "",
     "## Controls",
     "",
@@ -438,12 +479,13 @@ export function writeReport(dir: string, runs: EvalRun[], meta: ReportMeta): { m
   writeFileSync(join(dir, "results.json"), JSON.stringify({
     ...meta,
     intervals: "95%, hierarchical bootstrap: seeds resampled with replacement, then questions (paired for differences)",
-    meaningful, cells, comparisons, controls, byType: types, concentration: conc,
+    meaningful, cells, comparisons, interactions, controls, byType: types, concentration: conc,
   }, null, 2) + "\n");
   // Cell names may hold commas (latent[similarity=l2,alignment=siglip]): quoted as RFC 4180 does.
   const q = (field: string) => (/[",\n]/.test(field) ? `"${field.replace(/"/g, '""')}"` : field);
   const csv = ["task,fraction,arm,seeds,accuracy,low,high,per_seed", ...cells.map((c) => `${c.task},${c.fraction},${q(c.arm)},${c.seeds},${c.accuracy.mean},${c.accuracy.low},${c.accuracy.high},${c.perSeed.join(";")}`)];
   csv.push("", "task,fraction,comparison,difference,low,high,per_seed", ...comparisons.map((c) => `${c.task},${c.fraction},${q(`${c.a}-${c.b}`)},${c.difference.mean},${c.difference.low},${c.difference.high},${c.perSeed.join(";")}`));
+  csv.push("", "task,from,to,interaction,difference,low,high,per_seed", ...interactions.map((c) => `${c.task},${c.from},${c.to},${q(`${c.a}-${c.b}`)},${c.difference.mean},${c.difference.low},${c.difference.high},${c.perSeed.join(";")}`));
   csv.push("", "task,control,arm,difference,low,high,per_seed", ...controls.map((c) => `${c.task},${c.kind},${c.arm},${c.difference.mean},${c.difference.low},${c.difference.high},${c.perSeed.join(";")}`));
   writeFileSync(join(dir, "results.csv"), csv.join("\n") + "\n");
   return { markdown };

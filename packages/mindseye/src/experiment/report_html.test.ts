@@ -61,6 +61,8 @@ test("report.html opens in headless Chromium with every plot drawn, no console e
   assert.equal(path, join(study, "report.html"));
   const html = readFileSync(path, "utf8");
   assert.deepEqual([...html.matchAll(/(?:src|href)="(?!data:|#)([^"]*)"/g)].map((m) => m[1]), [], "self-contained: no external references");
+  const changes = [...html.matchAll(/<td>world_gqa\/test<\/td><td>(\w+) − (\w+)<\/td><td>1 − 0\.5<\/td>/g)].map((m) => `${m[1]}−${m[2]}`);
+  assert.deepEqual(changes.sort(), ["control−baseline", "latent−baseline", "latent−control"], "each difference's change with data");
 
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
   try {

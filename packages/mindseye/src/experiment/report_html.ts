@@ -35,6 +35,8 @@ interface ResultsJson {
   cells: CellJson[];
   comparisons: ComparisonJson[];
   controls: ControlJson[];
+  /** Each comparison at the largest fraction minus the same at the smallest (absent in older results.json). */
+  interactions?: { a: string; b: string; task: string; from: number; to: number; difference: IntervalJson; perSeed: number[] }[];
   baselines: Record<string, { chance: number; majority: number; textOnly: number; n: number }>;
   /** Ablation grid results, when the study declared one (rendered as a table of its rows). */
   ablations?: unknown;
@@ -91,6 +93,7 @@ function resultsSection(r: ResultsJson): string {
     esc(c.arm), esc(c.task), signed(c.difference), c.perSeed.map(pct).join(" / "),
     c.kind === "blind" && c.accuracy ? `blind accuracy ${ci(c.accuracy)}` : excludesZero(c.difference) && finite(c.difference.mean) && c.difference.mean > 0 ? "more data helps" : "no detectable effect",
   ]);
+  const interactions = (r.interactions ?? []).map((x) => [esc(x.task), `${esc(x.a)} − ${esc(x.b)}`, `${x.to} − ${x.from}`, signed(x.difference), x.perSeed.map(pct).join(" / ")]);
   const meaningful = r.meaningful === null ? "" : r.meaningful
     ? `<p class="ok">The baseline's positive control on world_gqa/test excludes 0: the study can detect an effect of this size.</p>`
     : `<p class="warn">⚠ The baseline's positive control on world_gqa/test does not exclude 0: at this size the study cannot detect even the effect of more data, and its comparisons mean little.</p>`;
@@ -98,6 +101,9 @@ function resultsSection(r: ResultsJson): string {
     `<h2 id="results">Results</h2>`,
     `<p>Accuracy (%) on held-out questions: mean over seeds with a 95% interval (${esc(r.intervals)}); each seed's value below. Differences are paired; <b>*</b> marks an interval that excludes 0. Seeds ${esc(JSON.stringify(r.seeds))}, fractions ${esc(JSON.stringify(r.fractions))}, harness ${esc(r.harness)}.</p>`,
     table(["task", "fraction", "text-only", "baseline", "text control", "latent", "latent − baseline", "latent − control", "control − baseline"], rows),
+    ...(interactions.length ? [`<h3>Does a difference change with the amount of data?</h3>`,
+      `<p>Each difference at the largest fraction minus the same difference at the smallest, paired over the four groups. Below 0 for latent − baseline: the lead is larger with less data.</p>`,
+      table(["task", "difference", "fractions", "change", "per seed"], interactions)] : []),
     `<h3>Controls</h3>`, meaningful,
     controls.length ? table(["control", "arm", "task", "effect", "per seed", "reads"], controls) : "<p>No controls (one fraction and no blind evaluations).</p>",
     `<h3>Blind baselines</h3>`,
