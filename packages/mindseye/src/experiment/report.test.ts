@@ -58,6 +58,8 @@ test("interactions: each difference at the largest fraction minus the same at th
   assert.match(lines, /\| t\/test \| latent − baseline \| \+37\.5 \[[^|]*\| \+12\.5 \[[^|]*\| -25\.0 \[[^|]*\| -25\.0 \/ -25\.0 \|/);
   assert.deepEqual(summarize(runs.filter((r) => r.fraction === 1)).interactions, [], "one fraction: nothing to compare");
   assert.deepEqual(interactionLines([], comparisons), []);
+  const withControl = summarize([...runs, run("control", 0.1, 0, "1000"), run("control", 0.1, 1, "1100"), run("control", 1, 0, "1100"), run("control", 1, 1, "1100")]);
+  assert.deepEqual(withControl.interactions.map((i) => `${i.a}−${i.b}`), ["latent−baseline", "latent−control", "control−baseline"], "the results table's column order");
 });
 
 test("the hierarchical bootstrap counts the variance between seeds; the question-only one does not", () => {

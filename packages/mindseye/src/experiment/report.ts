@@ -223,6 +223,13 @@ export function summarize(runs: readonly EvalRun[], seed = 0): { cells: Cell[]; 
     const d = four.every((g) => g !== undefined) ? pairedContrast(four, [1, -1, -1, 1], seed) : null;
     if (d) interactions.push({ a: c.a, b: c.b, task: c.task, from: lo, to: hi, ...d });
   }
+  // Per task, in the results table's column order: latent − baseline, latent − control, control − baseline, then the rest.
+  const columns = ["latent|baseline", "latent|control", "control|baseline"];
+  const column = (x: Interaction) => {
+    const i = columns.indexOf(`${x.a}|${x.b}`);
+    return i < 0 ? columns.length : i;
+  };
+  interactions.sort((x, y) => x.task.localeCompare(y.task) || column(x) - column(y) || armOrder(x.a, y.a));
 
   // Controls for the arms and for every model evaluated blind too (the study's named models);
   // ablation cells have none.
