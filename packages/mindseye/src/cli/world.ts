@@ -1,4 +1,4 @@
-// `mindseye world generate --out DIR --scenes N --seed S [--size PX] [--latents K]`: the
+// `mindseye world generate --out DIR --scenes N --seed S [--size PX] [--latents K] [--gqa-draws D]`: the
 // synthetic world (world/generate.ts documents the output layout).
 import type { Command } from "commander";
 import { ConfigError } from "../config/errors.js";
@@ -20,15 +20,17 @@ export function registerWorldCommand(program: Command): void {
     .option("--seed <n>", "random seed", "0")
     .option("--size <px>", "image side in pixels", String(WORLD_DEFAULTS.size))
     .option("--latents <k>", "number of latent query tokens <|latent_i|> in the tokenizer", String(WORLD_DEFAULTS.latents))
+    .option("--gqa-draws <d>", "draws of each GQA question family per training scene (1: about 5.5 questions per scene; real GQA has about 13 per image)", String(WORLD_DEFAULTS.gqaDraws))
     .option("--workers <n>", "render threads (0: render in the main thread; default: cores, for 2,000 scenes or more)")
     .option("--force", "replace a world already in --out")
-    .action(async (o: { out: string; scenes: string; seed: string; size: string; latents: string; workers?: string; force?: boolean }) => {
+    .action(async (o: { out: string; scenes: string; seed: string; size: string; latents: string; gqaDraws: string; workers?: string; force?: boolean }) => {
       const opts = resolveWorldOptions({
         out: o.out,
         scenes: integer("scenes", o.scenes),
         seed: integer("seed", o.seed),
         size: integer("size", o.size),
         latents: integer("latents", o.latents),
+        gqaDraws: integer("gqa-draws", o.gqaDraws),
         ...(o.workers === undefined ? {} : { workers: integer("workers", o.workers) }),
         force: o.force ?? false,
         log: (line) => console.log(line),

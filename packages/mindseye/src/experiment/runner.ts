@@ -181,6 +181,11 @@ export const StudyConfig = z.strictObject({
     seed: z.number().int().min(0).default(0),
     size: z.number().int().positive().default(48),
     latents: z.number().int().positive().default(16),
+    /**
+     * Draws of each GQA question family per training scene (world/generate.ts gqaDraws; absent: 1).
+     * Optional rather than defaulted: a default would change every finished study's world fingerprint.
+     */
+    gqa_draws: z.number().int().min(1).max(100).optional(),
   }),
   /** Each stage's recipe without what the study decides (stage, world, out, seed, inputs). */
   world_encoder: WorldEncoderRecipe.omit(common),
@@ -304,7 +309,7 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
   const world = join(dir, "world");
   const worldToken = await step("world", `world: ${c.world.scenes} scenes`, world, c.world, [], async () => {
     rmSync(world, { recursive: true, force: true });
-    await generateWorld(resolveWorldOptions({ out: world, scenes: c.world.scenes, seed: c.world.seed, size: c.world.size, latents: c.world.latents, log: () => {} }));
+    await generateWorld(resolveWorldOptions({ out: world, scenes: c.world.scenes, seed: c.world.seed, size: c.world.size, latents: c.world.latents, ...(c.world.gqa_draws === undefined ? {} : { gqaDraws: c.world.gqa_draws }), log: () => {} }));
   });
 
   // 2. The frozen encoder, the base VLM, and the two pretraining arms.

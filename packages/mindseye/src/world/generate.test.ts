@@ -53,6 +53,39 @@ test("the same seed gives byte-identical files, with or without render threads; 
   assert.equal(d!.get("tokenizer.json"), a!.get("tokenizer.json"), "the tokenizer does not depend on the seed");
 });
 
+test("gqaDraws: more distinct questions about the training scenes, everything else unchanged", async () => {
+  const base = join(root, "a"), dense = join(root, "draws");
+  await generateWorld(resolveWorldOptions({ out: dense, scenes: 80, seed: 4, workers: 0, gqaDraws: 3 }));
+  const [a, d] = [files(base), files(dense)];
+  for (const [path, hash] of a) {
+    if (path === "gqa/train_balanced_questions.json" || path === "stats.json" || path === "manifest.json") continue;
+    assert.equal(d.get(path), hash, `${path} does not depend on the draws`);
+  }
+  const once = Object.entries(read<Record<string, GqaQuestion>>(base, "gqa/train_balanced_questions.json"));
+  const thrice = Object.entries(read<Record<string, GqaQuestion>>(dense, "gqa/train_balanced_questions.json"));
+  assert.deepEqual(thrice.slice(0, once.length), once, "the first draw, ids included, is the one-draw world's");
+  assert.ok(thrice.length > 2.5 * once.length, `${thrice.length} questions against ${once.length}`);
+  const asked = thrice.map(([, q]) => `${q.imageId}|${q.question}`);
+  assert.equal(new Set(asked).size, asked.length, "no question is asked twice about one scene");
+  const trainImages = new Set(once.map(([, q]) => q.imageId));
+  assert.ok(thrice.every(([, q]) => trainImages.has(q.imageId)), "only the training scenes get more questions");
+  const ids = thrice.map(([id]) => Number(id));
+  assert.equal(new Set(ids).size, ids.length, "ids stay unique across splits");
+  const others = SPLITS.filter((s) => s !== "train").flatMap((s) => Object.keys(read<Record<string, GqaQuestion>>(dense, `gqa/${s}_balanced_questions.json`)).map(Number));
+  assert.ok(others.every((id) => !ids.includes(id)));
+  for (const type of new Set(thrice.map(([, q]) => q.types.detailed))) {
+    const yesNo = thrice.filter(([, q]) => q.types.detailed === type && (q.answer === "yes" || q.answer === "no"));
+    if (yesNo.length < 40) continue;
+    const yes = yesNo.filter(([, q]) => q.answer === "yes").length / yesNo.length;
+    assert.ok(yes > 0.35 && yes < 0.65, `${type}: still balanced (${(100 * yes).toFixed(0)}% yes)`);
+  }
+  const manifest = read<{ gqaDraws?: number; counts: { train: { gqa: number } } }>(dense, "manifest.json");
+  assert.equal(manifest.gqaDraws, 3);
+  assert.equal(manifest.counts.train.gqa, thrice.length);
+  assert.equal(read<{ gqaDraws?: number }>(base, "manifest.json").gqaDraws, undefined, "a one-draw world's manifest is as before");
+  assert.throws(() => resolveWorldOptions({ out: dense, scenes: 80, seed: 4, gqaDraws: 0 }), /--gqa-draws must be an integer from 1 to 100/);
+});
+
 test("the layout: every file the formats name exists and agrees with the others", () => {
   const dir = join(root, "a");
   const manifest = read<{ name: string; version: string; seed: number; size: number; scenes: number; latents: number; counts: Record<string, Record<string, number>>; heldOut: string[][] }>(dir, "manifest.json");

@@ -1,6 +1,6 @@
 // `mindseye world generate`: the synthetic world, written in the real datasets' formats so the
-// real-format readers read it. Everything is a function of (seed, scenes, size, latents): the
-// same arguments give byte-identical files, whatever the number of render threads.
+// real-format readers read it. Everything is a function of (seed, scenes, size, latents, gqaDraws):
+// the same arguments give byte-identical files, whatever the number of render threads.
 //
 // Output layout (DIR = --out):
 //   DIR/manifest.json                      name, version, seed, size, counts per split and task, held-out pairs, vocabulary
@@ -51,6 +51,13 @@ export interface WorldOptions {
   size: number;
   /** Number of latent query tokens <|latent_0|>… in the tokenizer. */
   latents: number;
+  /**
+   * Draws of each GQA question family per training scene (1: one question per family, ~5.5 per
+   * scene; real GQA's balanced split has about 13 per image). Draws after the first are new,
+   * distinct questions about the same scenes, appended to the train split; the other splits,
+   * and the first draw, are the same whatever the number.
+   */
+  gqaDraws: number;
   /** Render threads; 0 renders in the calling thread. Does not change the output. */
   workers: number;
   /** Replace an existing world in `out`. */
@@ -62,13 +69,13 @@ export interface WorldOptions {
 }
 
 // 48 px: with 16 px patches each patch is one cell of the 3×3 layout (scene.ts), so an object never straddles two vision tokens.
-export const WORLD_DEFAULTS = { size: 48, latents: DEFAULT_LATENTS, force: false } as const;
+export const WORLD_DEFAULTS = { size: 48, latents: DEFAULT_LATENTS, gqaDraws: 1, force: false } as const;
 const MAX_SCENES = 10_000_000;
 
 /** Defaults filled in and every field checked; errors name the option and the fix. */
 export function resolveWorldOptions(p: Partial<WorldOptions> & Pick<WorldOptions, "out" | "scenes" | "seed">): Readonly<WorldOptions> {
   const o: WorldOptions = {
-    size: WORLD_DEFAULTS.size, latents: WORLD_DEFAULTS.latents, force: WORLD_DEFAULTS.force,
+    size: WORLD_DEFAULTS.size, latents: WORLD_DEFAULTS.latents, gqaDraws: WORLD_DEFAULTS.gqaDraws, force: WORLD_DEFAULTS.force,
     workers: p.scenes >= 2000 ? Math.min(availableParallelism(), 8) : 0,
     log: () => {},
     progress: false,
@@ -83,6 +90,7 @@ export function resolveWorldOptions(p: Partial<WorldOptions> & Pick<WorldOptions
   int("size", o.size, 32, 1024, "image side in pixels");
   if (o.size % 2 !== 0) throw new ConfigError(`--size must be even (jigsaw patches are image quadrants), got ${o.size}`);
   int("latents", o.latents, 1, 4096, "number of <|latent_i|> tokens");
+  int("gqa-draws", o.gqaDraws, 1, 100, "draws of each GQA question family per training scene");
   int("workers", o.workers, 0, 256, "render threads; 0 renders in this thread");
   return Object.freeze(o);
 }
@@ -104,6 +112,8 @@ interface Manifest {
   size: number;
   scenes: number;
   latents: number;
+  /** Draws of each GQA question family per training scene (absent: 1). */
+  gqaDraws?: number;
   splitFractions: typeof SPLIT_FRACTIONS;
   heldOut: (readonly [string, string])[];
   vocabulary: { shapes: readonly string[]; colors: readonly string[]; sizes: readonly string[]; materials: readonly string[] };
@@ -180,6 +190,23 @@ export async function generateWorld(o: Readonly<WorldOptions>): Promise<WorldSum
     jobs.push(job);
   }
 
+  // 1b. More GQA questions about the training scenes: each further draw asks each family again,
+  // from its own random stream, after every first draw (so those, and the other splits, are the
+  // same whatever the number of draws); a question already asked about the scene is skipped.
+  const train = gqa.get("train")!;
+  const asked = new Set(train.map(([, q]) => `${q.imageId}|${q.question}`));
+  for (let draw = 1; draw < o.gqaDraws; draw++) {
+    for (const scene of scenes.filter((x) => x.split === "train")) {
+      for (const [, q] of gqaGen.get("train")!.forScene(scene, new Rng(o.seed, "gqa", scene.id, draw), nextQuestion)) {
+        const key = `${q.imageId}|${q.question}`;
+        if (asked.has(key)) continue;
+        asked.add(key);
+        const id = String(nextQuestion++);
+        train.push([id, { ...q, equivalent: [id] }]);
+      }
+    }
+  }
+
   // 2. Images, in parallel when asked.
   await render(jobs, o);
 
@@ -212,6 +239,7 @@ export async function generateWorld(o: Readonly<WorldOptions>): Promise<WorldSum
   }])) as Manifest["counts"];
   const manifest: Manifest = {
     name: "mindseye-world", version: WORLD_VERSION, seed: o.seed, size: o.size, scenes: o.scenes, latents: o.latents,
+    ...(o.gqaDraws === 1 ? {} : { gqaDraws: o.gqaDraws }),
     splitFractions: SPLIT_FRACTIONS, heldOut: [...HELD_OUT],
     vocabulary: { shapes: SHAPES, colors: COLORS, sizes: SIZES, materials: MATERIALS },
     counts,
