@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { familyBatches, finetuneLoader, runFinetune, FinetuneRecipe } from "./finetune.js";
+import { familyBatches, finetuneLoader, runFinetune, FinetuneRecipe, ofTypes } from "./finetune.js";
 import { TrainSection } from "./common.js";
 import { mulberry32 } from "../../util/random.js";
 import { generateWorld, resolveWorldOptions } from "../../world/generate.js";
@@ -89,6 +89,29 @@ test("a fine-tune with train.group_by_length runs, for a mindseye_vlm on the wor
       const resolved = JSON.parse(readFileSync(join(out, "recipe.resolved.json"), "utf8")) as { train: { group_by_length?: boolean } };
       assert.equal(resolved.train.group_by_length, true);
     }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test("question_types: a fine-tune on one question type reads only its questions, and a type no question has is named", async () => {
+  const tmp = mkdtempSync(join(tmpdir(), "mindseye-ft-types-"));
+  try {
+    const world = join(tmp, "world");
+    await generateWorld(resolveWorldOptions({ out: world, scenes: 12, seed: 4, size: 32, latents: 4, workers: 0, log: () => {} }));
+    const model = join(tmp, "me");
+    saveTinyEvalModel(model, world, 32);
+    const questions = JSON.parse(readFileSync(join(world, "gqa", "train_balanced_questions.json"), "utf8")) as Record<string, { types: { detailed: string } }>;
+    const exist = Object.keys(questions).filter((id) => questions[id]!.types.detailed === "exist").sort();
+    assert.ok(exist.length > 0 && exist.length < Object.keys(questions).length);
+    const recipe = (types: string[]) => FinetuneRecipe.parse({
+      stage: "finetune", world, model, out: join(tmp, `ft-${types.join("-")}`), tasks: ["gqa"], question_types: types, max_error_rate: 0.5,
+      train: { steps: 1, batch_size: 4, warmup_steps: 1, log_every: 1, checkpoint_every: 100 },
+    });
+    const r = await runFinetune(recipe(["exist"]), { quiet: true });
+    assert.deepEqual([...r.questionIds].sort(), exist);
+    await assert.rejects(runFinetune(recipe(["exist", "existential"]), { quiet: true }), /no training question is of type "existential"; the types there are .*exist/);
+    assert.deepEqual(ofTypes([{ task: "gqa", id: "1", type: "count", images: [], text: "", answer: "" }], undefined).length, 1, "absent: every type");
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

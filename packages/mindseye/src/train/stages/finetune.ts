@@ -64,6 +64,11 @@ export const FinetuneRecipe = z.strictObject({
   fraction: z.number().gt(0).max(1).default(1),
   tasks: z.array(z.enum(TASK_FAMILIES)).min(1).default([...TASK_FAMILIES]),
   /**
+   * Only the questions of these types (GQA's detailed types such as "exist", ScienceQA's
+   * categories, "Jigsaw"): one type's learning curve, apart from the others. Absent: every type.
+   */
+  question_types: z.array(z.string().min(1)).min(1).optional(),
+  /**
    * How often each task family is trained on: "proportional" to its number of questions, or
    * "balanced" (as many batches of each family; the smaller ones repeat, reshuffled).
    */
@@ -76,7 +81,17 @@ export const FinetuneRecipe = z.strictObject({
 export type FinetuneRecipe = z.output<typeof FinetuneRecipe>;
 
 /** A question with its images (paths), prompt text and the answer the assistant gives. */
-export interface QaExample { task: (typeof TASK_FAMILIES)[number]; id: string; images: string[]; text: string; answer: string }
+export interface QaExample { task: (typeof TASK_FAMILIES)[number]; id: string; type: string; images: string[]; text: string; answer: string }
+
+/** The examples of `types` (absent: all); refuses a type no example has, naming the ones there are. */
+export function ofTypes(examples: QaExample[], types: readonly string[] | undefined): QaExample[] {
+  if (types === undefined) return examples;
+  const present = new Set(examples.map((q) => q.type));
+  const unknown = types.filter((t) => !present.has(t));
+  if (unknown.length > 0) throw new ConfigError(`question_types: no training question is of type ${unknown.map((t) => JSON.stringify(t)).join(", ")}; the types there are ${[...present].sort().join(", ")}`);
+  const keep = new Set(types);
+  return examples.filter((q) => keep.has(q.type));
+}
 
 const WORLD_TASK: Record<(typeof TASK_FAMILIES)[number], string> = { gqa: "world_gqa", scienceqa: "world_sqa", jigsaw: "world_jigsaw" };
 
@@ -94,7 +109,7 @@ export async function worldQuestions(world: string, split: string, tasks: readon
         if (ref.kind !== "file") throw new Error(`${item.id}: world images are files`);
         return ref.path;
       });
-      out.push({ task, id: item.id, images, text: promptFor(item, harness), answer: answerText(item) });
+      out.push({ task, id: item.id, type: item.type, images, text: promptFor(item, harness), answer: answerText(item) });
     }
     errors.finish(); // stops past the rate, judged on the whole file
     if (errors.skipped > 0) console.error(errors.summary());
@@ -195,7 +210,7 @@ export async function runFinetune(recipe: FinetuneRecipe, opts: StageOptions = {
   const pre = readPreprocessor(r.model);
   const model = vlm.model;
   model.vision_tower.requiresGrad_(false);
-  const all = await worldQuestions(r.world, "train", r.tasks, r.harness, r.max_error_rate);
+  const all = ofTypes(await worldQuestions(r.world, "train", r.tasks, r.harness, r.max_error_rate), r.question_types);
   const bank = await sharedBank(all.flatMap((q) => q.images), pre, r.max_error_rate);
   if (bank.skipped.length > 0) console.error(bank.summary());
   const qa = sampleFraction(bank.keep(all, (q) => q.images), r.fraction, r.seed);
@@ -228,13 +243,13 @@ export async function datasetQuestions(r: FinetuneRecipe): Promise<QaExample[]> 
         if (ref.kind !== "file") throw new ConfigError(`${d.task}: ${item.id}'s images are embedded bytes; fine-tuning reads image files (GQA images/, ScienceQA images/)`);
         return ref.path;
       });
-      out.push({ task: TRAIN_TASKS[d.task], id: item.id, images, text: promptFor(item, r.harness), answer: answerText(item) });
+      out.push({ task: TRAIN_TASKS[d.task], id: item.id, type: item.type, images, text: promptFor(item, r.harness), answer: answerText(item) });
       if (d.limit !== undefined && ++n >= d.limit) break;
     }
     if (d.limit === undefined || n < d.limit) errors.finish();
     if (errors.skipped > 0) console.error(errors.summary());
   }
-  return out;
+  return ofTypes(out, r.question_types);
 }
 
 /** Decoded images by path; undecodable ones are skipped, counted and reported, past the rate the run stops. */
