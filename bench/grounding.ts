@@ -20,6 +20,8 @@
 // its content rather than by its place, which nearly every world_gqa question needs. With
 // `--image-words λ` they also train on the base's image-word objective at weight λ (each image
 // token, through the tied word embeddings, predicts its cell's words: objectives/image_words.ts).
+// With `--descriptions minimal` the "where" questions name each object by the fewest attributes
+// that single it out in its scene ("Where is the red object?"), as the world's GQA questions do.
 //
 //   npm run bench:grounding [-- --steps 500 --inits 0.02,0.08 --positions before_text,after_text --kind at --image-words 0 --run runs/demo]
 // Reads the world and encoder of a finished study (make demo); last line: one row per setting.
@@ -42,7 +44,7 @@ import type { Tokenizer } from "mindseye/dist/data/tokenizer.js";
 import { ImageBank, readPreprocessor, loadTokenizer, readScenes, trainConfig, copyCompanions, markDone } from "mindseye/dist/train/stages/common.js";
 import { VlmBaseRecipe, buildVlm, collateVlm, collateVlmBase, cellWordIds, imageWordsOf, vlmBaseLoss, type VlmBatch } from "mindseye/dist/train/stages/vlm_base.js";
 import { train } from "mindseye/dist/train/trainer.js";
-import { groundingPairs, GROUNDING_TEMPLATES } from "mindseye/dist/world/grounding.js";
+import { groundingPairs, GROUNDING_TEMPLATES, type GroundingDescriptions } from "mindseye/dist/world/grounding.js";
 import { POSITION_PHRASES } from "mindseye/dist/world/language.js";
 import { Rng } from "mindseye/dist/world/rng.js";
 import { GRID, type Scene } from "mindseye/dist/world/scene.js";
@@ -59,6 +61,7 @@ const args = parseArgs({
     run: { type: "string" },
     model: { type: "string" },
     save: { type: "string" },
+    descriptions: { type: "string", default: "full" },
   },
 }).values;
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -70,12 +73,12 @@ interface Pair { image: string; text: string; answer: string }
  * each: a lookup by place) or "where" ("Where is the {np}?", every object whose description is
  * unique: a lookup by content).
  */
-function groundingQuestions(world: string, split: string, perScene: number, seed: number, kind: keyof typeof GROUNDING_TEMPLATES): Pair[] {
+function groundingQuestions(world: string, split: string, perScene: number, seed: number, kind: keyof typeof GROUNDING_TEMPLATES, descriptions: GroundingDescriptions): Pair[] {
   const out: Pair[] = [];
   const isKind = (q: string) => q.startsWith(GROUNDING_TEMPLATES[kind].q.split("{")[0]!);
   for (const s of readScenes(world).filter((x) => x.split === split)) {
     const image = join(world, "images", s.file_name);
-    for (const g of groundingPairs(s, new Rng(seed, "grounding", s.id), perScene)) if (isKind(g.question)) out.push({ image, text: g.question, answer: g.answer });
+    for (const g of groundingPairs(s, new Rng(seed, "grounding", s.id), perScene, descriptions)) if (isKind(g.question)) out.push({ image, text: g.question, answer: g.answer });
   }
   return out;
 }
@@ -146,8 +149,10 @@ async function main(): Promise<void> {
   const kind = args.kind;
   const imageWords = Number(args["image-words"]);
   if (!(imageWords >= 0)) throw new Error(`--image-words ${args["image-words"]}: expected a weight ≥ 0`);
-  const trainPairs = groundingQuestions(world, "train", 4, 0, kind);
-  const valPairs = groundingQuestions(world, "val", 2, 7, kind).slice(0, 600);
+  if (args.descriptions !== "full" && args.descriptions !== "minimal") throw new Error(`--descriptions ${args.descriptions}: expected full (every attribute) or minimal (the fewest that single the object out)`);
+  const descriptions = args.descriptions;
+  const trainPairs = groundingQuestions(world, "train", 4, 0, kind, descriptions);
+  const valPairs = groundingQuestions(world, "val", 2, 7, kind, descriptions).slice(0, 600);
   const topLeft = `${GROUNDING_TEMPLATES.at.q.replace("{pos}", POSITION_PHRASES[0]![0]!)}`;
   const fixedCell = valPairs.filter((p) => p.text === topLeft);
   const scenes = readScenes(world);

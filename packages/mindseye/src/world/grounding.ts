@@ -5,7 +5,7 @@
 // cell by place and by content — skills every task family builds on — without any of the
 // task families' questions. Built from scenes.json, so they are right by construction.
 import type { Rng } from "./rng.js";
-import { GRID, matching, type Scene } from "./scene.js";
+import { ATTRIBUTE_KINDS, GRID, matching, uniqueDesc, type Scene } from "./scene.js";
 import { POSITION_PHRASES, adjective, article, descPhrase, fill } from "./language.js";
 
 export const GROUNDING_TEMPLATES = {
@@ -16,20 +16,30 @@ export const GROUNDING_TEMPLATES = {
 export interface GroundingPair { question: string; answer: string }
 
 /**
+ * How a "where" question names its object: "full" (all four attributes: "the large red metal
+ * circle") or "minimal" (the fewest attributes that single it out in its scene, as referring
+ * expressions such as RefCOCO's and the world's GQA questions do: "the red object").
+ */
+export type GroundingDescriptions = "full" | "minimal";
+
+/**
  * Every object's "where" question (when its full description is unique in the scene) and
- * `atPerScene` "what is at" questions about random cells, empty ones included.
+ * `atPerScene` "what is at" questions about random cells, empty ones included. The "what is at"
+ * questions are the same whichever `descriptions` the "where" questions use.
  * ```ts
  * groundingPairs(scene, new Rng(0, "grounding", scene.id)); // [{question: "Where is the small red metal circle?", answer: "in the top left corner"}, ...]
  * ```
  */
-export function groundingPairs(scene: Scene, rng: Rng, atPerScene = 2): GroundingPair[] {
+export function groundingPairs(scene: Scene, rng: Rng, atPerScene = 2, descriptions: GroundingDescriptions = "full"): GroundingPair[] {
   const out: GroundingPair[] = [];
   const place = (row: number, col: number) => POSITION_PHRASES[row]![col]!;
+  const cells = rng.sample(Array.from({ length: GRID * GRID }, (_, i) => i), atPerScene); // drawn first: "minimal" draws from rng too
   for (const o of scene.objects) {
     if (matching(scene, o).length !== 1) continue; // a twin: "the …" would not single it out
-    out.push({ question: fill(GROUNDING_TEMPLATES.where.q, { np: descPhrase(o) }), answer: place(o.row, o.col) });
+    const d = descriptions === "full" ? o : uniqueDesc(scene.objects, o, ATTRIBUTE_KINDS, rng)!;
+    out.push({ question: fill(GROUNDING_TEMPLATES.where.q, { np: descPhrase(d) }), answer: place(o.row, o.col) });
   }
-  for (const cell of rng.sample(Array.from({ length: GRID * GRID }, (_, i) => i), atPerScene)) {
+  for (const cell of cells) {
     const row = Math.floor(cell / GRID), col = cell % GRID;
     const o = scene.objects.find((x) => x.row === row && x.col === col);
     const pos = place(row, col);
