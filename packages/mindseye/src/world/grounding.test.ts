@@ -28,6 +28,24 @@ test("grounding answers are true of their scenes: a place read out, a unique des
   assert.ok(where > 300 && at === 400 && nothing > 0 && nothing < at, `${where} where, ${at} at (${nothing} empty)`);
 });
 
+test("minimal descriptions: each names fewer attributes than the whole and still one object; the place questions are the same", () => {
+  let shorter = 0, where = 0;
+  for (const s of scenes) {
+    const full = groundingPairs(s, new Rng(4, "g", s.id)), minimal = groundingPairs(s, new Rng(4, "g", s.id), 2, "minimal");
+    assert.deepEqual(minimal.filter((g) => g.question.startsWith("What")), full.filter((g) => g.question.startsWith("What")));
+    const fullWhere = full.filter((g) => g.question.startsWith("Where")), minimalWhere = minimal.filter((g) => g.question.startsWith("Where"));
+    assert.deepEqual(minimalWhere.map((g) => g.answer), fullWhere.map((g) => g.answer), "the same objects, in the same order");
+    minimalWhere.forEach((g, i) => {
+      where++;
+      const np = g.question.match(/^Where is the (.+)\?$/)![1]!;
+      assert.equal(checkCaption(s, `The ${np} ${g.answer}.`), null, `${g.question} → ${g.answer} singles its object out`);
+      const fullNp = fullWhere[i]!.question.match(/^Where is the (.+)\?$/)![1]!;
+      if (np.split(" ").length < fullNp.split(" ").length) shorter++;
+    });
+  }
+  assert.ok(shorter > where / 2, `${shorter} of ${where} descriptions are shorter than the whole`);
+});
+
 test("twins (objects alike in every attribute) get no where-question", () => {
   const o = { id: 0, shape: "circle", color: "red", size: "small", material: "metal", x: 0.15, y: 0.15, r: 0.085, row: 0, col: 0 } as const;
   const s: Scene = { id: 1, imageId: "1", file_name: "1.png", split: "train", width: 48, height: 48, objects: [o, { ...o, id: 1, x: 0.83, col: 2 }] };
