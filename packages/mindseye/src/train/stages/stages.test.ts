@@ -12,6 +12,7 @@ import { loadStageRecipe, runRecipe, Recipe } from "./index.js";
 import { MindsEyeVLM } from "../../models/vlm.js";
 import { VitVisionModel } from "../../models/vit.js";
 import { validate } from "../../config/recipe.js";
+import { basePairs, VlmBaseRecipe } from "./vlm_base.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const configs = join(here, "..", "..", "..", "..", "..", "configs"); // dist/train/stages -> repo root
@@ -72,5 +73,24 @@ test("a stage other than finetune refuses train.group_by_length instead of ignor
   for (const name of ["world-encoder", "vlm-base", "latent-pretrain"]) {
     const r = loadStageRecipe(join(configs, `${name}.yaml`), ["train.group_by_length=true", "out=/nonexistent/never-written"]);
     await assert.rejects(runRecipe(r, { quiet: true }), new RegExp(`${name}: train.group_by_length .* remove it`));
+  }
+});
+
+test("vlm-base grounding_descriptions: minimal names the same objects by fewer words; captions and place questions unchanged", async () => {
+  const root = mkdtempSync(join(tmpdir(), "mindseye-base-pairs-"));
+  try {
+    const world = join(root, "world");
+    await generateWorld(resolveWorldOptions({ out: world, scenes: 40, seed: 3, size: 48, latents: 9, workers: 0, log: () => {} }));
+    const recipe = { world, seed: 0, grounding: true };
+    const full = await basePairs(recipe), absent = await basePairs({ ...recipe, grounding_descriptions: "full" }), minimal = await basePairs({ ...recipe, grounding_descriptions: "minimal" });
+    assert.deepEqual(absent, full, "absent is full");
+    const isWhere = (p: { text: string }) => p.text.startsWith("Where");
+    assert.deepEqual(minimal.filter((p) => !isWhere(p)), full.filter((p) => !isWhere(p)));
+    const words = (ps: { text: string }[]) => ps.filter(isWhere).reduce((n, p) => n + p.text.split(" ").length, 0);
+    assert.equal(minimal.filter(isWhere).length, full.filter(isWhere).length);
+    assert.ok(words(minimal) < 0.8 * words(full), `${words(minimal)} words against ${words(full)}`);
+    assert.throws(() => VlmBaseRecipe.parse({ stage: "vlm-base", world, encoder: "e", out: "o", grounding_descriptions: "short" }), /full|minimal/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
   }
 });

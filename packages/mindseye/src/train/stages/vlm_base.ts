@@ -47,6 +47,13 @@ export const VlmBaseRecipe = z.strictObject({
   /** Mix in the world's grounding questions (what is at a place, where an object is). */
   grounding: z.boolean().default(true),
   /**
+   * How the "where" questions name their object (world/grounding.ts): "full" (every attribute:
+   * "the large red metal circle") or "minimal" (the fewest that single it out, as referring
+   * expressions and the world's GQA questions do: "the red object"). Absent: full. Optional
+   * rather than defaulted, so that finished studies keep their fingerprints.
+   */
+  grounding_descriptions: z.enum(["full", "minimal"]).optional(),
+  /**
    * Weight of the image-word objective (0: off): each image token, read through the LM's tied
    * word embeddings, predicts the words of its cell (objectives/image_words.ts). It needs one
    * image token per cell of the world's grid (48 px scenes, 16 px patches).
@@ -161,6 +168,21 @@ export function imageWordsOf(world: string, idsOf: (scene: Scene) => number[][])
   }), { dtype: "int64" });
 }
 
+/**
+ * The base's training pairs: each training image's captions (answered to an empty prompt), then,
+ * with `grounding`, its grounding questions (world/grounding.ts) named as `grounding_descriptions` says.
+ */
+export async function basePairs(r: Pick<VlmBaseRecipe, "world" | "seed" | "grounding" | "grounding_descriptions">): Promise<{ image: string; text: string; answer: string }[]> {
+  const pairs = (await captionPairs(r.world, "train")).map((p) => ({ image: p.image, text: "", answer: p.caption }));
+  if (r.grounding) {
+    for (const scene of readScenes(r.world).filter((s) => s.split === "train")) {
+      const image = join(r.world, "images", scene.file_name);
+      for (const g of groundingPairs(scene, new Rng(r.seed, "grounding", scene.id), 2, r.grounding_descriptions)) pairs.push({ image, text: g.question, answer: g.answer });
+    }
+  }
+  return pairs;
+}
+
 export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {}): Promise<{ modelDir: string; result: TrainResult }> {
   refuseFinetuneOnlyKeys("vlm-base", recipe.train);
   const r = { ...recipe, encoder: resolveModelRef(recipe.encoder) }; // a directory, or a Hugging Face id in the hub cache
@@ -175,13 +197,7 @@ export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {})
   model.vision_tower.requiresGrad_(false);
   model.vision_tower.eval();
 
-  const pairs: { image: string; text: string; answer: string }[] = (await captionPairs(r.world, "train")).map((p) => ({ image: p.image, text: "", answer: p.caption }));
-  if (r.grounding) {
-    for (const scene of readScenes(r.world).filter((s) => s.split === "train")) {
-      const image = join(r.world, "images", scene.file_name);
-      for (const g of groundingPairs(scene, new Rng(r.seed, "grounding", scene.id))) pairs.push({ image, text: g.question, answer: g.answer });
-    }
-  }
+  const pairs = await basePairs(r);
   const { bank, usable } = await loadUsable(pairs, (p) => [p.image], pre, r.max_error_rate, console.error);
   const perImage = imageTokenCount(model.config);
   const imagesAfterText = model.config.imagePosition === "after_text";
