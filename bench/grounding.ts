@@ -159,6 +159,7 @@ async function main(): Promise<void> {
   const probeTrain = scenes.filter((sc) => sc.split === "train").slice(0, 1500), probeTest = scenes.filter((sc) => sc.split === "val").slice(0, 300);
   const bank = await ImageBank.load([...trainPairs.map((p) => p.image), ...valPairs.map((p) => p.image), ...probeTest.map((sc) => join(world, "images", sc.file_name))], pre);
   console.log(`"${kind}" questions: ${trainPairs.length} for training, ${valPairs.length} val (${fixedCell.length} about the top left cell); ${steps} steps of ${study.vlm_base.train.batch_size}`);
+  let save = args.save === undefined ? null : resolve(args.save); // the first trained VLM is kept there
   /** A fresh VLM at `init` with its images at `position`, trained `steps` steps on `pairs`; the callback scores it before it is freed. */
   const trained = async <T>(init: number, position: string, pairs: Pair[], then: (model: MindsEyeVLM) => T): Promise<T> => {
     const dir = mkdtempSync(join(tmpdir(), "mindseye-bench-grounding-"));
@@ -185,7 +186,7 @@ async function main(): Promise<void> {
       if (save !== null) {
         model.savePretrained(save);
         copyCompanions(save, [world, encoderDir]);
-        markDone(save, { stage: "bench:grounding", kind, steps, imageWords });
+        markDone(save, { stage: "bench:grounding", kind, descriptions, steps, imageWords });
         save = null; // the first setting's only
       }
       return then(model);
@@ -194,7 +195,6 @@ async function main(): Promise<void> {
       rmSync(dir, { recursive: true, force: true });
     }
   };
-  let save = args.save === undefined ? null : resolve(args.save);
   const rows: string[] = [];
   if (args.model) {
     // Score a trained VLM (a base, or a checkpoint of one) on the val questions, without training.
@@ -211,7 +211,7 @@ async function main(): Promise<void> {
       const [real, blind, probes] = await trained(init, position, trainPairs, (m) => [score(m, tok, bank, valPairs, false), score(m, tok, bank, valPairs, true), cellProbes(m, bank, world, probeTrain, probeTest)] as const);
       // The control (one fixed cell, nothing to look up) exists for lookups by place only.
       const fixed = kind === "at" ? await trained(init, position, trainPairs.filter((p) => p.text === topLeft), (m) => score(m, tok, bank, fixedCell, false)) : null;
-      rows.push(`"${kind}", image ${position}, initializer_range ${init}${imageWords > 0 ? `, image words ${imageWords}` : ""}: every question: exact ${real.exact.toFixed(1)}% (shuffled images ${blind.exact.toFixed(1)}%), token ${real.token.toFixed(1)}% (${blind.token.toFixed(1)}%); ` +
+      rows.push(`"${kind}"${descriptions === "minimal" ? " (minimal descriptions)" : ""}, image ${position}, initializer_range ${init}${imageWords > 0 ? `, image words ${imageWords}` : ""}: every question: exact ${real.exact.toFixed(1)}% (shuffled images ${blind.exact.toFixed(1)}%), token ${real.token.toFixed(1)}% (${blind.token.toFixed(1)}%); ` +
         (fixed ? `top-left cell only: exact ${fixed.exact.toFixed(1)}%, token ${fixed.token.toFixed(1)}%; ` : "") +
         `image-token probes ${Object.entries(probes).map(([k, v]) => `${k} ${v.toFixed(1)}%`).join(", ")}`);
       console.log(rows[rows.length - 1]);
