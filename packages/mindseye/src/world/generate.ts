@@ -193,12 +193,13 @@ export async function generateWorld(o: Readonly<WorldOptions>): Promise<WorldSum
   // 1b. More GQA questions about the training scenes: each further draw asks each family again,
   // from its own random stream, after every first draw (so those, and the other splits, are the
   // same whatever the number of draws); a question already asked about the scene is skipped.
-  const train = gqa.get("train")!;
-  const asked = new Set(train.map(([, q]) => `${q.imageId}|${q.question}`));
+  const train = gqa.get("train")!, trainScenes = scenes.filter((x) => x.split === "train"), trainGen = gqaGen.get("train")!;
+  const askedAbout = (q: GqaQuestion) => `${q.imageId}|${q.question}`;
+  const asked = new Set(train.map(([, q]) => askedAbout(q)));
   for (let draw = 1; draw < o.gqaDraws; draw++) {
-    for (const scene of scenes.filter((x) => x.split === "train")) {
-      for (const [, q] of gqaGen.get("train")!.forScene(scene, new Rng(o.seed, "gqa", scene.id, draw), nextQuestion)) {
-        const key = `${q.imageId}|${q.question}`;
+    for (const scene of trainScenes) {
+      for (const [, q] of trainGen.forScene(scene, new Rng(o.seed, "gqa", scene.id, draw), nextQuestion)) {
+        const key = askedAbout(q);
         if (asked.has(key)) continue;
         asked.add(key);
         const id = String(nextQuestion++);
