@@ -75,10 +75,9 @@ interface Pair { image: string; text: string; answer: string }
  */
 function groundingQuestions(world: string, split: string, perScene: number, seed: number, kind: keyof typeof GROUNDING_TEMPLATES, descriptions: GroundingDescriptions): Pair[] {
   const out: Pair[] = [];
-  const isKind = (q: string) => q.startsWith(GROUNDING_TEMPLATES[kind].q.split("{")[0]!);
   for (const s of readScenes(world).filter((x) => x.split === split)) {
     const image = join(world, "images", s.file_name);
-    for (const g of groundingPairs(s, new Rng(seed, "grounding", s.id), perScene, descriptions)) if (isKind(g.question)) out.push({ image, text: g.question, answer: g.answer });
+    for (const g of groundingPairs(s, new Rng(seed, "grounding", s.id), perScene, descriptions)) if (g.kind === kind) out.push({ image, text: g.question, answer: g.answer });
   }
   return out;
 }

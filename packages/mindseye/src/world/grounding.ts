@@ -13,7 +13,7 @@ export const GROUNDING_TEMPLATES = {
   where: { q: "Where is the {np}?" },
 } as const;
 
-export interface GroundingPair { question: string; answer: string }
+export interface GroundingPair { kind: keyof typeof GROUNDING_TEMPLATES; question: string; answer: string }
 
 /**
  * How a "where" question names its object: "full" (all four attributes: "the large red metal
@@ -27,7 +27,7 @@ export type GroundingDescriptions = "full" | "minimal";
  * `atPerScene` "what is at" questions about random cells, empty ones included. The "what is at"
  * questions are the same whichever `descriptions` the "where" questions use.
  * ```ts
- * groundingPairs(scene, new Rng(0, "grounding", scene.id)); // [{question: "Where is the small red metal circle?", answer: "in the top left corner"}, ...]
+ * groundingPairs(scene, new Rng(0, "grounding", scene.id)); // [{kind: "where", question: "Where is the small red metal circle?", answer: "in the top left corner"}, ...]
  * ```
  */
 export function groundingPairs(scene: Scene, rng: Rng, atPerScene = 2, descriptions: GroundingDescriptions = "full"): GroundingPair[] {
@@ -37,13 +37,13 @@ export function groundingPairs(scene: Scene, rng: Rng, atPerScene = 2, descripti
   for (const o of scene.objects) {
     if (matching(scene, o).length !== 1) continue; // a twin: "the …" would not single it out
     const d = descriptions === "full" ? o : uniqueDesc(scene.objects, o, ATTRIBUTE_KINDS, rng)!;
-    out.push({ question: fill(GROUNDING_TEMPLATES.where.q, { np: descPhrase(d) }), answer: place(o.row, o.col) });
+    out.push({ kind: "where", question: fill(GROUNDING_TEMPLATES.where.q, { np: descPhrase(d) }), answer: place(o.row, o.col) });
   }
   for (const cell of cells) {
     const row = Math.floor(cell / GRID), col = cell % GRID;
     const o = scene.objects.find((x) => x.row === row && x.col === col);
     const pos = place(row, col);
-    out.push({ question: fill(GROUNDING_TEMPLATES.at.q, { pos }), answer: o ? article(descPhrase(o)) : GROUNDING_TEMPLATES.at.nothing });
+    out.push({ kind: "at", question: fill(GROUNDING_TEMPLATES.at.q, { pos }), answer: o ? article(descPhrase(o)) : GROUNDING_TEMPLATES.at.nothing });
   }
   return out;
 }

@@ -94,3 +94,36 @@ test("vlm-base grounding_descriptions: minimal names the same objects by fewer w
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test("vlm-base alignment: a first phase on the \"where\" questions alone, kept, and a rerun starts from it", async () => {
+  const root = mkdtempSync(join(tmpdir(), "mindseye-base-align-"));
+  try {
+    const world = join(root, "world");
+    await generateWorld(resolveWorldOptions({ out: world, scenes: 60, seed: 5, size: 48, latents: 9, workers: 0, log: () => {} }));
+    const stage = (name: string, sets: string[]) => loadStageRecipe(join(configs, `${name}.yaml`), [`world=${world}`, "train.steps=4", "train.batch_size=8", ...sets]);
+    const encoder = await runRecipe(stage("world-encoder", [`out=${join(root, "enc")}`]), { quiet: true });
+    const out = join(root, "base");
+    const recipe = stage("vlm-base", [`encoder=${encoder}`, `out=${out}`, "grounding_descriptions=minimal", "alignment.steps=6"]);
+    const model = await runRecipe(recipe, { quiet: true });
+
+    const where = (await basePairs({ world, seed: 0, grounding: true, grounding_descriptions: "minimal" })).filter((p) => p.kind === "where");
+    const done = JSON.parse(readFileSync(join(out, "alignment", "model", "DONE"), "utf8")) as { questions: number; steps: number };
+    assert.equal(done.questions, where.length, "the alignment phase reads the base's \"where\" questions, and only those");
+    assert.equal(done.steps, 6);
+    const logged = (dir: string) => readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, number>);
+    assert.ok(logged(join(out, "alignment")).every((m) => Number.isFinite(m.image_words)), "the alignment phase trains the image-word objective (its default weight 1)");
+    assert.ok(logged(out).every((m) => m.image_words === undefined), "the mix does not (image_words 0)");
+
+    // A rerun that lost the mix's progress starts from the kept aligned VLM and ends where the first run did.
+    const alignLog = readFileSync(join(out, "alignment", "metrics.jsonl"), "utf8");
+    const first = readFileSync(join(model, "model.safetensors"));
+    for (const p of ["model", "checkpoints", "metrics.jsonl"]) rmSync(join(out, p), { recursive: true, force: true });
+    await runRecipe(recipe, { quiet: true });
+    assert.equal(readFileSync(join(out, "alignment", "metrics.jsonl"), "utf8"), alignLog, "the alignment phase is not run again");
+    assert.ok(readFileSync(join(model, "model.safetensors")).equals(first), "the same base, to the byte");
+
+    await assert.rejects(runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${join(root, "b2")}`, "grounding=false", "alignment.steps=6"]), { quiet: true }), /alignment .*grounding is false/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});

@@ -3,7 +3,7 @@
 // captions) mixed, as LLaVA-1.5 mixes region data, with grounding questions (world/grounding.ts:
 // a place read out, a description found). This is the baseline the proposal compares against
 // and the start of the other arms.
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { torch, type Tensor } from "@mindseye/torch";
@@ -17,11 +17,12 @@ import { imageWordLoss } from "../../objectives/image_words.js";
 import { readPairs } from "../../data/formats/index.js";
 import { train, type TrainResult } from "../trainer.js";
 import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, loadUsable, readScenes, dataShard, onLeadRank, type StageOptions, refuseFinetuneOnlyKeys } from "./common.js";
-import { cellWords, groundingPairs } from "../../world/grounding.js";
+import { cellWords, groundingPairs, type GroundingPair } from "../../world/grounding.js";
 import { GRID, type Scene } from "../../world/scene.js";
 import type { Tokenizer } from "../../data/tokenizer.js";
 import { Rng } from "../../world/rng.js";
 import { resolveModelRef } from "../../config/hub.js";
+import { ConfigError } from "../../config/errors.js";
 
 export const VlmBaseRecipe = z.strictObject({
   stage: z.literal("vlm-base"),
@@ -59,6 +60,19 @@ export const VlmBaseRecipe = z.strictObject({
    * image token per cell of the world's grid (48 px scenes, 16 px patches).
    */
   image_words: z.number().min(0).default(0),
+  /**
+   * A first phase before the mix (absent: none), as LLaVA aligns its projector before instruction
+   * tuning: `steps` steps on the base's "where" questions alone (named as grounding_descriptions
+   * says), with the image-word objective at `image_words`. The image tokens learn the LM's words
+   * and the LM learns to find an object by them, which inside the mix it does not within thousands
+   * of steps (`npm run bench:grounding -- --kind where --descriptions minimal --image-words 1`).
+   * Same trainer settings as `train`, with these steps; the aligned VLM is kept in
+   * <out>/alignment/model and a rerun starts from it.
+   */
+  alignment: z.strictObject({
+    steps: z.number().int().positive(),
+    image_words: z.number().min(0).default(1),
+  }).optional(),
   /** Hidden state of the encoder fed to the projector (-1: last layer). */
   vision_feature_layer: z.number().int().default(-1),
   max_error_rate: MaxErrorRate,
@@ -172,28 +186,38 @@ export function imageWordsOf(world: string, idsOf: (scene: Scene) => number[][])
  * The base's training pairs: each training image's captions (answered to an empty prompt), then,
  * with `grounding`, its grounding questions (world/grounding.ts) named as `grounding_descriptions` says.
  */
-export async function basePairs(r: Pick<VlmBaseRecipe, "world" | "seed" | "grounding" | "grounding_descriptions">): Promise<{ image: string; text: string; answer: string }[]> {
-  const pairs = (await captionPairs(r.world, "train")).map((p) => ({ image: p.image, text: "", answer: p.caption }));
+export async function basePairs(r: Pick<VlmBaseRecipe, "world" | "seed" | "grounding" | "grounding_descriptions">): Promise<BasePair[]> {
+  const pairs: BasePair[] = (await captionPairs(r.world, "train")).map((p) => ({ kind: "caption", image: p.image, text: "", answer: p.caption }));
   if (r.grounding) {
     for (const scene of readScenes(r.world).filter((s) => s.split === "train")) {
       const image = join(r.world, "images", scene.file_name);
-      for (const g of groundingPairs(scene, new Rng(r.seed, "grounding", scene.id), 2, r.grounding_descriptions)) pairs.push({ image, text: g.question, answer: g.answer });
+      for (const g of groundingPairs(scene, new Rng(r.seed, "grounding", scene.id), 2, r.grounding_descriptions)) pairs.push({ kind: g.kind, image, text: g.question, answer: g.answer });
     }
   }
   return pairs;
 }
 
+/** One of the base's training pairs: a caption (answered to an empty prompt) or a grounding question. */
+export interface BasePair { kind: "caption" | GroundingPair["kind"]; image: string; text: string; answer: string }
+
 export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {}): Promise<{ modelDir: string; result: TrainResult }> {
   refuseFinetuneOnlyKeys("vlm-base", recipe.train);
+  if (recipe.alignment && !recipe.grounding) throw new ConfigError("vlm-base: alignment trains on the grounding \"where\" questions, and grounding is false — set grounding: true or remove alignment");
   const r = { ...recipe, encoder: resolveModelRef(recipe.encoder) }; // a directory, or a Hugging Face id in the hub cache
   mkdirSync(r.out, { recursive: true });
   writeResolved(r.out, r);
   const tok = loadTokenizer(r.world);
   const pre = readPreprocessor(r.encoder);
-  const encoder = VitVisionModel.fromPretrained(r.encoder);
-  torch.manualSeed(r.seed);
-  const model = buildVlm(encoder, tok.vocabSize, tok.specialTokenIds.imagePad!, r, r.seed);
-  encoder.parameters().forEach((p) => p.dispose());
+  const alignedDir = join(r.out, "alignment", "model");
+  const aligned = r.alignment !== undefined && existsSync(join(alignedDir, "DONE")); // a rerun starts from the aligned VLM
+  let model: MindsEyeVLM;
+  if (aligned) model = MindsEyeVLM.fromPretrained(alignedDir);
+  else {
+    const encoder = VitVisionModel.fromPretrained(r.encoder);
+    torch.manualSeed(r.seed);
+    model = buildVlm(encoder, tok.vocabSize, tok.specialTokenIds.imagePad!, r, r.seed);
+    encoder.parameters().forEach((p) => p.dispose());
+  }
   model.vision_tower.requiresGrad_(false);
   model.vision_tower.eval();
 
@@ -202,13 +226,27 @@ export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {})
   const perImage = imageTokenCount(model.config);
   const imagesAfterText = model.config.imagePosition === "after_text";
   const examples = usable.map((p) => ({ ...buildExample(tok, { images: 1, text: p.text, answer: p.answer, imagesAfterText }, perImage), images: [p.image] }));
-  const words = r.image_words > 0 ? imageWordsOf(r.world, cellWordIds(tok, model)) : null;
-  const loader = new DataLoader({ length: examples.length, get: (i: number) => examples[i]! }, {
-    batchSize: r.train.batch_size, seed: r.seed, ...dataShard(), collate: collateVlmBase(bank, tok.specialTokenIds.pad ?? 0, words),
-  });
-  const result = await train({ model, loader: loader as DataLoader<unknown, VlmBatch & { words?: Tensor }>, step: (b) => vlmBaseLoss(model, b, r.image_words) },
-    trainConfig(r.out, r.train, r.seed), trainOptions(opts));
-  stopIfInterrupted(result, r.out);
+  const cellWordsOf = r.image_words > 0 || (r.alignment?.image_words ?? 0) > 0 ? imageWordsOf(r.world, cellWordIds(tok, model)) : null;
+  /** The trainer's run over `of` (examples), with the image-word objective at `imageWords`, in `runDir`. */
+  const phase = async (of: typeof examples, imageWords: number, runDir: string, steps: number) => {
+    const loader = new DataLoader({ length: of.length, get: (i: number) => of[i]! }, {
+      batchSize: r.train.batch_size, seed: r.seed, ...dataShard(), collate: collateVlmBase(bank, tok.specialTokenIds.pad ?? 0, imageWords > 0 ? cellWordsOf : null),
+    });
+    const result = await train({ model, loader: loader as DataLoader<unknown, VlmBatch & { words?: Tensor }>, step: (b) => vlmBaseLoss(model, b, imageWords) },
+      trainConfig(runDir, { ...r.train, steps }, r.seed), trainOptions(opts));
+    stopIfInterrupted(result, runDir);
+    return result;
+  };
+  if (r.alignment && !aligned) {
+    const where = examples.filter((_, i) => usable[i]!.kind === "where");
+    const result = await phase(where, r.alignment.image_words, join(r.out, "alignment"), r.alignment.steps);
+    onLeadRank(() => {
+      model.savePretrained(alignedDir);
+      copyCompanions(alignedDir, [r.world, r.encoder]);
+      markDone(alignedDir, { stage: "vlm-base alignment", questions: where.length, steps: result.steps, lastLoss: result.lastLoss });
+    });
+  }
+  const result = await phase(examples, r.image_words, r.out, r.train.steps);
   const modelDir = join(r.out, "model");
   onLeadRank(() => {
     model.savePretrained(modelDir);
