@@ -2,7 +2,9 @@
 // Qwen2 LM — trained on image captioning (the assistant answers an image with one of its
 // captions) mixed, as LLaVA-1.5 mixes region data, with grounding questions (world/grounding.ts:
 // a place read out, a description found). This is the baseline the proposal compares against
-// and the start of the other arms.
+// and the start of the other arms. An optional first phase (`alignment`) trains the "where"
+// questions alone with the image-word objective before the mix, as LLaVA aligns its projector
+// before instruction tuning.
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
