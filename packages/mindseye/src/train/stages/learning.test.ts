@@ -12,7 +12,8 @@ import { generateWorld, resolveWorldOptions } from "../../world/generate.js";
 import { evaluate } from "../../eval/run.js";
 import { evaluateRetrieval } from "../../analysis/retrieval.js";
 import { loadStudy } from "../../experiment/runner.js";
-import { readScenes } from "./common.js";
+import { readScenes, loadTokenizer } from "./common.js";
+import { basePairs } from "./vlm_base.js";
 import { cellWords } from "../../world/grounding.js";
 import {
   runWorldEncoder, runVlmBase, runLatentPretrain, runFinetune, WorldEncoderRecipe, VlmBaseRecipe, LatentPretrainRecipe, FinetuneRecipe,
@@ -49,6 +50,24 @@ test("each stage fits a tiny training set: encoder F1, fine-tuning accuracy, lat
     assert.ok(wordLoss.at(-1)! < floor + 0.25 * (blind - floor),
       `the image tokens learn their cells' words: image-word loss ${wordLoss.map((v) => v.toFixed(2)).join(" → ")}; floor ${floor.toFixed(2)}, blind ${blind.toFixed(2)}`);
 
+    // The base's alignment phase: its "where" questions about the 32 training scenes ("Where is the
+    // red object?" → "in the top left corner") come to be answered from the image. Text alone
+    // cannot: the same description names objects in different places in different scenes, so
+    // without the image the answer tokens' cross-entropy is at least the entropy of the places
+    // given the question, spread over the answer's tokens (+2 for the turn's end: a lower bound).
+    const alignedOut = join(root, "aligned");
+    await runVlmBase(VlmBaseRecipe.parse({
+      stage: "vlm-base", world, encoder: enc.encoderDir, out: alignedOut, ...tiny, grounding_descriptions: "minimal", alignment: { steps: 600 },
+      train: { steps: 1, batch_size: 32, lr: 3e-3, log_every: 1 },
+    }), { quiet: true });
+    const where = (await basePairs({ world, seed: 0, grounding: true, grounding_descriptions: "minimal" })).filter((p) => p.kind === "where");
+    const tok = loadTokenizer(world);
+    const blindPerToken = blindAnswerEntropy(where) * where.length / where.reduce((n, p) => n + tok.encode(p.answer, { addSpecialTokens: false }).length + 2, 0);
+    const alignCe = readFileSync(join(alignedOut, "alignment", "metrics.jsonl"), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { ce: number }).ce);
+    const lastCe = alignCe.slice(-5).reduce((a, b) => a + b, 0) / 5;
+    assert.ok(blindPerToken > 0.02 && lastCe < blindPerToken / 4,
+      `the alignment phase answers its ${where.length} "where" questions from the image: answer cross-entropy ${alignCe[0]!.toFixed(3)} → ${lastCe.toFixed(4)} per token; text alone ≥ ${blindPerToken.toFixed(3)}`);
+
     // Fine-tuning: 32 GQA-style training questions, answered exactly after training on them.
     const tuned = await runFinetune(FinetuneRecipe.parse({
       stage: "finetune", world, model: base.modelDir, out: join(root, "ft"), tasks: ["gqa"], fraction: 32 / gqaTrainCount(world),
@@ -84,6 +103,15 @@ test("each stage fits a tiny training set: encoder F1, fine-tuning accuracy, lat
 });
 
 const CONFIGS = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..", "..", "configs");
+
+/** The mean over pairs of the entropy (nats) of the answers given the question's text: the least a model reading text alone can reach per answer. */
+function blindAnswerEntropy(pairs: { text: string; answer: string }[]): number {
+  const byText = new Map<string, Map<string, number>>();
+  for (const p of pairs) { const m = byText.get(p.text) ?? new Map<string, number>(); m.set(p.answer, (m.get(p.answer) ?? 0) + 1); byText.set(p.text, m); }
+  let h = 0;
+  for (const m of byText.values()) { const n = [...m.values()].reduce((a, b) => a + b, 0); for (const c of m.values()) h -= c * Math.log(c / n); }
+  return h / pairs.length;
+}
 
 function gqaTrainCount(world: string): number {
   return Object.keys(JSON.parse(readFileSync(join(world, "gqa", "train_balanced_questions.json"), "utf8")) as object).length;
