@@ -22,6 +22,9 @@
 // token, through the tied word embeddings, predicts its cell's words: objectives/image_words.ts).
 // With `--descriptions minimal` the "where" questions name each object by the fewest attributes
 // that single it out in its scene ("Where is the red object?"), as the world's GQA questions do.
+// With `--kind rel` they train on relation lookups ("What is to the left of the red object?" → the
+// one object there, world/grounding.ts relationPairs): a lookup by content, then a step across
+// the grid, as world_gqa's relational questions need.
 //
 //   npm run bench:grounding [-- --steps 500 --inits 0.02,0.08 --positions before_text,after_text --kind at --image-words 0 --run runs/demo]
 // Reads the world and encoder of a finished study (make demo); last line: one row per setting.
@@ -44,7 +47,7 @@ import type { Tokenizer } from "mindseye/dist/data/tokenizer.js";
 import { ImageBank, readPreprocessor, loadTokenizer, readScenes, trainConfig, copyCompanions, markDone } from "mindseye/dist/train/stages/common.js";
 import { VlmBaseRecipe, buildVlm, collateVlm, collateVlmBase, cellWordIds, imageWordsOf, vlmBaseLoss, type VlmBatch } from "mindseye/dist/train/stages/vlm_base.js";
 import { train } from "mindseye/dist/train/trainer.js";
-import { groundingPairs, GROUNDING_TEMPLATES, type GroundingDescriptions } from "mindseye/dist/world/grounding.js";
+import { groundingPairs, relationPairs, GROUNDING_TEMPLATES, type GroundingDescriptions } from "mindseye/dist/world/grounding.js";
 import { POSITION_PHRASES } from "mindseye/dist/world/language.js";
 import { Rng } from "mindseye/dist/world/rng.js";
 import { GRID, type Scene } from "mindseye/dist/world/scene.js";
@@ -70,14 +73,15 @@ interface Pair { image: string; text: string; answer: string }
 
 /**
  * A split's grounding questions of one kind: "at" ("What is {place}?", `perScene` random cells
- * each: a lookup by place) or "where" ("Where is the {np}?", every object whose description is
- * unique: a lookup by content).
+ * each: a lookup by place), "where" ("Where is the {np}?", every object whose description is
+ * unique: a lookup by content) or "rel" ("What is {rel} the {np}?": a lookup, then a relation).
  */
 function groundingQuestions(world: string, split: string, perScene: number, seed: number, kind: keyof typeof GROUNDING_TEMPLATES, descriptions: GroundingDescriptions): Pair[] {
   const out: Pair[] = [];
   for (const s of readScenes(world).filter((x) => x.split === split)) {
     const image = join(world, "images", s.file_name);
-    for (const g of groundingPairs(s, new Rng(seed, "grounding", s.id), perScene, descriptions)) if (g.kind === kind) out.push({ image, text: g.question, answer: g.answer });
+    const pairs = kind === "rel" ? relationPairs(s, new Rng(seed, "relations", s.id), descriptions) : groundingPairs(s, new Rng(seed, "grounding", s.id), perScene, descriptions);
+    for (const g of pairs) if (g.kind === kind) out.push({ image, text: g.question, answer: g.answer });
   }
   return out;
 }
@@ -144,7 +148,7 @@ async function main(): Promise<void> {
   const positions = args.positions.split(",").map((p) => VlmBaseRecipe.shape.image_position.parse(p));
   const tok = loadTokenizer(world);
   const pre = readPreprocessor(encoderDir);
-  if (args.kind !== "at" && args.kind !== "where") throw new Error(`--kind ${args.kind}: expected at (lookups by place) or where (lookups by content)`);
+  if (args.kind !== "at" && args.kind !== "where" && args.kind !== "rel") throw new Error(`--kind ${args.kind}: expected at (lookups by place), where (lookups by content) or rel (a lookup by content, then a relation)`);
   const kind = args.kind;
   const imageWords = Number(args["image-words"]);
   if (!(imageWords >= 0)) throw new Error(`--image-words ${args["image-words"]}: expected a weight ≥ 0`);

@@ -1,8 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Rng } from "./rng.js";
-import { sampleScene, type Scene } from "./scene.js";
-import { cellWords, groundingPairs } from "./grounding.js";
+import { RELATIONS, matches, related, sampleScene, type Scene } from "./scene.js";
+import { POSITION_PHRASES, RELATION_PHRASES, article, descPhrase } from "./language.js";
+import { cellWords, groundingPairs, relationPairs } from "./grounding.js";
 import { checkCaption } from "./readback.js";
 
 const scenes: Scene[] = Array.from({ length: 200 }, (_, i) => sampleScene(new Rng(4, "scene", i + 1), i + 1, "train", 48));
@@ -44,6 +45,31 @@ test("minimal descriptions: each names fewer attributes than the whole and still
     });
   }
   assert.ok(shorter > where / 2, `${shorter} of ${where} descriptions are shorter than the whole`);
+});
+
+test("relation lookups: the description names one object, exactly one other object stands in the relation to it, and none is left out", () => {
+  const relOf = new Map(RELATIONS.map((r) => [RELATION_PHRASES[r], r]));
+  const parse = (q: string) => q.match(/^What is (to the left of|to the right of|above|below) the (.+)\?$/)!;
+  let asked = 0;
+  for (const s of scenes) {
+    const full = relationPairs(s, new Rng(4, "r", s.id)), minimal = relationPairs(s, new Rng(4, "r", s.id), "minimal");
+    assert.deepEqual(minimal.map((g) => g.answer), full.map((g) => g.answer), "the same lookups whatever the descriptions");
+    full.forEach((g, i) => {
+      const [, phrase, np] = parse(g.question), rel = relOf.get(phrase!)!;
+      const named = s.objects.filter((o) => descPhrase(o) === np);
+      assert.equal(named.length, 1, `${g.question}: names one object`);
+      const there = s.objects.filter((o) => o !== named[0] && related(o, rel, named[0]!));
+      assert.equal(there.length, 1, `${g.question}: one object ${phrase} it`);
+      assert.equal(g.answer, article(descPhrase(there[0]!)));
+      // The minimal description singles out the same object: "The <np> <its place>." reads back true.
+      assert.equal(checkCaption(s, `The ${parse(minimal[i]!.question)[2]} ${POSITION_PHRASES[named[0]!.row]![named[0]!.col]}.`), null, minimal[i]!.question);
+      asked++;
+    });
+    const unique = s.objects.filter((o) => s.objects.filter((x) => matches(x, o)).length === 1);
+    const expected = unique.reduce((n, o) => n + RELATIONS.filter((r) => s.objects.filter((x) => x !== o && related(x, r, o)).length === 1).length, 0);
+    assert.equal(full.length, expected, `scene ${s.id}: every unique object's relations with one object there`);
+  }
+  assert.ok(asked > 200, `${asked} relation lookups`);
 });
 
 test("twins (objects alike in every attribute) get no where-question", () => {

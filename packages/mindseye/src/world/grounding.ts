@@ -5,12 +5,13 @@
 // cell by place and by content — skills every task family builds on — without any of the
 // task families' questions. Built from scenes.json, so they are right by construction.
 import type { Rng } from "./rng.js";
-import { ATTRIBUTE_KINDS, GRID, matching, uniqueDesc, type Scene } from "./scene.js";
-import { POSITION_PHRASES, adjective, article, descPhrase, fill } from "./language.js";
+import { ATTRIBUTE_KINDS, GRID, RELATIONS, matching, related, uniqueDesc, type Scene } from "./scene.js";
+import { POSITION_PHRASES, RELATION_PHRASES, adjective, article, descPhrase, fill } from "./language.js";
 
 export const GROUNDING_TEMPLATES = {
   at: { q: "What is {pos}?", nothing: "nothing" },
   where: { q: "Where is the {np}?" },
+  rel: { q: "What is {rel} the {np}?" },
 } as const;
 
 export interface GroundingPair { kind: keyof typeof GROUNDING_TEMPLATES; question: string; answer: string }
@@ -44,6 +45,31 @@ export function groundingPairs(scene: Scene, rng: Rng, atPerScene = 2, descripti
     const o = scene.objects.find((x) => x.row === row && x.col === col);
     const pos = place(row, col);
     out.push({ kind: "at", question: fill(GROUNDING_TEMPLATES.at.q, { pos }), answer: o ? article(descPhrase(o)) : GROUNDING_TEMPLATES.at.nothing });
+  }
+  return out;
+}
+
+/**
+ * Relation lookups, the world's counterpart of Visual Genome's relationships: "What is to the left
+ * of the red object?" → "a small blue metal circle", for every object with a unique description
+ * and every relation that exactly one other object stands in to it (the world's GQA relations:
+ * "to the left of" is any column further left, as world/questions.ts asks them). They compose a
+ * lookup by content with a step across the grid, which world_gqa's relational questions need.
+ * Drawn from `rng` only for "minimal" descriptions; `groundingPairs` is unchanged by them.
+ * ```ts
+ * relationPairs(scene, new Rng(0, "relations", scene.id)); // [{kind: "rel", question: "What is above the small red metal circle?", answer: "a large blue glass square"}, ...]
+ * ```
+ */
+export function relationPairs(scene: Scene, rng: Rng, descriptions: GroundingDescriptions = "full"): GroundingPair[] {
+  const out: GroundingPair[] = [];
+  for (const o of scene.objects) {
+    if (matching(scene, o).length !== 1) continue;
+    const np = descPhrase(descriptions === "full" ? o : uniqueDesc(scene.objects, o, ATTRIBUTE_KINDS, rng)!);
+    for (const rel of RELATIONS) {
+      const others = scene.objects.filter((x) => x !== o && related(x, rel, o));
+      if (others.length !== 1) continue;
+      out.push({ kind: "rel", question: fill(GROUNDING_TEMPLATES.rel.q, { rel: RELATION_PHRASES[rel], np }), answer: article(descPhrase(others[0]!)) });
+    }
   }
   return out;
 }
