@@ -160,7 +160,8 @@ async function main(): Promise<void> {
   const fixedCell = valPairs.filter((p) => p.text === topLeft);
   const scenes = readScenes(world);
   const probeTrain = scenes.filter((sc) => sc.split === "train").slice(0, 1500), probeTest = scenes.filter((sc) => sc.split === "val").slice(0, 300);
-  const bank = await ImageBank.load([...trainPairs.map((p) => p.image), ...valPairs.map((p) => p.image), ...probeTest.map((sc) => join(world, "images", sc.file_name))], pre);
+  // Every probed scene's image too: a scene may have no question of this kind (no relation with one object there).
+  const bank = await ImageBank.load([...trainPairs.map((p) => p.image), ...valPairs.map((p) => p.image), ...[...probeTrain, ...probeTest].map((sc) => join(world, "images", sc.file_name))], pre);
   console.log(`"${kind}" questions: ${trainPairs.length} for training, ${valPairs.length} val (${fixedCell.length} about the top left cell); ${steps} steps of ${study.vlm_base.train.batch_size}`);
   let save = args.save === undefined ? null : resolve(args.save); // the first trained VLM is kept there
   /** A fresh VLM at `init` with its images at `position`, trained `steps` steps on `pairs`; the callback scores it before it is freed. */

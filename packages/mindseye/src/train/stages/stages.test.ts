@@ -13,6 +13,9 @@ import { MindsEyeVLM } from "../../models/vlm.js";
 import { VitVisionModel } from "../../models/vit.js";
 import { validate } from "../../config/recipe.js";
 import { basePairs, VlmBaseRecipe } from "./vlm_base.js";
+import { readScenes } from "./common.js";
+import { relationPairs } from "../../world/grounding.js";
+import { Rng } from "../../world/rng.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const configs = join(here, "..", "..", "..", "..", "..", "configs"); // dist/train/stages -> repo root
@@ -123,6 +126,31 @@ test("vlm-base alignment: a first phase on the \"where\" questions alone, kept, 
     assert.ok(readFileSync(join(model, "model.safetensors")).equals(first), "the same base, to the byte");
 
     await assert.rejects(runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${join(root, "b2")}`, "grounding=false", "alignment.steps=6"]), { quiet: true }), /alignment .*grounding is false/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("vlm-base grounding_relations: the relation lookups join the grounding questions and the alignment phase; refused without grounding", async () => {
+  const root = mkdtempSync(join(tmpdir(), "mindseye-base-relations-"));
+  try {
+    const world = join(root, "world");
+    await generateWorld(resolveWorldOptions({ out: world, scenes: 60, seed: 5, size: 48, latents: 9, workers: 0, log: () => {} }));
+    const recipe = { world, seed: 0, grounding: true, grounding_descriptions: "minimal" as const };
+    const without = await basePairs(recipe), withRelations = await basePairs({ ...recipe, grounding_relations: true });
+    const relations = withRelations.filter((p) => p.kind === "rel");
+    assert.deepEqual(withRelations.filter((p) => p.kind !== "rel"), without, "the other pairs are unchanged");
+    const expected = readScenes(world).filter((s) => s.split === "train").flatMap((s) => relationPairs(s, new Rng(0, "relations", s.id), "minimal").map((g) => g.question));
+    assert.deepEqual(relations.map((p) => p.text), expected);
+    assert.ok(relations.length > 20, `${relations.length} relation lookups`);
+
+    const stage = (name: string, sets: string[]) => loadStageRecipe(join(configs, `${name}.yaml`), [`world=${world}`, "train.steps=2", "train.batch_size=8", ...sets]);
+    const encoder = await runRecipe(stage("world-encoder", [`out=${join(root, "enc")}`]), { quiet: true });
+    const out = join(root, "base");
+    await runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${out}`, "grounding_descriptions=minimal", "grounding_relations=true", "alignment.steps=2"]), { quiet: true });
+    const done = JSON.parse(readFileSync(join(out, "alignment", "model", "DONE"), "utf8")) as { questions: number };
+    assert.equal(done.questions, relations.length + withRelations.filter((p) => p.kind === "where").length, "the alignment phase reads the \"where\" questions and the relation lookups");
+    await assert.rejects(runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${join(root, "b2")}`, "grounding=false", "grounding_relations=true"]), { quiet: true }), /grounding_relations .*grounding is false/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -3,8 +3,8 @@
 // captions) mixed, as LLaVA-1.5 mixes region data, with grounding questions (world/grounding.ts:
 // a place read out, a description found). This is the baseline the proposal compares against
 // and the start of the other arms. An optional first phase (`alignment`) trains the "where"
-// questions alone with the image-word objective before the mix, as LLaVA aligns its projector
-// before instruction tuning.
+// questions (and, with `grounding_relations`, the relation lookups) alone with the image-word
+// objective before the mix, as LLaVA aligns its projector before instruction tuning.
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
@@ -19,7 +19,7 @@ import { imageWordLoss } from "../../objectives/image_words.js";
 import { readPairs } from "../../data/formats/index.js";
 import { train, type TrainResult } from "../trainer.js";
 import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, loadUsable, readScenes, dataShard, onLeadRank, type StageOptions, refuseFinetuneOnlyKeys } from "./common.js";
-import { cellWords, groundingPairs, type GroundingPair } from "../../world/grounding.js";
+import { cellWords, groundingPairs, relationPairs, type GroundingPair } from "../../world/grounding.js";
 import { GRID, type Scene } from "../../world/scene.js";
 import type { Tokenizer } from "../../data/tokenizer.js";
 import { Rng } from "../../world/rng.js";
@@ -65,7 +65,8 @@ export const VlmBaseRecipe = z.strictObject({
   /**
    * A first phase before the mix (absent: none), as LLaVA aligns its projector before instruction
    * tuning: `steps` steps on the base's "where" questions alone (named as grounding_descriptions
-   * says), with the image-word objective at `image_words`. The image tokens learn the LM's words
+   * says; with grounding_relations, the relation lookups too), with the image-word objective at
+   * `image_words`. The image tokens learn the LM's words
    * and the LM learns to find an object by them, which inside the mix it does not within thousands
    * of steps (`npm run bench:grounding -- --kind where --descriptions minimal --image-words 1`).
    * Same trainer settings as `train`, with these steps; the aligned VLM is kept in
@@ -75,6 +76,14 @@ export const VlmBaseRecipe = z.strictObject({
     steps: z.number().int().positive(),
     image_words: z.number().min(0).default(1),
   }).optional(),
+  /**
+   * Also the relation lookups among the grounding questions ("What is to the left of the red
+   * object?" → the one object there, world/grounding.ts relationPairs), in the mix and, with
+   * `alignment`, in its first phase beside the "where" questions. A lookup then a step across the
+   * grid, which world_gqa's relational questions need and fine-tuning does not teach
+   * (`npm run bench:grounding -- --kind rel`). Absent: off, so finished studies keep their fingerprints.
+   */
+  grounding_relations: z.boolean().optional(),
   /** Hidden state of the encoder fed to the projector (-1: last layer). */
   vision_feature_layer: z.number().int().default(-1),
   max_error_rate: MaxErrorRate,
@@ -188,12 +197,14 @@ export function imageWordsOf(world: string, idsOf: (scene: Scene) => number[][])
  * The base's training pairs: each training image's captions (answered to an empty prompt), then,
  * with `grounding`, its grounding questions (world/grounding.ts) named as `grounding_descriptions` says.
  */
-export async function basePairs(r: Pick<VlmBaseRecipe, "world" | "seed" | "grounding" | "grounding_descriptions">): Promise<BasePair[]> {
+export async function basePairs(r: Pick<VlmBaseRecipe, "world" | "seed" | "grounding" | "grounding_descriptions" | "grounding_relations">): Promise<BasePair[]> {
   const pairs: BasePair[] = (await captionPairs(r.world, "train")).map((p) => ({ kind: "caption", image: p.image, text: "", answer: p.caption }));
   if (r.grounding) {
     for (const scene of readScenes(r.world).filter((s) => s.split === "train")) {
       const image = join(r.world, "images", scene.file_name);
-      for (const g of groundingPairs(scene, new Rng(r.seed, "grounding", scene.id), 2, r.grounding_descriptions)) pairs.push({ kind: g.kind, image, text: g.question, answer: g.answer });
+      const grounding = groundingPairs(scene, new Rng(r.seed, "grounding", scene.id), 2, r.grounding_descriptions);
+      const relations = r.grounding_relations ? relationPairs(scene, new Rng(r.seed, "relations", scene.id), r.grounding_descriptions) : [];
+      for (const g of [...grounding, ...relations]) pairs.push({ kind: g.kind, image, text: g.question, answer: g.answer });
     }
   }
   return pairs;
@@ -205,6 +216,7 @@ export interface BasePair { kind: "caption" | GroundingPair["kind"]; image: stri
 export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {}): Promise<{ modelDir: string; result: TrainResult }> {
   refuseFinetuneOnlyKeys("vlm-base", recipe.train);
   if (recipe.alignment && !recipe.grounding) throw new ConfigError("vlm-base: alignment trains on the grounding \"where\" questions, and grounding is false — set grounding: true or remove alignment");
+  if (recipe.grounding_relations && !recipe.grounding) throw new ConfigError("vlm-base: grounding_relations adds relation lookups to the grounding questions, and grounding is false — set grounding: true or remove grounding_relations");
   const r = { ...recipe, encoder: resolveModelRef(recipe.encoder) }; // a directory, or a Hugging Face id in the hub cache
   mkdirSync(r.out, { recursive: true });
   writeResolved(r.out, r);
@@ -240,12 +252,12 @@ export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {})
     return result;
   };
   if (r.alignment && !aligned) {
-    const where = examples.filter((_, i) => usable[i]!.kind === "where");
-    const result = await phase(where, r.alignment.image_words, join(r.out, "alignment"), r.alignment.steps);
+    const lookups = examples.filter((_, i) => usable[i]!.kind === "where" || usable[i]!.kind === "rel"); // by content
+    const result = await phase(lookups, r.alignment.image_words, join(r.out, "alignment"), r.alignment.steps);
     onLeadRank(() => {
       model.savePretrained(alignedDir);
       copyCompanions(alignedDir, [r.world, r.encoder]);
-      markDone(alignedDir, { stage: "vlm-base alignment", questions: where.length, steps: result.steps, lastLoss: result.lastLoss });
+      markDone(alignedDir, { stage: "vlm-base alignment", questions: lookups.length, steps: result.steps, lastLoss: result.lastLoss });
     });
   }
   const result = await phase(examples, r.image_words, r.out, r.train.steps);
