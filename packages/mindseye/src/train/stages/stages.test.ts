@@ -131,7 +131,7 @@ test("vlm-base alignment: a first phase on the \"where\" questions alone, kept, 
   }
 });
 
-test("vlm-base grounding_relations: the relation lookups join the grounding questions and the alignment phase; refused without grounding", async () => {
+test("vlm-base grounding_relations: the relation lookups join the grounding questions and a second alignment phase; refused without grounding", async () => {
   const root = mkdtempSync(join(tmpdir(), "mindseye-base-relations-"));
   try {
     const world = join(root, "world");
@@ -148,8 +148,11 @@ test("vlm-base grounding_relations: the relation lookups join the grounding ques
     const encoder = await runRecipe(stage("world-encoder", [`out=${join(root, "enc")}`]), { quiet: true });
     const out = join(root, "base");
     await runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${out}`, "grounding_descriptions=minimal", "grounding_relations=true", "alignment.steps=2"]), { quiet: true });
-    const done = JSON.parse(readFileSync(join(out, "alignment", "model", "DONE"), "utf8")) as { questions: number };
-    assert.equal(done.questions, relations.length + withRelations.filter((p) => p.kind === "where").length, "the alignment phase reads the \"where\" questions and the relation lookups");
+    const done = JSON.parse(readFileSync(join(out, "alignment", "model", "DONE"), "utf8")) as { questions: number; withRelations: number };
+    const where = withRelations.filter((p) => p.kind === "where").length;
+    assert.equal(done.questions, where, "the first alignment phase reads the \"where\" questions alone");
+    assert.equal(done.withRelations, where + relations.length, "the second reads them and the relation lookups");
+    assert.ok(existsSync(join(out, "alignment", "metrics.jsonl")) && existsSync(join(out, "alignment", "relations", "metrics.jsonl")), "each phase logs its own run");
     await assert.rejects(runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${join(root, "b2")}`, "grounding=false", "grounding_relations=true"]), { quiet: true }), /grounding_relations .*grounding is false/);
   } finally {
     rmSync(root, { recursive: true, force: true });
