@@ -196,7 +196,8 @@ export function imageWordsOf(world: string, idsOf: (scene: Scene) => number[][])
 
 /**
  * The base's training pairs: each training image's captions (answered to an empty prompt), then,
- * with `grounding`, its grounding questions (world/grounding.ts) named as `grounding_descriptions` says.
+ * with `grounding`, its grounding questions (world/grounding.ts) named as `grounding_descriptions`
+ * says, and with `grounding_relations` its relation lookups after them.
  */
 export async function basePairs(r: Pick<VlmBaseRecipe, "world" | "seed" | "grounding" | "grounding_descriptions" | "grounding_relations">): Promise<BasePair[]> {
   const pairs: BasePair[] = (await captionPairs(r.world, "train")).map((p) => ({ kind: "caption", image: p.image, text: "", answer: p.caption }));
