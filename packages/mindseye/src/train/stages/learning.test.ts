@@ -57,16 +57,21 @@ test("each stage fits a tiny training set: encoder F1, fine-tuning accuracy, lat
     // given the question, spread over the answer's tokens (+2 for the turn's end: a lower bound).
     const alignedOut = join(root, "aligned");
     await runVlmBase(VlmBaseRecipe.parse({
-      stage: "vlm-base", world, encoder: enc.encoderDir, out: alignedOut, ...tiny, grounding_descriptions: "minimal", alignment: { steps: 600 },
+      stage: "vlm-base", world, encoder: enc.encoderDir, out: alignedOut, ...tiny, grounding_descriptions: "minimal", alignment: { steps: 600 }, grounding_relations: true,
       train: { steps: 1, batch_size: 32, lr: 3e-3, log_every: 1 },
     }), { quiet: true });
-    const where = (await basePairs({ world, seed: 0, grounding: true, grounding_descriptions: "minimal" })).filter((p) => p.kind === "where");
+    // Its second phase (grounding_relations) adds the relation lookups ("What is to the left of the
+    // red object?" → the one object there), answered from the image in the same way.
+    const pairs = await basePairs({ world, seed: 0, grounding: true, grounding_descriptions: "minimal", grounding_relations: true });
     const tok = loadTokenizer(world);
-    const blindPerToken = blindAnswerEntropy(where) * where.length / where.reduce((n, p) => n + tok.encode(p.answer, { addSpecialTokens: false }).length + 2, 0);
-    const alignCe = readFileSync(join(alignedOut, "alignment", "metrics.jsonl"), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { ce: number }).ce);
-    const lastCe = alignCe.slice(-5).reduce((a, b) => a + b, 0) / 5;
-    assert.ok(blindPerToken > 0.02 && lastCe < blindPerToken / 4,
-      `the alignment phase answers its ${where.length} "where" questions from the image: answer cross-entropy ${alignCe[0]!.toFixed(3)} → ${lastCe.toFixed(4)} per token; text alone ≥ ${blindPerToken.toFixed(3)}`);
+    for (const [what, kinds, dir] of [["\"where\" questions", ["where"], "alignment"], ["\"where\" questions and relation lookups", ["where", "rel"], join("alignment", "relations")]] as const) {
+      const of = pairs.filter((p) => (kinds as readonly string[]).includes(p.kind));
+      const blindPerToken = blindAnswerEntropy(of) * of.length / of.reduce((n, p) => n + tok.encode(p.answer, { addSpecialTokens: false }).length + 2, 0);
+      const ce = readFileSync(join(alignedOut, dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { ce: number }).ce);
+      const lastCe = ce.slice(-5).reduce((a, b) => a + b, 0) / 5;
+      assert.ok(blindPerToken > 0.02 && lastCe < blindPerToken / 4,
+        `the alignment answers its ${of.length} ${what} from the image: answer cross-entropy ${ce[0]!.toFixed(3)} → ${lastCe.toFixed(4)} per token; text alone ≥ ${blindPerToken.toFixed(3)}`);
+    }
 
     // Fine-tuning: 32 GQA-style training questions, answered exactly after training on them.
     const tuned = await runFinetune(FinetuneRecipe.parse({
