@@ -5,7 +5,7 @@
 // cell by place and by content — skills every task family builds on — without any of the
 // task families' questions. Built from scenes.json, so they are right by construction.
 import type { Rng } from "./rng.js";
-import { ATTRIBUTE_KINDS, GRID, RELATIONS, matching, related, uniqueDesc, type Scene } from "./scene.js";
+import { ATTRIBUTE_KINDS, GRID, RELATIONS, matching, related, uniqueDesc, type Scene, type SceneObject } from "./scene.js";
 import { POSITION_PHRASES, RELATION_PHRASES, adjective, article, descPhrase, fill } from "./language.js";
 
 export const GROUNDING_TEMPLATES = {
@@ -24,6 +24,16 @@ export interface GroundingPair { kind: keyof typeof GROUNDING_TEMPLATES; questio
 export type GroundingDescriptions = "full" | "minimal";
 
 /**
+ * Each object that a description can single out (not a twin: "the …" would name two), with its
+ * noun phrase: all four attributes ("full") or the fewest that do ("minimal", drawn from `rng`
+ * among equally short ones), in scene order.
+ */
+function singledOut(scene: Scene, rng: Rng, descriptions: GroundingDescriptions): [SceneObject, string][] {
+  return scene.objects.filter((o) => matching(scene, o).length === 1)
+    .map((o) => [o, descPhrase(descriptions === "full" ? o : uniqueDesc(scene.objects, o, ATTRIBUTE_KINDS, rng)!)]);
+}
+
+/**
  * Every object's "where" question (when its full description is unique in the scene) and
  * `atPerScene` "what is at" questions about random cells, empty ones included. The "what is at"
  * questions are the same whichever `descriptions` the "where" questions use.
@@ -35,11 +45,7 @@ export function groundingPairs(scene: Scene, rng: Rng, atPerScene = 2, descripti
   const out: GroundingPair[] = [];
   const place = (row: number, col: number) => POSITION_PHRASES[row]![col]!;
   const cells = rng.sample(Array.from({ length: GRID * GRID }, (_, i) => i), atPerScene); // drawn first: "minimal" draws from rng too
-  for (const o of scene.objects) {
-    if (matching(scene, o).length !== 1) continue; // a twin: "the …" would not single it out
-    const d = descriptions === "full" ? o : uniqueDesc(scene.objects, o, ATTRIBUTE_KINDS, rng)!;
-    out.push({ kind: "where", question: fill(GROUNDING_TEMPLATES.where.q, { np: descPhrase(d) }), answer: place(o.row, o.col) });
-  }
+  for (const [o, np] of singledOut(scene, rng, descriptions)) out.push({ kind: "where", question: fill(GROUNDING_TEMPLATES.where.q, { np }), answer: place(o.row, o.col) });
   for (const cell of cells) {
     const row = Math.floor(cell / GRID), col = cell % GRID;
     const o = scene.objects.find((x) => x.row === row && x.col === col);
@@ -62,9 +68,7 @@ export function groundingPairs(scene: Scene, rng: Rng, atPerScene = 2, descripti
  */
 export function relationPairs(scene: Scene, rng: Rng, descriptions: GroundingDescriptions = "full"): GroundingPair[] {
   const out: GroundingPair[] = [];
-  for (const o of scene.objects) {
-    if (matching(scene, o).length !== 1) continue;
-    const np = descPhrase(descriptions === "full" ? o : uniqueDesc(scene.objects, o, ATTRIBUTE_KINDS, rng)!);
+  for (const [o, np] of singledOut(scene, rng, descriptions)) {
     for (const rel of RELATIONS) {
       const others = scene.objects.filter((x) => x !== o && related(x, rel, o));
       if (others.length !== 1) continue;
