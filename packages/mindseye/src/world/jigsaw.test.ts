@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { createCanvas, loadImage } from "@napi-rs/canvas";
 import { Rng } from "./rng.js";
 import { sampleScene, type Scene } from "./scene.js";
-import { JIGSAW_TEXT, JigsawGenerator, crossesCorner, type JigsawPlan } from "./jigsaw.js";
+import { JIGSAW_TEXT, JigsawGenerator, crossesCorner, showsIn, viewCellWords, type JigsawPlan } from "./jigsaw.js";
+import { cellWords } from "./grounding.js";
 import { renderJigsaw } from "./render.js";
 
 const SIZE = 64, H = SIZE / 2;
@@ -81,4 +82,31 @@ test("images: the corner is blacked out, the true piece is the corner in place, 
     assert.ok(seamTrue < seamFalse, `scene ${scene.id}: true patch seam ${seamTrue} ≥ false patch seam ${seamFalse}`);
     assert.notDeepEqual(yes, no);
   }
+});
+
+test("views: each cell names what shows of its object on its side of the quadrant's edges", () => {
+  const nothing = ["nothing", "nothing", "nothing", "nothing"];
+  let both = 0, crossing = 0;
+  for (const { scene } of items) {
+    const full = cellWords(scene), masked = viewCellWords(scene, "masked"), piece = viewCellWords(scene, "piece");
+    for (let cell = 0; cell < 9; cell++) {
+      const row = Math.floor(cell / 3), col = cell % 3;
+      if (row === 0 || col === 0) assert.deepEqual(piece[cell], nothing, "a cell outside the quadrant is black in the piece");
+      if (row === 2 && col === 2) assert.deepEqual(masked[cell], nothing, "the cell inside the quadrant is black in the masked scene");
+      for (const view of [masked, piece]) assert.ok(view[cell]!.join() === full[cell]!.join() || view[cell]!.join() === nothing.join(), "a view names the cell's object or nothing");
+      if (full[cell]!.join() !== nothing.join()) assert.ok(masked[cell]!.join() !== nothing.join() || piece[cell]!.join() !== nothing.join(), "every object shows in one view at least");
+    }
+    for (const o of scene.objects.filter(crossesCorner)) {
+      assert.ok(showsIn(o, "masked"), `scene ${scene.id}: an object across the edge shows in the masked scene`);
+      crossing++;
+      if (showsIn(o, "piece")) both++;
+    }
+  }
+  // crossesCorner also takes an object across the quadrant's corner point, of which the piece
+  // may show under a pixel (4 of these items): no words for that.
+  assert.ok(both >= 0.97 * crossing, `${both} of ${crossing} objects across the edge show in the piece`);
+  const obj = (x: number, y: number) => ({ id: 0, shape: "circle" as const, color: "red" as const, size: "large" as const, material: "rubber" as const, x, y, r: 0.14, row: 1, col: 1 });
+  assert.ok(showsIn(obj(0.75, 0.75), "piece") && !showsIn(obj(0.75, 0.75), "masked"), "inside the quadrant");
+  assert.ok(!showsIn(obj(0.3, 0.75), "piece") && showsIn(obj(0.3, 0.75), "masked"), "left of it");
+  assert.ok(!showsIn(obj(0.4, 0.4), "piece"), "a disc whose box, but not its shape, reaches into the quadrant");
 });

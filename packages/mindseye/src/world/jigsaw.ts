@@ -9,6 +9,7 @@ import type { Rng } from "./rng.js";
 import { COLORS, type Scene, type SceneObject, type Split } from "./scene.js";
 import { descPhrase, fill } from "./language.js";
 import { insideShape } from "./shapes.js";
+import { cellWords } from "./grounding.js";
 
 /** One item, field for field as in BLINK (HF `BLINK-Benchmark/BLINK`, config Jigsaw). */
 export interface JigsawRecord {
@@ -99,4 +100,41 @@ export class JigsawGenerator {
     };
     return { variant, trueFirst, record };
   }
+}
+
+/**
+ * The two partial views of a scene that a jigsaw item shows: the scene with its lower-right
+ * quadrant missing ("masked", image_1) and that quadrant alone in its place ("piece", the
+ * candidates).
+ */
+export const JIGSAW_VIEWS = ["masked", "piece"] as const;
+export type JigsawView = (typeof JIGSAW_VIEWS)[number];
+
+/** Sampling step (fraction of the side) of showsIn: half a pixel at 48 px. */
+const VIEW_STEP = 1 / 96;
+
+/**
+ * Whether some of `o` shows in `view`: a point of its shape (on a grid of VIEW_STEP) at least
+ * VIEW_STEP inside the view's visible side of the quadrant's edges.
+ */
+export function showsIn(o: SceneObject, view: JigsawView): boolean {
+  for (let x = o.x - o.r; x <= o.x + o.r; x += VIEW_STEP) {
+    for (let y = o.y - o.r; y <= o.y + o.r; y += VIEW_STEP) {
+      const inPiece = x >= 0.5 + VIEW_STEP && y >= 0.5 + VIEW_STEP;
+      const inMasked = x < 0.5 - VIEW_STEP || y < 0.5 - VIEW_STEP;
+      if ((view === "piece" ? inPiece : inMasked) && insideShape(o, x, y)) return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * cellWords of what `view` shows of `scene`: each cell names the object any part of which shows
+ * there ("nothing" where none does).
+ * ```ts
+ * viewCellWords(scene, "piece")[0]; // ["nothing", "nothing", "nothing", "nothing"]: the top left cell is outside the quadrant
+ * ```
+ */
+export function viewCellWords(scene: Scene, view: JigsawView): string[][] {
+  return cellWords({ ...scene, objects: scene.objects.filter((o) => showsIn(o, view)) });
 }

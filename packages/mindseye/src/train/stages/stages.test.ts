@@ -12,8 +12,9 @@ import { loadStageRecipe, runRecipe, Recipe } from "./index.js";
 import { MindsEyeVLM } from "../../models/vlm.js";
 import { VitVisionModel } from "../../models/vit.js";
 import { validate } from "../../config/recipe.js";
-import { basePairs, VlmBaseRecipe } from "./vlm_base.js";
-import { readScenes } from "./common.js";
+import { basePairs, VlmBaseRecipe, imageWordViews, jigsawViewPixels, cellWordIds } from "./vlm_base.js";
+import { ImageBank, loadTokenizer, readPreprocessor, readScenes } from "./common.js";
+import { renderJigsaw } from "../../world/render.js";
 import { relationPairs } from "../../world/grounding.js";
 import { Rng } from "../../world/rng.js";
 
@@ -154,6 +155,37 @@ test("vlm-base grounding_relations: the relation lookups join the grounding ques
     assert.equal(done.withRelations, where + relations.length, "the second reads them and the relation lookups");
     assert.ok(existsSync(join(out, "alignment", "metrics.jsonl")) && existsSync(join(out, "alignment", "relations", "metrics.jsonl")), "each phase logs its own run");
     await assert.rejects(runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${join(root, "b2")}`, "grounding=false", "grounding_relations=true"]), { quiet: true }), /grounding_relations .*grounding is false/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("vlm-base image_word_views: the image-word objective also reads each image's jigsaw views, pixel for pixel as the world draws them; refused without the objective", async () => {
+  const root = mkdtempSync(join(tmpdir(), "mindseye-base-views-"));
+  try {
+    const world = join(root, "world");
+    await generateWorld(resolveWorldOptions({ out: world, scenes: 60, seed: 5, size: 48, latents: 9, workers: 0, log: () => {} }));
+    const stage = (name: string, sets: string[]) => loadStageRecipe(join(configs, `${name}.yaml`), [`world=${world}`, "train.steps=2", "train.batch_size=8", ...sets]);
+    const encoder = await runRecipe(stage("world-encoder", [`out=${join(root, "enc")}`]), { quiet: true });
+    const pre = readPreprocessor(encoder);
+
+    // The views made from a scene's pixels are the world's jigsaw images of it, to the bit.
+    const scene = readScenes(world).find((s) => s.objects.length > 2)!;
+    const drawn = renderJigsaw(scene, scene, 48);
+    const files = { full: drawn.full, masked: drawn.masked, piece: drawn.truePatch };
+    for (const [name, png] of Object.entries(files)) writeFileSync(join(root, `${name}.png`), png);
+    const bank = await ImageBank.load(Object.keys(files).map((n) => join(root, `${n}.png`)), pre);
+    const model = MindsEyeVLM.fromPretrained(await runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${join(root, "b0")}`]), { quiet: true }));
+    const views = imageWordViews(world, cellWordIds(loadTokenizer(world), model), pre);
+    const { masked, piece } = jigsawViewPixels(bank.get([join(root, "full.png")]), views.black);
+    assert.deepEqual(Array.from(masked.toFloat32Array()), Array.from(bank.get([join(root, "masked.png")]).toFloat32Array()));
+    assert.deepEqual(Array.from(piece.toFloat32Array()), Array.from(bank.get([join(root, "piece.png")]).toFloat32Array()));
+
+    const out = join(root, "base");
+    await runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${out}`, "grounding_descriptions=minimal", "alignment.steps=2", "image_word_views=true"]), { quiet: true });
+    const logged = readFileSync(join(out, "alignment", "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, number>);
+    assert.ok(logged.every((m) => Number.isFinite(m.image_words)), "the alignment phase trains the image-word objective with the views");
+    await assert.rejects(runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${join(root, "b2")}`, "image_word_views=true"]), { quiet: true }), /image_word_views .*off/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -20,6 +20,9 @@ import { readPairs } from "../../data/formats/index.js";
 import { train, type TrainResult } from "../trainer.js";
 import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, loadUsable, readScenes, dataShard, onLeadRank, type StageOptions, refuseFinetuneOnlyKeys } from "./common.js";
 import { cellWords, groundingPairs, relationPairs, type GroundingPair } from "../../world/grounding.js";
+import { viewCellWords, type JigsawView } from "../../world/jigsaw.js";
+import { preprocess } from "../../data/targets.js";
+import type { ImageProcessorConfig } from "../../models/processors.js";
 import { GRID, type Scene } from "../../world/scene.js";
 import type { Tokenizer } from "../../data/tokenizer.js";
 import { Rng } from "../../world/rng.js";
@@ -85,6 +88,16 @@ export const VlmBaseRecipe = z.strictObject({
    * studies keep their fingerprints.
    */
   grounding_relations: z.boolean().optional(),
+  /**
+   * The image-word objective also reads, for every image it reads, the two partial views a
+   * jigsaw item shows of a scene (world/jigsaw.ts): the scene without its lower-right quadrant,
+   * and that quadrant alone in its place, each token naming the object that shows in its cell. The
+   * frozen encoder's tokens of half objects are not those of whole ones: words learnt on scenes
+   * alone read a third of these views' colours, and world_jigsaw, which compares them across
+   * images, is not learnt (`npm run bench:jigsaw`). Needs the image-word objective (image_words
+   * or alignment). Absent: off, so finished studies keep their fingerprints.
+   */
+  image_word_views: z.boolean().optional(),
   /** Hidden state of the encoder fed to the projector (-1: last layer). */
   vision_feature_layer: z.number().int().default(-1),
   max_error_rate: MaxErrorRate,
@@ -145,7 +158,7 @@ export function vlmLoss(model: MindsEyeVLM, b: VlmBatch): Tensor {
  * [9][4] per scene. Refuses a VLM whose images are not one token per cell, and words the
  * tokenizer splits.
  */
-export function cellWordIds(tok: Tokenizer, model: MindsEyeVLM): (scene: Scene) => number[][] {
+export function cellWordIds(tok: Tokenizer, model: MindsEyeVLM): (words: string[][]) => number[][] {
   const perImage = imageTokenCount(model.config);
   if (perImage !== GRID * GRID) throw new Error(`image_words: the VLM reads ${perImage} tokens per image, but the objective needs one per cell of the world's ${GRID}×${GRID} grid (48 px scenes with 16 px patches); set image_words: 0 or use such an encoder`);
   const ids = new Map<string, number>();
@@ -158,7 +171,7 @@ export function cellWordIds(tok: Tokenizer, model: MindsEyeVLM): (scene: Scene) 
     }
     return id;
   };
-  return (scene) => cellWords(scene).map((words) => words.map(idOf));
+  return (cells) => cells.map((words) => words.map(idOf));
 }
 
 /**
@@ -167,30 +180,79 @@ export function cellWordIds(tok: Tokenizer, model: MindsEyeVLM): (scene: Scene) 
  * share the forward pass's image tokens: the gradients are the same sum but round differently, and
  * when a run leaves its plateau is sensitive to that (bench:grounding's figures were measured so).
  */
-export function vlmBaseLoss(model: MindsEyeVLM, b: VlmBatch & { words?: Tensor }, imageWords: number): { loss: Tensor; metrics?: { ce: Tensor; image_words: Tensor } } {
+export function vlmBaseLoss(model: MindsEyeVLM, b: VlmBaseBatch, imageWords: number): { loss: Tensor; metrics?: { ce: Tensor; image_words: Tensor } } {
   const ce = vlmLoss(model, b);
   if (imageWords === 0 || !b.words) return { loss: ce };
-  const words = imageWordLoss(model.imageFeatures(b.pixels), model.language_model.model.embed_tokens.weight, b.words);
+  // With views, one objective over the images and their views: the mean over all their tokens.
+  const pixels = b.views ? torch.cat([b.pixels, b.views.pixels], 0) : b.pixels; // [B(1 + 2), 3, H, W]
+  const target = b.views ? torch.cat([b.words, b.views.words], 0) : b.words;
+  const words = imageWordLoss(model.imageFeatures(pixels), model.language_model.model.embed_tokens.weight, target);
   return { loss: ce.add(words.mul(imageWords)), metrics: { ce, image_words: words } };
+}
+
+/** A base batch: with the image-word objective, its images' cell words, and with views, theirs. */
+export type VlmBaseBatch = VlmBatch & {
+  /** [B, 9, 4] */
+  words?: Tensor;
+  /** The batch's images as jigsaw views, all masked then all pieces: pixels [2B, 3, H, W], words [2B, 9, 4]. */
+  views?: { pixels: Tensor; words: Tensor };
+};
+
+/** What the image-word objective needs to read the jigsaw views of a batch's images. */
+export interface ImageWordViews {
+  /** [1, 3, 1, 1]: a black pixel as the encoder's preprocessing makes it (the views' missing part). */
+  black: Tensor;
+  /** imageWordsOf's lookup for each view. */
+  words: Record<JigsawView, (images: string[]) => Tensor>;
+}
+
+/** The jigsaw views' image-word inputs for `world`, its images preprocessed as `pre` says. */
+export function imageWordViews(world: string, idsOf: (words: string[][]) => number[][], pre: ImageProcessorConfig): ImageWordViews {
+  // A black image through the preprocessing (resizing black keeps it black): one of its pixels.
+  const black = torch.noGrad(() => torch.scope(() => preprocess([{ width: 2, height: 2, data: new Uint8Array(2 * 2 * 3) }], pre).narrow(2, 0, 1).narrow(3, 0, 1).contiguous())); // [1, 3, 1, 1]
+  return { black, words: { masked: imageWordsOf(world, idsOf, (s) => viewCellWords(s, "masked")), piece: imageWordsOf(world, idsOf, (s) => viewCellWords(s, "piece")) } };
+}
+
+/**
+ * The jigsaw views of images [n, 3, H, W] (world/render.ts renderJigsaw makes them from the
+ * scene's pixels the same way): the lower-right quadrant black, then everything but it.
+ */
+export function jigsawViewPixels(pixels: Tensor, black: Tensor): { masked: Tensor; piece: Tensor } {
+  return torch.scope(() => {
+    const [, , H, W] = pixels.shape as [number, number, number, number];
+    const rows = torch.arange(0, H, 1).ge(H / 2).view(1, 1, H, 1), cols = torch.arange(0, W, 1).ge(W / 2).view(1, 1, 1, W);
+    const quadrant = rows.logicalAnd(cols); // [1, 1, H, W]
+    return { masked: torch.where(quadrant, black, pixels), piece: torch.where(quadrant, pixels, black) };
+  });
 }
 
 /**
  * collateVlm's batches, with each image's cell words ([B, 9, 4], `words`) when the image-word
- * objective is on (`imageWords`: imageWordsOf's lookup) — for examples of one image each.
+ * objective is on (`imageWords`: imageWordsOf's lookup) — for examples of one image each — and
+ * with `views`, the images' jigsaw views and their words.
  */
-export function collateVlmBase(bank: ImageBank, padId: number, imageWords: ((images: string[]) => Tensor) | null) {
+export function collateVlmBase(bank: ImageBank, padId: number, imageWords: ((images: string[]) => Tensor) | null, views: ImageWordViews | null = null) {
   const collate = collateVlm(bank, padId);
-  return (batch: { ids: number[]; labels: number[]; images: string[] }[]) =>
-    ({ ...collate(batch), ...(imageWords ? { words: imageWords(batch.map((e) => e.images[0]!)) } : {}) });
+  return (batch: { ids: number[]; labels: number[]; images: string[] }[]): VlmBaseBatch => {
+    const base = collate(batch);
+    if (!imageWords) return base;
+    const images = batch.map((e) => e.images[0]!);
+    if (!views) return { ...base, words: imageWords(images) };
+    const { masked, piece } = jigsawViewPixels(base.pixels, views.black);
+    const viewWords = [views.words.masked(images), views.words.piece(images)];
+    const out = { ...base, words: imageWords(images), views: { pixels: torch.cat([masked, piece], 0), words: torch.cat(viewWords, 0) } };
+    for (const t of [masked, piece, ...viewWords]) t.dispose();
+    return out;
+  };
 }
 
-/** The words tensor [B, 9, 4] of a batch's images (paths into the world's images/). */
-export function imageWordsOf(world: string, idsOf: (scene: Scene) => number[][]): (images: string[]) => Tensor {
+/** The words tensor [B, 9, 4] of a batch's images (paths into the world's images/): each scene's cellWords, or what `describe` says it shows. */
+export function imageWordsOf(world: string, idsOf: (words: string[][]) => number[][], describe: (scene: Scene) => string[][] = cellWords): (images: string[]) => Tensor {
   const byImage = new Map(readScenes(world).map((s) => [join(world, "images", s.file_name), s]));
   return (images) => torch.tensor(images.map((image) => {
     const scene = byImage.get(image);
     if (!scene) throw new Error(`image_words: ${image} is not one of the world's scenes (${world}/scenes.json)`);
-    return idsOf(scene);
+    return idsOf(describe(scene));
   }), { dtype: "int64" });
 }
 
@@ -218,6 +280,7 @@ export interface BasePair { kind: "caption" | GroundingPair["kind"]; image: stri
 export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {}): Promise<{ modelDir: string; result: TrainResult }> {
   refuseFinetuneOnlyKeys("vlm-base", recipe.train);
   if (recipe.alignment && !recipe.grounding) throw new ConfigError("vlm-base: alignment trains on the grounding \"where\" questions, and grounding is false — set grounding: true or remove alignment");
+  if (recipe.image_word_views && recipe.image_words === 0 && !recipe.alignment) throw new ConfigError("vlm-base: image_word_views adds jigsaw views to the image-word objective, which is off (image_words: 0, no alignment) — set image_words > 0 or alignment, or remove image_word_views");
   if (recipe.grounding_relations && !recipe.grounding) throw new ConfigError("vlm-base: grounding_relations adds relation lookups to the grounding questions, and grounding is false — set grounding: true or remove grounding_relations");
   const r = { ...recipe, encoder: resolveModelRef(recipe.encoder) }; // a directory, or a Hugging Face id in the hub cache
   mkdirSync(r.out, { recursive: true });
@@ -242,13 +305,15 @@ export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {})
   const perImage = imageTokenCount(model.config);
   const imagesAfterText = model.config.imagePosition === "after_text";
   const examples = usable.map((p) => ({ ...buildExample(tok, { images: 1, text: p.text, answer: p.answer, imagesAfterText }, perImage), images: [p.image] }));
-  const cellWordsOf = r.image_words > 0 || (r.alignment?.image_words ?? 0) > 0 ? imageWordsOf(r.world, cellWordIds(tok, model)) : null;
+  const wordIds = r.image_words > 0 || (r.alignment?.image_words ?? 0) > 0 ? cellWordIds(tok, model) : null;
+  const cellWordsOf = wordIds ? imageWordsOf(r.world, wordIds) : null;
+  const views = wordIds && r.image_word_views ? imageWordViews(r.world, wordIds, pre) : null;
   /** The trainer's run over `of` (examples), with the image-word objective at `imageWords`, in `runDir`. */
   const phase = async (of: typeof examples, imageWords: number, runDir: string, steps: number) => {
     const loader = new DataLoader({ length: of.length, get: (i: number) => of[i]! }, {
-      batchSize: r.train.batch_size, seed: r.seed, ...dataShard(), collate: collateVlmBase(bank, tok.specialTokenIds.pad ?? 0, imageWords > 0 ? cellWordsOf : null),
+      batchSize: r.train.batch_size, seed: r.seed, ...dataShard(), collate: collateVlmBase(bank, tok.specialTokenIds.pad ?? 0, imageWords > 0 ? cellWordsOf : null, imageWords > 0 ? views : null),
     });
-    const result = await train({ model, loader: loader as DataLoader<unknown, VlmBatch & { words?: Tensor }>, step: (b) => vlmBaseLoss(model, b, imageWords) },
+    const result = await train({ model, loader: loader as DataLoader<unknown, VlmBaseBatch>, step: (b) => vlmBaseLoss(model, b, imageWords) },
       trainConfig(runDir, { ...r.train, steps }, r.seed), trainOptions(opts));
     stopIfInterrupted(result, runDir);
     return result;
@@ -274,6 +339,7 @@ export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {})
     markDone(modelDir, { stage: "vlm-base", steps: result.steps, lastLoss: result.lastLoss });
   });
   bank.dispose();
+  views?.black.dispose();
   model.parameters().forEach((p) => p.dispose());
   return { modelDir, result };
 }
