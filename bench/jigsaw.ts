@@ -14,6 +14,13 @@
 // to learn the comparison (match each cell of the first image with the same cell of each piece,
 // 9 and 18 tokens apart) rather than to see something its encoder cannot.
 //
+// Then the colour each token shows, read by a logistic probe from the same tokens, of whole scenes
+// and of the two jigsaw views of them (vlm_base image_word_views: the scene without its lower-right
+// quadrant, the quadrant alone; world/jigsaw.ts viewCellWords): fitted on the training scenes'
+// tokens, or on their views', and scored on the val scenes' views. Half objects are not whole ones
+// to the encoder: a read-out learnt on scenes alone (as the base's image-word objective learns
+// one) may not read the views that world_jigsaw compares.
+//
 //   npm run bench:jigsaw [-- --run runs/demo --config configs/demo.yaml]
 // Reads the world and encoder of a finished study (make demo); last line: one row per rule.
 import { existsSync } from "node:fs";
@@ -24,7 +31,11 @@ import { torch, type Tensor } from "@mindseye/torch";
 import { loadStudy } from "mindseye/dist/experiment/runner.js";
 import { VitVisionModel } from "mindseye/dist/models/vit.js";
 import { readBlinkJsonl, type BlinkItem } from "mindseye/dist/data/formats/index.js";
-import { ImageBank, readPreprocessor } from "mindseye/dist/train/stages/common.js";
+import { ImageBank, readPreprocessor, readScenes } from "mindseye/dist/train/stages/common.js";
+import { jigsawViewPixels, imageWordViews } from "mindseye/dist/train/stages/vlm_base.js";
+import { viewCellWords, type JigsawView } from "mindseye/dist/world/jigsaw.js";
+import { cellWords } from "mindseye/dist/world/grounding.js";
+import type { Scene } from "mindseye/dist/world/scene.js";
 import { linearProbe } from "mindseye/dist/analysis/probes.js";
 
 const args = parseArgs({
@@ -36,6 +47,8 @@ const args = parseArgs({
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const SPLITS = ["train", "val", "test", "test_novel"] as const;
 const ENCODE_BATCH = 256;
+/** Training scenes the colour read-outs are fitted on (their tokens: 9 per scene and view). */
+const COLOUR_TRAIN_SCENES = 1500;
 
 interface SplitFeatures {
   /** [n, 3, 9, D]: the first image's tokens, then each piece's. */
@@ -86,6 +99,44 @@ function nearestAccuracy(f: SplitFeatures): number {
   return nearerSecond.filter((s, i) => s === f.secondIsTrue[i]).length / nearerSecond.length;
 }
 
+/** Tokens [n·9, D] of `scenes` as `view` shows them (null: whole), and each token's colour word. */
+function viewTokens(scenes: readonly Scene[], world: string, bank: ImageBank, black: Tensor, encoder: VitVisionModel, layer: number, view: JigsawView | null): { x: Tensor; colours: string[] } {
+  const chunks: Tensor[] = [];
+  for (let i = 0; i < scenes.length; i += ENCODE_BATCH) {
+    chunks.push(torch.noGrad(() => torch.scope(() => {
+      const px = bank.get(scenes.slice(i, i + ENCODE_BATCH).map((s) => join(world, "images", s.file_name)));
+      return encoder.features(view === null ? px : jigsawViewPixels(px, black)[view], layer).flatten(0, 1); // [b·9, D]
+    })));
+  }
+  const x = torch.cat(chunks, 0);
+  for (const c of chunks) c.dispose();
+  const colours = scenes.flatMap((s) => (view === null ? cellWords(s) : viewCellWords(s, view)).map((words) => words[0]!));
+  return { x, colours };
+}
+
+/** The colour read-outs: fitted on whole training scenes or on their views, scored on the val scenes' views. */
+async function colourReadouts(world: string, encoderDir: string, encoder: VitVisionModel, layer: number): Promise<string[]> {
+  const scenes = readScenes(world);
+  const train = scenes.filter((s) => s.split === "train").slice(0, COLOUR_TRAIN_SCENES), val = scenes.filter((s) => s.split === "val");
+  const pre = readPreprocessor(encoderDir);
+  const bank = await ImageBank.load([...train, ...val].map((s) => join(world, "images", s.file_name)), pre);
+  const { black } = imageWordViews(world, (cells) => cells.map((w) => w.map(() => 0)), pre);
+  const views = ["masked", "piece"] as const;
+  const whole = viewTokens(train, world, bank, black, encoder, layer, null);
+  const trainViews = views.map((v) => viewTokens(train, world, bank, black, encoder, layer, v));
+  const both = { x: torch.cat(trainViews.map((t) => t.x), 0), colours: trainViews.flatMap((t) => t.colours) };
+  const rows: string[] = [];
+  for (const v of views) {
+    const test = viewTokens(val, world, bank, black, encoder, layer, v);
+    const fromWhole = linearProbe(whole.x, whole.colours, test.x, test.colours), fromViews = linearProbe(both.x, both.colours, test.x, test.colours);
+    rows.push(`colour of ${v.padEnd(6)} val tokens: read-out fitted on whole scenes ${(100 * fromWhole.accuracy).toFixed(1)}%, on views ${(100 * fromViews.accuracy).toFixed(1)}%  (majority ${(100 * fromWhole.majority).toFixed(1)}%, ${test.colours.length} tokens)`);
+    test.x.dispose();
+  }
+  for (const t of [whole.x, ...trainViews.map((t) => t.x), both.x, black]) t.dispose();
+  bank.dispose();
+  return rows;
+}
+
 async function main(): Promise<void> {
   const study = loadStudy(resolve(root, args.config));
   const run = resolve(root, args.run ?? study.out);
@@ -118,7 +169,8 @@ async function main(): Promise<void> {
     rows.push(`probe ${kind === "product" ? "⊙  " : "|·|"}  ${scores.join("  ")}  (fitted on ${train.secondIsTrue.length} training items)`);
   }
   for (const f of features.values()) f.tokens.dispose();
-  console.log(`\njigsaw answer read from the frozen encoder's tokens (chance 50%):\n${rows.join("\n")}`);
+  const colours = await colourReadouts(world, encoderDir, encoder, layer);
+  console.log(`\njigsaw answer read from the frozen encoder's tokens (chance 50%):\n${rows.join("\n")}\n\n${colours.join("\n")}`);
 }
 
 main().catch((e: unknown) => {
