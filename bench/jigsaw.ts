@@ -21,7 +21,12 @@
 // to the encoder: a read-out learnt on scenes alone (as the base's image-word objective learns
 // one) may not read the views that world_jigsaw compares.
 //
-//   npm run bench:jigsaw [-- --run runs/demo --config configs/demo.yaml]
+// With --model (a base VLM of the study's world, e.g. RUN/stages/vlm-base/model), also what the
+// VLM's own image tokens say: for each val token, whether its colour is among the 4 words that the
+// projected token ranks highest through the LM's word embeddings (the image-word objective's
+// read-out), for whole scenes and both views.
+//
+//   npm run bench:jigsaw [-- --run runs/demo --config configs/demo.yaml --model DIR]
 // Reads the world and encoder of a finished study (make demo); last line: one row per rule.
 import { existsSync } from "node:fs";
 import { join, resolve, dirname } from "node:path";
@@ -31,8 +36,9 @@ import { torch, type Tensor } from "@mindseye/torch";
 import { loadStudy } from "mindseye/dist/experiment/runner.js";
 import { VitVisionModel } from "mindseye/dist/models/vit.js";
 import { readBlinkJsonl, type BlinkItem } from "mindseye/dist/data/formats/index.js";
-import { ImageBank, readPreprocessor, readScenes } from "mindseye/dist/train/stages/common.js";
-import { jigsawViewPixels, imageWordViews } from "mindseye/dist/train/stages/vlm_base.js";
+import { ImageBank, loadTokenizer, readPreprocessor, readScenes } from "mindseye/dist/train/stages/common.js";
+import { jigsawViewPixels, imageWordViews, cellWordIds } from "mindseye/dist/train/stages/vlm_base.js";
+import { MindsEyeVLM } from "mindseye/dist/models/vlm.js";
 import { viewCellWords, type JigsawView } from "mindseye/dist/world/jigsaw.js";
 import { cellWords } from "mindseye/dist/world/grounding.js";
 import type { Scene } from "mindseye/dist/world/scene.js";
@@ -42,6 +48,7 @@ const args = parseArgs({
   options: {
     config: { type: "string", default: "configs/demo.yaml" },
     run: { type: "string" },
+    model: { type: "string" },
   },
 }).values;
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -137,6 +144,35 @@ async function colourReadouts(world: string, encoderDir: string, encoder: VitVis
   return rows;
 }
 
+/** Per view, the share of val tokens whose colour word is among the 4 words the VLM's projected token ranks highest. */
+async function vlmColourWords(modelDir: string, world: string): Promise<string> {
+  const model = MindsEyeVLM.fromPretrained(modelDir), pre = readPreprocessor(modelDir);
+  const ids = cellWordIds(loadTokenizer(world), model);
+  const val = readScenes(world).filter((s) => s.split === "val");
+  const paths = val.map((s) => join(world, "images", s.file_name));
+  const bank = await ImageBank.load(paths, pre);
+  const { black } = imageWordViews(world, ids, pre);
+  const shares = ([null, "masked", "piece"] as const).map((view) => {
+    let hits = 0;
+    for (let i = 0; i < val.length; i += ENCODE_BATCH) {
+      const scenes = val.slice(i, i + ENCODE_BATCH);
+      const top = torch.noGrad(() => torch.scope(() => {
+        const px = bank.get(paths.slice(i, i + ENCODE_BATCH));
+        const tokens = model.imageFeatures(view === null ? px : jigsawViewPixels(px, black)[view]); // [b, 9, D]
+        return Array.from(tokens.matmul(model.language_model.model.embed_tokens.weight.transpose(0, 1)).topk(4, -1).indices.toTypedArray(), Number); // [b·9·4]
+      }));
+      scenes.forEach((s, k) => ids(view === null ? cellWords(s) : viewCellWords(s, view)).forEach((words, cell) => {
+        if (top.slice((k * 9 + cell) * 4, (k * 9 + cell + 1) * 4).includes(words[0]!)) hits++;
+      }));
+    }
+    return `${view ?? "whole"} ${(100 * hits / (val.length * 9)).toFixed(1)}%`;
+  });
+  black.dispose();
+  bank.dispose();
+  model.parameters().forEach((p) => p.dispose());
+  return `${modelDir}: colour among a val token's 4 top words — ${shares.join(", ")} (${val.length * 9} tokens each)`;
+}
+
 async function main(): Promise<void> {
   const study = loadStudy(resolve(root, args.config));
   const run = resolve(root, args.run ?? study.out);
@@ -170,6 +206,7 @@ async function main(): Promise<void> {
   }
   for (const f of features.values()) f.tokens.dispose();
   const colours = await colourReadouts(world, encoderDir, encoder, layer);
+  if (args.model) colours.push(await vlmColourWords(resolve(args.model), world));
   console.log(`\njigsaw answer read from the frozen encoder's tokens (chance 50%):\n${rows.join("\n")}\n\n${colours.join("\n")}`);
 }
 
