@@ -89,14 +89,15 @@ export const VlmBaseRecipe = z.strictObject({
    */
   grounding_relations: z.boolean().optional(),
   /**
-   * The image-word objective also reads, for every image it reads, the two partial views a
-   * jigsaw item shows of a scene (world/jigsaw.ts): the scene without its lower-right quadrant,
+   * In the mix, the image-word objective (at `image_words`) also reads the two partial views a
+   * jigsaw item shows of each scene (world/jigsaw.ts): the scene without its lower-right quadrant,
    * and that quadrant alone in its place, each token naming the object that shows in its cell. The
    * frozen encoder's tokens of half objects and black cells are not those of whole scenes: a
    * linear colour read-out fitted on scenes reads 60.0% of the masked views' tokens and 13.6% of
    * the pieces' (99.1 and 98.7% when fitted on views; `npm run bench:jigsaw`), and world_jigsaw
-   * compares exactly these across images. Needs the image-word objective (image_words or
-   * alignment). Absent: off, so finished studies keep their fingerprints.
+   * compares exactly these across images. Not in the alignment phases: there the views kept the
+   * "where" lookups from being learnt within the phase. Needs image_words > 0. Absent: off, so
+   * finished studies keep their fingerprints.
    */
   image_word_views: z.boolean().optional(),
   /** Hidden state of the encoder fed to the projector (-1: last layer). */
@@ -184,10 +185,11 @@ export function cellWordIds(tok: Tokenizer, model: MindsEyeVLM): (words: string[
 export function vlmBaseLoss(model: MindsEyeVLM, b: VlmBaseBatch, imageWords: number): { loss: Tensor; metrics?: { ce: Tensor; image_words: Tensor } } {
   const ce = vlmLoss(model, b);
   if (imageWords === 0 || !b.words) return { loss: ce };
-  // With views, one objective over the images and their views: the mean over all their tokens.
-  const pixels = b.views ? torch.cat([b.pixels, b.views.pixels], 0) : b.pixels; // [B(1 + 2), 3, H, W]
-  const target = b.views ? torch.cat([b.words, b.views.words], 0) : b.words;
-  const words = imageWordLoss(model.imageFeatures(pixels), model.language_model.model.embed_tokens.weight, target);
+  const embedding = model.language_model.model.embed_tokens.weight;
+  const whole = imageWordLoss(model.imageFeatures(b.pixels), embedding, b.words);
+  // The views' term is added, not averaged in: at a third of the weight, the whole scenes' words
+  // came slower, and with them the "where" lookups the base is aligned for.
+  const words = b.views ? whole.add(imageWordLoss(model.imageFeatures(b.views.pixels), embedding, b.views.words)) : whole;
   return { loss: ce.add(words.mul(imageWords)), metrics: { ce, image_words: words } };
 }
 
@@ -281,7 +283,7 @@ export interface BasePair { kind: "caption" | GroundingPair["kind"]; image: stri
 export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {}): Promise<{ modelDir: string; result: TrainResult }> {
   refuseFinetuneOnlyKeys("vlm-base", recipe.train);
   if (recipe.alignment && !recipe.grounding) throw new ConfigError("vlm-base: alignment trains on the grounding \"where\" questions, and grounding is false — set grounding: true or remove alignment");
-  if (recipe.image_word_views && recipe.image_words === 0 && !recipe.alignment) throw new ConfigError("vlm-base: image_word_views adds jigsaw views to the image-word objective, which is off (image_words: 0, no alignment) — set image_words > 0 or alignment, or remove image_word_views");
+  if (recipe.image_word_views && recipe.image_words === 0) throw new ConfigError("vlm-base: image_word_views adds jigsaw views to the mix's image-word objective, which is off (image_words: 0) — set image_words > 0 (e.g. 1) or remove image_word_views");
   if (recipe.grounding_relations && !recipe.grounding) throw new ConfigError("vlm-base: grounding_relations adds relation lookups to the grounding questions, and grounding is false — set grounding: true or remove grounding_relations");
   const r = { ...recipe, encoder: resolveModelRef(recipe.encoder) }; // a directory, or a Hugging Face id in the hub cache
   mkdirSync(r.out, { recursive: true });
@@ -309,10 +311,10 @@ export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {})
   const wordIds = r.image_words > 0 || (r.alignment?.image_words ?? 0) > 0 ? cellWordIds(tok, model) : null;
   const cellWordsOf = wordIds ? imageWordsOf(r.world, wordIds) : null;
   const views = wordIds && r.image_word_views ? imageWordViews(r.world, wordIds, pre) : null;
-  /** The trainer's run over `of` (examples), with the image-word objective at `imageWords`, in `runDir`. */
-  const phase = async (of: typeof examples, imageWords: number, runDir: string, steps: number) => {
+  /** The trainer's run over `of` (examples), with the image-word objective at `imageWords` (with `withViews`, on the jigsaw views too), in `runDir`. */
+  const phase = async (of: typeof examples, imageWords: number, runDir: string, steps: number, withViews: ImageWordViews | null = null) => {
     const loader = new DataLoader({ length: of.length, get: (i: number) => of[i]! }, {
-      batchSize: r.train.batch_size, seed: r.seed, ...dataShard(), collate: collateVlmBase(bank, tok.specialTokenIds.pad ?? 0, imageWords > 0 ? cellWordsOf : null, imageWords > 0 ? views : null),
+      batchSize: r.train.batch_size, seed: r.seed, ...dataShard(), collate: collateVlmBase(bank, tok.specialTokenIds.pad ?? 0, imageWords > 0 ? cellWordsOf : null, imageWords > 0 ? withViews : null),
     });
     const result = await train({ model, loader: loader as DataLoader<unknown, VlmBaseBatch>, step: (b) => vlmBaseLoss(model, b, imageWords) },
       trainConfig(runDir, { ...r.train, steps }, r.seed), trainOptions(opts));
@@ -332,7 +334,7 @@ export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {})
       markDone(alignedDir, { stage: "vlm-base alignment", questions: where.length, ...(lookups ? { withRelations: lookups.length } : {}), steps: result.steps, lastLoss: result.lastLoss });
     });
   }
-  const result = await phase(examples, r.image_words, r.out, r.train.steps);
+  const result = await phase(examples, r.image_words, r.out, r.train.steps, views);
   const modelDir = join(r.out, "model");
   onLeadRank(() => {
     model.savePretrained(modelDir);
