@@ -3,8 +3,9 @@
 // captions) mixed, as LLaVA-1.5 mixes region data, with grounding questions (world/grounding.ts:
 // a place read out, a description found). This is the baseline the proposal compares against
 // and the start of the other arms. An optional first phase (`alignment`) trains the "where"
-// questions alone (then, with `grounding_relations`, those and the relation lookups) with the
-// image-word objective before the mix, as LLaVA aligns its projector before instruction tuning.
+// questions alone (then, with `grounding_relations`, those and the relation lookups, and with
+// `image_word_views`, the same with the jigsaw views' words) with the image-word objective before
+// the mix, as LLaVA aligns its projector before instruction tuning.
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
@@ -68,7 +69,8 @@ export const VlmBaseRecipe = z.strictObject({
   /**
    * A first phase before the mix (absent: none), as LLaVA aligns its projector before instruction
    * tuning: `steps` steps on the base's "where" questions alone (named as grounding_descriptions
-   * says; with grounding_relations, a second phase adds the relation lookups), with the
+   * says; with grounding_relations, a second phase adds the relation lookups; with
+   * image_word_views, a last one adds the views' words), with the
    * image-word objective at `image_words`. The image tokens learn the LM's words
    * and the LM learns to find an object by them, which inside the mix it does not within thousands
    * of steps (`npm run bench:grounding -- --kind where --descriptions minimal --image-words 1`).
@@ -95,9 +97,10 @@ export const VlmBaseRecipe = z.strictObject({
    * frozen encoder's tokens of half objects and black cells are not those of whole scenes: a
    * linear colour read-out fitted on scenes reads 60.0% of the masked views' tokens and 13.6% of
    * the pieces' (99.1 and 98.7% when fitted on views; `npm run bench:jigsaw`), and world_jigsaw
-   * compares exactly these across images. Not in the alignment phases: there the views kept the
-   * "where" lookups from being learnt within the phase. Needs image_words > 0. Absent: off, so
-   * finished studies keep their fingerprints.
+   * compares exactly these across images. With `alignment`, also a last alignment phase of the
+   * same steps on its lookups with the views: in its first phases the views kept the lookups from
+   * being learnt within the phase. Needs image_words > 0. Absent: off, so finished studies keep
+   * their fingerprints.
    */
   image_word_views: z.boolean().optional(),
   /** Hidden state of the encoder fed to the projector (-1: last layer). */
@@ -328,6 +331,9 @@ export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {})
     // lookups do not come within the phase's steps (26.8% against 96.8% in the README's study).
     const lookups = r.grounding_relations ? examples.filter((_, i) => usable[i]!.kind === "where" || usable[i]!.kind === "rel") : null;
     if (lookups) result = await phase(lookups, r.alignment.image_words, join(r.out, "alignment", "relations"), r.alignment.steps);
+    // Then, with image_word_views, a last phase of the same lookups with the views' words: in either
+    // phase before, the views kept its lookups from being learnt within the phase.
+    if (views) result = await phase(lookups ?? where, r.alignment.image_words, join(r.out, "alignment", "views"), r.alignment.steps, views);
     onLeadRank(() => {
       model.savePretrained(alignedDir);
       copyCompanions(alignedDir, [r.world, r.encoder]);
