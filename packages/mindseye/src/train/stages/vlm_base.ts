@@ -190,8 +190,7 @@ export function vlmBaseLoss(model: MindsEyeVLM, b: VlmBaseBatch, imageWords: num
   if (imageWords === 0 || !b.words) return { loss: ce };
   const embedding = model.language_model.model.embed_tokens.weight;
   const whole = imageWordLoss(model.imageFeatures(b.pixels), embedding, b.words);
-  // The views' term is added, not averaged in: at a third of the weight, the whole scenes' words
-  // came slower, and with them the "where" lookups the base is aligned for.
+  // The views' own term beside the whole scenes' (a mean over both would weigh the scenes a third).
   const words = b.views ? whole.add(imageWordLoss(model.imageFeatures(b.views.pixels), embedding, b.views.words)) : whole;
   return { loss: ce.add(words.mul(imageWords)), metrics: { ce, image_words: words } };
 }
