@@ -37,7 +37,7 @@ import { loadStudy } from "mindseye/dist/experiment/runner.js";
 import { VitVisionModel } from "mindseye/dist/models/vit.js";
 import { readBlinkJsonl, type BlinkItem } from "mindseye/dist/data/formats/index.js";
 import { ImageBank, loadTokenizer, readPreprocessor, readScenes } from "mindseye/dist/train/stages/common.js";
-import { jigsawViewPixels, imageWordViews, cellWordIds } from "mindseye/dist/train/stages/vlm_base.js";
+import { jigsawViewPixels, blackPixel, cellWordIds } from "mindseye/dist/train/stages/vlm_base.js";
 import { MindsEyeVLM } from "mindseye/dist/models/vlm.js";
 import { viewCellWords, type JigsawView } from "mindseye/dist/world/jigsaw.js";
 import { cellWords } from "mindseye/dist/world/grounding.js";
@@ -127,7 +127,7 @@ async function colourReadouts(world: string, encoderDir: string, encoder: VitVis
   const train = scenes.filter((s) => s.split === "train").slice(0, COLOUR_TRAIN_SCENES), val = scenes.filter((s) => s.split === "val");
   const pre = readPreprocessor(encoderDir);
   const bank = await ImageBank.load([...train, ...val].map((s) => join(world, "images", s.file_name)), pre);
-  const { black } = imageWordViews(world, (cells) => cells.map((w) => w.map(() => 0)), pre);
+  const black = blackPixel(pre);
   const views = ["masked", "piece"] as const;
   const whole = viewTokens(train, world, bank, black, encoder, layer, null);
   const trainViews = views.map((v) => viewTokens(train, world, bank, black, encoder, layer, v));
@@ -151,7 +151,7 @@ async function vlmColourWords(modelDir: string, world: string): Promise<string> 
   const val = readScenes(world).filter((s) => s.split === "val");
   const paths = val.map((s) => join(world, "images", s.file_name));
   const bank = await ImageBank.load(paths, pre);
-  const { black } = imageWordViews(world, ids, pre);
+  const black = blackPixel(pre);
   const shares = ([null, "masked", "piece"] as const).map((view) => {
     let hits = 0;
     for (let i = 0; i < val.length; i += ENCODE_BATCH) {

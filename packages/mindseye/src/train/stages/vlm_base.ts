@@ -211,11 +211,14 @@ export interface ImageWordViews {
   words: Record<JigsawView, (images: string[]) => Tensor>;
 }
 
+/** A black pixel as `pre` preprocesses it, [1, 3, 1, 1]: a black image through it (resizing black keeps it black), one of its pixels. */
+export function blackPixel(pre: ImageProcessorConfig): Tensor {
+  return torch.noGrad(() => torch.scope(() => preprocess([{ width: 2, height: 2, data: new Uint8Array(2 * 2 * 3) }], pre).narrow(2, 0, 1).narrow(3, 0, 1).contiguous()));
+}
+
 /** The jigsaw views' image-word inputs for `world`, its images preprocessed as `pre` says. */
 export function imageWordViews(world: string, idsOf: (words: string[][]) => number[][], pre: ImageProcessorConfig): ImageWordViews {
-  // A black image through the preprocessing (resizing black keeps it black): one of its pixels.
-  const black = torch.noGrad(() => torch.scope(() => preprocess([{ width: 2, height: 2, data: new Uint8Array(2 * 2 * 3) }], pre).narrow(2, 0, 1).narrow(3, 0, 1).contiguous())); // [1, 3, 1, 1]
-  return { black, words: { masked: imageWordsOf(world, idsOf, (s) => viewCellWords(s, "masked")), piece: imageWordsOf(world, idsOf, (s) => viewCellWords(s, "piece")) } };
+  return { black: blackPixel(pre), words: { masked: imageWordsOf(world, idsOf, (s) => viewCellWords(s, "masked")), piece: imageWordsOf(world, idsOf, (s) => viewCellWords(s, "piece")) } };
 }
 
 /**
