@@ -39,7 +39,7 @@ import { readBlinkJsonl, type BlinkItem } from "mindseye/dist/data/formats/index
 import { ImageBank, loadTokenizer, readPreprocessor, readScenes } from "mindseye/dist/train/stages/common.js";
 import { jigsawViewPixels, blackPixel, cellWordIds } from "mindseye/dist/train/stages/vlm_base.js";
 import { MindsEyeVLM } from "mindseye/dist/models/vlm.js";
-import { viewCellWords, type JigsawView } from "mindseye/dist/world/jigsaw.js";
+import { JIGSAW_VIEWS, viewCellWords, type JigsawView } from "mindseye/dist/world/jigsaw.js";
 import { cellWords } from "mindseye/dist/world/grounding.js";
 import type { Scene } from "mindseye/dist/world/scene.js";
 import { linearProbe } from "mindseye/dist/analysis/probes.js";
@@ -128,12 +128,11 @@ async function colourReadouts(world: string, encoderDir: string, encoder: VitVis
   const pre = readPreprocessor(encoderDir);
   const bank = await ImageBank.load([...train, ...val].map((s) => join(world, "images", s.file_name)), pre);
   const black = blackPixel(pre);
-  const views = ["masked", "piece"] as const;
   const whole = viewTokens(train, world, bank, black, encoder, layer, null);
-  const trainViews = views.map((v) => viewTokens(train, world, bank, black, encoder, layer, v));
+  const trainViews = JIGSAW_VIEWS.map((v) => viewTokens(train, world, bank, black, encoder, layer, v));
   const both = { x: torch.cat(trainViews.map((t) => t.x), 0), colours: trainViews.flatMap((t) => t.colours) };
   const rows: string[] = [];
-  for (const v of views) {
+  for (const v of JIGSAW_VIEWS) {
     const test = viewTokens(val, world, bank, black, encoder, layer, v);
     const fromWhole = linearProbe(whole.x, whole.colours, test.x, test.colours), fromViews = linearProbe(both.x, both.colours, test.x, test.colours);
     rows.push(`colour of ${v.padEnd(6)} val tokens: read-out fitted on whole scenes ${(100 * fromWhole.accuracy).toFixed(1)}%, on views ${(100 * fromViews.accuracy).toFixed(1)}%  (majority ${(100 * fromWhole.majority).toFixed(1)}%, ${test.colours.length} tokens)`);
@@ -152,7 +151,7 @@ async function vlmColourWords(modelDir: string, world: string): Promise<string> 
   const paths = val.map((s) => join(world, "images", s.file_name));
   const bank = await ImageBank.load(paths, pre);
   const black = blackPixel(pre);
-  const shares = ([null, "masked", "piece"] as const).map((view) => {
+  const shares = [null, ...JIGSAW_VIEWS].map((view) => {
     let hits = 0;
     for (let i = 0; i < val.length; i += ENCODE_BATCH) {
       const scenes = val.slice(i, i + ENCODE_BATCH);

@@ -21,7 +21,7 @@ import { readPairs } from "../../data/formats/index.js";
 import { train, type TrainResult } from "../trainer.js";
 import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, loadUsable, readScenes, dataShard, onLeadRank, type StageOptions, refuseFinetuneOnlyKeys } from "./common.js";
 import { cellWords, groundingPairs, relationPairs, type GroundingPair } from "../../world/grounding.js";
-import { viewCellWords, type JigsawView } from "../../world/jigsaw.js";
+import { JIGSAW_VIEWS, viewCellWords, type JigsawView } from "../../world/jigsaw.js";
 import { preprocess } from "../../data/targets.js";
 import type { ImageProcessorConfig } from "../../models/processors.js";
 import { GRID, type Scene } from "../../world/scene.js";
@@ -218,7 +218,8 @@ export function blackPixel(pre: ImageProcessorConfig): Tensor {
 
 /** The jigsaw views' image-word inputs for `world`, its images preprocessed as `pre` says. */
 export function imageWordViews(world: string, idsOf: (words: string[][]) => number[][], pre: ImageProcessorConfig): ImageWordViews {
-  return { black: blackPixel(pre), words: { masked: imageWordsOf(world, idsOf, (s) => viewCellWords(s, "masked")), piece: imageWordsOf(world, idsOf, (s) => viewCellWords(s, "piece")) } };
+  const words = Object.fromEntries(JIGSAW_VIEWS.map((view) => [view, imageWordsOf(world, idsOf, (s) => viewCellWords(s, view))])) as ImageWordViews["words"];
+  return { black: blackPixel(pre), words };
 }
 
 /**
@@ -247,21 +248,31 @@ export function collateVlmBase(bank: ImageBank, padId: number, imageWords: ((ima
     const images = batch.map((e) => e.images[0]!);
     if (!views) return { ...base, words: imageWords(images) };
     const { masked, piece } = jigsawViewPixels(base.pixels, views.black);
-    const viewWords = [views.words.masked(images), views.words.piece(images)];
+    const viewWords = JIGSAW_VIEWS.map((view) => views.words[view](images)); // masked, then piece, as the pixels
     const out = { ...base, words: imageWords(images), views: { pixels: torch.cat([masked, piece], 0), words: torch.cat(viewWords, 0) } };
     for (const t of [masked, piece, ...viewWords]) t.dispose();
     return out;
   };
 }
 
-/** The words tensor [B, 9, 4] of a batch's images (paths into the world's images/): each scene's cellWords, or what `describe` says it shows. */
+/**
+ * The words tensor [B, 9, 4] of a batch's images (paths into the world's images/): each scene's
+ * cellWords, or what `describe` says it shows. Each image's ids are worked out once and kept: the
+ * collate asks for them every step, and a view's words sample every object's shape.
+ */
 export function imageWordsOf(world: string, idsOf: (words: string[][]) => number[][], describe: (scene: Scene) => string[][] = cellWords): (images: string[]) => Tensor {
   const byImage = new Map(readScenes(world).map((s) => [join(world, "images", s.file_name), s]));
-  return (images) => torch.tensor(images.map((image) => {
-    const scene = byImage.get(image);
-    if (!scene) throw new Error(`image_words: ${image} is not one of the world's scenes (${world}/scenes.json)`);
-    return idsOf(describe(scene));
-  }), { dtype: "int64" });
+  const ids = new Map<string, number[][]>();
+  const idsFor = (image: string) => {
+    let row = ids.get(image);
+    if (!row) {
+      const scene = byImage.get(image);
+      if (!scene) throw new Error(`image_words: ${image} is not one of the world's scenes (${world}/scenes.json)`);
+      ids.set(image, row = idsOf(describe(scene)));
+    }
+    return row;
+  };
+  return (images) => torch.tensor(images.map(idsFor), { dtype: "int64" });
 }
 
 /**
