@@ -12,8 +12,12 @@ import { generateWorld, resolveWorldOptions } from "../../world/generate.js";
 import { evaluate } from "../../eval/run.js";
 import { evaluateRetrieval } from "../../analysis/retrieval.js";
 import { loadStudy } from "../../experiment/runner.js";
-import { readScenes, loadTokenizer } from "./common.js";
-import { basePairs } from "./vlm_base.js";
+import { readScenes, loadTokenizer, readPreprocessor, ImageBank } from "./common.js";
+import { basePairs, cellWordIds, imageWordViews, jigsawViewPixels } from "./vlm_base.js";
+import { JIGSAW_VIEWS, viewCellWords } from "../../world/jigsaw.js";
+import { imageWordLoss } from "../../objectives/image_words.js";
+import { MindsEyeVLM } from "../../models/vlm.js";
+import { torch } from "@mindseye/torch";
 import { cellWords } from "../../world/grounding.js";
 import {
   runWorldEncoder, runVlmBase, runLatentPretrain, runFinetune, WorldEncoderRecipe, VlmBaseRecipe, LatentPretrainRecipe, FinetuneRecipe,
@@ -49,6 +53,30 @@ test("each stage fits a tiny training set: encoder F1, fine-tuning accuracy, lat
     const wordLoss = readFileSync(join(root, "base", "metrics.jsonl"), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { image_words: number }).image_words);
     assert.ok(wordLoss.at(-1)! < floor + 0.25 * (blind - floor),
       `the image tokens learn their cells' words: image-word loss ${wordLoss.map((v) => v.toFixed(2)).join(" → ")}; floor ${floor.toFixed(2)}, blind ${blind.toFixed(2)}`);
+
+    // With image_word_views, the tokens of the jigsaw views (the scene without its lower-right
+    // quadrant; the quadrant alone) come to name what shows in their cells as well.
+    const viewed = await runVlmBase(VlmBaseRecipe.parse({
+      stage: "vlm-base", world, encoder: enc.encoderDir, out: join(root, "viewed"), ...tiny, image_words: 1, image_word_views: true, train: { steps: 200, batch_size: 32, lr: 3e-3, log_every: 20 },
+    }), { quiet: true });
+    const trainScenes = readScenes(world).filter((s) => s.split === "train");
+    const viewedModel = MindsEyeVLM.fromPretrained(viewed.modelDir), pre = readPreprocessor(enc.encoderDir);
+    const views = imageWordViews(world, cellWordIds(loadTokenizer(world), viewedModel), pre);
+    const paths = trainScenes.map((s) => join(world, "images", s.file_name));
+    const bank = await ImageBank.load(paths, pre);
+    for (const view of JIGSAW_VIEWS) {
+      const viewCells = trainScenes.flatMap((s) => viewCellWords(s, view));
+      const viewFloor = Math.log(4) * viewCells.filter((w) => w[0] !== "nothing").length / viewCells.length;
+      const viewFreq = new Map<string, number>();
+      for (const w of viewCells.flat()) viewFreq.set(w, (viewFreq.get(w) ?? 0) + 1 / (4 * viewCells.length));
+      const viewBlind = viewCells.reduce((sum, ws) => sum - ws.reduce((a, w) => a + Math.log(viewFreq.get(w)!), 0) / 4, 0) / viewCells.length;
+      const loss = torch.noGrad(() => torch.scope(() => imageWordLoss(viewedModel.imageFeatures(jigsawViewPixels(bank.get(paths), views.black)[view]), viewedModel.language_model.model.embed_tokens.weight, views.words[view](paths)).item()));
+      assert.ok(loss < viewFloor + 0.25 * (viewBlind - viewFloor),
+        `the ${view} views' tokens learn what shows in their cells: image-word loss ${loss.toFixed(2)}; floor ${viewFloor.toFixed(2)}, blind ${viewBlind.toFixed(2)}`);
+    }
+    bank.dispose();
+    views.black.dispose();
+    viewedModel.parameters().forEach((p) => p.dispose());
 
     // The base's alignment phase: its "where" questions about the 32 training scenes ("Where is the
     // red object?" → "in the top left corner") come to be answered from the image. Text alone
