@@ -160,7 +160,7 @@ test("vlm-base grounding_relations: the relation lookups join the grounding ques
   }
 });
 
-test("vlm-base image_word_views: the image-word objective also reads each image's jigsaw views, pixel for pixel as the world draws them, in the mix and a last alignment phase; refused without the objective", async () => {
+test("vlm-base image_word_views: the image-word objective also reads each image's jigsaw views, pixel for pixel as the world draws them, in the mix and a last alignment phase of its own steps; refused without the objective", async () => {
   const root = mkdtempSync(join(tmpdir(), "mindseye-base-views-"));
   try {
     const world = join(root, "world");
@@ -191,12 +191,14 @@ test("vlm-base image_word_views: the image-word objective also reads each image'
     assert.equal(viewed.length, 1);
     assert.equal(viewed[0]!.ce, plain[0]!.ce);
     assert.ok(viewed[0]!.image_words! > plain[0]!.image_words! + 1, `image words ${viewed[0]!.image_words} with views, ${plain[0]!.image_words} without`);
-    // With alignment, a last alignment phase reads the views (after the "where" phase here).
+    // With alignment, a last alignment phase reads the views (after the "where" phase here), for its own steps.
     const aligned = join(root, "aligned");
-    await runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${aligned}`, "grounding_descriptions=minimal", "alignment.steps=2", "image_words=1", "image_word_views=true"]), { quiet: true });
-    assert.equal(logged(join(aligned, "alignment", "views")).length, 1, "the views' phase logs its own run");
+    await runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${aligned}`, "grounding_descriptions=minimal", "alignment.steps=2", "alignment.views_steps=3", "image_words=1", "image_word_views=true"]), { quiet: true });
+    assert.equal(logged(join(aligned, "alignment")).at(-1)!.step, 2);
+    assert.equal(logged(join(aligned, "alignment", "views")).at(-1)!.step, 3, "the views' phase runs its own steps");
     assert.ok(logged(join(aligned, "alignment")).every((m) => m.image_words! < viewed[0]!.image_words! - 1), "the first phase reads whole scenes only");
     await assert.rejects(runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${join(root, "b2")}`, "image_word_views=true"]), { quiet: true }), /image_word_views .*off/);
+    await assert.rejects(runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${join(root, "b3")}`, "grounding_descriptions=minimal", "alignment.steps=2", "alignment.views_steps=3"]), { quiet: true }), /views_steps .*image_word_views: true/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -80,6 +80,12 @@ export const VlmBaseRecipe = z.strictObject({
   alignment: z.strictObject({
     steps: z.number().int().positive(),
     image_words: z.number().min(0).default(1),
+    /**
+     * Steps of the last (views) phase, with image_word_views (absent: `steps`). The views' tokens
+     * are read in that phase only, where they do not cost the lookups, and world_jigsaw learns
+     * sooner from a base that has read them longer.
+     */
+    views_steps: z.number().int().positive().optional(),
   }).optional(),
   /**
    * Also the relation lookups among the grounding questions ("What is to the left of the red
@@ -300,6 +306,7 @@ export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {})
   refuseFinetuneOnlyKeys("vlm-base", recipe.train);
   if (recipe.alignment && !recipe.grounding) throw new ConfigError("vlm-base: alignment trains on the grounding \"where\" questions, and grounding is false — set grounding: true or remove alignment");
   if (recipe.image_word_views && recipe.image_words === 0) throw new ConfigError("vlm-base: image_word_views adds jigsaw views to the mix's image-word objective, which is off (image_words: 0) — set image_words > 0 (e.g. 1) or remove image_word_views");
+  if (recipe.alignment?.views_steps !== undefined && !recipe.image_word_views) throw new ConfigError("vlm-base: alignment.views_steps sets the length of the views' alignment phase, which only image_word_views adds — set image_word_views: true or remove views_steps");
   if (recipe.grounding_relations && !recipe.grounding) throw new ConfigError("vlm-base: grounding_relations adds relation lookups to the grounding questions, and grounding is false — set grounding: true or remove grounding_relations");
   const r = { ...recipe, encoder: resolveModelRef(recipe.encoder) }; // a directory, or a Hugging Face id in the hub cache
   mkdirSync(r.out, { recursive: true });
@@ -346,7 +353,7 @@ export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {})
     if (lookups) result = await phase(lookups, r.alignment.image_words, join(r.out, "alignment", "relations"), r.alignment.steps);
     // Then, with image_word_views, a last phase of the same lookups with the views' words: in either
     // phase before, the views kept its lookups from being learnt within the phase.
-    if (views) result = await phase(lookups ?? where, r.alignment.image_words, join(r.out, "alignment", "views"), r.alignment.steps, views);
+    if (views) result = await phase(lookups ?? where, r.alignment.image_words, join(r.out, "alignment", "views"), r.alignment.views_steps ?? r.alignment.steps, views);
     onLeadRank(() => {
       model.savePretrained(alignedDir);
       copyCompanions(alignedDir, [r.world, r.encoder]);
