@@ -25,6 +25,19 @@ import {
 
 const tiny = { lm: { hidden_size: 64, intermediate_size: 128, layers: 2, heads: 4, kv_heads: 2 } };
 
+/**
+ * The image-word loss's two reference levels over `cells` (each cell's four words): its floor, ln 4
+ * for a cell with an object (four words, a quarter each) and 0 for an empty one ("nothing" four
+ * times), and the level of a token that ignores its image and predicts the words' frequencies.
+ */
+function imageWordLevels(cells: string[][]): { floor: number; blind: number } {
+  const floor = Math.log(4) * cells.filter((w) => w[0] !== "nothing").length / cells.length;
+  const freq = new Map<string, number>();
+  for (const w of cells.flat()) freq.set(w, (freq.get(w) ?? 0) + 1 / (4 * cells.length));
+  const blind = cells.reduce((sum, ws) => sum - ws.reduce((a, w) => a + Math.log(freq.get(w)!), 0) / 4, 0) / cells.length;
+  return { floor, blind };
+}
+
 test("each stage fits a tiny training set: encoder F1, fine-tuning accuracy, latent retrieval", async () => {
   const root = mkdtempSync(join(tmpdir(), "mindseye-learning-"));
   try {
@@ -45,11 +58,7 @@ test("each stage fits a tiny training set: encoder F1, fine-tuning accuracy, lat
       stage: "vlm-base", world, encoder: enc.encoderDir, out: join(root, "base"), ...tiny, image_words: 1, train: { steps: 60, batch_size: 32, lr: 3e-3, log_every: 20 },
     }), { quiet: true });
     // A token that ignores its image can do no better than the words' frequencies ("blind").
-    const cells = readScenes(world).filter((s) => s.split === "train").flatMap(cellWords);
-    const floor = Math.log(4) * cells.filter((w) => w[0] !== "nothing").length / cells.length;
-    const freq = new Map<string, number>();
-    for (const w of cells.flat()) freq.set(w, (freq.get(w) ?? 0) + 1 / (4 * cells.length));
-    const blind = cells.reduce((sum, ws) => sum - ws.reduce((a, w) => a + Math.log(freq.get(w)!), 0) / 4, 0) / cells.length;
+    const { floor, blind } = imageWordLevels(readScenes(world).filter((s) => s.split === "train").flatMap(cellWords));
     const wordLoss = readFileSync(join(root, "base", "metrics.jsonl"), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { image_words: number }).image_words);
     assert.ok(wordLoss.at(-1)! < floor + 0.25 * (blind - floor),
       `the image tokens learn their cells' words: image-word loss ${wordLoss.map((v) => v.toFixed(2)).join(" → ")}; floor ${floor.toFixed(2)}, blind ${blind.toFixed(2)}`);
@@ -65,11 +74,7 @@ test("each stage fits a tiny training set: encoder F1, fine-tuning accuracy, lat
     const paths = trainScenes.map((s) => join(world, "images", s.file_name));
     const bank = await ImageBank.load(paths, pre);
     for (const view of JIGSAW_VIEWS) {
-      const viewCells = trainScenes.flatMap((s) => viewCellWords(s, view));
-      const viewFloor = Math.log(4) * viewCells.filter((w) => w[0] !== "nothing").length / viewCells.length;
-      const viewFreq = new Map<string, number>();
-      for (const w of viewCells.flat()) viewFreq.set(w, (viewFreq.get(w) ?? 0) + 1 / (4 * viewCells.length));
-      const viewBlind = viewCells.reduce((sum, ws) => sum - ws.reduce((a, w) => a + Math.log(viewFreq.get(w)!), 0) / 4, 0) / viewCells.length;
+      const { floor: viewFloor, blind: viewBlind } = imageWordLevels(trainScenes.flatMap((s) => viewCellWords(s, view)));
       const loss = torch.noGrad(() => torch.scope(() => imageWordLoss(viewedModel.imageFeatures(jigsawViewPixels(bank.get(paths), views.black)[view]), viewedModel.language_model.model.embed_tokens.weight, views.words[view](paths)).item()));
       assert.ok(loss < viewFloor + 0.25 * (viewBlind - viewFloor),
         `the ${view} views' tokens learn what shows in their cells: image-word loss ${loss.toFixed(2)}; floor ${viewFloor.toFixed(2)}, blind ${viewBlind.toFixed(2)}`);

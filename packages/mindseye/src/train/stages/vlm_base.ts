@@ -254,10 +254,10 @@ export function collateVlmBase(bank: ImageBank, padId: number, imageWords: ((ima
     if (!imageWords) return base;
     const images = batch.map((e) => e.images[0]!);
     if (!views) return { ...base, words: imageWords(images) };
-    const { masked, piece } = jigsawViewPixels(base.pixels, views.black);
-    const viewWords = JIGSAW_VIEWS.map((view) => views.words[view](images)); // masked, then piece, as the pixels
-    const out = { ...base, words: imageWords(images), views: { pixels: torch.cat([masked, piece], 0), words: torch.cat(viewWords, 0) } };
-    for (const t of [masked, piece, ...viewWords]) t.dispose();
+    const viewPixels = jigsawViewPixels(base.pixels, views.black);
+    const pixels = JIGSAW_VIEWS.map((view) => viewPixels[view]), viewWords = JIGSAW_VIEWS.map((view) => views.words[view](images)); // in the same view order
+    const out = { ...base, words: imageWords(images), views: { pixels: torch.cat(pixels, 0), words: torch.cat(viewWords, 0) } };
+    for (const t of [...pixels, ...viewWords]) t.dispose();
     return out;
   };
 }
