@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { StudyConfig, runStudy, stepMarkerPath, checkStudy, loadStudy, planStudy } from "./runner.js";
+import { StudyConfig, runStudy, stepMarkerPath, checkStudy, loadStudy, planStudy, withBaseReplay } from "./runner.js";
 import { writeTinyLlava } from "../models/llava_test_helpers.js";
 
 const configs = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..", "configs"); // dist/experiment -> repo root
@@ -86,6 +86,11 @@ test("settings that clash across sections are refused before anything runs", () 
     assert.throws(() => checkStudy({ ...tinyStudy(out), latent_pretrain: { ...tinyStudy(out).latent_pretrain, pool: "grid:2" } }), /latent_pretrain\.pool: pooling "grid:2": K must be a perfect square/);
     assert.throws(() => checkStudy({ ...tinyStudy(out), latent_pretrain: { ...tinyStudy(out).latent_pretrain, pool: "grid:9" } }), /pools a 2×2 patch grid into 3×3 cells|needs 9 latent tokens/);
     assert.throws(() => checkStudy({ ...tinyStudy(out), world: { ...tinyStudy(out).world, size: 40 } }), /patch_size 16 does not divide world\.size 40/);
+    const replay = (r: object) => ({ ...tinyStudy(out), latent_pretrain: { ...tinyStudy(out).latent_pretrain, replay: { batch_size: 8, weight: 1, ...r } } });
+    checkStudy(replay({}));
+    const study = { ...replay({}), vlm_base: { ...tinyStudy(out).vlm_base, grounding_descriptions: "minimal" as const, grounding_relations: true } };
+    assert.deepEqual(withBaseReplay(study, study.latent_pretrain).replay, { batch_size: 8, weight: 1, grounding_descriptions: "minimal", grounding_relations: true }, "a study rehearses its own base's mix");
+    assert.throws(() => checkStudy(replay({ grounding_relations: true })), /latent_pretrain\.replay: in a study the rehearsed mix is the study's base's .*remove replay\.grounding_descriptions/);
     assert.ok(!existsSync(out), "nothing was made");
   } finally {
     rmSync(root, { recursive: true, force: true });

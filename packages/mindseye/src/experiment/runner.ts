@@ -237,8 +237,18 @@ export function checkStudy(c: StudyConfig): StudyConfig {
   return c;
 }
 
+/** A latent_pretrain section whose replay rehearses the study's own base mix: vlm_base's grounding settings. */
+export function withBaseReplay(c: StudyConfig, lp: StudyLatentPretrain): StudyLatentPretrain {
+  if (!lp.replay) return lp;
+  return { ...lp, replay: { ...lp.replay, grounding_descriptions: c.vlm_base.grounding_descriptions, grounding_relations: c.vlm_base.grounding_relations } };
+}
+
 /** A latent_pretrain section (the study's or a cell's) against the world, its encoder and the LM. */
 function checkLatentPretrain(c: StudyConfig, lp: StudyLatentPretrain, where: string): void {
+  if (lp.replay && (lp.replay.grounding_descriptions !== undefined || lp.replay.grounding_relations !== undefined)) {
+    throw new ConfigError(`${where}.replay: in a study the rehearsed mix is the study's base's (vlm_base.grounding_descriptions, vlm_base.grounding_relations); remove replay.grounding_descriptions / replay.grounding_relations`);
+  }
+  if (lp.replay && !c.vlm_base.grounding) throw new ConfigError(`${where}.replay rehearses the base's grounding questions, and vlm_base.grounding is false; set it true or remove replay`);
   const grid = c.world.size / c.world_encoder.encoder.patch_size;
   let k: number;
   try {
@@ -326,7 +336,7 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
   const pretrainTokens = {} as Record<"control" | "latent", Promise<string>>;
   for (const arm of ["control", "latent"] as const) {
     const loss = arm === "control" ? { ...c.latent_pretrain.loss, lambda_sim: 0, lambda_align: 0 } : c.latent_pretrain.loss;
-    const recipe = LatentPretrainRecipe.parse({ ...c.latent_pretrain, loss, stage: "latent-pretrain", seed: c.seed, world, encoder, base, targets, out: join(stages, `pretrain-${arm}`) });
+    const recipe = LatentPretrainRecipe.parse({ ...withBaseReplay(c, c.latent_pretrain), loss, stage: "latent-pretrain", seed: c.seed, world, encoder, base, targets, out: join(stages, `pretrain-${arm}`) });
     const what = `stage 3: latent-pretrain, ${arm === "control" ? "text control (λ_sim = λ_align = 0)" : "latent (full loss)"}`;
     pretrainTokens[arm] = jobs.task(() => jobs.slot(what, () => step("latent-pretrain", what, recipe.out,
       [c.latent_pretrain, loss, c.seed], [worldToken, encoderToken, baseToken], async () => {
@@ -383,7 +393,7 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
     }
     const targetToken = targetTokens.get(pool)!;
     const out = join(stages, "ablations", cell.folder);
-    const recipe = LatentPretrainRecipe.parse({ ...cell.recipe, stage: "latent-pretrain", seed: c.seed, world, encoder, base, targets: cache, out });
+    const recipe = LatentPretrainRecipe.parse({ ...withBaseReplay(c, cell.recipe), stage: "latent-pretrain", seed: c.seed, world, encoder, base, targets: cache, out });
     const what = `stage 3: latent-pretrain, ablation ${cell.name}`;
     const token = jobs.task(async () => {
       const inputs = [worldToken, encoderToken, baseToken, await targetToken];

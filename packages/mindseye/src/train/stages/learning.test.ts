@@ -106,6 +106,27 @@ test("each stage fits a tiny training set: encoder F1, fine-tuning accuracy, lat
         `the alignment answers its ${of.length} ${what} from the image: answer cross-entropy ${ce[0]!.toFixed(3)} → ${lastCe.toFixed(4)} per token; text alone ≥ ${blindPerToken.toFixed(3)}`);
     }
 
+    // Latent pretraining with replay rehearses the base's mix beside the captions: from the aligned
+    // base, its loss on the rehearsed examples falls where they are weighted 1 and not where they
+    // are weighted ~0 (logged all the same). Both arms, at either weight, draw the same examples:
+    // their first step's rehearsed loss, before any update, is one value.
+    const rehearsedCe = async (arm: "control" | "latent", weight: number) => {
+      const out = join(root, `replay-${arm}-${weight}`);
+      const loss = arm === "control" ? { lambda_sim: 0, lambda_align: 0 } : { lambda_sim: 0.3, lambda_align: 0.05, similarity: "l2" as const };
+      await runLatentPretrain(LatentPretrainRecipe.parse({
+        stage: "latent-pretrain", world, encoder: enc.encoderDir, base: join(alignedOut, "model"), targets: join(root, "targets"), out, pool: "grid:9", loss,
+        replay: { batch_size: 16, weight, grounding_descriptions: "minimal", grounding_relations: true }, train: { steps: 60, batch_size: 16, lr: 3e-3, warmup_steps: 5, log_every: 1 },
+      }), { quiet: true });
+      return readFileSync(join(out, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { replay_ce?: number }).replay_ce).filter((v) => v !== undefined);
+    };
+    const [rehearsed, ignored, latentRehearsed] = [await rehearsedCe("control", 1), await rehearsedCe("control", 1e-6), await rehearsedCe("latent", 1)];
+    const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+    assert.equal(rehearsed.length, 60);
+    assert.ok(Math.abs(rehearsed[0]! - ignored[0]!) < 1e-6 && Math.abs(rehearsed[0]! - latentRehearsed[0]!) < 1e-6, `one draw for every run: first rehearsed loss ${rehearsed[0]} / ${ignored[0]} / ${latentRehearsed[0]}`);
+    for (const [arm, v] of [["text control", rehearsed], ["latent arm", latentRehearsed]] as const) {
+      assert.ok(mean(v.slice(-10)) < 0.8 * mean(ignored.slice(-10)), `the ${arm} learns the rehearsed mix: its loss ${v[0]!.toFixed(3)} → ${mean(v.slice(-10)).toFixed(3)}, unweighted ${mean(ignored.slice(-10)).toFixed(3)}`);
+    }
+
     // Fine-tuning: 32 GQA-style training questions, answered exactly after training on them.
     const tuned = await runFinetune(FinetuneRecipe.parse({
       stage: "finetune", world, model: base.modelDir, out: join(root, "ft"), tasks: ["gqa"], fraction: 32 / gqaTrainCount(world),
