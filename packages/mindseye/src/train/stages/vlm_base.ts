@@ -303,6 +303,12 @@ export async function basePairs(r: Pick<VlmBaseRecipe, "world" | "seed" | "groun
 /** One of the base's training pairs: a caption (answered to an empty prompt) or a grounding question. */
 export interface BasePair { kind: "caption" | GroundingPair["kind"]; image: string; text: string; answer: string }
 
+/** The base's pairs as `model`'s inputs: the image and the question (or nothing), answered. */
+export function baseExamples(tok: Tokenizer, model: MindsEyeVLM, pairs: readonly BasePair[]): { ids: number[]; labels: number[]; images: string[] }[] {
+  const imagesAfterText = model.config.imagePosition === "after_text", perImage = imageTokenCount(model.config);
+  return pairs.map((p) => ({ ...buildExample(tok, { images: 1, text: p.text, answer: p.answer, imagesAfterText }, perImage), images: [p.image] }));
+}
+
 export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {}): Promise<{ modelDir: string; result: TrainResult }> {
   refuseFinetuneOnlyKeys("vlm-base", recipe.train);
   if (recipe.alignment && !recipe.grounding) throw new ConfigError("vlm-base: alignment trains on the grounding \"where\" questions, and grounding is false — set grounding: true or remove alignment");
@@ -329,9 +335,7 @@ export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {})
 
   const pairs = await basePairs(r);
   const { bank, usable } = await loadUsable(pairs, (p) => [p.image], pre, r.max_error_rate, console.error);
-  const perImage = imageTokenCount(model.config);
-  const imagesAfterText = model.config.imagePosition === "after_text";
-  const examples = usable.map((p) => ({ ...buildExample(tok, { images: 1, text: p.text, answer: p.answer, imagesAfterText }, perImage), images: [p.image] }));
+  const examples = baseExamples(tok, model, usable);
   const wordIds = r.image_words > 0 || (r.alignment?.image_words ?? 0) > 0 ? cellWordIds(tok, model) : null;
   const cellWordsOf = wordIds ? imageWordsOf(r.world, wordIds) : null;
   const views = wordIds && r.image_word_views ? imageWordViews(r.world, wordIds, pre) : null;
