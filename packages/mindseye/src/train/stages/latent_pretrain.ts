@@ -344,7 +344,7 @@ export async function runLatentPretrain(recipe: LatentPretrainRecipe, opts: Stag
 }
 
 /** `size` indices into `n` rehearsed examples (with replacement), a function of the seed and the caption batch's record indices only. */
-export function replayDraw(seed: number, indices: readonly number[], n: number, size: number): number[] {
+function replayDraw(seed: number, indices: readonly number[], n: number, size: number): number[] {
   const rng = new Rng(seed, "replay", indices.join(","));
   return Array.from({ length: size }, () => rng.int(n));
 }
