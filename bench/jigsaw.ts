@@ -26,7 +26,8 @@
 // projected token ranks highest through the LM's word embeddings (the image-word objective's
 // read-out), for whole scenes and both views.
 //
-//   npm run bench:jigsaw [-- --run runs/demo --config configs/demo.yaml --model DIR]
+//   npm run bench:jigsaw [-- --run runs/demo --config configs/demo.yaml --model DIR --encoder DIR]
+// (--encoder: another encoder of the study's world than its own, e.g. one trained with read_views.)
 // Reads the world and encoder of a finished study (make demo); last line: one row per rule.
 import { existsSync } from "node:fs";
 import { join, resolve, dirname } from "node:path";
@@ -49,6 +50,7 @@ const args = parseArgs({
     config: { type: "string", default: "configs/demo.yaml" },
     run: { type: "string" },
     model: { type: "string" },
+    encoder: { type: "string" },
   },
 }).values;
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -175,7 +177,7 @@ async function vlmColourWords(modelDir: string, world: string): Promise<string> 
 async function main(): Promise<void> {
   const study = loadStudy(resolve(root, args.config));
   const run = resolve(root, args.run ?? study.out);
-  const world = join(run, "world"), encoderDir = join(run, "stages", "world-encoder", "encoder");
+  const world = join(run, "world"), encoderDir = args.encoder ? resolve(args.encoder) : join(run, "stages", "world-encoder", "encoder");
   if (!existsSync(join(encoderDir, "DONE"))) throw new Error(`${encoderDir}: no finished world encoder; run the study first (make demo, or mindseye experiment --config ${args.config})`);
   const layer = study.vlm_base.vision_feature_layer;
   const encoder = VitVisionModel.fromPretrained(encoderDir);

@@ -10,8 +10,10 @@ import { torch, nn, F, type Tensor } from "@mindseye/torch";
 import { VitVisionModel, resolveVitConfig } from "../../models/vit.js";
 import { DataLoader } from "../../data/loader.js";
 import { COLORS, MATERIALS, SHAPES, SIZES, type Scene } from "../../world/scene.js";
+import { JIGSAW_VIEWS, showsIn, type JigsawView } from "../../world/jigsaw.js";
 import { train, type TrainResult } from "../trainer.js";
 import { TrainSection, readScenes, trainConfig, worldPreprocessorJson, readPreprocessor, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, loadUsable, dataShard, onLeadRank, type StageOptions, refuseFinetuneOnlyKeys } from "./common.js";
+import { blackPixel, jigsawViewPixels } from "./vlm_base.js";
 
 export const WorldEncoderRecipe = z.strictObject({
   stage: z.literal("world-encoder"),
@@ -34,6 +36,14 @@ export const WorldEncoderRecipe = z.strictObject({
    * Optional rather than defaulted, so that studies made before it keep their fingerprints.
    */
   read_position: z.boolean().optional(),
+  /**
+   * Each training scene is also shown as its two jigsaw views (world/jigsaw.ts: the scene without
+   * its lower-right quadrant, and the quadrant alone), each cell's read-out targets being the
+   * objects some part of which shows there. Trained on whole scenes only, the encoder's tokens for
+   * a half-visible object do not look like the object's (bench:jigsaw), and what a later stage
+   * learns to read from whole scenes does not carry over to the views.
+   */
+  read_views: z.boolean().optional(),
   max_error_rate: MaxErrorRate,
   train: TrainSection,
 });
@@ -57,6 +67,11 @@ export function sceneTargets(scene: Scene): number[] {
     for (const a of [o.color, o.shape, o.size, o.material]) t[cell * ATTRIBUTES.length + ATTRIBUTES.indexOf(a)] = 1;
   }
   return t;
+}
+
+/** sceneTargets of what `view` shows of `scene`: each object some part of which shows, in its cell. */
+export function viewTargets(scene: Scene, view: JigsawView): number[] {
+  return sceneTargets({ ...scene, objects: scene.objects.filter((o) => showsIn(o, view)) });
 }
 
 /**
@@ -111,9 +126,25 @@ export async function runWorldEncoder(r: WorldEncoderRecipe, opts: StageOptions 
   const generator = new torch.Generator(r.seed);
   const model = new EncoderWithProbe(new VitVisionModel(config, { generator }), new nn.Linear(config.hiddenSize, ATTRIBUTES.length, { generator }),
     r.read_position ? new nn.Linear(config.hiddenSize, PLACES, { generator }) : null);
+  // With read_views, each batch of B scenes is [3B, …]: the scenes, their masked views, their pieces.
+  const views = r.read_views ? { black: blackPixel(pre), targets: new Map<Scene, number[][]>() } : null;
+  const targetsOf = (s: Scene): number[][] => {
+    if (!views) return [sceneTargets(s)];
+    let t = views.targets.get(s);
+    if (!t) views.targets.set(s, t = [sceneTargets(s), ...JIGSAW_VIEWS.map((view) => viewTargets(s, view))]);
+    return t;
+  };
   const loader = new DataLoader({ length: train_.length, get: (i: number) => train_[i]! }, {
     batchSize: r.train.batch_size, seed: r.seed, ...dataShard(),
-    collate: (batch: Scene[]) => ({ pixels: bank.get(batch.map(path)), targets: torch.tensor(batch.map(sceneTargets)) }),
+    collate: (batch: Scene[]) => {
+      const pixels = bank.get(batch.map(path));
+      const targets = torch.tensor(Array.from({ length: views ? 1 + JIGSAW_VIEWS.length : 1 }, (_, k) => batch.map((s) => targetsOf(s)[k]!)).flat());
+      if (!views) return { pixels, targets };
+      const v = jigsawViewPixels(pixels, views.black);
+      const all = torch.cat([pixels, ...JIGSAW_VIEWS.map((view) => v[view])], 0);
+      for (const t of [pixels, v.masked, v.piece]) t.dispose();
+      return { pixels: all, targets };
+    },
   });
   const result = await train({
     model,
@@ -126,17 +157,21 @@ export async function runWorldEncoder(r: WorldEncoderRecipe, opts: StageOptions 
   // train (what the stage fitted). Bit accuracy would flatter it: most pairs are absent, so
   // predicting nothing already scores ~92%.
   model.eval();
-  const f1 = (split: Scene[]) => torch.noGrad(() => torch.scope(() => {
-    const predicted = model.forward(bank.get(split.map(path))).gt(0).float();
-    const truth = torch.tensor(split.map(sceneTargets));
+  const f1 = (split: Scene[], view?: JigsawView) => torch.noGrad(() => torch.scope(() => {
+    const pixels = bank.get(split.map(path));
+    const predicted = model.forward(view ? jigsawViewPixels(pixels, views!.black)[view] : pixels).gt(0).float();
+    const truth = torch.tensor(split.map((s) => (view ? viewTargets(s, view) : sceneTargets(s))));
     const tp = predicted.mul(truth).sum().item(), p = predicted.sum().item(), t = truth.sum().item();
     return p + t > 0 ? (2 * tp) / (p + t) : 0;
   }));
   const accuracy = f1(val), trainF1 = f1(train_);
+  // With read_views, the views' F1 on val as well (each view's targets: what shows of each object).
+  const viewF1 = views ? Object.fromEntries(JIGSAW_VIEWS.map((view) => [view, f1(val, view)])) : undefined;
   onLeadRank(() => {
     model.encoder.savePretrained(encoderDir);
-    markDone(encoderDir, { steps: result.steps, valAttributeF1: accuracy, trainAttributeF1: trainF1 });
+    markDone(encoderDir, { steps: result.steps, valAttributeF1: accuracy, trainAttributeF1: trainF1, ...(viewF1 ? { valViewF1: viewF1 } : {}) });
   });
+  views?.black.dispose();
   bank.dispose();
   model.parameters().forEach((p) => p.dispose());
   return { encoderDir, result, accuracy, trainF1 };
