@@ -11,6 +11,15 @@ import { readBlinkJsonl, type BlinkItem } from "../../data/formats/index.js";
 import { ImageBank, readPreprocessor, readScenes } from "./common.js";
 import { placeTargets, runWorldEncoder, WorldEncoderRecipe } from "./world_encoder.js";
 
+/** A 2-layer encoder of `world` trained for 250 steps; its 16 px patches are one token per cell of 48 px scenes. */
+function tinyEncoder(world: string, out: string, options: { read_position?: boolean; read_views?: boolean }) {
+  return runWorldEncoder(WorldEncoderRecipe.parse({
+    stage: "world-encoder", world, out, ...options,
+    encoder: { hidden_size: 64, intermediate_size: 128, layers: 2, heads: 4, patch_size: 16 },
+    train: { steps: 250, batch_size: 32, lr: 3e-3, warmup_steps: 10, log_every: 50 },
+  }), { quiet: true });
+}
+
 test("placeTargets: each cell's row and column, one-hot, row-major", () => {
   const t = placeTargets();
   assert.equal(t.length, 9 * 6);
@@ -29,11 +38,7 @@ test("read_position: the encoder's cell tokens say which cell they are, and stil
     const fit = scenes.filter((s) => s.split === "train"), held = scenes.filter((s) => s.split !== "train");
     /** The encoder's train F1, and a linear probe's held-out accuracy at naming a token's cell (fitted on the training scenes). */
     const trained = async (readPosition: boolean) => {
-      const enc = await runWorldEncoder(WorldEncoderRecipe.parse({
-        stage: "world-encoder", world, out: join(root, `enc-${readPosition}`), read_position: readPosition,
-        encoder: { hidden_size: 64, intermediate_size: 128, layers: 2, heads: 4, patch_size: 16 },
-        train: { steps: 250, batch_size: 32, lr: 3e-3, warmup_steps: 10, log_every: 50 },
-      }), { quiet: true });
+      const enc = await tinyEncoder(world, join(root, `enc-${readPosition}`), { read_position: readPosition });
       const encoder = VitVisionModel.fromPretrained(enc.encoderDir);
       const bank = await ImageBank.load(scenes.map((s) => join(world, "images", s.file_name)), readPreprocessor(enc.encoderDir));
       try {
@@ -70,11 +75,7 @@ test("read_views: the encoder reads the jigsaw views, and the piece nearer the f
     const paths = items.flatMap((it) => it.images.slice(0, 3).map((im) => (im.kind === "file" ? im.path : "")));
     /** The share of held-out jigsaw items whose true piece is the one nearer (L2 over all cells) to the first image. */
     const nearestRight = async (readViews: boolean) => {
-      const enc = await runWorldEncoder(WorldEncoderRecipe.parse({
-        stage: "world-encoder", world, out: join(root, `enc-${readViews}`), read_views: readViews,
-        encoder: { hidden_size: 64, intermediate_size: 128, layers: 2, heads: 4, patch_size: 16 },
-        train: { steps: 250, batch_size: 32, lr: 3e-3, warmup_steps: 10, log_every: 50 },
-      }), { quiet: true });
+      const enc = await tinyEncoder(world, join(root, `enc-${readViews}`), { read_views: readViews });
       const done = JSON.parse(readFileSync(join(enc.encoderDir, "DONE"), "utf8")) as { valViewF1?: Record<string, number> };
       assert.equal(done.valViewF1 !== undefined, readViews, "the views' F1 is recorded with read_views");
       const encoder = VitVisionModel.fromPretrained(enc.encoderDir);
