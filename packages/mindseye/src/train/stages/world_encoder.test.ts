@@ -72,7 +72,10 @@ test("read_views: the encoder reads the jigsaw views, and the piece nearer the f
     for (const split of ["val", "test", "test_novel"]) {
       for await (const item of readBlinkJsonl({ file: join(world, "blink", "Jigsaw", `${split}.jsonl`) })) items.push(item);
     }
-    const paths = items.flatMap((it) => it.images.slice(0, 3).map((im) => (im.kind === "file" ? im.path : "")));
+    const paths = items.flatMap((it) => it.images.slice(0, 3).map((im) => {
+      if (im.kind !== "file") throw new Error(`jigsaw item ${it.id}: the world writes image files`);
+      return im.path;
+    }));
     /** The share of held-out jigsaw items whose true piece is the one nearer (L2 over all cells) to the first image. */
     const nearestRight = async (readViews: boolean) => {
       const enc = await tinyEncoder(world, join(root, `enc-${readViews}`), { read_views: readViews });
