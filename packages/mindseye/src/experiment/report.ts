@@ -442,7 +442,7 @@ export function writeReport(dir: string, runs: EvalRun[], meta: ReportMeta): { m
     markdownTable(cells, comparisons, meta.baselines),
     "",
     `Seeds: ${JSON.stringify(meta.seeds)}; fractions of the training questions: ${JSON.stringify(meta.fractions)}; harness: ${meta.harness}.`,
-    "The seeds are fine-tuning seeds: every model starts from the study's one base VLM and, per arm, one run of its caption stage, so the intervals do not count the variance between bases or caption-stage runs (the README's Statistics paragraph measures both).",
+    "The seeds are fine-tuning seeds: every model starts from the study's one base VLM and, per arm, one run of its caption stage, so the intervals do not count the variance between bases or caption-stage runs (the README's paragraph \"What the intervals do not count\" measures both).",
     ...interactionLines(interactions, comparisons),
     "",
     "## Controls",

@@ -126,24 +126,24 @@ export async function runWorldEncoder(r: WorldEncoderRecipe, opts: StageOptions 
   const generator = new torch.Generator(r.seed);
   const model = new EncoderWithProbe(new VitVisionModel(config, { generator }), new nn.Linear(config.hiddenSize, ATTRIBUTES.length, { generator }),
     r.read_position ? new nn.Linear(config.hiddenSize, PLACES, { generator }) : null);
-  // With read_views, each batch of B scenes is [3B, …]: the scenes, their masked views, their pieces.
-  const views = r.read_views ? { black: blackPixel(pre), targets: new Map<Scene, number[][]>() } : null;
-  const targetsOf = (s: Scene): number[][] => {
-    if (!views) return [sceneTargets(s)];
-    let t = views.targets.get(s);
-    if (!t) views.targets.set(s, t = [sceneTargets(s), ...JIGSAW_VIEWS.map((view) => viewTargets(s, view))]);
+  // With read_views, each batch of B scenes is [3B, …]: the scenes, then each view of them (JIGSAW_VIEWS order).
+  const views = r.read_views ? { black: blackPixel(pre), targets: new Map<string, number[]>() } : null;
+  /** viewTargets, worked out once per scene and view: showsIn samples every object's shape. */
+  const viewTargetsOf = (s: Scene, view: JigsawView): number[] => {
+    const key = `${s.id}/${view}`;
+    let t = views!.targets.get(key);
+    if (!t) views!.targets.set(key, t = viewTargets(s, view));
     return t;
   };
   const loader = new DataLoader({ length: train_.length, get: (i: number) => train_[i]! }, {
     batchSize: r.train.batch_size, seed: r.seed, ...dataShard(),
     collate: (batch: Scene[]) => {
-      const pixels = bank.get(batch.map(path));
-      const targets = torch.tensor(Array.from({ length: views ? 1 + JIGSAW_VIEWS.length : 1 }, (_, k) => batch.map((s) => targetsOf(s)[k]!)).flat());
-      if (!views) return { pixels, targets };
+      const pixels = bank.get(batch.map(path)), whole = batch.map(sceneTargets);
+      if (!views) return { pixels, targets: torch.tensor(whole) };
       const v = jigsawViewPixels(pixels, views.black);
       const all = torch.cat([pixels, ...JIGSAW_VIEWS.map((view) => v[view])], 0);
       for (const t of [pixels, v.masked, v.piece]) t.dispose();
-      return { pixels: all, targets };
+      return { pixels: all, targets: torch.tensor([...whole, ...JIGSAW_VIEWS.flatMap((view) => batch.map((s) => viewTargetsOf(s, view)))]) };
     },
   });
   const result = await train({
