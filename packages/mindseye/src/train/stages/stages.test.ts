@@ -154,7 +154,13 @@ test("vlm-base grounding_relations: the relation lookups join the grounding ques
     assert.equal(done.questions, where, "the first alignment phase reads the \"where\" questions alone");
     assert.equal(done.withRelations, where + relations.length, "the second reads them and the relation lookups");
     assert.ok(existsSync(join(out, "alignment", "metrics.jsonl")) && existsSync(join(out, "alignment", "relations", "metrics.jsonl")), "each phase logs its own run");
+    // alignment.first: rel swaps the first phase's questions for the relation lookups.
+    const relFirst = join(root, "rel-first");
+    await runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${relFirst}`, "grounding_descriptions=minimal", "grounding_relations=true", "alignment.steps=2", "alignment.first=rel"]), { quiet: true });
+    const relDone = JSON.parse(readFileSync(join(relFirst, "alignment", "model", "DONE"), "utf8")) as { questions: number; withRelations: number; first: string };
+    assert.deepEqual([relDone.questions, relDone.withRelations, relDone.first], [relations.length, where + relations.length, "rel"]);
     await assert.rejects(runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${join(root, "b2")}`, "grounding=false", "grounding_relations=true"]), { quiet: true }), /grounding_relations .*grounding is false/);
+    await assert.rejects(runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${join(root, "b3")}`, "alignment.steps=2", "alignment.first=rel"]), { quiet: true }), /alignment.first: rel .*grounding_relations: true/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

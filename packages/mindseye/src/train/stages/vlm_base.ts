@@ -87,6 +87,11 @@ export const VlmBaseRecipe = z.strictObject({
      * against 71.7%; the README's jigsaw table).
      */
     views_steps: z.number().int().positive().optional(),
+    /**
+     * Which lookups the first phase trains alone: "where" (absent) or, with grounding_relations,
+     * "rel" (the relation lookups, then both in the second phase).
+     */
+    first: z.enum(["where", "rel"]).optional(),
   }).optional(),
   /**
    * Also the relation lookups among the grounding questions ("What is to the left of the red
@@ -314,6 +319,7 @@ export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {})
   if (recipe.alignment && !recipe.grounding) throw new ConfigError("vlm-base: alignment trains on the grounding \"where\" questions, and grounding is false — set grounding: true or remove alignment");
   if (recipe.image_word_views && recipe.image_words === 0) throw new ConfigError("vlm-base: image_word_views adds jigsaw views to the mix's image-word objective, which is off (image_words: 0) — set image_words > 0 (e.g. 1) or remove image_word_views");
   if (recipe.alignment?.views_steps !== undefined && !recipe.image_word_views) throw new ConfigError("vlm-base: alignment.views_steps sets the length of the views' alignment phase, which only image_word_views adds — set image_word_views: true or remove views_steps");
+  if (recipe.alignment?.first === "rel" && !recipe.grounding_relations) throw new ConfigError("vlm-base: alignment.first: rel starts the alignment on the relation lookups, which grounding_relations adds, and it is off — set grounding_relations: true or remove alignment.first");
   if (recipe.grounding_relations && !recipe.grounding) throw new ConfigError("vlm-base: grounding_relations adds relation lookups to the grounding questions, and grounding is false — set grounding: true or remove grounding_relations");
   const r = { ...recipe, encoder: resolveModelRef(recipe.encoder) }; // a directory, or a Hugging Face id in the hub cache
   mkdirSync(r.out, { recursive: true });
@@ -351,7 +357,9 @@ export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {})
   };
   if (r.alignment && !aligned) {
     const where = examples.filter((_, i) => usable[i]!.kind === "where");
-    let result = await phase(where, r.alignment.image_words, join(r.out, "alignment"), r.alignment.steps);
+    const firstKind = r.alignment.first;
+    const first = firstKind === "rel" ? examples.filter((_, i) => usable[i]!.kind === "rel") : where;
+    let result = await phase(first, r.alignment.image_words, join(r.out, "alignment"), r.alignment.steps);
     // Then the relation lookups beside the "where" questions: mixed from the start, the "where"
     // lookups do not come within the phase's steps (26.8% against 96.8% in the README's study).
     const lookups = r.grounding_relations ? examples.filter((_, i) => usable[i]!.kind === "where" || usable[i]!.kind === "rel") : null;
@@ -362,7 +370,7 @@ export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {})
     onLeadRank(() => {
       model.savePretrained(alignedDir);
       copyCompanions(alignedDir, [r.world, r.encoder]);
-      markDone(alignedDir, { stage: "vlm-base alignment", questions: where.length, ...(lookups ? { withRelations: lookups.length } : {}), steps: result.steps, lastLoss: result.lastLoss });
+      markDone(alignedDir, { stage: "vlm-base alignment", questions: first.length, ...(firstKind ? { first: firstKind } : {}), ...(lookups ? { withRelations: lookups.length } : {}), steps: result.steps, lastLoss: result.lastLoss });
     });
   }
   const result = await phase(examples, r.image_words, r.out, r.train.steps, views);
