@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { Rng } from "./rng.js";
 import { RELATIONS, matches, related, sampleScene, type Scene } from "./scene.js";
 import { POSITION_PHRASES, RELATION_PHRASES, article, descPhrase } from "./language.js";
-import { cellWords, groundingPairs, relationPairs } from "./grounding.js";
+import { cellWords, groundingPairs, readoutPairs, relationPairs } from "./grounding.js";
 import { checkCaption } from "./readback.js";
 
 const scenes: Scene[] = Array.from({ length: 200 }, (_, i) => sampleScene(new Rng(4, "scene", i + 1), i + 1, "train", 48));
@@ -70,6 +70,25 @@ test("relation lookups: the description names one object, exactly one other obje
     assert.equal(full.length, expected, `scene ${s.id}: every unique object's relations with one object there`);
   }
   assert.ok(asked > 200, `${asked} relation lookups`);
+});
+
+test("read-outs: the description singles out one object, the answer is that object whole, and every \"where\" object is read", () => {
+  let shorter = 0, asked = 0;
+  for (const s of scenes) {
+    const readouts = readoutPairs(s, new Rng(4, "o", s.id), "minimal");
+    const where = groundingPairs(s, new Rng(4, "g", s.id), 2, "full").filter((g) => g.kind === "where");
+    assert.equal(readouts.length, where.length, `scene ${s.id}: one read-out per object a description singles out`);
+    readouts.forEach((g, i) => {
+      const np = g.question.match(/^What is the (.+)\?$/)![1]!;
+      const whole = where[i]!.question.match(/^Where is the (.+)\?$/)![1]!;
+      assert.equal(g.answer, article(whole), `${g.question}: the object read whole`);
+      // "The <np> <its place>." reads back true: the short description names the same object.
+      assert.equal(checkCaption(s, `The ${np} ${where[i]!.answer}.`), null, `${g.question} → ${g.answer}`);
+      if (np.split(" ").length < whole.split(" ").length) shorter++;
+      asked++;
+    });
+  }
+  assert.ok(asked > 300 && shorter > asked / 2, `${shorter} of ${asked} read-outs name fewer attributes than they read`);
 });
 
 test("twins (objects alike in every attribute) get no where-question", () => {

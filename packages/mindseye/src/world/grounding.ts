@@ -12,6 +12,7 @@ export const GROUNDING_TEMPLATES = {
   at: { q: "What is {pos}?", nothing: "nothing" },
   where: { q: "Where is the {np}?" },
   rel: { q: "What is {rel} the {np}?" },
+  what: { q: "What is the {np}?" },
 } as const;
 
 export interface GroundingPair { kind: keyof typeof GROUNDING_TEMPLATES; question: string; answer: string }
@@ -76,6 +77,20 @@ export function relationPairs(scene: Scene, rng: Rng, descriptions: GroundingDes
     }
   }
   return out;
+}
+
+/**
+ * Read-outs, the world's counterpart of RefCOCO's referring expressions read back as region
+ * descriptions: "What is the red object?" → "a small red metal circle", for every object with a
+ * unique description. They compose a lookup by part of a description with reading the whole
+ * object, which world_gqa's attribute questions (queryAttr, chooseAttr, verifyAttr, compare) ask
+ * of one attribute at a time. Drawn from `rng` only for "minimal" descriptions.
+ * ```ts
+ * readoutPairs(scene, new Rng(0, "readouts", scene.id), "minimal"); // [{kind: "what", question: "What is the red object?", answer: "a small red metal circle"}, ...]
+ * ```
+ */
+export function readoutPairs(scene: Scene, rng: Rng, descriptions: GroundingDescriptions = "full"): GroundingPair[] {
+  return singledOut(scene, rng, descriptions).map(([o, np]) => ({ kind: "what", question: fill(GROUNDING_TEMPLATES.what.q, { np }), answer: article(descPhrase(o)) }));
 }
 
 /**

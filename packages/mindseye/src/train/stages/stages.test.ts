@@ -132,7 +132,7 @@ test("vlm-base alignment: a first phase on the \"where\" questions alone, kept, 
   }
 });
 
-test("vlm-base grounding_relations: the relation lookups join the grounding questions and a second alignment phase; refused without grounding", async () => {
+test("vlm-base grounding_relations: the relation lookups join the grounding questions and a second alignment phase (or lead it, alignment.first: rel); grounding_readouts join the \"where\" questions; each refused without what it needs", async () => {
   const root = mkdtempSync(join(tmpdir(), "mindseye-base-relations-"));
   try {
     const world = join(root, "world");
@@ -161,6 +161,16 @@ test("vlm-base grounding_relations: the relation lookups join the grounding ques
     assert.deepEqual([relDone.questions, relDone.withRelations, relDone.first], [relations.length, where + relations.length, "rel"]);
     await assert.rejects(runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${join(root, "b2")}`, "grounding=false", "grounding_relations=true"]), { quiet: true }), /grounding_relations .*grounding is false/);
     await assert.rejects(runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${join(root, "b3")}`, "alignment.steps=2", "alignment.first=rel"]), { quiet: true }), /alignment.first: rel .*grounding_relations: true/);
+    // grounding_readouts adds "What is the <np>?" read-outs beside the "where" questions, in both phases.
+    const withReadouts = await basePairs({ ...recipe, grounding_relations: true, grounding_readouts: true });
+    const readouts = withReadouts.filter((p) => p.kind === "what");
+    assert.deepEqual(withReadouts.filter((p) => p.kind !== "what"), withRelations, "the other pairs are unchanged");
+    assert.equal(readouts.length, where, "one read-out per \"where\" object");
+    const read = join(root, "readouts");
+    await runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${read}`, "grounding_descriptions=minimal", "grounding_relations=true", "grounding_readouts=true", "alignment.steps=2"]), { quiet: true });
+    const readDone = JSON.parse(readFileSync(join(read, "alignment", "model", "DONE"), "utf8")) as { questions: number; withRelations: number };
+    assert.deepEqual([readDone.questions, readDone.withRelations], [2 * where, 2 * where + relations.length]);
+    await assert.rejects(runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${join(root, "b4")}`, "grounding=false", "grounding_readouts=true"]), { quiet: true }), /grounding_readouts .*grounding is false/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

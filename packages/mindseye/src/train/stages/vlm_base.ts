@@ -20,7 +20,7 @@ import { imageWordLoss } from "../../objectives/image_words.js";
 import { readPairs } from "../../data/formats/index.js";
 import { train, type TrainResult } from "../trainer.js";
 import { ImageBank, TrainSection, trainConfig, readPreprocessor, loadTokenizer, copyCompanions, markDone, writeResolved, stopIfInterrupted, trainOptions, MaxErrorRate, loadUsable, readScenes, dataShard, onLeadRank, type StageOptions, refuseFinetuneOnlyKeys } from "./common.js";
-import { cellWords, groundingPairs, relationPairs, type GroundingPair } from "../../world/grounding.js";
+import { cellWords, groundingPairs, readoutPairs, relationPairs, type GroundingPair } from "../../world/grounding.js";
 import { JIGSAW_VIEWS, viewCellWords, type JigsawView } from "../../world/jigsaw.js";
 import { preprocess } from "../../data/targets.js";
 import type { ImageProcessorConfig } from "../../models/processors.js";
@@ -102,6 +102,14 @@ export const VlmBaseRecipe = z.strictObject({
    * studies keep their fingerprints.
    */
   grounding_relations: z.boolean().optional(),
+  /**
+   * Also the read-outs among the grounding questions ("What is the red object?" → "a small red
+   * metal circle", world/grounding.ts readoutPairs), in the mix and, with `alignment`, beside the
+   * "where" questions in every alignment phase: a lookup by part of a description, then the whole
+   * object read, which world_gqa's attribute questions ask one attribute at a time. Absent: off,
+   * so finished studies keep their fingerprints.
+   */
+  grounding_readouts: z.boolean().optional(),
   /**
    * In the mix, the image-word objective (at `image_words`) also reads the two partial views a
    * jigsaw item shows of each scene (world/jigsaw.ts): the scene without its lower-right quadrant,
@@ -292,14 +300,15 @@ export function imageWordsOf(world: string, idsOf: (words: string[][]) => number
  * with `grounding`, its grounding questions (world/grounding.ts) named as `grounding_descriptions`
  * says, and with `grounding_relations` its relation lookups after them.
  */
-export async function basePairs(r: Pick<VlmBaseRecipe, "world" | "seed" | "grounding" | "grounding_descriptions" | "grounding_relations">): Promise<BasePair[]> {
+export async function basePairs(r: Pick<VlmBaseRecipe, "world" | "seed" | "grounding" | "grounding_descriptions" | "grounding_relations" | "grounding_readouts">): Promise<BasePair[]> {
   const pairs: BasePair[] = (await captionPairs(r.world, "train")).map((p) => ({ kind: "caption", image: p.image, text: "", answer: p.caption }));
   if (r.grounding) {
     for (const scene of readScenes(r.world).filter((s) => s.split === "train")) {
       const image = join(r.world, "images", scene.file_name);
       const grounding = groundingPairs(scene, new Rng(r.seed, "grounding", scene.id), 2, r.grounding_descriptions);
       const relations = r.grounding_relations ? relationPairs(scene, new Rng(r.seed, "relations", scene.id), r.grounding_descriptions) : [];
-      for (const g of [...grounding, ...relations]) pairs.push({ kind: g.kind, image, text: g.question, answer: g.answer });
+      const readouts = r.grounding_readouts ? readoutPairs(scene, new Rng(r.seed, "readouts", scene.id), r.grounding_descriptions) : [];
+      for (const g of [...grounding, ...relations, ...readouts]) pairs.push({ kind: g.kind, image, text: g.question, answer: g.answer });
     }
   }
   return pairs;
@@ -320,6 +329,7 @@ export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {})
   if (recipe.image_word_views && recipe.image_words === 0) throw new ConfigError("vlm-base: image_word_views adds jigsaw views to the mix's image-word objective, which is off (image_words: 0) — set image_words > 0 (e.g. 1) or remove image_word_views");
   if (recipe.alignment?.views_steps !== undefined && !recipe.image_word_views) throw new ConfigError("vlm-base: alignment.views_steps sets the length of the views' alignment phase, which only image_word_views adds — set image_word_views: true or remove views_steps");
   if (recipe.alignment?.first === "rel" && !recipe.grounding_relations) throw new ConfigError("vlm-base: alignment.first: rel starts the alignment on the relation lookups, which grounding_relations adds, and it is off — set grounding_relations: true or remove alignment.first");
+  if (recipe.grounding_readouts && !recipe.grounding) throw new ConfigError("vlm-base: grounding_readouts adds read-outs to the grounding questions, and grounding is false — set grounding: true or remove grounding_readouts");
   if (recipe.grounding_relations && !recipe.grounding) throw new ConfigError("vlm-base: grounding_relations adds relation lookups to the grounding questions, and grounding is false — set grounding: true or remove grounding_relations");
   const r = { ...recipe, encoder: resolveModelRef(recipe.encoder) }; // a directory, or a Hugging Face id in the hub cache
   mkdirSync(r.out, { recursive: true });
@@ -356,13 +366,14 @@ export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {})
     return result;
   };
   if (r.alignment && !aligned) {
-    const where = examples.filter((_, i) => usable[i]!.kind === "where");
+    // The "where" questions, with grounding_readouts the read-outs beside them.
+    const where = examples.filter((_, i) => usable[i]!.kind === "where" || usable[i]!.kind === "what");
     const firstKind = r.alignment.first;
     const first = firstKind === "rel" ? examples.filter((_, i) => usable[i]!.kind === "rel") : where;
     let result = await phase(first, r.alignment.image_words, join(r.out, "alignment"), r.alignment.steps);
     // Then the relation lookups beside the "where" questions: mixed from the start, the "where"
     // lookups do not come within the phase's steps (26.8% against 96.8% in the README's study).
-    const lookups = r.grounding_relations ? examples.filter((_, i) => usable[i]!.kind === "where" || usable[i]!.kind === "rel") : null;
+    const lookups = r.grounding_relations ? examples.filter((_, i) => usable[i]!.kind !== "caption" && usable[i]!.kind !== "at") : null;
     if (lookups) result = await phase(lookups, r.alignment.image_words, join(r.out, "alignment", "relations"), r.alignment.steps);
     // Then, with image_word_views, a last phase of the same lookups with the views' words: in either
     // phase before, the views kept its lookups from being learnt within the phase.
