@@ -240,13 +240,13 @@ export function checkStudy(c: StudyConfig): StudyConfig {
 /** A latent_pretrain section whose replay rehearses the study's own base mix: vlm_base's grounding settings. */
 export function withBaseReplay(c: StudyConfig, lp: StudyLatentPretrain): StudyLatentPretrain {
   if (!lp.replay) return lp;
-  return { ...lp, replay: { ...lp.replay, grounding_descriptions: c.vlm_base.grounding_descriptions, grounding_relations: c.vlm_base.grounding_relations, ...(c.vlm_base.grounding_readouts !== undefined ? { grounding_readouts: c.vlm_base.grounding_readouts } : {}) } };
+  return { ...lp, replay: { ...lp.replay, grounding_descriptions: c.vlm_base.grounding_descriptions, grounding_relations: c.vlm_base.grounding_relations, ...(c.vlm_base.grounding_readouts !== undefined ? { grounding_readouts: c.vlm_base.grounding_readouts } : {}), ...(c.vlm_base.grounding_absent !== undefined ? { grounding_absent: c.vlm_base.grounding_absent } : {}) } };
 }
 
 /** A latent_pretrain section (the study's or a cell's) against the world, its encoder and the LM. */
 function checkLatentPretrain(c: StudyConfig, lp: StudyLatentPretrain, where: string): void {
-  if (lp.replay && (lp.replay.grounding_descriptions !== undefined || lp.replay.grounding_relations !== undefined || lp.replay.grounding_readouts !== undefined)) {
-    throw new ConfigError(`${where}.replay: in a study the rehearsed mix is the study's base's (vlm_base.grounding_descriptions, vlm_base.grounding_relations, vlm_base.grounding_readouts); remove replay.grounding_descriptions / replay.grounding_relations / replay.grounding_readouts`);
+  if (lp.replay && (lp.replay.grounding_descriptions !== undefined || lp.replay.grounding_relations !== undefined || lp.replay.grounding_readouts !== undefined || lp.replay.grounding_absent !== undefined)) {
+    throw new ConfigError(`${where}.replay: in a study the rehearsed mix is the study's base's (vlm_base.grounding_descriptions, vlm_base.grounding_relations, vlm_base.grounding_readouts, vlm_base.grounding_absent); remove replay.grounding_descriptions / replay.grounding_relations / replay.grounding_readouts / replay.grounding_absent`);
   }
   if (lp.replay && !c.vlm_base.grounding) throw new ConfigError(`${where}.replay rehearses the base's grounding questions, and vlm_base.grounding is false; set it true or remove replay`);
   const grid = c.world.size / c.world_encoder.encoder.patch_size;

@@ -5,7 +5,7 @@
 // cell by place and by content — skills every task family builds on — without any of the
 // task families' questions. Built from scenes.json, so they are right by construction.
 import type { Rng } from "./rng.js";
-import { ATTRIBUTE_KINDS, GRID, RELATIONS, matching, related, uniqueDesc, type Scene, type SceneObject } from "./scene.js";
+import { ATTRIBUTE_KINDS, ATTRIBUTE_VALUES, GRID, RELATIONS, matching, related, uniqueDesc, type Desc, type Scene, type SceneObject } from "./scene.js";
 import { POSITION_PHRASES, RELATION_PHRASES, adjective, article, descPhrase, fill } from "./language.js";
 
 export const GROUNDING_TEMPLATES = {
@@ -84,13 +84,35 @@ export function relationPairs(scene: Scene, rng: Rng, descriptions: GroundingDes
  * descriptions: "What is the red object?" → "a small red metal circle", for every object with a
  * unique description. They compose a lookup by part of a description with reading the whole
  * object, which world_gqa's attribute questions (queryAttr, chooseAttr, verifyAttr, compare) ask
- * of one attribute at a time. Drawn from `rng` only for "minimal" descriptions.
+ * of one attribute at a time. Drawn from `rng` only for "minimal" descriptions. With `absent`, also
+ * that many read-outs of descriptions no object fits, answered "nothing" (drawn after the others,
+ * which they leave unchanged): finding that nothing fits is what world_gqa's exist questions ask.
  * ```ts
  * readoutPairs(scene, new Rng(0, "readouts", scene.id), "minimal"); // [{kind: "what", question: "What is the red object?", answer: "a small red metal circle"}, ...]
  * ```
  */
-export function readoutPairs(scene: Scene, rng: Rng, descriptions: GroundingDescriptions = "full"): GroundingPair[] {
-  return singledOut(scene, rng, descriptions).map(([o, np]) => ({ kind: "what", question: fill(GROUNDING_TEMPLATES.what.q, { np }), answer: article(descPhrase(o)) }));
+export function readoutPairs(scene: Scene, rng: Rng, descriptions: GroundingDescriptions = "full", absent = 0): GroundingPair[] {
+  const out: GroundingPair[] = singledOut(scene, rng, descriptions).map(([o, np]) => ({ kind: "what", question: fill(GROUNDING_TEMPLATES.what.q, { np }), answer: article(descPhrase(o)) }));
+  for (let i = 0; i < absent; i++) {
+    const d = absentDesc(scene, rng, descriptions);
+    if (d) out.push({ kind: "what", question: fill(GROUNDING_TEMPLATES.what.q, { np: descPhrase(d) }), answer: GROUNDING_TEMPLATES.at.nothing });
+  }
+  return out;
+}
+
+/**
+ * A description that no object of `scene` fits, as generalised referring expressions (gRefCOCO's
+ * no-target ones) have: one or two attributes ("minimal") or all four ("full"), drawn at random;
+ * null after 20 draws that all fit some object.
+ */
+function absentDesc(scene: Scene, rng: Rng, descriptions: GroundingDescriptions): Desc | null {
+  for (let tries = 0; tries < 20; tries++) {
+    const kinds = descriptions === "full" ? ATTRIBUTE_KINDS : rng.sample(ATTRIBUTE_KINDS, rng.pick([1, 2]));
+    const d: Desc = {};
+    for (const k of kinds) (d as Record<string, string>)[k] = rng.pick(ATTRIBUTE_VALUES[k]);
+    if (matching(scene, d).length === 0) return d;
+  }
+  return null;
 }
 
 /**

@@ -114,7 +114,7 @@ export const LatentPretrainRecipe = z.strictObject({
    * Rehearsal of the base's own mix (absent: none): each step also draws `batch_size` examples of
    * vlm-base's training pairs (captions answered to their images, grounding questions; basePairs,
    * named as `grounding_descriptions` says, with `grounding_relations` the relation lookups, with
-   * `grounding_readouts` the read-outs) and
+   * `grounding_readouts` the read-outs and with `grounding_absent` those that find nothing) and
    * adds `weight` × their next-token loss. The caption stage reads text only, and at the demo's
    * 2e-3 it wears away the lookups the base learnt (the demo base's "where" questions: 97.5%
    * answered, 0.0% after the text control's stage, 97.8% after the same stage with replay; `npm run
@@ -129,6 +129,7 @@ export const LatentPretrainRecipe = z.strictObject({
     grounding_descriptions: z.enum(["full", "minimal"]).optional(),
     grounding_relations: z.boolean().optional(),
     grounding_readouts: z.boolean().optional(),
+    grounding_absent: z.boolean().optional(),
   }).optional(),
   max_error_rate: MaxErrorRate,
   train: TrainSection,
@@ -357,7 +358,7 @@ function replayDraw(seed: number, indices: readonly number[], n: number, size: n
  * seed and the batch's record indices, so that a resumed run and both arms draw the same.
  */
 async function replayStream(o: NonNullable<LatentPretrainRecipe["replay"]> & { world: string; seed: number; encoder: string; maxErrorRate: number }, model: MindsEyeVLM, tok: Tokenizer): Promise<{ batch: (indices: number[]) => VlmBatch; dispose: () => void }> {
-  const pairs = await basePairs({ world: o.world, seed: o.seed, grounding: true, grounding_descriptions: o.grounding_descriptions, grounding_relations: o.grounding_relations, grounding_readouts: o.grounding_readouts });
+  const pairs = await basePairs({ world: o.world, seed: o.seed, grounding: true, grounding_descriptions: o.grounding_descriptions, grounding_relations: o.grounding_relations, grounding_readouts: o.grounding_readouts, grounding_absent: o.grounding_absent });
   const { bank, usable } = await loadUsable(pairs, (p) => [p.image], readPreprocessor(o.encoder), o.maxErrorRate, console.error);
   const examples = baseExamples(tok, model, usable);
   const collate = collateVlm(bank, tok.specialTokenIds.pad ?? 0);

@@ -171,6 +171,7 @@ test("vlm-base grounding_relations: the relation lookups join the grounding ques
     const readDone = JSON.parse(readFileSync(join(read, "alignment", "model", "DONE"), "utf8")) as { questions: number; withRelations: number };
     assert.deepEqual([readDone.questions, readDone.withRelations], [2 * where, 2 * where + relations.length]);
     await assert.rejects(runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${join(root, "b4")}`, "grounding=false", "grounding_readouts=true"]), { quiet: true }), /grounding_readouts .*grounding is false/);
+    await assert.rejects(runRecipe(stage("vlm-base", [`encoder=${encoder}`, `out=${join(root, "b5")}`, "grounding_absent=true"]), { quiet: true }), /grounding_absent .*grounding_readouts is off/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -111,6 +111,12 @@ export const VlmBaseRecipe = z.strictObject({
    */
   grounding_readouts: z.boolean().optional(),
   /**
+   * With grounding_readouts, also one read-out per training scene of a description that no object
+   * fits ("What is the blue object?" → "nothing"), as generalised referring expressions have
+   * no-target ones (world/grounding.ts readoutPairs). Absent: off.
+   */
+  grounding_absent: z.boolean().optional(),
+  /**
    * In the mix, the image-word objective (at `image_words`) also reads the two partial views a
    * jigsaw item shows of each scene (world/jigsaw.ts): the scene without its lower-right quadrant,
    * and that quadrant alone in its place, each token naming the object that shows in its cell. The
@@ -300,14 +306,14 @@ export function imageWordsOf(world: string, idsOf: (words: string[][]) => number
  * with `grounding`, its grounding questions (world/grounding.ts) named as `grounding_descriptions`
  * says, and with `grounding_relations` its relation lookups after them.
  */
-export async function basePairs(r: Pick<VlmBaseRecipe, "world" | "seed" | "grounding" | "grounding_descriptions" | "grounding_relations" | "grounding_readouts">): Promise<BasePair[]> {
+export async function basePairs(r: Pick<VlmBaseRecipe, "world" | "seed" | "grounding" | "grounding_descriptions" | "grounding_relations" | "grounding_readouts" | "grounding_absent">): Promise<BasePair[]> {
   const pairs: BasePair[] = (await captionPairs(r.world, "train")).map((p) => ({ kind: "caption", image: p.image, text: "", answer: p.caption }));
   if (r.grounding) {
     for (const scene of readScenes(r.world).filter((s) => s.split === "train")) {
       const image = join(r.world, "images", scene.file_name);
       const grounding = groundingPairs(scene, new Rng(r.seed, "grounding", scene.id), 2, r.grounding_descriptions);
       const relations = r.grounding_relations ? relationPairs(scene, new Rng(r.seed, "relations", scene.id), r.grounding_descriptions) : [];
-      const readouts = r.grounding_readouts ? readoutPairs(scene, new Rng(r.seed, "readouts", scene.id), r.grounding_descriptions) : [];
+      const readouts = r.grounding_readouts ? readoutPairs(scene, new Rng(r.seed, "readouts", scene.id), r.grounding_descriptions, r.grounding_absent ? 1 : 0) : [];
       for (const g of [...grounding, ...relations, ...readouts]) pairs.push({ kind: g.kind, image, text: g.question, answer: g.answer });
     }
   }
@@ -329,6 +335,7 @@ export async function runVlmBase(recipe: VlmBaseRecipe, opts: StageOptions = {})
   if (recipe.image_word_views && recipe.image_words === 0) throw new ConfigError("vlm-base: image_word_views adds jigsaw views to the mix's image-word objective, which is off (image_words: 0) — set image_words > 0 (e.g. 1) or remove image_word_views");
   if (recipe.alignment?.views_steps !== undefined && !recipe.image_word_views) throw new ConfigError("vlm-base: alignment.views_steps sets the length of the views' alignment phase, which only image_word_views adds — set image_word_views: true or remove views_steps");
   if (recipe.alignment?.first === "rel" && !recipe.grounding_relations) throw new ConfigError("vlm-base: alignment.first: rel starts the alignment on the relation lookups, which grounding_relations adds, and it is off — set grounding_relations: true or remove alignment.first");
+  if (recipe.grounding_absent && !recipe.grounding_readouts) throw new ConfigError("vlm-base: grounding_absent adds read-outs that find nothing, and grounding_readouts is off — set grounding_readouts: true or remove grounding_absent");
   if (recipe.grounding_readouts && !recipe.grounding) throw new ConfigError("vlm-base: grounding_readouts adds read-outs to the grounding questions, and grounding is false — set grounding: true or remove grounding_readouts");
   if (recipe.grounding_relations && !recipe.grounding) throw new ConfigError("vlm-base: grounding_relations adds relation lookups to the grounding questions, and grounding is false — set grounding: true or remove grounding_relations");
   const r = { ...recipe, encoder: resolveModelRef(recipe.encoder) }; // a directory, or a Hugging Face id in the hub cache
