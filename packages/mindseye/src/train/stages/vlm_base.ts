@@ -304,7 +304,8 @@ export function imageWordsOf(world: string, idsOf: (words: string[][]) => number
 /**
  * The base's training pairs: each training image's captions (answered to an empty prompt), then,
  * with `grounding`, its grounding questions (world/grounding.ts) named as `grounding_descriptions`
- * says, and with `grounding_relations` its relation lookups after them.
+ * says, with `grounding_relations` its relation lookups after them, and with `grounding_readouts`
+ * its read-outs (with `grounding_absent`, one of an object that is not there) last.
  */
 export async function basePairs(r: Pick<VlmBaseRecipe, "world" | "seed" | "grounding" | "grounding_descriptions" | "grounding_relations" | "grounding_readouts" | "grounding_absent">): Promise<BasePair[]> {
   const pairs: BasePair[] = (await captionPairs(r.world, "train")).map((p) => ({ kind: "caption", image: p.image, text: "", answer: p.caption }));
