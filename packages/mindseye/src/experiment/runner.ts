@@ -29,6 +29,7 @@ import { ConfigError } from "../config/errors.js";
 import { generateWorld, resolveWorldOptions } from "../world/generate.js";
 import { runWorldEncoder, runVlmBase, WorldEncoderRecipe, VlmBaseRecipe, LatentPretrainRecipe, FinetuneRecipe } from "../train/stages/index.js";
 import { checkReadout } from "../train/stages/latent_pretrain.js";
+import { BASE_MIX_SETTINGS } from "../train/stages/vlm_base.js";
 import type { RetrievalResults } from "../analysis/retrieval.js";
 import { blindBaselines } from "./baselines.js";
 import { parsePool, pooledCount } from "../objectives/index.js";
@@ -240,13 +241,15 @@ export function checkStudy(c: StudyConfig): StudyConfig {
 /** A latent_pretrain section whose replay rehearses the study's own base mix: vlm_base's grounding settings. */
 export function withBaseReplay(c: StudyConfig, lp: StudyLatentPretrain): StudyLatentPretrain {
   if (!lp.replay) return lp;
-  return { ...lp, replay: { ...lp.replay, grounding_descriptions: c.vlm_base.grounding_descriptions, grounding_relations: c.vlm_base.grounding_relations, ...(c.vlm_base.grounding_readouts !== undefined ? { grounding_readouts: c.vlm_base.grounding_readouts } : {}), ...(c.vlm_base.grounding_absent !== undefined ? { grounding_absent: c.vlm_base.grounding_absent } : {}) } };
+  const mix = Object.fromEntries(BASE_MIX_SETTINGS.filter((k) => c.vlm_base[k] !== undefined).map((k) => [k, c.vlm_base[k]]));
+  return { ...lp, replay: { ...lp.replay, ...mix } };
 }
 
 /** A latent_pretrain section (the study's or a cell's) against the world, its encoder and the LM. */
 function checkLatentPretrain(c: StudyConfig, lp: StudyLatentPretrain, where: string): void {
-  if (lp.replay && (lp.replay.grounding_descriptions !== undefined || lp.replay.grounding_relations !== undefined || lp.replay.grounding_readouts !== undefined || lp.replay.grounding_absent !== undefined)) {
-    throw new ConfigError(`${where}.replay: in a study the rehearsed mix is the study's base's (vlm_base.grounding_descriptions, vlm_base.grounding_relations, vlm_base.grounding_readouts, vlm_base.grounding_absent); remove replay.grounding_descriptions / replay.grounding_relations / replay.grounding_readouts / replay.grounding_absent`);
+  const replay = lp.replay;
+  if (replay && BASE_MIX_SETTINGS.some((k) => replay[k] !== undefined)) {
+    throw new ConfigError(`${where}.replay: in a study the rehearsed mix is the study's base's (${BASE_MIX_SETTINGS.map((k) => `vlm_base.${k}`).join(", ")}); remove ${BASE_MIX_SETTINGS.map((k) => `replay.${k}`).join(" / ")}`);
   }
   if (lp.replay && !c.vlm_base.grounding) throw new ConfigError(`${where}.replay rehearses the base's grounding questions, and vlm_base.grounding is false; set it true or remove replay`);
   const grid = c.world.size / c.world_encoder.encoder.patch_size;

@@ -358,7 +358,7 @@ function replayDraw(seed: number, indices: readonly number[], n: number, size: n
  * seed and the batch's record indices, so that a resumed run and both arms draw the same.
  */
 async function replayStream(o: NonNullable<LatentPretrainRecipe["replay"]> & { world: string; seed: number; encoder: string; maxErrorRate: number }, model: MindsEyeVLM, tok: Tokenizer): Promise<{ batch: (indices: number[]) => VlmBatch; dispose: () => void }> {
-  const pairs = await basePairs({ world: o.world, seed: o.seed, grounding: true, grounding_descriptions: o.grounding_descriptions, grounding_relations: o.grounding_relations, grounding_readouts: o.grounding_readouts, grounding_absent: o.grounding_absent });
+  const pairs = await basePairs({ ...o, grounding: true });
   const { bank, usable } = await loadUsable(pairs, (p) => [p.image], readPreprocessor(o.encoder), o.maxErrorRate, console.error);
   const examples = baseExamples(tok, model, usable);
   const collate = collateVlm(bank, tok.specialTokenIds.pad ?? 0);

@@ -301,13 +301,16 @@ export function imageWordsOf(world: string, idsOf: (words: string[][]) => number
   return (images) => torch.tensor(images.map(idsFor), { dtype: "int64" });
 }
 
+/** The settings that decide which grounding questions join the base's captions (basePairs): a caption stage's replay rehearses the same mix. */
+export const BASE_MIX_SETTINGS = ["grounding_descriptions", "grounding_relations", "grounding_readouts", "grounding_absent"] as const;
+
 /**
  * The base's training pairs: each training image's captions (answered to an empty prompt), then,
  * with `grounding`, its grounding questions (world/grounding.ts) named as `grounding_descriptions`
  * says, with `grounding_relations` its relation lookups after them, and with `grounding_readouts`
  * its read-outs (with `grounding_absent`, one of an object that is not there) last.
  */
-export async function basePairs(r: Pick<VlmBaseRecipe, "world" | "seed" | "grounding" | "grounding_descriptions" | "grounding_relations" | "grounding_readouts" | "grounding_absent">): Promise<BasePair[]> {
+export async function basePairs(r: Pick<VlmBaseRecipe, "world" | "seed" | "grounding" | (typeof BASE_MIX_SETTINGS)[number]>): Promise<BasePair[]> {
   const pairs: BasePair[] = (await captionPairs(r.world, "train")).map((p) => ({ kind: "caption", image: p.image, text: "", answer: p.caption }));
   if (r.grounding) {
     for (const scene of readScenes(r.world).filter((s) => s.split === "train")) {
