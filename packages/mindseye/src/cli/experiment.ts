@@ -15,7 +15,7 @@ export function registerExperimentCommand(program: Command): void {
     .option("--progress", "show each training run's progress")
     .option("--force", "redo steps whose settings (or the steps they read) changed since they ran, and every step after them")
     .option("--dry-run", "list every step with what a run would do to it (done, run, changed), and run nothing")
-    .option("--jobs <n>", "run up to N of the steps after the base VLM at once, each in its own process (1: all in this process, in order)", String(defaultJobs()))
+    .option("--jobs <n>", "run up to N of the steps after the study seed's base VLM at once, each in its own process (1: all in this process, in order)", String(defaultJobs()))
     .action(async (o: { config: string; set: string[]; progress?: boolean; force?: boolean; dryRun?: boolean; jobs: string }) => {
       if (isPaperStudy(o.config)) {
         const paper = loadPaperStudy(o.config, o.set);

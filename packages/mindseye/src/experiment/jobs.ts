@@ -1,10 +1,11 @@
 // The study's steps run `jobs` at a time (`mindseye experiment --jobs N`, default: one per core).
 //
 // With one job every step runs in this process, one after another, in the order the study names
-// them. With more, the steps after the base VLM — the two pretraining arms, the ablation cells,
-// retrieval, and each fine-tune with its evaluations — start as soon as what they read is done and
-// one of `jobs` slots is free, and do their work in worker processes (job_child.ts), kept for the
-// whole study so that each decodes the world's images once. On a 2-core machine two 1-thread
+// them. With more, the steps after the study seed's base VLM — the other seeds' bases (replicate:
+// base), the pretraining arms, the ablation cells, retrieval, and each fine-tune with its
+// evaluations — start as soon as what they read is done and one of `jobs` slots is free, and do
+// their work in worker processes (job_child.ts), kept for the whole study so that each decodes the
+// world's images once. On a 2-core machine two 1-thread
 // fine-tunes do about 1.6× the work of one 2-thread fine-tune in the same time.
 //
 // A worker gets cores / jobs BLAS threads (unless MINDSEYE_BLAS_THREADS or OPENBLAS_NUM_THREADS is

@@ -23,7 +23,10 @@
 //                  latent − control paired as above (where the latent arm gains or loses)
 //   concentration[] {arm, fraction, seed, task, byType: {type: {answer, share}}, flagged[]}:
 //                  each model's share of its most common answer per question type (flagged > 80%)
-//   retrieval      the latent arm's alignment before fine-tuning (recall@k, median rank, collapse)
+//   replicate      "finetune" | "pretrain" | "base": the stages each seed trained for itself, i.e. which
+//                  variance the intervals count (runner.ts StudyConfig.replicate)
+//   retrieval      the latent arm's alignment before fine-tuning (recall@k, median rank, collapse); with
+//                  replicate, of the study seed's caption stage
 //   captionLoss    {control, latent, difference?}: each pretraining stage's caption next-token loss at
 //                  its end, {mean, steps[], values[]} (its last logged training steps, metrics.jsonl
 //                  `ce`), and latent − control {mean, low, high, n}: a paired 95% t-interval over
@@ -343,6 +346,8 @@ function concentrationLines(conc: Concentration[]): string[] {
 export interface ReportMeta {
   name: string;
   seeds: number[];
+  /** The stages each seed trained for itself (absent: finetune, the fine-tunes only). */
+  replicate?: "finetune" | "pretrain" | "base";
   fractions: number[];
   harness: string;
   baselines: Record<string, Baseline>;
@@ -442,7 +447,7 @@ export function writeReport(dir: string, runs: EvalRun[], meta: ReportMeta): { m
     markdownTable(cells, comparisons, meta.baselines),
     "",
     `Seeds: ${JSON.stringify(meta.seeds)}; fractions of the training questions: ${JSON.stringify(meta.fractions)}; harness: ${meta.harness}.`,
-    "The seeds are fine-tuning seeds: every model starts from the study's one base VLM and, per arm, one run of its caption stage, so the intervals do not count the variance between bases or caption-stage runs (the README's paragraph \"What the intervals do not count\" measures both).",
+    replicatedLine(meta.replicate ?? "finetune"),
     ...interactionLines(interactions, comparisons),
     "",
     "## Controls",
@@ -512,6 +517,15 @@ interface CollapseSummary { effectiveRank: number; meanPairwiseCosine: number }
 
 /** A pretraining run's caption next-token loss at its end: its last logged training steps, their values and mean. */
 export interface CaptionLoss { mean: number; steps: number[]; values: number[] }
+
+/** What a seed replicates, so what the intervals count. */
+function replicatedLine(replicate: NonNullable<ReportMeta["replicate"]>): string {
+  switch (replicate) {
+    case "finetune": return "The seeds are fine-tuning seeds: every model starts from the study's one base VLM and, per arm, one run of its caption stage, so the intervals do not count the variance between bases or caption-stage runs (`replicate: pretrain` or `base` makes them count; the README's paragraph \"What the intervals do not count\" measures both).";
+    case "pretrain": return "Each seed ran its own caption stages (both arms, and each ablation cell) from the study's one base VLM, then its fine-tunes: the intervals count the variance between caption-stage runs, not between bases (`replicate: base`). Retrieval and the caption loss below are the study seed's stages'.";
+    case "base": return "Each seed trained its own base VLM, its own caption stages from it (both arms, and each ablation cell), then its fine-tunes: the intervals count the variance between bases and between caption-stage runs. Retrieval and the caption loss below are the study seed's stages'.";
+  }
+}
 
 /** The two pretraining arms' final caption losses, side by side (the latent objective's cost to language modelling). */
 function captionLossLines(c: ReportMeta["captionLoss"]): string[] {

@@ -79,6 +79,53 @@ test("a study skips finished steps, refuses changed ones without --force, and re
   }
 });
 
+test("replicate: each seed trains its own base and caption stages, the study seed's stay where they were, and switching is never silent", async () => {
+  const root = mkdtempSync(join(tmpdir(), "mindseye-study-replicate-"));
+  const lines: string[] = [];
+  try {
+    const out = join(root, "study");
+    const study = (replicate: string, seeds = [0, 1]) => StudyConfig.parse({ ...tinyStudy(out), seeds, replicate });
+    await runStudy(study("finetune", [0]), { log: () => {} });
+    // Seed 0's stages are the study's: replicating per seed only adds seed 1's.
+    const plan = await planStudy(study("base"));
+    const status = (what: RegExp) => plan.filter((p) => what.test(p.what)).map((p) => p.status);
+    assert.deepEqual(status(/^stage 2: vlm-base/), ["done", "run"]);
+    assert.deepEqual(status(/^stage 3: latent-pretrain/), ["done", "done", "run", "run"]);
+    assert.deepEqual(status(/^stage 4: finetune .*seed 0$/), ["done", "done", "done"]);
+
+    await runStudy(study("base"), { log: (l) => lines.push(l) });
+    const startOf = (arm: string, seed: number) =>
+      (JSON.parse(readFileSync(join(out, "finetune", arm, "fraction-1", `seed-${seed}`, "recipe.resolved.json"), "utf8")) as { model: string }).model;
+    assert.equal(startOf("baseline", 0), join(out, "stages", "vlm-base", "model"));
+    assert.equal(startOf("baseline", 1), join(out, "stages", "seed-1", "vlm-base", "model"));
+    assert.equal(startOf("latent", 1), join(out, "stages", "seed-1", "pretrain-latent", "model"));
+    assert.equal(startOf("control", 1), join(out, "stages", "seed-1", "pretrain-control", "model"));
+    const base1 = JSON.parse(readFileSync(join(out, "stages", "seed-1", "pretrain-latent", "recipe.resolved.json"), "utf8")) as { base: string; seed: number; targets: string };
+    assert.deepEqual([base1.base, base1.seed, base1.targets], [join(out, "stages", "seed-1", "vlm-base", "model"), 1, join(out, "stages", "targets", "grid4")],
+      "seed 1's latent arm starts from seed 1's base and reads the shared target cache");
+    const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as { replicate: string; cells: { perSeed: number[] }[] };
+    assert.equal(results.replicate, "base");
+    assert.ok(results.cells.every((c) => c.perSeed.length === 2));
+    assert.match(readFileSync(join(out, "results.md"), "utf8"), /Each seed trained its own base VLM/);
+
+    // Back to one base: seed 1's caption stages and fine-tunes were made from its own base.
+    await assert.rejects(runStudy(study("pretrain"), { log: () => {} }), /latent-pretrain, text control .*seed 1: .*was made from earlier results of the steps it reads.*--force/s);
+    const plan2 = await planStudy(study("pretrain"));
+    assert.ok(!plan2.some((p) => p.out.endsWith(join("seed-1", "vlm-base"))), "no base of seed 1 without replicate: base");
+    assert.deepEqual(plan2.filter((p) => /seed 0$/.test(p.what) || p.kind === "vlm-base").map((p) => p.status).filter((x) => x !== "done"), []);
+    // An ablation cell is pre-trained per seed too, from that seed's base, and fine-tuned from its own stage.
+    const withCell = StudyConfig.parse({ ...tinyStudy(out), seeds: [0, 1], replicate: "base", ablations: { variants: [{ name: "v", set: { "loss.lambda_sim": 0.5 } }] } });
+    assert.deepEqual((await planStudy(withCell)).filter((p) => /ablation v/.test(p.what)).map((p) => [p.what, p.out.slice(out.length)]), [
+      ["stage 3: latent-pretrain, ablation v", join("/stages", "ablations", "v")],
+      ["eval: world_retrieval of ablation v (test captions)", join("/eval", "v", "retrieval-test")],
+      ["stage 3: latent-pretrain, ablation v, seed 1", join("/stages", "seed-1", "ablations", "v")],
+    ]);
+    assert.throws(() => checkStudy(StudyConfig.parse({ ...tinyStudy(out), seeds: [1, 2], replicate: "pretrain" })), /replicate: pretrain: the study's seed 0 is not among seeds \[1,2\]/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test("settings that clash across sections are refused before anything runs", () => {
   const root = mkdtempSync(join(tmpdir(), "mindseye-study-"));
   try {
@@ -143,6 +190,9 @@ test("configs/demo.yaml and configs/study.yaml validate and plan their grids", a
     // Each model on test and test_novel; the 15 at the largest fraction also blind on the first split.
     assert.equal(count(plan, "eval"), 45 * 2 + 15);
     assert.ok(!existsSync(join(root, "study")), "planning writes nothing");
+    // With replicate: base, each seed's own base and caption stages.
+    const replicated = await planStudy(loadStudy(join(configs, "demo.yaml"), [`out=${join(root, "demo")}`, "replicate=base"]));
+    assert.deepEqual([count(replicated, "vlm-base"), count(replicated, "latent-pretrain"), count(replicated, "finetune")], [3, 6, 18]);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -4,6 +4,8 @@
 //                                     ├─ latent-pretrain (λ_sim = λ_align = 0) ─ control ─┼→ finetune × fraction × seed → eval
 //                                     └─ latent-pretrain (full loss) ─────────── latent ──┘
 //   + the blind control: each arm's largest-fraction models evaluated with shuffled images
+//   + replicate (pretrain | base): each seed runs its own caption stages (and its own base VLM), so
+//     that the intervals over seeds count their variance; the study seed's stay in stages/
 //   + ablations: cells of the latent arm with some latent-pretraining keys changed (a full product
 //     `grids` or named `variants`), each pre-trained from the same base VLM on a target cache of its
 //     pooling (stages/targets/<pool>, shared by the cells that pool alike), fine-tuned at the
@@ -106,6 +108,16 @@ function captionLosses(controlRun: string, latentRun: string): { captionLoss?: {
   return { captionLoss: { control, latent, ...(paired ? { difference: tInterval(latent.values.map((v, i) => v - control.values[i]!)) } : {}) } };
 }
 
+/** `make` called once per distinct arguments: a step that several readers ask for is scheduled once. */
+function once<A extends unknown[], V>(make: (...args: A) => V): (...args: A) => V {
+  const made = new Map<string, V>();
+  return (...args) => {
+    const key = JSON.stringify(args);
+    if (!made.has(key)) made.set(key, make(...args));
+    return made.get(key)!;
+  };
+}
+
 /** A grid cell's name: latent[lambda_sim=0.5,pool=mean] (keys under loss. without the prefix). */
 function gridCellName(set: Record<string, AblationValue>): string {
   return `latent[${Object.entries(set).map(([k, v]) => `${k.replace(/^loss\./, "")}=${String(v)}`).join(",")}]`;
@@ -195,6 +207,16 @@ export const StudyConfig = z.strictObject({
   finetune: FinetuneRecipe.omit({ ...common, model: true, fraction: true, datasets: true }),
   fractions: z.array(z.number().gt(0).max(1)).min(1),
   seeds: z.array(z.number().int().min(0)).min(1),
+  /**
+   * The stages each seed trains for itself, so that the intervals count their variance:
+   * finetune — only the fine-tunes; every model starts from the one base VLM and the one run of each
+   * caption stage (and ablation cell) that the study's `seed` makes;
+   * pretrain — each seed also runs its own caption stages, all from the study's base;
+   * base — each seed also trains its own base VLM, its caption stages starting from it.
+   * The study seed's stages stay in stages/, the others' go to stages/seed-<s>/; the world and its
+   * encoder (a published frozen encoder's stand-in) are shared.
+   */
+  replicate: z.enum(["finetune", "pretrain", "base"]).default("finetune"),
   eval: z.strictObject({
     tasks: z.array(z.string()).min(1).default(["world_gqa", "world_sqa", "world_jigsaw"]),
     splits: z.array(z.string()).min(1).default(["test", "test_novel"]),
@@ -230,6 +252,9 @@ export function checkStudy(c: StudyConfig): StudyConfig {
   const patch = c.world_encoder.encoder.patch_size;
   if (c.world.size % patch !== 0) throw new ConfigError(`world_encoder.encoder.patch_size ${patch} does not divide world.size ${c.world.size}`);
   checkLatentPretrain(c, c.latent_pretrain, "latent_pretrain");
+  if (c.replicate !== "finetune" && !c.seeds.includes(c.seed)) {
+    throw new ConfigError(`replicate: ${c.replicate}: the study's seed ${c.seed} is not among seeds ${JSON.stringify(c.seeds)}; its stages are the ones retrieval and the caption loss report, so list it in seeds or set seed to one of them`);
+  }
   const taken = new Set<string>([...ARMS, ...resolveAblations(c).map((cell) => cell.name)]);
   for (const [i, m] of (c.models ?? []).entries()) {
     if (taken.has(m.name)) throw new ConfigError(`models.${i}: the name "${m.name}" is taken by an arm, an ablation cell or another model; rename it`);
@@ -325,7 +350,9 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
     await generateWorld(resolveWorldOptions({ out: world, scenes: c.world.scenes, seed: c.world.seed, size: c.world.size, latents: c.world.latents, ...(c.world.gqa_draws === undefined ? {} : { gqaDraws: c.world.gqa_draws }), log: () => {} }));
   });
 
-  // 2. The frozen encoder, the base VLM, and the two pretraining arms.
+  // 2. The frozen encoder, the base VLM, and the two pretraining arms. The study's `seed` makes
+  // them in stages/; with `replicate`, each other seed makes its own in stages/seed-<s>/ (the
+  // encoder stays shared: it stands for a published frozen encoder).
   const stages = join(dir, "stages");
   const encoderRun = join(stages, "world-encoder"), encoder = join(encoderRun, "encoder");
   const encoderToken = await step("world-encoder", "stage 1: world-encoder", encoderRun, [c.world_encoder, c.seed], [worldToken], () =>
@@ -335,19 +362,59 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
     runVlmBase(VlmBaseRecipe.parse({ ...c.vlm_base, stage: "vlm-base", seed: c.seed, world, encoder, out: baseRun }), { quiet }));
   // From here steps run `opts.jobs` at a time (jobs.ts): each is a task that waits for the steps it reads.
   const jobs = new StudyJobs(plan ? 1 : opts.jobs);
-  const targets = join(stages, `targets-${c.latent_pretrain.pool.replace(":", "")}`);
-  const pretrainTokens = {} as Record<"control" | "latent", Promise<string>>;
-  for (const arm of ["control", "latent"] as const) {
-    const loss = arm === "control" ? { ...c.latent_pretrain.loss, lambda_sim: 0, lambda_align: 0 } : c.latent_pretrain.loss;
-    const recipe = LatentPretrainRecipe.parse({ ...withBaseReplay(c, c.latent_pretrain), loss, stage: "latent-pretrain", seed: c.seed, world, encoder, base, targets, out: join(stages, `pretrain-${arm}`) });
-    const what = `stage 3: latent-pretrain, ${arm === "control" ? "text control (λ_sim = λ_align = 0)" : "latent (full loss)"}`;
-    pretrainTokens[arm] = jobs.task(() => jobs.slot(what, () => step("latent-pretrain", what, recipe.out,
-      [c.latent_pretrain, loss, c.seed], [worldToken, encoderToken, baseToken], async () => {
-        // The target cache belongs to this study's encoder and world: a stale one is remade.
-        if (arm === "latent") rmSync(targets, { recursive: true, force: true });
+  interface Made { dir: string; token: Promise<string> }
+  const stagesOf = (seed: number) => (seed === c.seed ? stages : join(stages, `seed-${seed}`));
+  const ofSeed = (what: string, seed: number) => (seed === c.seed ? what : `${what}, seed ${seed}`);
+  /** The base VLM that a seed's models start from: the study's, or with replicate: base, the seed's own. */
+  const baseOf = once((seed: number): Made => {
+    if (c.replicate !== "base" || seed === c.seed) return { dir: base, token: Promise.resolve(baseToken) };
+    const out = join(stagesOf(seed), "vlm-base"), what = ofSeed("stage 2: vlm-base (captioning)", seed);
+    const recipe = VlmBaseRecipe.parse({ ...c.vlm_base, stage: "vlm-base", seed, world, encoder, out });
+    return { dir: join(out, "model"), token: jobs.task(() => jobs.slot(what, () => step("vlm-base", what, out, [c.vlm_base, seed], [worldToken, encoderToken], () => jobs.run({ kind: "train", recipe, quiet }, what)))) };
+  });
+  // The caches of the encoder's pooled features of the training images that the ablation cells and
+  // the other seeds' latent arms read: one per pooling (stages/targets/<pool>), made once by its own step.
+  const targetCaches = new Map<string, Made>();
+  const sharedTargets = (pool: string): Made => {
+    if (!targetCaches.has(pool)) {
+      const cache = join(stages, "targets", pool.replace(":", "")), what = `targets: the encoder's ${pool} features of the training images`;
+      targetCaches.set(pool, { dir: cache, token: jobs.task(() => jobs.slot(what, () => step("targets", what, cache, pool, [worldToken, encoderToken], async () => {
+        rmSync(cache, { recursive: true, force: true });
+        await jobs.run({ kind: "targets", options: { world, encoder, out: cache, pool, maxErrorRate: c.latent_pretrain.max_error_rate, quiet } }, what);
+      }))) });
+    }
+    return targetCaches.get(pool)!;
+  };
+  /**
+   * A caption stage of `seed` (an arm's or an ablation cell's) into `out`, reading the target cache
+   * `targets`: awaited when made by a step (`token`), cleared and remade by this stage (`remake`), or
+   * neither (the text control reads no targets).
+   */
+  const pretrain = (seed: number, lp: StudyLatentPretrain, out: string, what: string, settings: unknown, targets: { dir: string; token: Promise<string> | null; remake: boolean }): Made => {
+    const from = baseOf(seed);
+    const recipe = LatentPretrainRecipe.parse({ ...withBaseReplay(c, lp), stage: "latent-pretrain", seed, world, encoder, base: from.dir, targets: targets.dir, out });
+    const token = jobs.task(async () => {
+      const inputs = [worldToken, encoderToken, await from.token, ...(targets.token ? [await targets.token] : [])];
+      return jobs.slot(what, () => step("latent-pretrain", what, out, settings, inputs, async () => {
+        if (targets.remake) rmSync(targets.dir, { recursive: true, force: true });
         await jobs.run({ kind: "train", recipe, quiet }, what);
-      })));
-  }
+      }));
+    });
+    return { dir: join(out, "model"), token };
+  };
+  // The study seed's latent arm makes its own target cache (it belongs to this study's encoder and
+  // world: a stale one is remade); the other seeds' latent arms read the shared one.
+  const armTargets = join(stages, `targets-${c.latent_pretrain.pool.replace(":", "")}`);
+  /** A seed's pretraining arm; without replicate, every seed's is the study seed's (stages/pretrain-<arm>). */
+  const armOf = (arm: "control" | "latent", seed: number) => pretrainArm(arm, c.replicate === "finetune" ? c.seed : seed);
+  const pretrainArm = once((arm: "control" | "latent", seed: number): Made => {
+    const loss = arm === "control" ? { ...c.latent_pretrain.loss, lambda_sim: 0, lambda_align: 0 } : c.latent_pretrain.loss;
+    const what = ofSeed(`stage 3: latent-pretrain, ${arm === "control" ? "text control (λ_sim = λ_align = 0)" : "latent (full loss)"}`, seed);
+    const targets = arm === "control" ? { dir: armTargets, token: null, remake: false }
+      : seed === c.seed ? { dir: armTargets, token: null, remake: true } : { ...sharedTargets(c.latent_pretrain.pool), remake: false };
+    return pretrain(seed, { ...c.latent_pretrain, loss }, join(stagesOf(seed), `pretrain-${arm}`), what, [c.latent_pretrain, loss, seed], targets);
+  });
+  const pretrainTokens = { control: armOf("control", c.seed).token, latent: armOf("latent", c.seed).token };
   // Alignment: each test image retrieved among the others from its caption's imagined latents.
   // The latent arm's retrieval makes the gallery cache (the encoder's test features) the others read.
   const gallery = join(dir, "gallery");
@@ -368,16 +435,16 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
   const alignment: { retrieval?: RetrievalSummary } = {};
   galleryMade = retrievalOf("eval: world_retrieval of the latent arm (test captions)", join(stages, "pretrain-latent", "model"), join(dir, "eval", "retrieval-test"), pretrainTokens.latent,
     (r) => { alignment.retrieval = r; });
+  // With replicate, every seed's base and caption stages are scheduled here, in the seeds' order.
+  if (c.replicate !== "finetune") for (const seed of c.seeds) for (const arm of ["control", "latent"] as const) armOf(arm, seed);
 
-  // 3. The ablation cells: a target cache per pooling, then each cell's pretraining and alignment.
-  interface Start { name: string; folder: string; dir: string; token: Promise<string>; fractions: readonly number[]; seeds: readonly number[]; blind: boolean }
+  // 3. The ablation cells: each cell's pretraining (per seed with replicate) and its alignment.
+  interface Start { name: string; folder: string; from: (seed: number) => Made; fractions: readonly number[]; seeds: readonly number[]; blind: boolean }
   const starts: Start[] = [
-    { name: "baseline", folder: "baseline", dir: base, token: Promise.resolve(baseToken), fractions: c.fractions, seeds: c.seeds, blind: true },
-    { name: "control", folder: "control", dir: join(stages, "pretrain-control", "model"), token: pretrainTokens.control, fractions: c.fractions, seeds: c.seeds, blind: true },
-    { name: "latent", folder: "latent", dir: join(stages, "pretrain-latent", "model"), token: pretrainTokens.latent, fractions: c.fractions, seeds: c.seeds, blind: true },
+    { name: "baseline", folder: "baseline", from: baseOf, fractions: c.fractions, seeds: c.seeds, blind: true },
+    ...(["control", "latent"] as const).map((arm) => ({ name: arm, folder: arm, from: (seed: number) => armOf(arm, seed), fractions: c.fractions, seeds: c.seeds, blind: true })),
   ];
   const ablations: AblationSummary[] = [];
-  const targetTokens = new Map<string, Promise<string>>();
   for (const cell of cells) {
     const readout = cell.recipe.readout ?? "queries";
     const summary: AblationSummary = { name: cell.name, folder: cell.folder, set: cell.set, readout, sameAs: cell.sameAs };
@@ -386,29 +453,18 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
       log(`[same] ablation ${cell.name}: the settings of ${cell.sameAs}`);
       continue;
     }
-    const pool = cell.recipe.pool, cache = join(stages, "targets", pool.replace(":", ""));
-    if (!targetTokens.has(pool)) {
-      const what = `targets: the encoder's ${pool} features of the training images`;
-      targetTokens.set(pool, jobs.task(() => jobs.slot(what, () => step("targets", what, cache, pool, [worldToken, encoderToken], async () => {
-        rmSync(cache, { recursive: true, force: true });
-        await jobs.run({ kind: "targets", options: { world, encoder, out: cache, pool, maxErrorRate: c.latent_pretrain.max_error_rate, quiet } }, what);
-      }))));
-    }
-    const targetToken = targetTokens.get(pool)!;
-    const out = join(stages, "ablations", cell.folder);
-    const recipe = LatentPretrainRecipe.parse({ ...withBaseReplay(c, cell.recipe), stage: "latent-pretrain", seed: c.seed, world, encoder, base, targets: cache, out });
-    const what = `stage 3: latent-pretrain, ablation ${cell.name}`;
-    const token = jobs.task(async () => {
-      const inputs = [worldToken, encoderToken, baseToken, await targetToken];
-      return jobs.slot(what, () => step("latent-pretrain", what, out, { latent_pretrain: cell.recipe, seed: c.seed }, inputs, () => jobs.run({ kind: "train", recipe, quiet }, what)));
-    });
+    const cellAt = once((seed: number): Made =>
+      pretrain(seed, cell.recipe, join(stagesOf(seed), "ablations", cell.folder), ofSeed(`stage 3: latent-pretrain, ablation ${cell.name}`, seed),
+        { latent_pretrain: cell.recipe, seed }, { ...sharedTargets(cell.recipe.pool), remake: false }));
+    const cellOf = (seed: number) => cellAt(c.replicate === "finetune" ? c.seed : seed);
+    const lead = cellOf(c.seed);
     // Retrieval reads the latent queries; the other readouts have none (their heads lie beside the model).
     if (readout === "queries") {
-      void retrievalOf(`eval: world_retrieval of ablation ${cell.name} (test captions)`, join(out, "model"), join(dir, "eval", cell.folder, "retrieval-test"), token, (r) => { summary.retrieval = r; });
+      void retrievalOf(`eval: world_retrieval of ablation ${cell.name} (test captions)`, lead.dir, join(dir, "eval", cell.folder, "retrieval-test"), lead.token, (r) => { summary.retrieval = r; });
     }
     const fractions = c.ablations.fractions ?? c.fractions, seeds = c.ablations.seeds ?? c.seeds;
     Object.assign(summary, { fractions, seeds });
-    starts.push({ name: cell.name, folder: cell.folder, dir: join(out, "model"), token, fractions, seeds, blind: false });
+    starts.push({ name: cell.name, folder: cell.folder, from: cellOf, fractions, seeds, blind: false });
   }
 
   // 3b. The published models the study names, fine-tuned and evaluated like the arms. A model's
@@ -416,7 +472,8 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
   // in place makes its fine-tunes "changed" (refused without --force), without hashing 16 GB.
   for (const m of c.models ?? []) {
     const { dir: modelDir, token } = modelToken(m.model, `models: ${m.name}`);
-    starts.push({ name: m.name, folder: join("models", m.name), dir: modelDir, token: Promise.resolve(token), fractions: c.fractions, seeds: c.seeds, blind: true });
+    const made = { dir: modelDir, token: Promise.resolve(token) };
+    starts.push({ name: m.name, folder: join("models", m.name), from: () => made, fractions: c.fractions, seeds: c.seeds, blind: true });
   }
 
   // 4. Fine-tune every arm and cell × fraction × seed, and evaluate each (the arms' largest fraction
@@ -429,10 +486,11 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
       for (const seed of s.seeds) {
         const ftDir = join(dir, "finetune", s.folder, `fraction-${fraction}`, `seed-${seed}`);
         const ftWhat = `stage 4: finetune ${s.name}, fraction ${fraction}, seed ${seed}`;
+        const start = s.from(seed);
         models.push(jobs.task(async () => {
-          const startToken = await s.token;
+          const startToken = await start.token;
           return jobs.slot(ftWhat, async () => {
-            const recipe = FinetuneRecipe.parse({ ...c.finetune, stage: "finetune", seed, world, model: s.dir, fraction, out: ftDir });
+            const recipe = FinetuneRecipe.parse({ ...c.finetune, stage: "finetune", seed, world, model: start.dir, fraction, out: ftDir });
             const ftToken = await step("finetune", ftWhat, ftDir, [c.finetune, fraction, seed], [worldToken, startToken], () => jobs.run({ kind: "train", recipe, quiet }, ftWhat));
             const runs: EvalRun[] = [], skips: string[] = [];
             for (const task of c.eval.tasks) {
@@ -473,7 +531,7 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
   const baselines: Record<string, Baseline> = {};
   for (const task of c.eval.tasks) Object.assign(baselines, await blindBaselines(world, task, c.eval.splits, c.eval.limit, c.finetune.harness));
   const { markdown } = writeReport(dir, runs, {
-    name: c.name, seeds: c.seeds, fractions: c.fractions, harness: c.finetune.harness, tasks: c.eval.tasks, splits: c.eval.splits, limit: c.eval.limit,
+    name: c.name, seeds: c.seeds, replicate: c.replicate, fractions: c.fractions, harness: c.finetune.harness, tasks: c.eval.tasks, splits: c.eval.splits, limit: c.eval.limit,
     baselines, skipped: skips,
     ...alignment,
     ...captionLosses(join(stages, "pretrain-control"), join(stages, "pretrain-latent")),
