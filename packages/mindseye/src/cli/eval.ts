@@ -17,9 +17,9 @@ import { positiveInt } from "./options.js";
 
 const pct = (x: number) => (100 * x).toFixed(1);
 
-/** The short table the command prints: overall and per-type accuracy with 95% intervals. */
+/** The short table the command prints: overall, per-type and (where the task has them) per-form accuracy with 95% intervals. */
 export function formatResults(r: EvalResults, out: string): string {
-  const rows: [string, Interval][] = [["overall", r.accuracy], ...Object.entries(r.byType)];
+  const rows: [string, Interval][] = [["overall", r.accuracy], ...Object.entries(r.byType), ...Object.entries(r.byForm ?? {}).map(([k, v]): [string, Interval] => [`form ${k}`, v])];
   const w = Math.max(...rows.map(([k]) => k.length), 4);
   const line = (k: string, n: string, acc: string, ci: string) => `  ${k.padEnd(w)}  ${n.padStart(6)}  ${acc.padStart(8)}  ${ci}`;
   const skipped = r.skipped.records + r.skipped.images + r.skipped.items > 0

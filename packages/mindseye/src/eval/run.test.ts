@@ -112,6 +112,9 @@ test("the VLMEvalKit harness: its prompts and its scoring", async () => {
   const out = join(tmp, "out", "sqa-vlmevalkit");
   const r = await evaluate({ modelDir, task: "world_sqa", harness: "vlmevalkit", dataDir: world, out, split: "test_novel", limit: 4, quiet: true });
   checkResults(r, out, 4);
+  const forms = Object.entries(r.byForm ?? {});
+  assert.ok(forms.length > 0 && forms.every(([k]) => /^(count|verify|which-[234])$/.test(k)), JSON.stringify(r.byForm));
+  assert.equal(forms.reduce((n, [, v]) => n + v.n, 0), 4, "each problem in one form");
   const lines = readLines(out);
   checkScored("scienceqa", "vlmevalkit", lines);
   assert.match(lines[0]!.prompt, /^Hint: .*\nQuestion: .*\nOptions:\nA\. .*Please select the correct answer from the options above\. \n$/s);
@@ -129,6 +132,7 @@ test("real formats on the fixtures: GQA, ScienceQA IMG and BLINK Jigsaw (8×8 im
     checkResults(r, out, n);
     checkScored(kind, "lmms-eval", readLines(out));
     assert.equal(r.skipped.records, malformed, task);
+    assert.equal(r.byForm, undefined, `${task}: forms are the world's`);
   }
 });
 

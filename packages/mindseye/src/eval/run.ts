@@ -11,7 +11,7 @@
 //   predictions.jsonl   one line per question: {id, type, prompt, prediction, answer, choices?, correct}
 //                       (answer as harness.score takes it: GQA's string, ScienceQA's 0-based index,
 //                       BLINK's "(A)"; prompt is the harness's text, without the chat template)
-//   results.json        task, harness, split, n, accuracy overall and per type with bootstrap 95%
+//   results.json        task, harness, split, n, accuracy overall, per type and (world_sqa) per form with bootstrap 95%
 //                       intervals, skipped records/images/items (counts and the list, each image
 //                       once however many questions use it), answers cut at the token limit,
 //                       model path and fingerprint, generation settings, time
@@ -106,6 +106,8 @@ export interface EvalResults {
   accuracy: Interval;
   /** Per question type (GQA types.detailed, ScienceQA category, BLINK sub_task). */
   byType: Record<string, Interval>;
+  /** Per form, for tasks whose items have one (world_sqa: count, verify, which-2 / 3 / 4). */
+  byForm?: Record<string, Interval>;
   skipped: {
     /** Malformed records of the task's files. */
     records: number;
@@ -335,7 +337,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
   // Each distinct image counts once, however many questions use it; their number is known up front.
   const images = new DistinctImages(new SkipCounter(`${task.name} ${split} images`, policy));
   images.errors.expectTotal(DistinctImages.count(items.flatMap((it) => it.images)));
-  const scored: { correct: boolean; type: string }[] = [];
+  const scored: { correct: boolean; type: string; form?: string }[] = [];
   let skippedItems = 0, truncated = 0, done = 0;
   const progress = new Progress(items.length, 0, o.quiet ?? false, `eval ${task.name}`, "items");
   const tLoop = performance.now();
@@ -380,7 +382,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
           const prediction = decodeAnswer(tokenizer, generated.tokens[i]!, format);
           if (generated.finishReasons[i] === "length") truncated++;
           const correct = scoreItem(r.item, harness, prediction);
-          scored.push({ correct, type: r.item.type });
+          scored.push({ correct, type: r.item.type, ...(r.item.form === undefined ? {} : { form: r.item.form }) });
           return {
             id: r.item.id, type: r.item.type, prompt: prompts[i]!, prediction, answer: r.item.answer,
             ...(r.item.kind === "gqa" ? {} : { choices: [...r.item.choices] }), correct,
@@ -401,9 +403,11 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
 
   // 6. Accuracy with intervals, written atomically.
   const report = accuracyReport(scored);
+  const forms = scored.filter((s) => s.form !== undefined).map((s) => ({ correct: s.correct, type: s.form! }));
   const now = performance.now(), seconds = (now - t0) / 1000;
   const results: EvalResults = {
     task: task.name, kind: task.kind, harness, split, n: scored.length, accuracy: report.overall, byType: report.byType,
+    ...(forms.length > 0 ? { byForm: accuracyReport(forms).byType } : {}),
     skipped: {
       records: records.skipped, images: images.errors.skipped, items: skippedItems,
       list: [...entries("record", records.report().records), ...entries("image", images.errors.report().records)],

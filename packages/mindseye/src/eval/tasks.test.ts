@@ -65,7 +65,13 @@ test("world tasks read every question of a split, with images on disk, types and
   const problems = JSON.parse(readFileSync(join(world, "scienceqa", "problems.json"), "utf8")) as Record<string, { answer: number; category: string; split: string }>;
   for (const it of sqa) {
     assert.ok(it.kind === "scienceqa" && it.answer === problems[it.id]!.answer && it.type === problems[it.id]!.category && problems[it.id]!.split === "test_novel");
+    // The form, told from the question alone, agrees with the choices each form offers.
+    const expected = /^How many /.test(it.question) ? "count" : /^Which /.test(it.question) ? `which-${it.choices.length}` : "verify";
+    assert.equal(it.form, expected, `${it.id}: ${it.question} ${JSON.stringify(it.choices)}`);
+    if (it.form === "count") assert.deepEqual(it.choices, ["0", "1", "2", "3"]);
+    if (it.form === "verify") assert.deepEqual(it.choices, ["yes", "no"]);
   }
+  assert.deepEqual(new Set(sqa.map((it) => it.form!.replace(/-\d$/, ""))), new Set(["count", "verify", "which"]), "every form is met");
   const { items: jig } = await items("world_jigsaw", world, "test");
   for (const it of jig) assert.ok(it.kind === "blink" && /^\([AB]\)$/.test(it.answer) && it.images.length === 3 && it.type === "Jigsaw");
 });

@@ -15,11 +15,13 @@
 // --task world_retrieval` runs). RETRIEVAL_TASK names it so that lookups can point there.
 //
 // Items carry the question type the results break accuracy down by: GQA's types.detailed (the
-// world's stats.json uses the same), ScienceQA's category, BLINK's sub_task.
+// world's stats.json uses the same), ScienceQA's category, BLINK's sub_task; the world's ScienceQA
+// problems also carry their form (count, verify, which-N), a second breakdown.
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError } from "../config/errors.js";
 import { DataFormatError, didYouMean, readTasks, type ImageRef, type RecordSource, type SkipCounter, type TaskItem } from "../data/formats/index.js";
+import { scienceForm } from "../world/science.js";
 import { blinkPrompt, gqaPrompt, scienceqaPrompt, score, type Harness, type TaskKind } from "./harness.js";
 
 interface ItemBase {
@@ -29,6 +31,8 @@ interface ItemBase {
   readonly images: readonly ImageRef[];
   /** What accuracy is broken down by (GQA types.detailed, ScienceQA category, BLINK sub_task). */
   readonly type: string;
+  /** A second breakdown, where the task has one: the world's ScienceQA problems' form (world/science.ts scienceForm). */
+  readonly form?: string;
   readonly source: RecordSource;
 }
 
@@ -98,10 +102,11 @@ function fromGqa(item: TaskItem): EvalItem {
   return { kind: "gqa", id: item.id, images: item.images, type: item.types.detailed ?? "(none)", source: item.source, question: item.question, answer: item.answer };
 }
 
-function fromScienceQa(item: TaskItem): EvalItem {
+/** A ScienceQA item; `form`, where the task tells one (the world's problems). */
+function fromScienceQa(item: TaskItem, form: string | null = null): EvalItem {
   if (item.dataset !== "scienceqa") throw new Error(`expected a ScienceQA item, got ${item.dataset}`);
   return {
-    kind: "scienceqa", id: item.id, images: item.images, type: item.category, source: item.source,
+    kind: "scienceqa", id: item.id, images: item.images, type: item.category, ...(form === null ? {} : { form }), source: item.source,
     question: item.question, choices: item.choices, hint: item.hint, answer: item.answerIndex,
   };
 }
@@ -146,7 +151,11 @@ const TASK_LIST: readonly EvalTask[] = [
     async *items(dir, split, errors) {
       const root = join(dir, "scienceqa");
       const spec = { format: "scienceqa", problems: requirePath(join(root, "problems.json"), "world_sqa", WORLD_DATA), pidSplits: join(root, "pid_splits.json"), images: join(root, "images"), split };
-      for await (const item of readTasks(spec, { errors })) yield fromScienceQa(item);
+      // The world's problems are also broken down by form (count, verify, which-N): what decides
+      // how much of the picture a problem needs.
+      for await (const item of readTasks(spec, { errors })) {
+        yield fromScienceQa(item, item.dataset === "scienceqa" ? scienceForm(item.question, item.choices) : null);
+      }
     },
   },
   {

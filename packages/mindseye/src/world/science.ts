@@ -85,6 +85,24 @@ export const PROPERTIES: { readonly [P in "magnetic" | "floats" | "sinks" | "con
 };
 export type PropertyName = keyof typeof PROPERTIES;
 
+/**
+ * A problem's form, told from its question: "count", "verify", or "which-N" with its N choices
+ * (the forms differ in what the picture must give: one object's material, every object's, or
+ * each choice's object compared); null for a question no property's template makes.
+ * ```ts
+ * scienceForm("Which object would float in water?", ["the red circle", "the blue square"]); // "which-2"
+ * ```
+ */
+export function scienceForm(question: string, choices: readonly string[]): string | null {
+  for (const prop of Object.values(PROPERTIES)) {
+    if (question === prop.which) return `which-${choices.length}`;
+    if (question === prop.count) return "count";
+    const [before, after] = prop.verify.split("{name}") as [string, string];
+    if (question.length > before.length + after.length && question.startsWith(before) && question.endsWith(after)) return "verify";
+  }
+  return null;
+}
+
 /** The remaining fixed texts (for the vocabulary and the solution). */
 export const SCIENCE_TEMPLATES = {
   solution: "Look at what each object is made of. {hint} So, the answer is {choice}.",
