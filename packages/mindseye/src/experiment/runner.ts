@@ -363,6 +363,8 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
   // From here steps run `opts.jobs` at a time (jobs.ts): each is a task that waits for the steps it reads.
   const jobs = new StudyJobs(plan ? 1 : opts.jobs);
   interface Made { dir: string; token: Promise<string> }
+  /** The seed whose caption stages a seed's models start from: its own with replicate, else the study's. */
+  const stageSeed = (seed: number) => (c.replicate === "finetune" ? c.seed : seed);
   const stagesOf = (seed: number) => (seed === c.seed ? stages : join(stages, `seed-${seed}`));
   const ofSeed = (what: string, seed: number) => (seed === c.seed ? what : `${what}, seed ${seed}`);
   /** The base VLM that a seed's models start from: the study's, or with replicate: base, the seed's own. */
@@ -406,7 +408,7 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
   // world: a stale one is remade); the other seeds' latent arms read the shared one.
   const armTargets = join(stages, `targets-${c.latent_pretrain.pool.replace(":", "")}`);
   /** A seed's pretraining arm; without replicate, every seed's is the study seed's (stages/pretrain-<arm>). */
-  const armOf = (arm: "control" | "latent", seed: number) => pretrainArm(arm, c.replicate === "finetune" ? c.seed : seed);
+  const armOf = (arm: "control" | "latent", seed: number) => pretrainArm(arm, stageSeed(seed));
   const pretrainArm = once((arm: "control" | "latent", seed: number): Made => {
     const loss = arm === "control" ? { ...c.latent_pretrain.loss, lambda_sim: 0, lambda_align: 0 } : c.latent_pretrain.loss;
     const what = ofSeed(`stage 3: latent-pretrain, ${arm === "control" ? "text control (λ_sim = λ_align = 0)" : "latent (full loss)"}`, seed);
@@ -456,7 +458,7 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
     const cellAt = once((seed: number): Made =>
       pretrain(seed, cell.recipe, join(stagesOf(seed), "ablations", cell.folder), ofSeed(`stage 3: latent-pretrain, ablation ${cell.name}`, seed),
         { latent_pretrain: cell.recipe, seed }, { ...sharedTargets(cell.recipe.pool), remake: false }));
-    const cellOf = (seed: number) => cellAt(c.replicate === "finetune" ? c.seed : seed);
+    const cellOf = (seed: number) => cellAt(stageSeed(seed));
     const lead = cellOf(c.seed);
     // Retrieval reads the latent queries; the other readouts have none (their heads lie beside the model).
     if (readout === "queries") {
