@@ -176,7 +176,7 @@ test("a study's named models (models:) are fine-tuned and evaluated like the arm
   }
 });
 
-test("configs/demo.yaml and configs/study.yaml validate and plan their grids", async () => {
+test("configs/demo.yaml, study.yaml and jigsaw.yaml validate and plan their grids", async () => {
   const root = mkdtempSync(join(tmpdir(), "mindseye-study-plan-"));
   try {
     const count = (plan: { kind: string }[], kind: string) => plan.filter((s) => s.kind === kind).length;
@@ -190,6 +190,10 @@ test("configs/demo.yaml and configs/study.yaml validate and plan their grids", a
     // Each model on test and test_novel; the 15 at the largest fraction also blind on the first split.
     assert.equal(count(plan, "eval"), 45 * 2 + 15);
     assert.ok(!existsSync(join(root, "study")), "planning writes nothing");
+    // jigsaw: the demo's grid on world_jigsaw, from an encoder that has read the partial views.
+    const jigsaw = loadStudy(join(configs, "jigsaw.yaml"), [`out=${join(root, "jigsaw")}`]);
+    assert.equal(count(await planStudy(jigsaw), "finetune"), 18);
+    assert.deepEqual([jigsaw.finetune.tasks, jigsaw.eval.tasks, jigsaw.world_encoder.read_views], [["jigsaw"], ["world_jigsaw"], true]);
     // With replicate: base, each seed's own base and caption stages.
     const replicated = await planStudy(loadStudy(join(configs, "demo.yaml"), [`out=${join(root, "demo")}`, "replicate=base"]));
     assert.deepEqual([count(replicated, "vlm-base"), count(replicated, "latent-pretrain"), count(replicated, "finetune")], [3, 6, 18]);
