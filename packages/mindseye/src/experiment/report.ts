@@ -31,6 +31,8 @@
 //                  its end, {mean, steps[], values[]} (its last logged training steps, metrics.jsonl
 //                  `ce`), and latent − control {mean, low, high, n}: a paired 95% t-interval over
 //                  those steps (both arms read the same batches in the same order)
+//   stagesPerSeed[] (replicate pretrain or base) {seed, retrieval?, captionLoss?}: each seed's own
+//                  caption stages, as `retrieval` and `captionLoss` give the study seed's
 //   ablations[]    (studies with an ablations section) {name, folder, set: {"loss.lambda_sim": 0.5, …},
 //                  readout, sameAs, fractions?, seeds?, retrieval?}: each cell of the latent arm, the
 //                  keys it changes, the arm it equals when its settings are the same (then not run),
@@ -355,7 +357,9 @@ export interface ReportMeta {
   skipped?: string[];
   retrieval?: RetrievalSummary;
   /** The caption next-token loss that each latent-pretraining arm ends with. */
-  captionLoss?: { control: CaptionLoss; latent: CaptionLoss; difference?: Interval };
+  captionLoss?: CaptionLosses;
+  /** With replicate, each seed's own caption stages: their alignment and caption losses. */
+  stagesPerSeed?: { seed: number; retrieval?: RetrievalSummary; captionLoss?: CaptionLosses }[];
   ablations?: AblationSummary[];
   /** The published models the study fine-tuned beside the arms (its `models` section). */
   models?: readonly { name: string; model: string }[];
@@ -471,6 +475,7 @@ export function writeReport(dir: string, runs: EvalRun[], meta: ReportMeta): { m
     meta.skipped && meta.skipped.length > 0 ? `Skipped input (each evaluation's results.json lists it):\n\n${meta.skipped.map((l) => `- ${l}`).join("\n")}` : "Skipped input: none (every evaluated question and image was read).",
     ...retrievalLines(meta.retrieval),
     ...captionLossLines(meta.captionLoss),
+    ...stagesPerSeedLines(meta.stagesPerSeed),
     ...(meta.ablations && meta.ablations.length > 0 ? [
       "",
       "## Ablations",
@@ -517,6 +522,8 @@ interface CollapseSummary { effectiveRank: number; meanPairwiseCosine: number }
 
 /** A pretraining run's caption next-token loss at its end: its last logged training steps, their values and mean. */
 export interface CaptionLoss { mean: number; steps: number[]; values: number[] }
+/** Both arms' caption losses at the end of their stages, and latent − control paired over those steps. */
+export interface CaptionLosses { control: CaptionLoss; latent: CaptionLoss; difference?: Interval }
 
 /** What a seed replicates, so what the intervals count. */
 function replicatedLine(replicate: NonNullable<ReportMeta["replicate"]>): string {
@@ -543,6 +550,25 @@ function captionLossLines(c: ReportMeta["captionLoss"]): string[] {
     `Caption next-token loss at the end of latent pretraining (mean of the last ${c.latent.steps.length} logged training steps): ` +
       `text control ${c.control.mean.toFixed(3)} (${steps(c.control)}), latent ${c.latent.mean.toFixed(3)} (${steps(c.latent)}); ` +
       `latent − control ${signed(d.mean)}${Number.isFinite(d.low) ? ` [${signed(d.low)}, ${signed(d.high)}] (paired over the steps, 95% t-interval)` : ""} (${verdict}).`,
+  ];
+}
+
+/** With replicate, each seed's caption stages side by side: does the latent objective work in every run of it? */
+function stagesPerSeedLines(perSeed: ReportMeta["stagesPerSeed"]): string[] {
+  if (!perSeed || perSeed.length === 0) return [];
+  const ks = Object.keys(perSeed.find((s) => s.retrieval)?.retrieval?.recall ?? {});
+  const signed = (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(4)}`;
+  return [
+    "",
+    "Each seed's own caption stages: its latent arm's test captions retrieving their images, and the two arms' caption next-token loss at the stage's end (latent − control, paired over the last logged steps).",
+    "",
+    `| seed | ${ks.map((k) => `recall@${k.replace(/^\D*/, "")}`).join(" | ")} | median rank | caption loss: latent − control |`,
+    `|---|${ks.map(() => "---|").join("")}---|---|`,
+    ...perSeed.map(({ seed, retrieval: r, captionLoss: c }) => {
+      const d = c?.difference;
+      const loss = !c ? "–" : d && Number.isFinite(d.low) ? `${signed(d.mean)} [${signed(d.low)}, ${signed(d.high)}]` : signed(c.latent.mean - c.control.mean);
+      return `| ${seed} | ${ks.map((k) => (r?.recall[k] ? pct(r.recall[k]!.mean) : "–")).join(" | ")} | ${r ? r.medianRank : "–"} | ${loss} |`;
+    }),
   ];
 }
 

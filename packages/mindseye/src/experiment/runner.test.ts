@@ -103,10 +103,19 @@ test("replicate: each seed trains its own base and caption stages, the study see
     const base1 = JSON.parse(readFileSync(join(out, "stages", "seed-1", "pretrain-latent", "recipe.resolved.json"), "utf8")) as { base: string; seed: number; targets: string };
     assert.deepEqual([base1.base, base1.seed, base1.targets], [join(out, "stages", "seed-1", "vlm-base", "model"), 1, join(out, "stages", "targets", "grid4")],
       "seed 1's latent arm starts from seed 1's base and reads the shared target cache");
-    const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as { replicate: string; cells: { perSeed: number[] }[] };
+    type Stages = { seed: number; retrieval?: { medianRank: number; galleryImages: number }; captionLoss?: { latent: { mean: number } } };
+    const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as { replicate: string; cells: { perSeed: number[] }[]; retrieval: unknown; stagesPerSeed: Stages[] };
     assert.equal(results.replicate, "base");
     assert.ok(results.cells.every((c) => c.perSeed.length === 2));
-    assert.match(readFileSync(join(out, "results.md"), "utf8"), /Each seed trained its own base VLM/);
+    // Each seed's latent arm is retrieved and its caption losses read: seed 0's are the study's own.
+    assert.deepEqual(results.stagesPerSeed.map((s) => s.seed), [0, 1]);
+    assert.deepEqual(results.stagesPerSeed[0]!.retrieval, results.retrieval);
+    const seed1 = results.stagesPerSeed[1]!;
+    assert.ok(seed1.retrieval && seed1.retrieval.medianRank >= 1 && seed1.retrieval.medianRank <= seed1.retrieval.galleryImages && Number.isFinite(seed1.captionLoss?.latent.mean));
+    assert.ok(existsSync(join(out, "eval", "retrieval-test-seed-1", "results.json")));
+    const md = readFileSync(join(out, "results.md"), "utf8");
+    assert.match(md, /Each seed trained its own base VLM/);
+    assert.match(md, /\| seed \| recall@1 .*\| median rank \| caption loss: latent − control \|\n\|---.*\n\| 0 \| .*\n\| 1 \| /);
 
     // Back to one base: seed 1's caption stages and fine-tunes were made from its own base.
     await assert.rejects(runStudy(study("pretrain"), { log: () => {} }), /latent-pretrain, text control .*seed 1: .*was made from earlier results of the steps it reads.*--force/s);

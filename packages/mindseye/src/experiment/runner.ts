@@ -39,8 +39,8 @@ import { analyzeStudy } from "../analysis/study.js";
 import { writeHtmlReport } from "./report_html.js";
 import { StudyJobs } from "./jobs.js";
 import { stepRunner, studySeconds, modelToken, readPredictions, skippedLine, type PlannedStep, type StepKind } from "./steps.js";
-import { writeReport, ARMS, type Baseline, type EvalRun, type RetrievalSummary, type AblationSummary, type CaptionLoss } from "./report.js";
-import { tInterval, type Interval } from "../eval/stats.js";
+import { writeReport, ARMS, type Baseline, type EvalRun, type RetrievalSummary, type AblationSummary, type CaptionLoss, type CaptionLosses } from "./report.js";
+import { tInterval } from "../eval/stats.js";
 import { readMetricsFile } from "../train/metrics.js";
 
 const common = { stage: true, world: true, out: true, seed: true } as const;
@@ -96,7 +96,7 @@ const DOTTED = /^[A-Za-z_]\w*(\.\w+)*$/;
  * paired t-interval over those steps: both arms read the same captions in the same batches, so a
  * step's difference cancels how hard its batch was. Nothing when either run logged none.
  */
-function captionLosses(controlRun: string, latentRun: string): { captionLoss?: { control: CaptionLoss; latent: CaptionLoss; difference?: Interval } } {
+function captionLosses(controlRun: string, latentRun: string): { captionLoss?: CaptionLosses } {
   const end = (run: string): CaptionLoss | null => {
     const rows = readMetricsFile(join(run, "metrics.jsonl")).filter((m) => m.split === "train" && typeof m.ce === "number").slice(-5);
     const values = rows.map((m) => m.ce as number);
@@ -437,8 +437,17 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
   const alignment: { retrieval?: RetrievalSummary } = {};
   galleryMade = retrievalOf("eval: world_retrieval of the latent arm (test captions)", join(stages, "pretrain-latent", "model"), join(dir, "eval", "retrieval-test"), pretrainTokens.latent,
     (r) => { alignment.retrieval = r; });
-  // With replicate, every seed's base and caption stages are scheduled here, in the seeds' order.
-  if (c.replicate !== "finetune") for (const seed of c.seeds) for (const arm of ["control", "latent"] as const) armOf(arm, seed);
+  // With replicate, every seed's base and caption stages are scheduled here, in the seeds' order,
+  // and each other seed's latent arm is retrieved as the study seed's is (eval/retrieval-test-seed-<s>).
+  const retrievalBySeed = new Map<number, RetrievalSummary>();
+  if (c.replicate !== "finetune") {
+    for (const seed of c.seeds) for (const arm of ["control", "latent"] as const) armOf(arm, seed);
+    for (const seed of c.seeds.filter((s) => s !== c.seed)) {
+      const latent = armOf("latent", seed);
+      void retrievalOf(`eval: world_retrieval of the latent arm, seed ${seed} (test captions)`, latent.dir, join(dir, "eval", `retrieval-test-seed-${seed}`), latent.token,
+        (r) => { retrievalBySeed.set(seed, r); });
+    }
+  }
 
   // 3. The ablation cells: each cell's pretraining (per seed with replicate) and its alignment.
   interface Start { name: string; folder: string; from: (seed: number) => Made; fractions: readonly number[]; seeds: readonly number[]; blind: boolean }
@@ -537,6 +546,13 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
     baselines, skipped: skips,
     ...alignment,
     ...captionLosses(join(stages, "pretrain-control"), join(stages, "pretrain-latent")),
+    ...(c.replicate === "finetune" ? {} : {
+      stagesPerSeed: c.seeds.map((seed) => ({
+        seed,
+        ...(seed === c.seed ? alignment : retrievalBySeed.has(seed) ? { retrieval: retrievalBySeed.get(seed)! } : {}),
+        ...captionLosses(join(stagesOf(seed), "pretrain-control"), join(stagesOf(seed), "pretrain-latent")),
+      })),
+    }),
     ...(ablations.length > 0 ? { ablations } : {}),
     ...(c.models && c.models.length > 0 ? { models: c.models } : {}),
     seconds: studySeconds(dir, step, (performance.now() - t0) / 1000),
