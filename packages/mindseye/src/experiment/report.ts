@@ -553,6 +553,9 @@ function captionLossLines(c: ReportMeta["captionLoss"]): string[] {
   ];
 }
 
+/** The recall columns' heads, "recall@1 | recall@5 | …", from results.json's recall keys. */
+const recallHeads = (ks: string[]) => ks.map((k) => `recall@${k.replace(/^\D*/, "")}`).join(" | ");
+
 /** With replicate, each seed's caption stages side by side: does the latent objective work in every run of it? */
 function stagesPerSeedLines(perSeed: ReportMeta["stagesPerSeed"]): string[] {
   if (!perSeed || perSeed.length === 0) return [];
@@ -562,7 +565,7 @@ function stagesPerSeedLines(perSeed: ReportMeta["stagesPerSeed"]): string[] {
     "",
     "Each seed's own caption stages: its latent arm's test captions retrieving their images, and the two arms' caption next-token loss at the stage's end (latent − control, paired over the last logged steps).",
     "",
-    `| seed | ${ks.map((k) => `recall@${k.replace(/^\D*/, "")}`).join(" | ")} | median rank | caption loss: latent − control |`,
+    `| seed | ${recallHeads(ks)} | median rank | caption loss: latent − control |`,
     `|---|${ks.map(() => "---|").join("")}---|---|`,
     ...perSeed.map(({ seed, retrieval: r, captionLoss: c }) => {
       const d = c?.difference;
@@ -591,7 +594,7 @@ function retrievalLines(r: RetrievalSummary | undefined): string[] {
     "",
     `The latent arm before fine-tuning: each of ${r.n} test captions imagines latents, and its image is ranked among ${r.galleryImages} test images.`,
     "",
-    `| ${ks.map((k) => `recall@${k.replace(/^\D*/, "")}`).join(" | ")} | median rank |`,
+    `| ${recallHeads(ks)} | median rank |`,
     `|${ks.map(() => "---|").join("")}---|`,
     `| ${ks.map((k) => `${interval(r.recall[k]!)} (chance ${pct(r.chance[k] ?? NaN)})`).join(" | ")} | ${r.medianRank} |`,
     ...collapse,
