@@ -11,7 +11,7 @@ const results = (byForm?: EvalResults["byForm"]): EvalResults => ({
   byType: { Density: interval(0.6, 5), Magnets: interval(0.4, 5) }, ...(byForm ? { byForm } : {}),
   skipped: { records: 0, images: 0, items: 0, list: [] }, truncated: 0, model: { path: "/m", fingerprint: "abcdef0123456789" }, data: "/w",
   generation: { greedy: true, maxNewTokens: 16, harnessMaxNewTokens: 16, stopToken: "<|im_end|>", batchSize: 4 },
-  limit: null, seconds: 1, itemsPerSecond: 10, finished: "2026-12-06T00:00:00.000Z",
+  limit: null, shuffledImages: null, seconds: 1, itemsPerSecond: 10, finished: "2026-12-06T00:00:00.000Z",
 });
 
 test("the eval table lists each form after the types, and no form rows for a task without forms", () => {

@@ -1,6 +1,7 @@
 // `mindseye eval --model RUN --task T --data DIR [--harness lmms-eval|vlmevalkit] [--split S]
-// [--limit N] [--batch-size N] [--max-new-tokens N] [--out DIR]`: a model answers a task's
-// questions and the harness's rules score them (eval/run.ts documents the outputs).
+// [--limit N] [--batch-size N] [--max-new-tokens N] [--shuffle-images SEED] [--out DIR]`: a model
+// answers a task's questions and the harness's rules score them (eval/run.ts documents the
+// outputs); with --shuffle-images, each question is shown another's images (the blind control).
 // `--task world_retrieval [--encoder DIR] [--captions first|all]` ranks images by imagined latents
 // instead (analysis/retrieval.ts).
 import { join } from "node:path";
@@ -12,7 +13,7 @@ import { evaluateRetrieval, formatRetrieval } from "../analysis/retrieval.js";
 import type { Harness } from "../eval/harness.js";
 import type { Interval } from "../eval/stats.js";
 import { parseRate } from "./targets.js";
-import { positiveInt } from "./options.js";
+import { nonNegativeInt, positiveInt } from "./options.js";
 
 
 const pct = (x: number) => (100 * x).toFixed(1);
@@ -30,7 +31,7 @@ export function formatResults(r: EvalResults, out: string): string {
     ].join("\n")
     : "skipped: none";
   return [
-    `${r.task} ${r.split} (${r.harness}): ${r.n} questions, ${r.itemsPerSecond.toFixed(1)} items/s, model ${r.model.path} (${r.model.fingerprint.slice(0, 12)})`,
+    `${r.task} ${r.split} (${r.harness})${r.shuffledImages === null ? "" : `, images shuffled across questions (seed ${r.shuffledImages})`}: ${r.n} questions, ${r.itemsPerSecond.toFixed(1)} items/s, model ${r.model.path} (${r.model.fingerprint.slice(0, 12)})`,
     line("type", "n", "accuracy", "95% CI"),
     ...rows.map(([k, v]) => line(k, String(v.n), `${pct(v.mean)}%`, `[${pct(v.low)}, ${pct(v.high)}]`)),
     `${r.truncated} answers reached the ${r.generation.maxNewTokens}-token limit`,
@@ -51,12 +52,14 @@ export function registerEvalCommand(program: Command): void {
     .option("--limit <n>", "only the first N questions")
     .option("--batch-size <n>", "questions per generation batch", "16")
     .option("--max-new-tokens <n>", `new tokens per answer (default: the harness's, at most ${MAX_NEW_TOKENS_CAP})`)
-    .option("--out <dir>", "output folder (default: MODEL/eval/TASK-SPLIT-HARNESS; world_retrieval: MODEL/eval/world_retrieval-SPLIT)")
+    .option("--shuffle-images <seed>", "the blind control: each question is shown the images of another (a seeded derangement), so accuracy falls to what the text allows")
+    .option("--out <dir>", "output folder (default: MODEL/eval/TASK-SPLIT-HARNESS, with -shuffled-SEED under --shuffle-images; world_retrieval: MODEL/eval/world_retrieval-SPLIT)")
     .option("--encoder <dir>", "world_retrieval: the frozen encoder of the targets (default: the one the latent-pretrain recipe names)")
     .option("--captions <which>", "world_retrieval: first | all captions per image", "first")
     .option("--max-error-rate <fraction>", "stop when more than this fraction of the task's records, or of its distinct images, is bad", "0.01")
-    .action(async (o: { model: string; task: string; data: string; harness: string; split?: string; limit?: string; batchSize: string; maxNewTokens?: string; out?: string; encoder?: string; captions: string; maxErrorRate: string }) => {
+    .action(async (o: { model: string; task: string; data: string; harness: string; split?: string; limit?: string; batchSize: string; maxNewTokens?: string; shuffleImages?: string; out?: string; encoder?: string; captions: string; maxErrorRate: string }) => {
       if (o.task === RETRIEVAL_TASK.name) {
+        if (o.shuffleImages !== undefined) throw new ConfigError("--shuffle-images is for question tasks: world_retrieval ranks images by captions and has no blind control; leave it out");
         if (o.captions !== "first" && o.captions !== "all") throw new ConfigError(`--captions must be first or all, got "${o.captions}"`);
         const split = o.split ?? RETRIEVAL_TASK.defaultSplit;
         const out = o.out ?? join(o.model, "eval", `${o.task}-${split}`);
@@ -69,12 +72,14 @@ export function registerEvalCommand(program: Command): void {
       }
       if (!(HARNESSES as readonly string[]).includes(o.harness)) throw new ConfigError(`--harness must be ${HARNESSES.join(" or ")}, got "${o.harness}"`);
       const split = resolveSplit(getTask(o.task), o.split);
-      const out = o.out ?? join(o.model, "eval", `${o.task}-${split}-${o.harness}`);
+      const shuffleImages = o.shuffleImages === undefined ? undefined : nonNegativeInt("--shuffle-images", o.shuffleImages);
+      const out = o.out ?? join(o.model, "eval", `${o.task}-${split}-${o.harness}${shuffleImages === undefined ? "" : `-shuffled-${shuffleImages}`}`);
       const r = await evaluate({
         modelDir: o.model, task: o.task, harness: o.harness as Harness, split, dataDir: o.data, out,
         batchSize: positiveInt("--batch-size", o.batchSize), maxErrorRate: parseRate("--max-error-rate", o.maxErrorRate),
         ...(o.limit === undefined ? {} : { limit: positiveInt("--limit", o.limit) }),
         ...(o.maxNewTokens === undefined ? {} : { maxNewTokens: positiveInt("--max-new-tokens", o.maxNewTokens) }),
+        ...(shuffleImages === undefined ? {} : { shuffleImages }),
       });
       console.log(formatResults(r, out));
     });

@@ -6,3 +6,9 @@ export function positiveInt(flag: string, text: string): number {
   if (!/^\d+$/.test(text.trim()) || Number(text) < 1) throw new ConfigError(`${flag} must be a positive integer, got "${text}"`);
   return Number(text);
 }
+
+/** `text` as a decimal integer ≥ 0 (a seed), or a ConfigError naming the option. */
+export function nonNegativeInt(flag: string, text: string): number {
+  if (!/^\d+$/.test(text.trim())) throw new ConfigError(`${flag} must be an integer ≥ 0, got "${text}"`);
+  return Number(text);
+}

@@ -9,7 +9,8 @@ import { fileURLToPath } from "node:url";
 import { ConfigError } from "../config/errors.js";
 import { generateWorld, resolveWorldOptions } from "../world/generate.js";
 import { score, type Harness, type TaskKind } from "./harness.js";
-import { evaluate, loadEvalModel, MAX_NEW_TOKENS_CAP, type EvalResults, type PredictionLine } from "./run.js";
+import { evaluate, loadEvalModel, MAX_NEW_TOKENS_CAP, shuffleImagesAcross, type EvalResults, type PredictionLine } from "./run.js";
+import type { EvalItem } from "./tasks.js";
 import { captureEvalCli, saveTinyEvalModel } from "./test_helpers.js";
 
 const X = fileURLToPath(new URL("../../test-fixtures/formats/", import.meta.url));
@@ -168,6 +169,38 @@ test("mindseye eval: the command runs the evaluation and prints a short table", 
   assert.match(text, /^world_gqa test \(lmms-eval\): 3 questions, /);
   assert.match(text, /\n {2}type +n +accuracy +95% CI\n {2}overall +3 +\d+\.\d% +\[\d+\.\d, \d+\.\d\]\n/);
   assert.match(text, new RegExp(`predictions\\.jsonl and results\\.json in ${out}$`));
+  assert.equal((JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as EvalResults).shuffledImages, null);
+
+  // The blind control from the command line: its own folder, said in the table and in results.json.
+  const blindText = await captureEvalCli(async (parse) => {
+    await parse(["--model", join(tmp, "run"), "--task", "world_gqa", "--data", world, "--limit", "3", "--batch-size", "2", "--shuffle-images", "3"]);
+  });
+  const blind = join(tmp, "run", "eval", "world_gqa-test-lmms-eval-shuffled-3");
+  assert.match(blindText, /^world_gqa test \(lmms-eval\), images shuffled across questions \(seed 3\): 3 questions, /);
+  assert.equal((JSON.parse(readFileSync(join(blind, "results.json"), "utf8")) as EvalResults).shuffledImages, 3);
+  await assert.rejects(captureEvalCli((parse) => parse(["--model", join(tmp, "run"), "--task", "world_gqa", "--data", world, "--shuffle-images", "-1"]).then(() => {})),
+    (e: unknown) => e instanceof ConfigError && /--shuffle-images must be an integer ≥ 0, got "-1"/.test(e.message));
+  await assert.rejects(captureEvalCli((parse) => parse(["--model", join(tmp, "run"), "--task", "world_retrieval", "--data", world, "--shuffle-images", "0"]).then(() => {})),
+    (e: unknown) => e instanceof ConfigError && /--shuffle-images is for question tasks/.test(e.message));
+});
+
+test("the blind control's shuffle gives every question another question's images, seeded, within each image count", () => {
+  const item = (id: number, images: number): EvalItem => ({
+    kind: "gqa", id: String(id), question: "q", answer: "a", type: "t", source: { file: "f", record: String(id) },
+    images: Array.from({ length: images }, (_, k) => ({ kind: "file" as const, path: `img-${id}-${k}` })),
+  });
+  const items = [...Array.from({ length: 9 }, (_, i) => item(i, 1)), ...Array.from({ length: 4 }, (_, i) => item(9 + i, 3)), item(13, 2)];
+  const shuffled = shuffleImagesAcross(items, 7);
+  const owner = (it: EvalItem) => { const ref = it.images[0]!; return ref.kind === "file" ? ref.path.split("-")[1] : ""; };
+  shuffled.forEach((it, i) => {
+    assert.equal(it.id, items[i]!.id, "questions keep their place");
+    assert.equal(it.images.length, items[i]!.images.length, "images come from a question with as many");
+    if (i < 13) assert.notEqual(owner(it), it.id, `question ${i} sees another question's images`);
+  });
+  assert.equal(owner(shuffled[13]!), "13", "a question alone in its image count keeps its images");
+  assert.deepEqual(shuffled.map(owner).slice(0, 9).sort(), items.map(owner).slice(0, 9).sort(), "a permutation: every image shown once");
+  assert.deepEqual(shuffleImagesAcross(items, 7), shuffled, "the same seed, the same shuffle");
+  assert.notDeepEqual(shuffleImagesAcross(items, 8).map(owner), shuffled.map(owner), "another seed, another shuffle");
 });
 
 test("a training checkpoint (checkpoints/step-N) is evaluated with its run's saved configuration, and recorded as itself", async () => {

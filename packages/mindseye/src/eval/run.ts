@@ -124,6 +124,8 @@ export interface EvalResults {
   data: string;
   generation: { greedy: true; maxNewTokens: number; harnessMaxNewTokens: number; stopToken: string; batchSize: number };
   limit: number | null;
+  /** The blind control's seed when every question was shown another question's images, else null. */
+  shuffledImages: number | null;
   /** Wall time of the whole call (reading, loading, fingerprint, generation). */
   seconds: number;
   /** Questions per second of the decode–generate–score loop. */
@@ -415,7 +417,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvalResults> {
     truncated,
     model: { path: resolve(source), fingerprint }, data: resolve(o.dataDir),
     generation: { greedy: true, maxNewTokens, harnessMaxNewTokens, stopToken: "<|im_end|>", batchSize },
-    limit: o.limit ?? null, seconds, itemsPerSecond: items.length / ((now - tLoop) / 1000), finished: new Date().toISOString(),
+    limit: o.limit ?? null, shuffledImages: o.shuffleImages ?? null, seconds, itemsPerSecond: items.length / ((now - tLoop) / 1000), finished: new Date().toISOString(),
   };
   const tmp = join(o.out, `results.json.tmp-${process.pid}`);
   writeFileSync(tmp, JSON.stringify(results, null, 2) + "\n");
