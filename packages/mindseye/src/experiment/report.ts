@@ -25,6 +25,8 @@
 //                  each model's share of its most common answer per question type (flagged > 80%)
 //   replicate      "finetune" | "pretrain" | "base": the stages each seed trained for itself, i.e. which
 //                  variance the intervals count (runner.ts StudyConfig.replicate)
+//   instruct       (studies with finetune.instruct) {tasks, steps}: the instruction phase every model
+//                  went through on all of those families' training questions before its fraction
 //   retrieval      the latent arm's alignment before fine-tuning (recall@k, median rank, collapse); with
 //                  replicate, of the study seed's caption stage
 //   captionLoss    {control, latent, difference?}: each pretraining stage's caption next-token loss at
@@ -352,6 +354,8 @@ export interface ReportMeta {
   replicate?: "finetune" | "pretrain" | "base";
   fractions: number[];
   harness: string;
+  /** The instruction phase before the fraction fine-tunes (absent: none). */
+  instruct?: { tasks: string[]; steps: number };
   baselines: Record<string, Baseline>;
   /** One line per evaluation that skipped bad records or images (none: every question was scored). */
   skipped?: string[];
@@ -452,6 +456,7 @@ export function writeReport(dir: string, runs: EvalRun[], meta: ReportMeta): { m
     "",
     `Seeds: ${JSON.stringify(meta.seeds)}; fractions of the training questions: ${JSON.stringify(meta.fractions)}; harness: ${meta.harness}.`,
     replicatedLine(meta.replicate ?? "finetune"),
+    ...(meta.instruct ? [`Instruction phase: every model was first fine-tuned for ${meta.instruct.steps} steps on all the training questions of ${meta.instruct.tasks.join(", ")}, then on its fraction of the study's; the fractions are of the second phase's questions.`] : []),
     ...interactionLines(interactions, comparisons),
     "",
     "## Controls",

@@ -281,7 +281,7 @@ function sheetsSection(study: string, a: StudyAnalysis): string {
   return `<h2 id="imagine">Imagine</h2><p>The latent arm imagines a test caption; the 8 test images whose encoder latents are closest, best first, with their similarity.</p>${items.join("\n")}`;
 }
 
-/** Metric files of each stage, and of each arm's fine-tune at the largest fraction and first seed. */
+/** Metric files of each stage, and of each arm's fine-tune (and instruction phase) at the largest fraction and first seed. */
 function metricRuns(study: string, r: ResultsJson | null): { name: string; path: string }[] {
   const runs: { name: string; path: string }[] = [];
   const stages = join(study, "stages");
@@ -291,6 +291,8 @@ function metricRuns(study: string, r: ResultsJson | null): { name: string; path:
   if (r !== null) {
     const f = Math.max(...r.fractions), seed = r.seeds[0]!;
     for (const arm of [...new Set(r.cells.map((c) => c.arm))]) {
+      const instruct = join(study, "finetune", arm, "instruct", `seed-${seed}`, "metrics.jsonl");
+      if (existsSync(instruct)) runs.push({ name: `instruction phase ${arm} (seed ${seed})`, path: instruct });
       const path = join(study, "finetune", arm, `fraction-${f}`, `seed-${seed}`, "metrics.jsonl");
       if (existsSync(path)) runs.push({ name: `finetune ${arm} (fraction ${f}, seed ${seed})`, path });
     }

@@ -135,6 +135,43 @@ test("replicate: each seed trains its own base and caption stages, the study see
   }
 });
 
+test("finetune.instruct: one instruction phase per arm × seed, the start of its fine-tunes at every fraction, never reused when changed", async () => {
+  const root = mkdtempSync(join(tmpdir(), "mindseye-study-instruct-"));
+  try {
+    const out = join(root, "study");
+    const study = (steps: number) => StudyConfig.parse({
+      ...tinyStudy(out), fractions: [0.5, 1],
+      finetune: { tasks: ["scienceqa"], instruct: { tasks: ["gqa"], train: { steps, batch_size: 8 } }, train: { steps: 2, batch_size: 8 } },
+      eval: { tasks: ["world_sqa"], splits: ["test"], limit: 4, batch_size: 4 },
+    });
+    const plan = await planStudy(study(2));
+    assert.deepEqual(plan.filter((p) => /instruction phase/.test(p.what)).map((p) => p.out.slice(out.length)),
+      ["baseline", "control", "latent"].map((arm) => join("/finetune", arm, "instruct", "seed-0")));
+    assert.equal(plan.filter((p) => p.kind === "finetune").length, 3 + 6);
+
+    await runStudy(study(2), { log: () => {} });
+    const resolved = (...path: string[]) => JSON.parse(readFileSync(join(out, "finetune", ...path, "recipe.resolved.json"), "utf8")) as { model: string; tasks: string[]; fraction: number; seed: number; harness: string };
+    const phase = resolved("latent", "instruct", "seed-0");
+    assert.deepEqual([phase.model, phase.tasks, phase.fraction, phase.seed, phase.harness], [join(out, "stages", "pretrain-latent", "model"), ["gqa"], 1, 0, "lmms-eval"]);
+    for (const fraction of [0.5, 1]) {
+      const ft = resolved("latent", `fraction-${fraction}`, "seed-0");
+      assert.deepEqual([ft.model, ft.tasks], [join(out, "finetune", "latent", "instruct", "seed-0", "model"), ["scienceqa"]], `fraction ${fraction} starts from the instruction phase`);
+    }
+    assert.equal(resolved("baseline", "instruct", "seed-0").model, join(out, "stages", "vlm-base", "model"));
+    const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as { instruct: unknown };
+    assert.deepEqual(results.instruct, { tasks: ["gqa"], steps: 2 });
+    assert.match(readFileSync(join(out, "results.md"), "utf8"), /Instruction phase: every model was first fine-tuned for 2 steps on all the training questions of gqa/);
+
+    // A changed phase stops the study at it; the plan shows it and every fine-tune after it changed.
+    await assert.rejects(runStudy(study(3), { log: () => {} }), /instruction phase baseline \(gqa\), seed 0: .*changed: 0\.train\.steps.*--force/s);
+    const replanned = await planStudy(study(3));
+    assert.deepEqual([...new Set(replanned.filter((p) => p.kind === "finetune").map((p) => p.status))], ["changed"]);
+    assert.deepEqual([...new Set(replanned.filter((p) => p.kind !== "finetune" && p.kind !== "eval").map((p) => p.status))], ["done"]);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test("settings that clash across sections are refused before anything runs", () => {
   const root = mkdtempSync(join(tmpdir(), "mindseye-study-"));
   try {
@@ -185,7 +222,7 @@ test("a study's named models (models:) are fine-tuned and evaluated like the arm
   }
 });
 
-test("configs/demo.yaml, study.yaml and jigsaw.yaml validate and plan their grids", async () => {
+test("configs/demo.yaml, study.yaml, jigsaw.yaml and sqa.yaml validate and plan their grids", async () => {
   const root = mkdtempSync(join(tmpdir(), "mindseye-study-plan-"));
   try {
     const count = (plan: { kind: string }[], kind: string) => plan.filter((s) => s.kind === kind).length;
@@ -203,6 +240,13 @@ test("configs/demo.yaml, study.yaml and jigsaw.yaml validate and plan their grid
     const jigsaw = loadStudy(join(configs, "jigsaw.yaml"), [`out=${join(root, "jigsaw")}`]);
     assert.equal(count(await planStudy(jigsaw), "finetune"), 18);
     assert.deepEqual([jigsaw.finetune.tasks, jigsaw.eval.tasks, jigsaw.world_encoder.read_views], [["jigsaw"], ["world_jigsaw"], true]);
+    // sqa: jigsaw's world and stages, world_gqa first, then world_sqa at each fraction.
+    const sqa = loadStudy(join(configs, "sqa.yaml"), [`out=${join(root, "sqa")}`]);
+    const sqaPlan = await planStudy(sqa);
+    assert.equal(count(sqaPlan, "finetune"), 9 + 18);
+    assert.deepEqual([sqa.finetune.instruct?.tasks, sqa.finetune.tasks, sqa.eval.tasks], [["gqa"], ["scienceqa"], ["world_sqa"]]);
+    const { finetune: _j, eval: _je, name: _jn, out: _jo, ...jigsawStages } = jigsaw, { finetune: _s, eval: _se, name: _sn, out: _so, ...sqaStages } = sqa;
+    assert.deepEqual(sqaStages, jigsawStages, "the stages before fine-tuning are jigsaw.yaml's, so a copy of runs/jigsaw's is reused");
     // With replicate: base, each seed's own base and caption stages.
     const replicated = await planStudy(loadStudy(join(configs, "demo.yaml"), [`out=${join(root, "demo")}`, "replicate=base"]));
     assert.deepEqual([count(replicated, "vlm-base"), count(replicated, "latent-pretrain"), count(replicated, "finetune")], [3, 6, 18]);

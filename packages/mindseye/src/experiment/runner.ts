@@ -4,6 +4,8 @@
 //                                     ├─ latent-pretrain (λ_sim = λ_align = 0) ─ control ─┼→ finetune × fraction × seed → eval
 //                                     └─ latent-pretrain (full loss) ─────────── latent ──┘
 //   + the blind control: each arm's largest-fraction models evaluated with shuffled images
+//   + finetune.instruct: an instruction phase per arm × seed on other task families, before the
+//     fine-tunes at each fraction (finetune/<arm>/instruct/seed-<s>)
 //   + replicate (pretrain | base): each seed runs its own caption stages (and its own base VLM), so
 //     that the intervals over seeds count their variance; the study seed's stay in stages/
 //   + ablations: cells of the latent arm with some latent-pretraining keys changed (a full product
@@ -30,6 +32,7 @@ import { loadRecipe, setPath, validate } from "../config/recipe.js";
 import { ConfigError } from "../config/errors.js";
 import { generateWorld, resolveWorldOptions } from "../world/generate.js";
 import { runWorldEncoder, runVlmBase, WorldEncoderRecipe, VlmBaseRecipe, LatentPretrainRecipe, FinetuneRecipe } from "../train/stages/index.js";
+import { TASK_FAMILIES } from "../train/stages/finetune.js";
 import { checkReadout } from "../train/stages/latent_pretrain.js";
 import { BASE_MIX_SETTINGS } from "../train/stages/vlm_base.js";
 import type { RetrievalResults } from "../analysis/retrieval.js";
@@ -49,6 +52,26 @@ const common = { stage: true, world: true, out: true, seed: true } as const;
 // The study runs on the world with its own model family: real-dataset and published-family keys are not study settings.
 const StudyLatentPretrain = LatentPretrainRecipe.omit({ ...common, encoder: true, base: true, targets: true, captions: true, vision_layer: true });
 type StudyLatentPretrain = z.output<typeof StudyLatentPretrain>;
+
+/**
+ * The study's finetune section: the stage's recipe without what the study decides, and an optional
+ * instruction phase before it.
+ */
+const StudyFinetune = FinetuneRecipe.omit({ ...common, model: true, fraction: true, datasets: true }).extend({
+  /**
+   * A first fine-tuning phase on all the training questions of other task families, before the
+   * study's own at each fraction, as published VLMs are instruction-tuned before they are
+   * fine-tuned on ScienceQA (configs/sqa.yaml: world_gqa, then world_sqa). One run per arm × seed
+   * (finetune/<arm>/instruct/seed-<s>) that the arm's fine-tunes at every fraction start from; it
+   * takes the section's harness and max_error_rate. Absent: none.
+   * ```yaml
+   * instruct: { tasks: [gqa], train: { steps: 400, batch_size: 16, lr: 7.0e-4, warmup_steps: 10 } }
+   * ```
+   */
+  instruct: FinetuneRecipe.pick({ question_types: true, task_sampling: true, train: true })
+    .extend({ tasks: z.array(z.enum(TASK_FAMILIES)).min(1) }).strict().optional(),
+});
+type StudyFinetune = z.output<typeof StudyFinetune>;
 
 const AblationValue = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 type AblationValue = z.output<typeof AblationValue>;
@@ -204,7 +227,7 @@ export const StudyConfig = z.strictObject({
   world_encoder: WorldEncoderRecipe.omit(common),
   vlm_base: VlmBaseRecipe.omit({ ...common, encoder: true }),
   latent_pretrain: StudyLatentPretrain,
-  finetune: FinetuneRecipe.omit({ ...common, model: true, fraction: true, datasets: true }),
+  finetune: StudyFinetune,
   fractions: z.array(z.number().gt(0).max(1)).min(1),
   seeds: z.array(z.number().int().min(0)).min(1),
   /**
@@ -492,16 +515,30 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
   const largest = Math.max(...c.fractions);
   const evalSettings = { ...c.eval, harness: c.finetune.harness };
   const models: Promise<{ runs: EvalRun[]; skips: string[] }>[] = [];
+  const { instruct, ...finetuneSettings } = c.finetune;
+  /** A start's instruction phase for a seed (finetune.instruct): the model its fine-tunes at every fraction start from. */
+  const instructed = (s: Start, seed: number, phase: NonNullable<StudyFinetune["instruct"]>): Made => {
+    const out = join(dir, "finetune", s.folder, "instruct", `seed-${seed}`);
+    const what = `stage 4: instruction phase ${s.name} (${phase.tasks.join(", ")}), seed ${seed}`;
+    const start = s.from(seed);
+    const recipe = FinetuneRecipe.parse({ harness: c.finetune.harness, max_error_rate: c.finetune.max_error_rate, ...phase, stage: "finetune", seed, world, model: start.dir, fraction: 1, out });
+    const token = jobs.task(async () => {
+      const startToken = await start.token;
+      return jobs.slot(what, () => step("finetune", what, out, [phase, c.finetune.harness, c.finetune.max_error_rate, seed], [worldToken, startToken], () => jobs.run({ kind: "train", recipe, quiet }, what)));
+    });
+    return { dir: join(out, "model"), token };
+  };
   for (const s of starts) {
+    const startOf = instruct === undefined ? s.from : once((seed: number) => instructed(s, seed, instruct));
     for (const fraction of s.fractions) {
       for (const seed of s.seeds) {
         const ftDir = join(dir, "finetune", s.folder, `fraction-${fraction}`, `seed-${seed}`);
         const ftWhat = `stage 4: finetune ${s.name}, fraction ${fraction}, seed ${seed}`;
-        const start = s.from(seed);
+        const start = startOf(seed);
         models.push(jobs.task(async () => {
           const startToken = await start.token;
           return jobs.slot(ftWhat, async () => {
-            const recipe = FinetuneRecipe.parse({ ...c.finetune, stage: "finetune", seed, world, model: start.dir, fraction, out: ftDir });
+            const recipe = FinetuneRecipe.parse({ ...finetuneSettings, stage: "finetune", seed, world, model: start.dir, fraction, out: ftDir });
             const ftToken = await step("finetune", ftWhat, ftDir, [c.finetune, fraction, seed], [worldToken, startToken], () => jobs.run({ kind: "train", recipe, quiet }, ftWhat));
             const runs: EvalRun[] = [], skips: string[] = [];
             for (const task of c.eval.tasks) {
@@ -543,6 +580,7 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
   for (const task of c.eval.tasks) Object.assign(baselines, await blindBaselines(world, task, c.eval.splits, c.eval.limit, c.finetune.harness));
   const { markdown } = writeReport(dir, runs, {
     name: c.name, seeds: c.seeds, replicate: c.replicate, fractions: c.fractions, harness: c.finetune.harness, tasks: c.eval.tasks, splits: c.eval.splits, limit: c.eval.limit,
+    ...(instruct ? { instruct: { tasks: instruct.tasks, steps: instruct.train.steps } } : {}),
     baselines, skipped: skips,
     ...alignment,
     ...captionLosses(join(stages, "pretrain-control"), join(stages, "pretrain-latent")),
