@@ -4,7 +4,7 @@
 //                                     ├─ latent-pretrain (λ_sim = λ_align = 0) ─ control ─┼→ finetune × fraction × seed → eval
 //                                     └─ latent-pretrain (full loss) ─────────── latent ──┘
 //   + the blind control: each arm's largest-fraction models evaluated with shuffled images
-//   + finetune.instruct: an instruction phase per arm × seed on other task families, before the
+//   + finetune.instruct: an instruction phase per arm × seed on whole task families, before the
 //     fine-tunes at each fraction (finetune/<arm>/instruct/seed-<s>)
 //   + replicate (pretrain | base): each seed runs its own caption stages (and its own base VLM), so
 //     that the intervals over seeds count their variance; the study seed's stay in stages/
@@ -59,8 +59,8 @@ type StudyLatentPretrain = z.output<typeof StudyLatentPretrain>;
  */
 const StudyFinetune = FinetuneRecipe.omit({ ...common, model: true, fraction: true, datasets: true }).extend({
   /**
-   * A first fine-tuning phase on all the training questions of other task families, before the
-   * study's own at each fraction, as published VLMs are instruction-tuned before they are
+   * A first fine-tuning phase on all the training questions of the task families it names, before
+   * the fine-tunes on the study's tasks at each fraction, as published VLMs are instruction-tuned before they are
    * fine-tuned on ScienceQA (configs/sqa.yaml: world_gqa, then world_sqa). One run per arm × seed
    * (finetune/<arm>/instruct/seed-<s>) that the arm's fine-tunes at every fraction start from; it
    * takes the section's harness and max_error_rate. Absent: none.
