@@ -240,13 +240,13 @@ test("configs/demo.yaml, study.yaml, jigsaw.yaml and sqa.yaml validate and plan 
     const jigsaw = loadStudy(join(configs, "jigsaw.yaml"), [`out=${join(root, "jigsaw")}`]);
     assert.equal(count(await planStudy(jigsaw), "finetune"), 18);
     assert.deepEqual([jigsaw.finetune.tasks, jigsaw.eval.tasks, jigsaw.world_encoder.read_views], [["jigsaw"], ["world_jigsaw"], true]);
-    // sqa: jigsaw's world and stages, world_gqa first, then world_sqa at each fraction.
+    // sqa: jigsaw's world and encoder, a base aligned twice as long, world_gqa first, then world_sqa at each fraction.
     const sqa = loadStudy(join(configs, "sqa.yaml"), [`out=${join(root, "sqa")}`]);
     const sqaPlan = await planStudy(sqa);
     assert.equal(count(sqaPlan, "finetune"), 9 + 18);
     assert.deepEqual([sqa.finetune.instruct?.tasks, sqa.finetune.tasks, sqa.eval.tasks], [["gqa"], ["scienceqa"], ["world_sqa"]]);
-    const { finetune: _j, eval: _je, name: _jn, out: _jo, ...jigsawStages } = jigsaw, { finetune: _s, eval: _se, name: _sn, out: _so, ...sqaStages } = sqa;
-    assert.deepEqual(sqaStages, jigsawStages, "the stages before fine-tuning are jigsaw.yaml's, so a copy of runs/jigsaw's is reused");
+    assert.deepEqual([sqa.world, sqa.world_encoder, sqa.latent_pretrain], [jigsaw.world, jigsaw.world_encoder, jigsaw.latent_pretrain], "a copy of runs/jigsaw's world and encoder is reused");
+    assert.deepEqual([sqa.vlm_base.alignment?.steps, { ...sqa.vlm_base, alignment: jigsaw.vlm_base.alignment }], [2000, jigsaw.vlm_base]);
     // With replicate: base, each seed's own base and caption stages.
     const replicated = await planStudy(loadStudy(join(configs, "demo.yaml"), [`out=${join(root, "demo")}`, "replicate=base"]));
     assert.deepEqual([count(replicated, "vlm-base"), count(replicated, "latent-pretrain"), count(replicated, "finetune")], [3, 6, 18]);
