@@ -27,6 +27,8 @@
 //                  variance the intervals count (runner.ts StudyConfig.replicate)
 //   instruct       (studies with finetune.instruct) {tasks, steps}: the instruction phase every model
 //                  went through on all of those families' training questions before its fraction
+//   benchmarkWorld (studies with benchmark_world) {scenes, seed}: the world of the fine-tunes at each
+//                  fraction and of the evaluations, apart from the one the earlier stages trained on
 //   retrieval      the latent arm's alignment before fine-tuning (recall@k, median rank, collapse); with
 //                  replicate, of the study seed's caption stage
 //   captionLoss    {control, latent, difference?}: each pretraining stage's caption next-token loss at
@@ -356,6 +358,8 @@ export interface ReportMeta {
   harness: string;
   /** The instruction phase before the fraction fine-tunes (absent: none). */
   instruct?: { tasks: string[]; steps: number };
+  /** The world of the fraction fine-tunes and the evaluations, when it is not the study's (absent: the study's). */
+  benchmarkWorld?: { scenes: number; seed: number };
   baselines: Record<string, Baseline>;
   /** One line per evaluation that skipped bad records or images (none: every question was scored). */
   skipped?: string[];
@@ -456,6 +460,7 @@ export function writeReport(dir: string, runs: EvalRun[], meta: ReportMeta): { m
     "",
     `Seeds: ${JSON.stringify(meta.seeds)}; fractions of the training questions: ${JSON.stringify(meta.fractions)}; harness: ${meta.harness}.`,
     replicatedLine(meta.replicate ?? "finetune"),
+    ...(meta.benchmarkWorld ? [`Benchmark world: the fine-tunes at each fraction and the evaluations are on a world of their own (${meta.benchmarkWorld.scenes} scenes, seed ${meta.benchmarkWorld.seed}), apart from the world the encoder, the base and the caption stages${meta.instruct ? " and the instruction phase" : ""} trained on.`] : []),
     ...(meta.instruct ? [`Instruction phase: every model was first fine-tuned for ${meta.instruct.steps} steps on all the training questions of ${meta.instruct.tasks.join(", ")}, then on its fraction of the study's; the fractions are of the second phase's questions.`] : []),
     ...interactionLines(interactions, comparisons),
     "",

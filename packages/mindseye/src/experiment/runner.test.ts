@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { StudyConfig, runStudy, stepMarkerPath, checkStudy, loadStudy, planStudy, withBaseReplay } from "./runner.js";
 import { writeTinyLlava } from "../models/llava_test_helpers.js";
@@ -135,12 +135,12 @@ test("replicate: each seed trains its own base and caption stages, the study see
   }
 });
 
-test("finetune.instruct: one instruction phase per arm × seed, the start of its fine-tunes at every fraction, never reused when changed", async () => {
+test("finetune.instruct and benchmark_world: an instruction phase per arm × seed on the study's world, the start of its fine-tunes at every fraction on the benchmark's; never reused when changed", async () => {
   const root = mkdtempSync(join(tmpdir(), "mindseye-study-instruct-"));
   try {
     const out = join(root, "study");
     const study = (steps: number) => StudyConfig.parse({
-      ...tinyStudy(out), fractions: [0.5, 1],
+      ...tinyStudy(out), fractions: [0.5, 1], benchmark_world: { scenes: 40, seed: 1 },
       finetune: { tasks: ["scienceqa"], instruct: { tasks: ["gqa"], train: { steps, batch_size: 8 } }, train: { steps: 2, batch_size: 8 } },
       eval: { tasks: ["world_sqa"], splits: ["test"], limit: 4, batch_size: 4 },
     });
@@ -148,19 +148,29 @@ test("finetune.instruct: one instruction phase per arm × seed, the start of its
     assert.deepEqual(plan.filter((p) => /instruction phase/.test(p.what)).map((p) => p.out.slice(out.length)),
       ["baseline", "control", "latent"].map((arm) => join("/finetune", arm, "instruct", "seed-0")));
     assert.equal(plan.filter((p) => p.kind === "finetune").length, 3 + 6);
+    assert.deepEqual(plan.filter((p) => p.kind === "world").map((p) => p.out), [join(out, "world"), join(out, "benchmark-world")]);
 
     await runStudy(study(2), { log: () => {} });
-    const resolved = (...path: string[]) => JSON.parse(readFileSync(join(out, "finetune", ...path, "recipe.resolved.json"), "utf8")) as { model: string; tasks: string[]; fraction: number; seed: number; harness: string };
+    const resolved = (...path: string[]) => JSON.parse(readFileSync(join(out, "finetune", ...path, "recipe.resolved.json"), "utf8")) as { model: string; world: string; tasks: string[]; fraction: number; seed: number; harness: string };
     const phase = resolved("latent", "instruct", "seed-0");
-    assert.deepEqual([phase.model, phase.tasks, phase.fraction, phase.seed, phase.harness], [join(out, "stages", "pretrain-latent", "model"), ["gqa"], 1, 0, "lmms-eval"]);
+    assert.deepEqual([phase.model, phase.world, phase.tasks, phase.fraction, phase.seed, phase.harness], [join(out, "stages", "pretrain-latent", "model"), join(out, "world"), ["gqa"], 1, 0, "lmms-eval"]);
     for (const fraction of [0.5, 1]) {
       const ft = resolved("latent", `fraction-${fraction}`, "seed-0");
-      assert.deepEqual([ft.model, ft.tasks], [join(out, "finetune", "latent", "instruct", "seed-0", "model"), ["scienceqa"]], `fraction ${fraction} starts from the instruction phase`);
+      assert.deepEqual([ft.model, ft.world, ft.tasks], [join(out, "finetune", "latent", "instruct", "seed-0", "model"), join(out, "benchmark-world"), ["scienceqa"]], `fraction ${fraction} starts from the instruction phase`);
     }
     assert.equal(resolved("baseline", "instruct", "seed-0").model, join(out, "stages", "vlm-base", "model"));
-    const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as { instruct: unknown };
-    assert.deepEqual(results.instruct, { tasks: ["gqa"], steps: 2 });
-    assert.match(readFileSync(join(out, "results.md"), "utf8"), /Instruction phase: every model was first fine-tuned for 2 steps on all the training questions of gqa/);
+    const manifest = JSON.parse(readFileSync(join(out, "benchmark-world", "manifest.json"), "utf8")) as { scenes: number; seed: number; size: number };
+    assert.deepEqual([manifest.scenes, manifest.seed, manifest.size], [40, 1, 32], "the study world's size, the benchmark's scenes and seed");
+    for (const folder of ["eval", "eval-blind"]) {
+      const scored = JSON.parse(readFileSync(join(out, folder, "latent", "fraction-1", "seed-0", "world_sqa-test", "results.json"), "utf8")) as { data: string };
+      assert.equal(scored.data, resolve(out, "benchmark-world"), `${folder}: scored on the benchmark world`);
+    }
+    const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as { instruct: unknown; benchmarkWorld: unknown };
+    assert.deepEqual([results.instruct, results.benchmarkWorld], [{ tasks: ["gqa"], steps: 2 }, { scenes: 40, seed: 1 }]);
+    const md = readFileSync(join(out, "results.md"), "utf8");
+    assert.match(md, /Instruction phase: every model was first fine-tuned for 2 steps on all the training questions of gqa/);
+    assert.match(md, /Benchmark world: .*\(40 scenes, seed 1\)/);
+    assert.throws(() => checkStudy(StudyConfig.parse({ ...study(2), benchmark_world: { scenes: 40, seed: 0 } })), /benchmark_world.seed 0 is world.seed/);
 
     // A changed phase stops the study at it; the plan shows it and every fine-tune after it changed.
     await assert.rejects(runStudy(study(3), { log: () => {} }), /instruction phase baseline \(gqa\), seed 0: .*changed: 0\.train\.steps.*--force/s);
@@ -240,13 +250,13 @@ test("configs/demo.yaml, study.yaml, jigsaw.yaml and sqa.yaml validate and plan 
     const jigsaw = loadStudy(join(configs, "jigsaw.yaml"), [`out=${join(root, "jigsaw")}`]);
     assert.equal(count(await planStudy(jigsaw), "finetune"), 18);
     assert.deepEqual([jigsaw.finetune.tasks, jigsaw.eval.tasks, jigsaw.world_encoder.read_views], [["jigsaw"], ["world_jigsaw"], true]);
-    // sqa: jigsaw's world and encoder, a base aligned twice as long, world_gqa first, then world_sqa at each fraction.
+    // sqa: the demo's world and stages, world_gqa first, then world_sqa at each fraction on a benchmark world of its own.
     const sqa = loadStudy(join(configs, "sqa.yaml"), [`out=${join(root, "sqa")}`]);
     const sqaPlan = await planStudy(sqa);
     assert.equal(count(sqaPlan, "finetune"), 9 + 18);
     assert.deepEqual([sqa.finetune.instruct?.tasks, sqa.finetune.tasks, sqa.eval.tasks], [["gqa"], ["scienceqa"], ["world_sqa"]]);
-    assert.deepEqual([sqa.world, sqa.world_encoder, sqa.latent_pretrain], [jigsaw.world, jigsaw.world_encoder, jigsaw.latent_pretrain], "a copy of runs/jigsaw's world and encoder is reused");
-    assert.deepEqual([sqa.vlm_base.alignment?.steps, { ...sqa.vlm_base, alignment: jigsaw.vlm_base.alignment }], [2000, jigsaw.vlm_base]);
+    assert.deepEqual([sqa.world, sqa.world_encoder, sqa.vlm_base, sqa.latent_pretrain], [demo.world, demo.world_encoder, demo.vlm_base, demo.latent_pretrain], "a copy of runs/demo's stages is reused");
+    assert.deepEqual([sqa.benchmark_world, count(sqaPlan, "world")], [{ scenes: 20000, seed: 1 }, 2]);
     // With replicate: base, each seed's own base and caption stages.
     const replicated = await planStudy(loadStudy(join(configs, "demo.yaml"), [`out=${join(root, "demo")}`, "replicate=base"]));
     assert.deepEqual([count(replicated, "vlm-base"), count(replicated, "latent-pretrain"), count(replicated, "finetune")], [3, 6, 18]);

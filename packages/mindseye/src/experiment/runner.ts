@@ -6,6 +6,8 @@
 //   + the blind control: each arm's largest-fraction models evaluated with shuffled images
 //   + finetune.instruct: an instruction phase per arm × seed on whole task families, before the
 //     fine-tunes at each fraction (finetune/<arm>/instruct/seed-<s>)
+//   + benchmark_world: the fine-tunes at each fraction and the evaluations on a world of their own
+//     (benchmark-world/), apart from the one the stages before them train on
 //   + replicate (pretrain | base): each seed runs its own caption stages (and its own base VLM), so
 //     that the intervals over seeds count their variance; the study seed's stay in stages/
 //   + ablations: cells of the latent arm with some latent-pretraining keys changed (a full product
@@ -223,6 +225,15 @@ export const StudyConfig = z.strictObject({
      */
     gqa_draws: z.number().int().min(1).max(100).optional(),
   }),
+  /**
+   * A world of its own for the fine-tunes at each fraction and their evaluations, apart from the
+   * world that the encoder, the base, the caption stages and the instruction phase train on, as
+   * the proposal pretrains on COCO or CC3M captions and fine-tunes on GQA and ScienceQA: the
+   * study world's size and latents with these scenes and seed. The seed must differ from the
+   * study world's: worlds of one seed share their scenes under other splits, so that test scenes
+   * of one would be training scenes of the other. Absent: the study's world.
+   */
+  benchmark_world: z.strictObject({ scenes: z.number().int().positive(), seed: z.number().int().min(0) }).optional(),
   /** Each stage's recipe without what the study decides (stage, world, out, seed, inputs). */
   world_encoder: WorldEncoderRecipe.omit(common),
   vlm_base: VlmBaseRecipe.omit({ ...common, encoder: true }),
@@ -277,6 +288,9 @@ export function checkStudy(c: StudyConfig): StudyConfig {
   checkLatentPretrain(c, c.latent_pretrain, "latent_pretrain");
   if (c.replicate !== "finetune" && !c.seeds.includes(c.seed)) {
     throw new ConfigError(`replicate: ${c.replicate}: the study's seed ${c.seed} is not among seeds ${JSON.stringify(c.seeds)}; its stages are the ones retrieval and the caption loss report, so list it in seeds or set seed to one of them`);
+  }
+  if (c.benchmark_world && c.benchmark_world.seed === c.world.seed) {
+    throw new ConfigError(`benchmark_world.seed ${c.benchmark_world.seed} is world.seed: worlds of one seed share their scenes under other splits, so the benchmark's test scenes would be scenes the base and caption stages trained on; give benchmark_world another seed`);
   }
   const taken = new Set<string>([...ARMS, ...resolveAblations(c).map((cell) => cell.name)]);
   for (const [i, m] of (c.models ?? []).entries()) {
@@ -366,12 +380,15 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
   const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(0)} s`;
   const step = stepRunner({ dir, log, force: opts.force, plan });
 
-  // 1. The world. Generation writes into an empty folder: a partial world is cleared first.
-  const world = join(dir, "world");
-  const worldToken = await step("world", `world: ${c.world.scenes} scenes`, world, c.world, [], async () => {
-    rmSync(world, { recursive: true, force: true });
-    await generateWorld(resolveWorldOptions({ out: world, scenes: c.world.scenes, seed: c.world.seed, size: c.world.size, latents: c.world.latents, ...(c.world.gqa_draws === undefined ? {} : { gqaDraws: c.world.gqa_draws }), log: () => {} }));
+  // 1. The world, and the benchmark's if it has its own. Generation writes into an empty folder: a partial world is cleared first.
+  const makeWorld = (settings: StudyConfig["world"], out: string, what: string) => step("world", what, out, settings, [], async () => {
+    rmSync(out, { recursive: true, force: true });
+    await generateWorld(resolveWorldOptions({ out, scenes: settings.scenes, seed: settings.seed, size: settings.size, latents: settings.latents, ...(settings.gqa_draws === undefined ? {} : { gqaDraws: settings.gqa_draws }), log: () => {} }));
   });
+  const world = join(dir, "world");
+  const worldToken = await makeWorld(c.world, world, `world: ${c.world.scenes} scenes`);
+  const bench = c.benchmark_world === undefined ? { dir: world, token: worldToken }
+    : { dir: join(dir, "benchmark-world"), token: await makeWorld({ ...c.world, ...c.benchmark_world }, join(dir, "benchmark-world"), `benchmark world: ${c.benchmark_world.scenes} scenes, seed ${c.benchmark_world.seed}`) };
 
   // 2. The frozen encoder, the base VLM, and the two pretraining arms. The study's `seed` makes
   // them in stages/; with `replicate`, each other seed makes its own in stages/seed-<s>/ (the
@@ -538,8 +555,8 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
         models.push(jobs.task(async () => {
           const startToken = await start.token;
           return jobs.slot(ftWhat, async () => {
-            const recipe = FinetuneRecipe.parse({ ...finetuneSettings, stage: "finetune", seed, world, model: start.dir, fraction, out: ftDir });
-            const ftToken = await step("finetune", ftWhat, ftDir, [c.finetune, fraction, seed], [worldToken, startToken], () => jobs.run({ kind: "train", recipe, quiet }, ftWhat));
+            const recipe = FinetuneRecipe.parse({ ...finetuneSettings, stage: "finetune", seed, world: bench.dir, model: start.dir, fraction, out: ftDir });
+            const ftToken = await step("finetune", ftWhat, ftDir, [c.finetune, fraction, seed], [bench.token, startToken], () => jobs.run({ kind: "train", recipe, quiet }, ftWhat));
             const runs: EvalRun[] = [], skips: string[] = [];
             for (const task of c.eval.tasks) {
               for (const [i, split] of c.eval.splits.entries()) {
@@ -548,7 +565,7 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
                   const what = `eval ${s.name} f=${fraction} s=${seed} ${task}/${split}${blind ? " (shuffled images)" : ""}`;
                   await step("eval", what, out, [evalSettings, task, split, blind], [ftToken], () => jobs.run({
                     kind: "eval", options: {
-                      modelDir: join(ftDir, "model"), task, split, dataDir: world, out, harness: c.finetune.harness, batchSize: c.eval.batch_size,
+                      modelDir: join(ftDir, "model"), task, split, dataDir: bench.dir, out, harness: c.finetune.harness, batchSize: c.eval.batch_size,
                       ...(c.eval.limit !== null ? { limit: c.eval.limit } : {}), ...(blind ? { shuffleImages: seed } : {}), quiet,
                     },
                   }, what));
@@ -577,10 +594,11 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
 
   // 5. The report.
   const baselines: Record<string, Baseline> = {};
-  for (const task of c.eval.tasks) Object.assign(baselines, await blindBaselines(world, task, c.eval.splits, c.eval.limit, c.finetune.harness));
+  for (const task of c.eval.tasks) Object.assign(baselines, await blindBaselines(bench.dir, task, c.eval.splits, c.eval.limit, c.finetune.harness));
   const { markdown } = writeReport(dir, runs, {
     name: c.name, seeds: c.seeds, replicate: c.replicate, fractions: c.fractions, harness: c.finetune.harness, tasks: c.eval.tasks, splits: c.eval.splits, limit: c.eval.limit,
     ...(instruct ? { instruct: { tasks: instruct.tasks, steps: instruct.train.steps } } : {}),
+    ...(c.benchmark_world ? { benchmarkWorld: c.benchmark_world } : {}),
     baselines, skipped: skips,
     ...alignment,
     ...captionLosses(join(stages, "pretrain-control"), join(stages, "pretrain-latent")),
