@@ -61,11 +61,12 @@ type StudyLatentPretrain = z.output<typeof StudyLatentPretrain>;
  */
 const StudyFinetune = FinetuneRecipe.omit({ ...common, model: true, fraction: true, datasets: true }).extend({
   /**
-   * A first fine-tuning phase on all the training questions of the task families it names, before
-   * the fine-tunes on the study's tasks at each fraction, as published VLMs are instruction-tuned before they are
-   * fine-tuned on ScienceQA (configs/sqa.yaml: world_gqa, then world_sqa). One run per arm × seed
-   * (finetune/<arm>/instruct/seed-<s>) that the arm's fine-tunes at every fraction start from; it
-   * takes the section's harness and max_error_rate. Absent: none.
+   * A first fine-tuning phase on all the training questions of the task families it names, on the
+   * study's world, before the fine-tunes on the study's tasks at each fraction, as published VLMs
+   * are instruction-tuned before they are fine-tuned on ScienceQA (configs/sqa.yaml: world_gqa,
+   * then world_sqa). One run per arm × seed (finetune/<arm>/instruct/seed-<s>) that the arm's
+   * fine-tunes at every fraction start from; it takes the section's harness and max_error_rate.
+   * Absent: none.
    * ```yaml
    * instruct: { tasks: [gqa], train: { steps: 400, batch_size: 16, lr: 7.0e-4, warmup_steps: 10 } }
    * ```
