@@ -230,7 +230,7 @@ export const StudyConfig = z.strictObject({
    * A world of its own for the fine-tunes at each fraction and their evaluations, apart from the
    * world that the encoder, the base, the caption stages and the instruction phase train on, as
    * the proposal pretrains on COCO or CC3M captions and fine-tunes on GQA and ScienceQA: the
-   * study world's size and latents with these scenes and seed. The seed must differ from the
+   * study world's other settings (size, latents, gqa_draws) with these scenes and seed. The seed must differ from the
    * study world's: worlds of one seed share their scenes under other splits, so that test scenes
    * of one would be training scenes of the other. Absent: the study's world.
    */
