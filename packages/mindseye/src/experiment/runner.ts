@@ -230,9 +230,9 @@ export const StudyConfig = z.strictObject({
    * A world of its own for the fine-tunes at each fraction and their evaluations, apart from the
    * world that the encoder, the base, the caption stages and the instruction phase train on, as
    * the proposal pretrains on COCO or CC3M captions and fine-tunes on GQA and ScienceQA: the
-   * study world's other settings (size, latents, gqa_draws) with these scenes and seed. The seed must differ from the
-   * study world's: worlds of one seed share their scenes under other splits, so that test scenes
-   * of one would be training scenes of the other. Absent: the study's world.
+   * study world's other settings (size, latents, gqa_draws) with these scenes and seed. The seed
+   * must differ from the study world's: worlds of one seed share their scenes under other splits,
+   * so that test scenes of one would be training scenes of the other. Absent: the study's world.
    */
   benchmark_world: z.strictObject({ scenes: z.number().int().positive(), seed: z.number().int().min(0) }).optional(),
   /** Each stage's recipe without what the study decides (stage, world, out, seed, inputs). */
@@ -388,8 +388,9 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
   });
   const world = join(dir, "world");
   const worldToken = await makeWorld(c.world, world, `world: ${c.world.scenes} scenes`);
+  const benchDir = join(dir, "benchmark-world");
   const bench = c.benchmark_world === undefined ? { dir: world, token: worldToken }
-    : { dir: join(dir, "benchmark-world"), token: await makeWorld({ ...c.world, ...c.benchmark_world }, join(dir, "benchmark-world"), `benchmark world: ${c.benchmark_world.scenes} scenes, seed ${c.benchmark_world.seed}`) };
+    : { dir: benchDir, token: await makeWorld({ ...c.world, ...c.benchmark_world }, benchDir, `benchmark world: ${c.benchmark_world.scenes} scenes, seed ${c.benchmark_world.seed}`) };
 
   // 2. The frozen encoder, the base VLM, and the two pretraining arms. The study's `seed` makes
   // them in stages/; with `replicate`, each other seed makes its own in stages/seed-<s>/ (the
