@@ -11,8 +11,16 @@ import { ConfigError } from "../config/errors.js";
 import { resolveModelRef } from "../config/hub.js";
 import type { EvalRun } from "./report.js";
 
-/** What a study step records of itself, in STUDY/steps/<its output folder>.json. */
-interface StepMarker { step: string; fingerprint: string; settings: unknown; complete: boolean; finished?: string }
+/** A stretch of wall-clock time, as ISO dates. */
+interface Interval { started: string; ended: string }
+
+/**
+ * What a study step records of itself, in STUDY/steps/<its output folder>.json: `started` and
+ * `finished` bound its last attempt; `interrupted` holds the earlier attempts it resumed from, each
+ * ending at the last write into its folder (a killed process records nothing of its end). Markers
+ * written before start times were recorded lack `started`.
+ */
+interface StepMarker { step: string; fingerprint: string; settings: unknown; complete: boolean; started?: string; finished?: string; interrupted?: Interval[] }
 
 export const sha = (v: unknown): string => createHash("sha256").update(JSON.stringify(v)).digest("hex").slice(0, 16);
 
@@ -59,6 +67,8 @@ export interface PlannedStep {
 export type StepFn = ((kind: StepKind, what: string, out: string, settings: unknown, inputs: readonly string[], fn: () => Promise<unknown>) => Promise<string>) & {
   /** How many steps it has run (not skipped) so far. */
   ran(): number;
+  /** When this invocation began (ms since the epoch). */
+  readonly since: number;
 };
 
 /**
@@ -73,6 +83,7 @@ export type StepFn = ((kind: StepKind, what: string, out: string, settings: unkn
  */
 export function stepRunner(o: { dir: string; log: (line: string) => void; force: boolean; plan: PlannedStep[] | null; elsewhere?: string }): StepFn {
   const { dir, log, plan } = o;
+  const since = Date.now();
   const t0 = performance.now();
   const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(0)} s`;
   let ran = 0;
@@ -101,30 +112,87 @@ export function stepRunner(o: { dir: string; log: (line: string) => void; force:
       log(`[redo] ${what}: ${why}`);
       rmSync(out, { recursive: true, force: true });
     }
+    // A step resumed with the same settings keeps the time its earlier attempts spent.
+    const interrupted = marker?.fingerprint === fingerprint && marker.started !== undefined
+      ? [...(marker.interrupted ?? []), { started: marker.started, ended: lastWrite(out, markerPath) }] : [];
     const write = (m: StepMarker) => {
       mkdirSync(join(dir, "steps"), { recursive: true });
       writeFileSync(`${markerPath}.tmp`, JSON.stringify(m, null, 2) + "\n");
       renameSync(`${markerPath}.tmp`, markerPath);
     };
-    write({ step: what, fingerprint, settings, complete: false });
+    const started = new Date().toISOString();
+    const attempts = interrupted.length > 0 ? { interrupted } : {};
+    write({ step: what, fingerprint, settings, complete: false, started, ...attempts });
     log(`[run ] ${what} …`);
     ran++;
     await fn();
     const finished = new Date().toISOString();
-    write({ step: what, fingerprint, settings, complete: true, finished });
+    write({ step: what, fingerprint, settings, complete: true, started, finished, ...attempts });
     log(`[done] ${what} (${elapsed()})`);
     return sha([fingerprint, finished]);
   };
-  return Object.assign(step, { ran: () => ran });
+  return Object.assign(step, { ran: () => ran, since });
+}
+
+/** When anything under `out` (or, with nothing there, the marker itself) was last written, as an ISO date. */
+function lastWrite(out: string, markerPath: string): string {
+  let newest = existsSync(markerPath) ? statSync(markerPath).mtimeMs : 0;
+  const walk = (path: string): void => {
+    for (const entry of readdirSync(path, { withFileTypes: true })) {
+      const child = join(path, entry.name);
+      if (entry.isDirectory()) walk(child);
+      else newest = Math.max(newest, statSync(child).mtimeMs);
+    }
+  };
+  if (existsSync(out)) walk(out);
+  return new Date(newest).toISOString();
+}
+
+/** Seconds covered by the union of `intervals` (ms since the epoch; overlaps count once). */
+export function unionSeconds(intervals: readonly (readonly [number, number])[]): number {
+  let total = 0;
+  let reached = -Infinity; // the latest end counted so far
+  for (const [from, to] of [...intervals].sort((x, y) => x[0] - y[0])) {
+    const uncounted = Math.max(from, reached);
+    if (to > uncounted) {
+      total += to - uncounted;
+      reached = to;
+    }
+  }
+  return total / 1000;
+}
+
+/** The finished steps' attempts recorded in STUDY/steps (ms since the epoch), or null when a finished step's marker predates `started`. */
+function recordedAttempts(dir: string): [number, number][] | null {
+  const stepsDir = join(dir, "steps");
+  if (!existsSync(stepsDir)) return [];
+  const spans: [number, number][] = [];
+  for (const name of readdirSync(stepsDir)) {
+    // The paper study keeps each launched step's recipe beside its marker (<marker>.recipe.json).
+    if (!name.endsWith(".json") || name.endsWith(".recipe.json")) continue;
+    const marker = readMarker(join(stepsDir, name));
+    if (!marker?.complete) continue;
+    if (marker.started === undefined || marker.finished === undefined) return null;
+    for (const span of [...(marker.interrupted ?? []), { started: marker.started, ended: marker.finished }]) {
+      spans.push([Date.parse(span.started), Date.parse(span.ended)]);
+    }
+  }
+  return spans;
 }
 
 /**
- * The wall time a study's results.json records: this invocation's, or, when it ran no step and
- * only rewrote the report, the time recorded by the one that ran them (rewriting the report of an
- * hour-long study must not make it a study of two seconds).
+ * The wall time a study's results.json records. When this invocation ran steps: its own time joined
+ * with the time every finished step of the study took, in earlier sittings too (interrupted
+ * attempts included; overlapping steps and the gaps between sittings counted once and not at all),
+ * or, when some finished step's marker predates start times, this invocation's time alone. When it
+ * ran none and only rewrote the report: the time recorded by the one that ran them (rewriting the
+ * report of an hour-long study must not make it a study of two seconds).
  */
 export function studySeconds(dir: string, step: StepFn, elapsedSeconds: number): number {
-  if (step.ran() > 0) return elapsedSeconds;
+  if (step.ran() > 0) {
+    const spans = recordedAttempts(dir);
+    return spans === null ? elapsedSeconds : unionSeconds([...spans, [step.since, step.since + elapsedSeconds * 1000]]);
+  }
   try {
     const recorded = (JSON.parse(readFileSync(join(dir, "results.json"), "utf8")) as { seconds?: unknown }).seconds;
     if (typeof recorded === "number") return recorded;
