@@ -42,9 +42,13 @@
 //                  keys it changes, the arm it equals when its settings are the same (then not run),
 //                  and its alignment (readout queries only). A run cell is an arm named `name` in
 //                  cells[], concentration[], and comparisons[] as a = name, b = "baseline" and b = "latent".
+//   machines       {machines: [{cpu, vector, cores, blas, libtorch, steps}], unrecorded}: what made the
+//                  study's finished steps, by the steps' markers (steps.ts studyMachines)
+//   seconds        the study's wall time across its sittings (steps.ts studySeconds)
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { hierarchicalBootstrap, type Interval } from "../eval/stats.js";
+import type { StudyMachines } from "./steps.js";
 
 export const ARMS = ["baseline", "control", "latent"] as const;
 export type Arm = (typeof ARMS)[number];
@@ -371,7 +375,18 @@ export interface ReportMeta {
   ablations?: AblationSummary[];
   /** The published models the study fine-tuned beside the arms (its `models` section). */
   models?: readonly { name: string; model: string }[];
+  /** The machines that made the study's steps (steps.ts studyMachines). */
+  machines?: StudyMachines;
   [key: string]: unknown;
+}
+
+/** The report's line on the machines that made the study's steps, or none when no step recorded one. */
+export function machinesLine(m: StudyMachines | undefined): string[] {
+  if (m === undefined || m.machines.length === 0) return [];
+  const total = m.machines.reduce((n, x) => n + x.steps, 0) + m.unrecorded;
+  const each = m.machines.map((x) => `${x.cpu} (${x.vector}, ${x.cores} cores), ${x.blas}, libtorch ${x.libtorch}: ${x.steps === total ? `all ${total} steps` : `${x.steps} of ${total} steps`}`);
+  if (m.unrecorded > 0) each.push(`${m.unrecorded} ${m.unrecorded === 1 ? "step" : "steps"} made before machines were recorded`);
+  return [`Made on: ${each.join("; ")}. A trained model's weights depend on the machine's arithmetic (its CPU kernels, BLAS and thread counts): on another machine the same config makes other draws of each model.`];
 }
 
 /**
@@ -460,6 +475,7 @@ export function writeReport(dir: string, runs: EvalRun[], meta: ReportMeta): { m
     "",
     `Seeds: ${JSON.stringify(meta.seeds)}; fractions of the training questions: ${JSON.stringify(meta.fractions)}; harness: ${meta.harness}.`,
     replicatedLine(meta.replicate ?? "finetune"),
+    ...machinesLine(meta.machines),
     ...(meta.benchmarkWorld ? [`Benchmark world: the fine-tunes at each fraction and the evaluations are on a world of their own (${meta.benchmarkWorld.scenes} scenes, seed ${meta.benchmarkWorld.seed}), apart from the world the encoder, the base and the caption stages${meta.instruct ? " and the instruction phase" : ""} trained on.`] : []),
     ...(meta.instruct ? [`Instruction phase: every model was first fine-tuned for ${meta.instruct.steps} steps on all the training questions of ${meta.instruct.tasks.join(", ")}, then on its fraction of the study's; the fractions are of the second phase's questions.`] : []),
     ...interactionLines(interactions, comparisons),

@@ -3,7 +3,7 @@
 // a world whose generation was cut short is regenerated; the shipped study configs plan their grids.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -31,9 +31,12 @@ test("a study skips finished steps, refuses changed ones without --force, and re
     await runStudy(tinyStudy(out), { log });
     assert.ok(existsSync(join(out, "results.json")));
     const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as {
-      controls: { kind: string }[]; baselines: Record<string, unknown>; captionLoss: Record<"control" | "latent", { mean: number; steps: number[]; values: number[] }> & { difference: { mean: number; n: number } };
+      controls: { kind: string }[]; baselines: Record<string, unknown>; machines: { machines: { steps: number }[]; unrecorded: number }; captionLoss: Record<"control" | "latent", { mean: number; steps: number[]; values: number[] }> & { difference: { mean: number; n: number } };
     };
     assert.ok(results.controls.some((c) => c.kind === "blind"), "the blind control ran");
+    const steps = readdirSync(join(out, "steps")).filter((f) => f.endsWith(".json")).length;
+    assert.deepEqual(results.machines.machines.map((m) => m.steps), [steps], "every step recorded this machine");
+    assert.equal(results.machines.unrecorded, 0);
     assert.ok(results.baselines["world_gqa/test"]);
     for (const arm of ["control", "latent"] as const) {
       const c = results.captionLoss[arm];

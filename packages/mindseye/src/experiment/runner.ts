@@ -43,7 +43,8 @@ import { parsePool, pooledCount } from "../objectives/index.js";
 import { analyzeStudy } from "../analysis/study.js";
 import { writeHtmlReport } from "./report_html.js";
 import { StudyJobs } from "./jobs.js";
-import { stepRunner, studySeconds, modelToken, readPredictions, skippedLine, type PlannedStep, type StepKind } from "./steps.js";
+import { machineRecord } from "../util/environment.js";
+import { stepRunner, studySeconds, studyMachines, modelToken, readPredictions, skippedLine, type PlannedStep, type StepKind } from "./steps.js";
 import { writeReport, ARMS, type Baseline, type EvalRun, type RetrievalSummary, type AblationSummary, type CaptionLoss, type CaptionLosses } from "./report.js";
 import { tInterval } from "../eval/stats.js";
 import { readMetricsFile } from "../train/metrics.js";
@@ -379,7 +380,7 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
   }
   const t0 = performance.now();
   const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(0)} s`;
-  const step = stepRunner({ dir, log, force: opts.force, plan });
+  const step = stepRunner({ dir, log, force: opts.force, plan, machine: machineRecord() });
 
   // 1. The world, and the benchmark's if it has its own. Generation writes into an empty folder: a partial world is cleared first.
   const makeWorld = (settings: StudyConfig["world"], out: string, what: string) => step("world", what, out, settings, [], async () => {
@@ -614,6 +615,7 @@ async function drive(c: StudyConfig, opts: { log: (line: string) => void; quiet:
     ...(ablations.length > 0 ? { ablations } : {}),
     ...(c.models && c.models.length > 0 ? { models: c.models } : {}),
     seconds: studySeconds(dir, step, (performance.now() - t0) / 1000),
+    machines: studyMachines(dir),
   });
   writeFileSync(resolved, JSON.stringify(c, null, 2) + "\n");
   // The analysis (alignment, collapse, probes, clustering, correlations) reads results.json, and

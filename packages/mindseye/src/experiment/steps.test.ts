@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { stepMarkerPath, stepRunner, studySeconds, unionSeconds } from "./steps.js";
+import { stepMarkerPath, stepRunner, studyMachines, studySeconds, unionSeconds } from "./steps.js";
+import { machinesLine } from "./report.js";
 
 const quiet = () => {};
 
@@ -74,6 +75,28 @@ test("a resumed step keeps its interrupted attempt, ended at its last write", as
     // Redone with other settings (--force): its outputs are new, and so is its time.
     await stepRunner({ dir, log: quiet, force: true, plan: null })("finetune", "train", out, { lr: 2 }, [], async () => {});
     assert.equal(marker().interrupted, undefined);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("each step records the machine that ran it, and the study counts its steps by machine", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "steps-"));
+  try {
+    const here = { cpu: "AMD EPYC", vector: "avx2", cores: 2, blas: "OpenBLAS 0.3.21 Zen", libtorch: "1.13.0" };
+    const there = { ...here, cpu: "Intel Xeon", vector: "avx512f", blas: "OpenBLAS 0.3.21 SkylakeX" };
+    const run = async (machine: typeof here, out: string) => stepRunner({ dir, log: quiet, force: false, plan: null, machine })("eval", out, join(dir, out), {}, [], async () => {});
+    await run(there, "a");
+    await run(here, "b");
+    await run(here, "c");
+    writeMarker(dir, "old", { finished: "2025-12-01T10:00:00Z" });
+    assert.deepEqual((JSON.parse(readFileSync(stepMarkerPath(dir, join(dir, "a")), "utf8")) as { machine: unknown }).machine, there);
+    const made = studyMachines(dir);
+    assert.deepEqual(made, { machines: [{ ...here, steps: 2 }, { ...there, steps: 1 }], unrecorded: 1 });
+    const line = machinesLine(made)[0]!;
+    assert.match(line, /^Made on: AMD EPYC \(avx2, 2 cores\), OpenBLAS 0\.3\.21 Zen, libtorch 1\.13\.0: 2 of 4 steps; Intel Xeon \(avx512f, 2 cores\), .*: 1 of 4 steps; 1 step made before machines were recorded\./);
+    assert.match(machinesLine({ machines: [{ ...here, steps: 3 }], unrecorded: 0 })[0]!, /libtorch 1\.13\.0: all 3 steps\./);
+    assert.deepEqual(machinesLine({ machines: [], unrecorded: 3 }), [], "nothing to say when no step recorded its machine");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import { join, relative, resolve, sep } from "node:path";
 import { ConfigError } from "../config/errors.js";
 import { resolveModelRef } from "../config/hub.js";
+import type { MachineRecord } from "../util/environment.js";
 import type { EvalRun } from "./report.js";
 
 /** A stretch of wall-clock time, as ISO dates. */
@@ -17,10 +18,10 @@ interface Interval { started: string; ended: string }
 /**
  * What a study step records of itself, in STUDY/steps/<its output folder>.json: `started` and
  * `finished` bound its last attempt; `interrupted` holds the earlier attempts it resumed from, each
- * ending at the last write into its folder (a killed process records nothing of its end). Markers
- * written before start times were recorded lack `started`.
+ * ending at the last write into its folder (a killed process records nothing of its end); `machine`
+ * is what ran it. Markers written before start times and machines were recorded lack them.
  */
-interface StepMarker { step: string; fingerprint: string; settings: unknown; complete: boolean; started?: string; finished?: string; interrupted?: Interval[] }
+interface StepMarker { step: string; fingerprint: string; settings: unknown; complete: boolean; started?: string; finished?: string; interrupted?: Interval[]; machine?: MachineRecord }
 
 export const sha = (v: unknown): string => createHash("sha256").update(JSON.stringify(v)).digest("hex").slice(0, 16);
 
@@ -75,13 +76,14 @@ export type StepFn = ((kind: StepKind, what: string, out: string, settings: unkn
  * The step function of the study in folder `dir`; `elsewhere` says how a user writes a changed
  * step to another folder instead (default: a new study folder, --set out=…). With `plan`, steps
  * are only listed into it (nothing runs or is written); a step downstream of one that would run is
- * "changed" when it was made before, "run" when it never was.
+ * "changed" when it was made before, "run" when it never was. `machine` is recorded in the marker
+ * of each step it runs (environment.ts machineRecord).
  * ```ts
- * const step = stepRunner({ dir, log: console.log, force: false, plan: null });
+ * const step = stepRunner({ dir, log: console.log, force: false, plan: null, machine: machineRecord() });
  * const token = await step("finetune", "finetune baseline", join(dir, "ft"), recipe, [baseToken], () => runFinetune(recipe));
  * ```
  */
-export function stepRunner(o: { dir: string; log: (line: string) => void; force: boolean; plan: PlannedStep[] | null; elsewhere?: string }): StepFn {
+export function stepRunner(o: { dir: string; log: (line: string) => void; force: boolean; plan: PlannedStep[] | null; elsewhere?: string; machine?: MachineRecord }): StepFn {
   const { dir, log, plan } = o;
   const since = Date.now();
   const t0 = performance.now();
@@ -121,7 +123,7 @@ export function stepRunner(o: { dir: string; log: (line: string) => void; force:
       renameSync(`${markerPath}.tmp`, markerPath);
     };
     const started = new Date().toISOString();
-    const attempts = interrupted.length > 0 ? { interrupted } : {};
+    const attempts = { ...(interrupted.length > 0 ? { interrupted } : {}), ...(o.machine ? { machine: o.machine } : {}) };
     write({ step: what, fingerprint, settings, complete: false, started, ...attempts });
     log(`[run ] ${what} …`);
     ran++;
@@ -162,16 +164,38 @@ export function unionSeconds(intervals: readonly (readonly [number, number])[]):
   return total / 1000;
 }
 
-/** The finished steps' attempts recorded in STUDY/steps (ms since the epoch), or null when a finished step's marker predates `started`. */
-function recordedAttempts(dir: string): [number, number][] | null {
+/** The markers of the study's finished steps. */
+function finishedSteps(dir: string): StepMarker[] {
   const stepsDir = join(dir, "steps");
   if (!existsSync(stepsDir)) return [];
+  // The paper study keeps each launched step's recipe beside its marker (<marker>.recipe.json).
+  return readdirSync(stepsDir).filter((name) => name.endsWith(".json") && !name.endsWith(".recipe.json"))
+    .map((name) => readMarker(join(stepsDir, name))).filter((m): m is StepMarker => m?.complete === true);
+}
+
+/** What made a study's finished steps: each machine with its count of steps, and the steps made before machines were recorded. */
+export interface StudyMachines { machines: (MachineRecord & { steps: number })[]; unrecorded: number }
+
+export function studyMachines(dir: string): StudyMachines {
+  const byMachine = new Map<string, MachineRecord & { steps: number }>();
+  let unrecorded = 0;
+  for (const marker of finishedSteps(dir)) {
+    if (marker.machine === undefined) {
+      unrecorded++;
+      continue;
+    }
+    const key = JSON.stringify(marker.machine);
+    const seen = byMachine.get(key) ?? { ...marker.machine, steps: 0 };
+    seen.steps++;
+    byMachine.set(key, seen);
+  }
+  return { machines: [...byMachine.values()].sort((a, b) => b.steps - a.steps), unrecorded };
+}
+
+/** The finished steps' attempts recorded in STUDY/steps (ms since the epoch), or null when a finished step's marker predates `started`. */
+function recordedAttempts(dir: string): [number, number][] | null {
   const spans: [number, number][] = [];
-  for (const name of readdirSync(stepsDir)) {
-    // The paper study keeps each launched step's recipe beside its marker (<marker>.recipe.json).
-    if (!name.endsWith(".json") || name.endsWith(".recipe.json")) continue;
-    const marker = readMarker(join(stepsDir, name));
-    if (!marker?.complete) continue;
+  for (const marker of finishedSteps(dir)) {
     if (marker.started === undefined || marker.finished === undefined) return null;
     for (const span of [...(marker.interrupted ?? []), { started: marker.started, ended: marker.finished }]) {
       spans.push([Date.parse(span.started), Date.parse(span.ended)]);

@@ -1,5 +1,6 @@
 // What the engine runs on — libtorch, BLAS, threads, CUDA, allocator: printed by `mindseye
 // doctor`, recorded in every study report.
+import { readFileSync } from "node:fs";
 import { availableParallelism, cpus } from "node:os";
 import { torch } from "@mindseye/torch";
 import { VERSION } from "../version.js";
@@ -33,4 +34,29 @@ export function doctorReport(): DoctorReport {
     cuda: { builtWith: b.builtWithCuda, available: b.cudaAvailable, devices: b.cudaDeviceCount },
     allocator: b.allocatorTuned ? "glibc, tuned for training loops (MINDSEYE_ALLOCATOR=system to disable)" : "system default",
   };
+}
+
+/**
+ * What decides a run's arithmetic on this machine, as each study step records it: the CPU and the
+ * widest vector instructions it offers (libtorch's CPU kernels and OpenBLAS's pick theirs from
+ * them), the BLAS with the core it chose, and libtorch. Two runs of one config give the same
+ * weights only where these (and the thread counts) agree; elsewhere a training run is another draw.
+ */
+export interface MachineRecord { cpu: string; vector: string; cores: number; blas: string; libtorch: string }
+
+export function machineRecord(): MachineRecord {
+  const r = doctorReport();
+  return { cpu: r.threads.cpu, vector: widestVectorExtension(), cores: r.threads.cores, blas: r.blas.name, libtorch: r.libtorch.version };
+}
+
+/** The widest x86 vector extension /proc/cpuinfo lists (avx512f, avx2, avx, sse4_2), "unknown" where it cannot be read. */
+function widestVectorExtension(): string {
+  let flags: Set<string>;
+  try {
+    const line = readFileSync("/proc/cpuinfo", "utf8").split("\n").find((l) => /^(flags|Features)\s*:/.test(l));
+    flags = new Set((line?.split(":")[1] ?? "").trim().split(/\s+/));
+  } catch {
+    return "unknown";
+  }
+  return ["avx512f", "avx2", "avx", "sse4_2", "asimd"].find((f) => flags.has(f)) ?? "unknown";
 }
