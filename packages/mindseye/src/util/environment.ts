@@ -49,7 +49,7 @@ export function machineRecord(): MachineRecord {
   return { cpu: r.threads.cpu, vector: widestVectorExtension(), cores: r.threads.cores, blas: r.blas.name, libtorch: r.libtorch.version };
 }
 
-/** The widest x86 vector extension /proc/cpuinfo lists (avx512f, avx2, avx, sse4_2), "unknown" where it cannot be read. */
+/** The widest vector extension /proc/cpuinfo lists (x86: avx512f, avx2, avx, sse4_2; Arm: asimd), "unknown" where it cannot be read. */
 function widestVectorExtension(): string {
   let flags: Set<string>;
   try {
