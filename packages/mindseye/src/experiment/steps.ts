@@ -123,13 +123,14 @@ export function stepRunner(o: { dir: string; log: (line: string) => void; force:
       renameSync(`${markerPath}.tmp`, markerPath);
     };
     const started = new Date().toISOString();
-    const attempts = { ...(interrupted.length > 0 ? { interrupted } : {}), ...(o.machine ? { machine: o.machine } : {}) };
-    write({ step: what, fingerprint, settings, complete: false, started, ...attempts });
+    // Kept by both of this attempt's markers: the earlier attempts and the machine that runs it.
+    const history = { ...(interrupted.length > 0 ? { interrupted } : {}), ...(o.machine ? { machine: o.machine } : {}) };
+    write({ step: what, fingerprint, settings, complete: false, started, ...history });
     log(`[run ] ${what} …`);
     ran++;
     await fn();
     const finished = new Date().toISOString();
-    write({ step: what, fingerprint, settings, complete: true, started, finished, ...attempts });
+    write({ step: what, fingerprint, settings, complete: true, started, finished, ...history });
     log(`[done] ${what} (${elapsed()})`);
     return sha([fingerprint, finished]);
   };
